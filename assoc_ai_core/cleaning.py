@@ -1,0 +1,276 @@
+"""From a message to the text that carries its intent.
+
+``clean`` keeps the subject and the *new* text of a mail: quoted history of a
+reply is dropped (it is usually about another topic), but when the mail is a
+forward the forwarded message is kept, because that is the actual request.
+Signatures, mobile footers and legal disclaimers are removed.  Quote and
+forward detection uses quotequail (French, English and a dozen other mailers'
+markers); this module adds what it does not cover: telling a forward from an
+Outlook-style reply, and stripping signatures.
+
+``TextCleaner`` is the same thing as a scikit-learn transformer; it outputs two
+columns, the cleaned text and a few *meta tokens* (sender domain, attachment
+types, automated mail, language) that the model can weigh separately.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import quotequail
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from .parsing import message_from_text
+from .pseudonymise import pseudonymise
+from .records import Message
+
+# Subject prefixes of replies and forwards in the languages an association meets.
+_REPLY_PREFIX = re.compile(r"^\s*((re|ré|rép|réf|aw|sv|antw|r)\s*(\[\d+\])?\s*:\s*)+", re.I)
+_FWD_PREFIX = re.compile(r"^\s*((fwd?|tr|trans|transf|wg|rv|enc)\s*:\s*)+", re.I)
+_ANY_PREFIX = re.compile(r"^\s*((re|ré|rép|réf|aw|sv|antw|r|fwd?|tr|trans|transf|wg|rv|enc)\s*(\[\d+\])?\s*:\s*)+", re.I)
+
+_SIG_DASHES = re.compile(r"^(-- ?|__+|—)$")
+_MOBILE = re.compile(
+    r"^(envoy[ée] (de|depuis) (mon|ma|l'application)|sent from my|get outlook for|t[ée]l[ée]chargez outlook|"
+    r"obtenir outlook pour|envoy[ée] avec|sent with|sent via|envoy[ée] à partir de)\b.*$",
+    re.I,
+)
+_DISCLAIMER = re.compile(
+    r"(ce (message|courriel|e-?mail)( et (toutes )?(les|ses) pi[eè]ces jointes)?.{0,40}(confidentiel|destin[ée]s? exclusivement|usage exclusif)|"
+    r"this (e-?mail|message)( and any (files|attachments))?.{0,60}(confidential|intended (solely|only))|"
+    r"pensez (à|a) l'environnement|please consider the environment|avis de confidentialit[ée]|"
+    r"confidentiality notice|disclaimer\s*:|if you (are not|have received this).{0,40}(intended|in error)|"
+    r"si vous (n'[êe]tes pas|avez re[çc]u ce).{0,60}(destinataire|par erreur))",
+    re.I,
+)
+_CLOSING = re.compile(
+    r"^(bien )?(cordialement|amicalement|sinc[èe]rement|chaleureusement|bien (à|a) (vous|toi)|bien des choses|"
+    r"salutations( distingu[ée]es| cordiales)?|bonne (journ[ée]e|soir[ée]e|fin de journ[ée]e)|"
+    r"(avec )?mes (meilleures |sinc[èe]res )?salutations|(tr[èe]s )?belle journ[ée]e|à bient[ôo]t|"
+    r"(best|kind|warm|many thanks and)( regards| wishes)?|regards|cheers|sincerely( yours)?|yours (sincerely|truly|faithfully)|"
+    r"thanks( again| in advance)?|thank you|merci( beaucoup| d'avance| par avance| encore)?|"
+    r"je vous (prie|remercie).{0,80})[ ,.!]*$",
+    re.I,
+)
+_HEADER_LINE = re.compile(r"^\*?(de|from|envoy[ée]( le)?|sent|date|[àa]|to|cc|objet|subject)\s?\*?\s?:", re.I)
+_SEPARATOR = re.compile(r"^\s*-{2,}\s*(original message|message d'origine|message original|forwarded message|message transf[ée]r[ée])\s*-{2,}\s*$", re.I)
+_QUOTED = re.compile(r"^\s*>")
+_SPACES = re.compile(r"[ \t\u00a0\u200b\ufeff]+")
+_BLANKS = re.compile(r"\n\s*\n+")
+_WORDISH = re.compile(r"\w+")
+
+MAX_BODY_CHARS = 4000  # the intent of a mail is in its first paragraphs; long tails only add noise and time
+
+
+@dataclass(frozen=True)
+class CleanedMail:
+    """A cleaned message: the text used for classification and what was found on the way."""
+
+    text: str
+    subject: str
+    body: str
+    kind: str  # "new", "reply" or "forward"
+    lang: str
+
+
+def _normalise(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return "\n".join(_SPACES.sub(" ", line).rstrip() for line in text.split("\n"))
+
+
+def _looks_like_outlook_block(lines: Sequence[str], start: int) -> bool:
+    """A 'De : / Envoyé : / Objet :' header block begins at ``start``."""
+    window = [l for l in lines[start : start + 7] if l.strip()]
+    return sum(1 for l in window if _HEADER_LINE.match(l.strip())) >= 2
+
+
+def _split_history(body: str, subject: str) -> tuple[str, str, str]:
+    """Return (kind, new_text, forwarded_text) of a body."""
+    lines = body.split("\n")
+    is_fwd_subject = bool(_FWD_PREFIX.match(subject))
+    is_reply_subject = bool(_REPLY_PREFIX.match(subject))
+    try:
+        found = quotequail.unwrap(body)
+    except Exception:  # quotequail is heuristic; a failure must not lose the mail
+        found = None
+    if found:
+        top = found.get("text_top", "") or ""
+        inner = found.get("text", "") or ""
+        bottom = found.get("text_bottom", "") or ""
+        top = "\n".join(l for l in top.split("\n") if not _SEPARATOR.match(l))
+        kind = found.get("type")
+        if kind == "forward" and not is_fwd_subject:
+            # quotequail calls every Outlook header block a forward; in a reply it is history
+            short_note = len(_WORDISH.findall(top)) < 40
+            says_forward = re.search(r"transf[ée]r|forward|ci-dessous|below|fais suivre|relai", top, re.I)
+            if is_reply_subject or not (short_note or says_forward):
+                kind = "reply"
+        if kind == "forward":
+            fwd_subject = found.get("subject", "")
+            inner_kind, inner_new, _ = _split_history(inner, fwd_subject)
+            return "forward", (top + "\n" + bottom).strip(), (fwd_subject + "\n" + inner_new).strip()
+        if kind == "reply":
+            new = top.strip() or bottom.strip()
+            if new:
+                return "reply", new, ""
+    # No marker quotequail knows: drop '>' lines and cut at a bare Outlook block or separator.
+    kept: list[str] = []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if _SEPARATOR.match(stripped) or (_HEADER_LINE.match(stripped) and _looks_like_outlook_block(lines, i) and kept):
+            return ("reply" if any(k.strip() for k in kept) else "new"), "\n".join(kept), ""
+        if _QUOTED.match(line):
+            continue
+        kept.append(line)
+    kind = "reply" if len(kept) < len(lines) else "new"
+    return kind, "\n".join(kept), ""
+
+
+def strip_signature(text: str) -> str:
+    """Remove signature blocks, mobile footers and legal disclaimers from a body."""
+    lines = text.split("\n")
+    out: list[str] = []
+    for line in lines:
+        s = line.strip()
+        if _SIG_DASHES.match(s):
+            break  # "-- " is the standard signature delimiter: the rest is signature
+        if _MOBILE.match(s):
+            continue
+        out.append(line)
+    # Disclaimers come as paragraphs: drop the paragraph from its first matching line.
+    paragraphs = _BLANKS.split("\n".join(out))
+    kept_pars = []
+    for par in paragraphs:
+        if _DISCLAIMER.search(par.replace("\n", " ")):
+            continue
+        kept_pars.append(par)
+    out = "\n\n".join(kept_pars).split("\n")
+    # Closing formula: everything after the last one near the end is name + contact details.
+    non_empty = [i for i, l in enumerate(out) if l.strip()]
+    for idx in reversed(non_empty[-12:] if len(non_empty) > 1 else []):
+        if _CLOSING.match(out[idx].strip()) and idx != non_empty[0]:
+            out = out[:idx]
+            break
+    return "\n".join(out).strip()
+
+
+_LANG_LOCK = threading.Lock()
+_LANG_ID: Any = None
+
+
+def detect_language(text: str) -> str:
+    """ISO code of the text's language among fr, en, de, es, it, nl, pt ("und" when too short)."""
+    global _LANG_ID
+    if len(_WORDISH.findall(text)) < 2:
+        return "und"
+    if _LANG_ID is None:
+        with _LANG_LOCK:
+            if _LANG_ID is None:
+                from py3langid.langid import _load_identifier
+
+                _LANG_ID = _load_identifier(langs=["fr", "en", "de", "es", "it", "nl", "pt"])
+    return str(_LANG_ID.classify(text[:1000])[0])
+
+
+def clean_message(message: Message | str, *, keep_signature: bool = False, pseudonymize: bool = False) -> CleanedMail:
+    """Clean one message (or a plain string treated as a message body)."""
+    msg = message_from_text(message) if isinstance(message, str) else message
+    subject = _ANY_PREFIX.sub("", msg.subject or "").strip()
+    body = _normalise(msg.text or "")
+    kind, new, forwarded = _split_history(body, msg.subject or "")
+    if not keep_signature:
+        new = strip_signature(new)
+        forwarded = strip_signature(forwarded)
+    body_text = (new + ("\n\n" + forwarded if forwarded else "")).strip()
+    body_text = _BLANKS.sub("\n\n", body_text)[:MAX_BODY_CHARS]
+    if pseudonymize:
+        body_text = pseudonymise(body_text, names=(msg.sender_name,))
+        subject = pseudonymise(subject, names=(msg.sender_name,))
+    lang = detect_language(subject + "\n" + body_text)
+    text = (subject + "\n\n" + body_text).strip()
+    return CleanedMail(text=text, subject=subject, body=body_text, kind=kind, lang=lang)
+
+
+def meta_tokens(message: Message, cleaned: CleanedMail) -> str:
+    """Space-separated tokens describing a message beyond its words."""
+    tokens = [f"lang_{cleaned.lang}", f"kind_{cleaned.kind}"]
+    domain = message.sender_domain
+    if domain:
+        tokens.append("from_" + domain.replace(".", "_").replace("-", "_"))
+        tokens.append("fromtld_" + domain.rsplit(".", 1)[-1])
+    for att in message.attachments[:10]:
+        tokens.append("att_" + att.content_type.replace("/", "_").replace("-", "_").replace(".", "_").replace("+", "_"))
+    if message.attachments:
+        tokens.append("has_attachment")
+    if message.is_automated:
+        tokens.append("automated")
+    if message.html:
+        tokens.append("html_only")
+    if not cleaned.body:
+        tokens.append("empty_body")
+    return " ".join(tokens)
+
+
+def clean(
+    messages: Iterable[Message | str], *, keep_signature: bool = False, pseudonymize: bool = False
+) -> list[str]:
+    """Cleaned intent text (subject + new body) of each message or string.
+
+    >>> clean(["Bonjour,\\nje souhaite adhérer.\\n\\nCordialement,\\nMarie\\n06 12 34 56 78"])
+    ['Bonjour,\\nje souhaite adhérer.']
+    """
+    return [clean_message(m, keep_signature=keep_signature, pseudonymize=pseudonymize).text for m in messages]
+
+
+class TextCleaner(TransformerMixin, BaseEstimator):
+    """scikit-learn transformer: messages (or strings) to a 2-column array [text, meta tokens].
+
+    Stateless: ``fit`` learns nothing, so cleaning can be done once before a
+    cross-validated search and the pipeline still holds the whole recipe.
+
+    Parameters
+    ----------
+    keep_signature : bool
+        Keep signature blocks (default drops them).
+    pseudonymize : bool
+        Replace personal data by typed placeholders before the model sees the text.
+    """
+
+    def __init__(self, keep_signature: bool = False, pseudonymize: bool = False) -> None:
+        self.keep_signature = keep_signature
+        self.pseudonymize = pseudonymize
+
+    def fit(self, X: Iterable[Any], y: Any = None) -> "TextCleaner":
+        """Nothing to learn; present for the pipeline contract."""
+        self.n_features_in_ = 1
+        return self
+
+    def transform(self, X: Iterable[Any]) -> np.ndarray:
+        """Clean each message; returns an object array of shape (n, 2)."""
+        if isinstance(X, np.ndarray) and X.ndim == 2:
+            return X  # already cleaned (cleaning is done once before cross-validation)
+        rows = []
+        for item in X:
+            msg = message_from_text(item) if isinstance(item, str) else item
+            cleaned = clean_message(msg, keep_signature=self.keep_signature, pseudonymize=self.pseudonymize)
+            rows.append((cleaned.text, meta_tokens(msg, cleaned)))
+        out = np.empty((len(rows), 2), dtype=object)
+        for i, (text, meta) in enumerate(rows):
+            out[i, 0] = text
+            out[i, 1] = meta
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the two output columns."""
+        return np.asarray(["text", "meta"], dtype=object)
+
+    def __sklearn_tags__(self):  # noqa: D105 - inputs are messages, not numbers
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = False
+        return tags

@@ -1,0 +1,82 @@
+"""Error tree of assoc-ai.
+
+Every error a user can meet derives from :class:`AssocAIError`; the command line
+prints its message (already localised) and exits with ``exit_code``.
+"""
+
+from __future__ import annotations
+
+
+class AssocAIError(Exception):
+    """Base of all assoc-ai errors; ``exit_code`` is what the CLI returns."""
+
+    exit_code: int = 1
+
+
+class ConfigError(AssocAIError):
+    """Bad or missing configuration."""
+
+    exit_code = 2
+
+
+class MissingSecretError(ConfigError):
+    """A secret reference could not be resolved."""
+
+
+class DataError(AssocAIError):
+    """Input data that cannot be used (no messages, one label only, bad columns)."""
+
+    exit_code = 4
+
+
+class PluginError(AssocAIError):
+    """A plugin failed to load or to validate."""
+
+    exit_code = 5
+
+
+class UnknownConnectorError(PluginError, KeyError):
+    """No installed plugin provides the requested connector id."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ConnectorError(AssocAIError):
+    """A connector failed; upstream exceptions are chained with ``raise ... from``."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, *, connector_id: str = "") -> None:
+        super().__init__(message)
+        self.connector_id = connector_id
+
+
+class AuthError(ConnectorError):
+    """Login or token refused."""
+
+    exit_code = 3
+
+
+class CapabilityError(ConnectorError):
+    """The server or CRM lacks a feature this operation needs."""
+
+
+class TransientError(ConnectorError):
+    """Network trouble, throttling or time-out: the same call may succeed later."""
+
+    exit_code = 75  # EX_TEMPFAIL: schedulers retry
+
+
+class ModelError(AssocAIError):
+    """A model cannot be trained, loaded or used."""
+
+    exit_code = 7
+
+
+class UntrustedModelError(ModelError):
+    """A model file holds types outside the trusted list (possible code execution)."""
+
+
+class IncompatibleModelError(ModelError):
+    """A model file was written by an incompatible version of assoc-ai."""

@@ -1,0 +1,101 @@
+"""Replace personal data in text by typed placeholders (``<EMAIL>``, ``<PHONE>`` ...).
+
+One function serves the model's training text, stored text and logs, so the
+same data is hidden everywhere.  Phone numbers are found with ``phonenumbers``
+(French formats first, then international ``+`` numbers) and IBANs are checked
+with ``python-stdnum`` (a random 27-character code is not an IBAN unless its
+checksum says so).  E-mail addresses, URLs and French postal addresses are
+matched by pattern, since no maintained library finds them in free text.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+import phonenumbers
+from stdnum import iban as _iban
+
+EMAIL = "<EMAIL>"
+PHONE = "<PHONE>"
+IBAN = "<IBAN>"
+URL = "<URL>"
+ADDRESS = "<ADDRESS>"
+POSTCODE = "<POSTCODE>"
+NAME = "<NAME>"
+
+_EMAIL_RE = re.compile(r"[\w.+'-]+@[\w-]+(\.[\w-]+)+", re.UNICODE)
+_URL_RE = re.compile(r"\b(?:https?://|www\.)[^\s<>\"')\]]+", re.I)
+_IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+_STREET = (
+    r"(?:rue|avenue|av\.|boulevard|bd|place|pl\.|chemin|ch\.|all[ée]e|impasse|route|rte|quai|cours|square|"
+    r"passage|sentier|r[ée]sidence|lotissement|hameau|lieu-dit|faubourg|fg|street|st\.|road|rd\.|lane|drive)"
+)
+_ADDRESS_RE = re.compile(
+    rf"\b\d{{1,4}}(?:\s?(?:bis|ter|quater|[a-d]))?,?\s+{_STREET}\b[^\n,;.]{{0,50}}", re.I
+)
+_POSTCODE_CITY_RE = re.compile(r"\b(?:F-)?\d{5}\s+[A-ZÉÈÀÂÎÔÛÇ][\w'’-]+(?:[ -][A-Za-zÉÈÀÂÎÔÛÇéèàâîôûç'’-]+){0,3}")
+_BP_RE = re.compile(r"\b(?:BP|CS|CEDEX)\s*\d+\b", re.I)
+
+
+def _phones(text: str) -> list[tuple[int, int]]:
+    spans = []
+    for region in ("FR", None):
+        try:
+            matcher = phonenumbers.PhoneNumberMatcher(text, region or "ZZ", leniency=phonenumbers.Leniency.VALID)
+            for m in matcher:
+                spans.append((m.start, m.end))
+        except Exception:  # phonenumbers is defensive, but a crash must not leak the raw text
+            continue
+    return spans
+
+
+def _ibans(text: str) -> list[tuple[int, int]]:
+    spans = []
+    for m in _IBAN_RE.finditer(text.upper()):
+        if _iban.is_valid(m.group(0)):
+            spans.append((m.start(), m.end()))
+    return spans
+
+
+def _replace_spans(text: str, spans: Iterable[tuple[int, int, str]]) -> str:
+    out, pos = [], 0
+    for start, end, tag in sorted(spans):
+        if start < pos:
+            continue  # overlapping finds: the first (leftmost) wins
+        out.append(text[pos:start])
+        out.append(tag)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def pseudonymise(text: str, *, names: Iterable[str] = ()) -> str:
+    """Return ``text`` with e-mails, URLs, IBANs, phones, postal addresses and given names replaced.
+
+    ``names`` are people's names known from elsewhere (e.g. the sender's display
+    name); each word of three letters or more is replaced by ``<NAME>``.
+
+    >>> pseudonymise("Écrivez à marie@exemple.fr ou au 06 12 34 56 78.")
+    'Écrivez à <EMAIL> ou au <PHONE>.'
+    """
+    if not text:
+        return text
+    spans: list[tuple[int, int, str]] = []
+    spans += [(m.start(), m.end(), EMAIL) for m in _EMAIL_RE.finditer(text)]
+    spans += [(m.start(), m.end(), URL) for m in _URL_RE.finditer(text)]
+    spans += [(s, e, IBAN) for s, e in _ibans(text)]
+    text = _replace_spans(text, spans)
+    text = _replace_spans(text, [(s, e, PHONE) for s, e in _phones(text)])
+    spans = [(m.start(), m.end(), ADDRESS) for m in _ADDRESS_RE.finditer(text)]
+    spans += [(m.start(), m.end(), POSTCODE) for m in _POSTCODE_CITY_RE.finditer(text)]
+    spans += [(m.start(), m.end(), POSTCODE) for m in _BP_RE.finditer(text)]
+    text = _replace_spans(text, spans)
+    words = {w for n in names if n for w in re.findall(r"[\w'’-]{3,}", n)}
+    if words:
+        pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b", re.I)
+        text = pattern.sub(NAME, text)
+    return text
+
+
+pseudonymize = pseudonymise  # American spelling, same function

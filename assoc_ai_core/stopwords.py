@@ -1,0 +1,19 @@
+"""French function words left out of the *word* features.
+
+They carry no intent ("de", "pour", "vous") and would crowd the explanations;
+the character features still see them.  Kept short on purpose: negations and
+question words ("pas", "comment", "quand") stay, since they change a request.
+"""
+
+FRENCH_STOP_WORDS = frozenset(
+    """
+    a à au aux avec ce ces cet cette ceux celle celles celui chez dans de des du elle elles en et eu
+    il ils je la le les leur leurs lui ma mais me mes moi mon ne nos notre nous on ou par
+    qu que qui sa se ses si son sur ta te tes toi ton tu un une vos votre vous été être avoir
+    ai as avons avez ont est sont suis es sommes êtes était étaient sera serai serait seraient ayant
+    ça cela ceci là ici car donc or ni puis alors ainsi aussi bien très tout tous toute toutes
+    fait faire peu plus moins même autre autres chaque quelque quelques leurs dont lequel laquelle
+    lesquels lesquelles auquel duquel bonjour madame monsieur mesdames messieurs bonsoir salut
+    cordialement merci pour
+    """.split()
+)
