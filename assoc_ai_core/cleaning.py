@@ -25,7 +25,7 @@ import quotequail
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .parsing import message_from_text
-from .pseudonymise import pseudonymise
+from .pseudonymise import _EMAIL_RE, _URL_RE, EMAIL, URL, pseudonymise
 from .records import Message
 
 # Subject prefixes of replies and forwards in the languages an association meets.
@@ -190,6 +190,10 @@ def clean_message(message: Message | str, *, keep_signature: bool = False, pseud
     if pseudonymize:
         body_text = pseudonymise(body_text, names=(msg.sender_name,))
         subject = pseudonymise(subject, names=(msg.sender_name,))
+    else:
+        # Addresses and links are one-off strings: as placeholders they generalise
+        # (a newsletter "has links") and stay out of explanations.
+        body_text = _URL_RE.sub(URL, _EMAIL_RE.sub(EMAIL, body_text))
     lang = detect_language(subject + "\n" + body_text)
     text = (subject + "\n\n" + body_text).strip()
     return CleanedMail(text=text, subject=subject, body=body_text, kind=kind, lang=lang)

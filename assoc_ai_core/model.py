@@ -41,6 +41,31 @@ PRECISION_LEVELS = (0.90, 0.95, 0.98)
 WORD_TOKEN = r"(?u)\b\w[\w-]*\w\b"
 
 
+class CompactTfidfVectorizer(TfidfVectorizer):
+    """TfidfVectorizer whose vocabulary is saved as one array of terms.
+
+    A character n-gram vocabulary has tens of thousands of entries; saved as a
+    dict, each entry becomes a node of the skops file (tens of megabytes, slow
+    to load).  As a numpy string array it is one compact block.
+    """
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())  # a copy: saving must not strip the live model
+        vocab = state.pop("vocabulary_", None)
+        if vocab is not None:
+            terms = [""] * len(vocab)
+            for term, i in vocab.items():
+                terms[i] = term
+            state["_vocabulary_terms"] = np.asarray(terms, dtype=str)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        terms = state.pop("_vocabulary_terms", None)
+        if terms is not None:
+            state["vocabulary_"] = {str(t): i for i, t in enumerate(terms.tolist())}
+        super().__setstate__(state)
+
+
 def build_features(n_samples: int, *, char_ngrams: bool = True, max_features: int | None = None) -> ColumnTransformer:
     """The feature step: word 1–2-grams, character 3–5-grams and meta tokens, each TF-IDF.
 
@@ -51,17 +76,17 @@ def build_features(n_samples: int, *, char_ngrams: bool = True, max_features: in
     cap = max_features or (200_000 if n_samples > 20_000 else None)
     stop = sorted(FRENCH_STOP_WORDS | ENGLISH_STOP_WORDS)
     transformers: list[tuple[str, Any, int]] = [
-        ("word", TfidfVectorizer(
+        ("word", CompactTfidfVectorizer(
             sublinear_tf=True, ngram_range=(1, 2), min_df=min_df, max_df=0.8 if n_samples >= 50 else 1.0,
             token_pattern=WORD_TOKEN, stop_words=stop, max_features=cap, dtype=np.float32,
         ), 0),
     ]
     if char_ngrams:
-        transformers.append(("char", TfidfVectorizer(
+        transformers.append(("char", CompactTfidfVectorizer(
             sublinear_tf=True, analyzer="char_wb", ngram_range=(3, 5), min_df=min_df, strip_accents="unicode",
             max_features=cap or 150_000, dtype=np.float32,
         ), 0))
-    transformers.append(("meta", TfidfVectorizer(
+    transformers.append(("meta", CompactTfidfVectorizer(
         token_pattern=r"\S+", lowercase=False, sublinear_tf=True, dtype=np.float32), 1))
     # Meta tokens are few per message, so after normalisation each would weigh as
     # much as the strongest word; a quarter weight keeps them as hints, not verdicts.

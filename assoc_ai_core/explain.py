@@ -1,0 +1,228 @@
+"""Why a message got its category, computed from the model's own weights.
+
+For the linear model, the gap between the chosen category *k* and the
+runner-up *r* is exactly ``Σ_j x_j (w_kj − w_rj) / T + (b_k − b_r) / T``; each
+term of the sum is one feature's push.  Word and phrase features are shown as
+they are; character n-gram features are shared out among the words of the
+message that contain them, so the volunteer reads words, and the total stays
+exactly the model's (``Explanation.total + Explanation.bias`` equals the logit
+gap, which the tests check).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .i18n import current_lang, percent, tr
+from .parsing import message_from_text
+from .records import Message
+from .stopwords import FRENCH_STOP_WORDS
+
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+_FUNCTION_WORDS = FRENCH_STOP_WORDS | ENGLISH_STOP_WORDS | frozenset(
+    "pas plus moi toi n'ai j'ai c'est l'on qu'il d'un d'une sous sans".split()
+)
+
+_META_LABELS = {
+    "from_": ("expéditeur @{}", "sender @{}"),
+    "fromtld_": ("domaine .{}", "domain .{}"),
+    "att_": ("pièce jointe {}", "attachment {}"),
+    "lang_": ("langue {}", "language {}"),
+    "kind_reply": ("c'est une réponse", "it is a reply"),
+    "kind_forward": ("c'est un transfert", "it is a forward"),
+    "kind_new": ("nouveau message", "new message"),
+    "has_attachment": ("a une pièce jointe", "has an attachment"),
+    "automated": ("message automatique", "automated message"),
+    "html_only": ("HTML seulement", "HTML only"),
+    "empty_body": ("corps vide", "empty body"),
+}
+
+
+@dataclass
+class Explanation:
+    """The signed reasons behind one prediction.
+
+    ``toward`` lists (term, weight) pairs that pushed toward ``label`` over
+    ``runner_up`` (positive weights, strongest first); ``against`` those that
+    pushed toward the runner-up (negative weights).  Weights are in logit
+    units of the calibrated model.
+    """
+
+    label: str
+    probability: float
+    runner_up: str
+    runner_up_probability: float
+    toward: list[tuple[str, float]] = field(default_factory=list)
+    against: list[tuple[str, float]] = field(default_factory=list)
+    sentence: str = ""
+    lang: str = "fr"
+    decision: str = "auto"
+    total: float = 0.0
+    bias: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form."""
+        d = asdict(self)
+        d["toward"] = [{"term": t, "weight": round(w, 4)} for t, w in self.toward]
+        d["against"] = [{"term": t, "weight": round(w, 4)} for t, w in self.against]
+        return d
+
+
+def _readable_meta(token: str, lang: str) -> str:
+    for prefix, (fr, en) in _META_LABELS.items():
+        if token == prefix or (prefix.endswith("_") and token.startswith(prefix)):
+            rest = token[len(prefix):]
+            if prefix == "from_":
+                rest = rest.replace("_", ".")
+            elif prefix == "att_":
+                rest = rest.split("_", 1)[-1].upper()
+            text = tr(fr, en, lang)
+            return text.format(rest) if "{}" in text else text
+    return token
+
+
+def _class_weights(clf: Any) -> tuple[np.ndarray, np.ndarray]:
+    coef = clf.coef_
+    intercept = clf.intercept_
+    if coef.shape[0] == 1:  # binary: decision is for classes_[1]; split it symmetrically
+        coef = np.vstack([-coef[0] / 2, coef[0] / 2])
+        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    return np.asarray(coef), np.asarray(intercept)
+
+
+def _contributions(model: Any, cleaned_row: np.ndarray, k: int, r: int) -> tuple[dict[str, float], float, float]:
+    """Per-term pushes toward class k over class r for one cleaned message."""
+    pipe = model.pipeline_
+    features = pipe.named_steps["features"]
+    clf = pipe.named_steps["clf"]
+    X = features.transform(cleaned_row.reshape(1, -1)).tocsr()
+    coef, intercept = _class_weights(clf)
+    T = float(model.temperature_)
+    diff = (coef[k] - coef[r]) / T
+    idx = X.indices
+    contrib = X.data * diff[idx]
+    names = features.get_feature_names_out()
+    text = str(cleaned_row[0])
+    terms: dict[str, float] = defaultdict(float)
+    char_parts: list[tuple[str, float]] = []
+    lang = current_lang()
+    for j, c in zip(idx, contrib):
+        name = names[j]
+        block, _, feat = name.partition("__")
+        if block == "word":
+            terms[feat] += float(c)
+        elif block == "char":
+            char_parts.append((feat, float(c)))
+        elif block == "meta":
+            terms["⟨" + _readable_meta(feat, lang) + "⟩"] += float(c)
+        else:
+            terms[feat] += float(c)
+    if char_parts:
+        _share_char_ngrams(char_parts, text, features, terms)
+    total = float(contrib.sum())
+    bias = float((intercept[k] - intercept[r]) / T)
+    return terms, total, bias
+
+
+def _share_char_ngrams(parts: list[tuple[str, float]], text: str, features: Any, terms: dict[str, float]) -> None:
+    """Give each character n-gram's push to the words that contain it."""
+    char_vec = dict((n, t) for n, t, _ in features.transformers_)["char"]
+    prep = char_vec.build_preprocessor()
+    originals: dict[str, str] = {}
+    counts: dict[str, int] = defaultdict(int)
+    for word in prep(text).split():
+        counts[word] += 1
+    for word in text.split():
+        originals.setdefault(prep(word), re.sub(r"^\W+|\W+$", "", word.lower()) or word.lower())
+    lo, hi = char_vec.ngram_range
+    holders: dict[str, list[str]] = defaultdict(list)
+    for w in counts:
+        padded = f" {w} "
+        seen = set()
+        for n in range(lo, hi + 1):
+            for i in range(len(padded) - n + 1):
+                g = padded[i : i + n]
+                if g not in seen:
+                    seen.add(g)
+                    holders[g].append(w)
+    for gram, c in parts:
+        owners = holders.get(gram, [])
+        total = sum(counts[w] for w in owners)
+        if not total:
+            terms["…"] += c  # cannot happen for char_wb; keeps the sum exact regardless
+            continue
+        for w in owners:
+            terms[originals.get(w, w)] += c * counts[w] / total
+
+
+def explain(model: Any, message: Message | str, *, top_k: int = 8, lang: str | None = None) -> Explanation:
+    """Explain the model's decision on one message (or text), in French or English."""
+    lang = lang or current_lang()
+    msg = message_from_text(message) if isinstance(message, str) else message
+    cleaned = model.transform_clean([msg])
+    pred = model.predictions(cleaned, keys=[msg.key])[0]
+    classes = [str(c) for c in model.classes_]
+    k, r = classes.index(pred.label), classes.index(pred.runner_up)
+    if k == r:
+        terms, total, bias = {}, 0.0, 0.0
+    else:
+        terms, total, bias = _contributions(model, cleaned[0], k, r)
+    ranked = sorted(((t, w) for t, w in terms.items() if abs(w) > 1e-6), key=lambda tw: -abs(tw[1]))
+    toward = [(t, w) for t, w in ranked if w > 0][:top_k]
+    against = [(t, w) for t, w in ranked if w < 0][:top_k]
+    exp = Explanation(
+        label=pred.label, probability=pred.probability, runner_up=str(pred.runner_up),
+        runner_up_probability=pred.runner_up_probability, toward=toward, against=against,
+        lang=lang, decision=pred.decision, total=total, bias=bias,
+    )
+    exp.sentence = sentence(exp, lang=lang)
+    return exp
+
+
+def sentence(exp: Explanation, *, lang: str | None = None, words: int = 4) -> str:
+    """One plain sentence: category, confidence, main words, runner-up."""
+    lang = lang or exp.lang
+    # The sentence names content words; function words stay in the signed lists (faithful, complete).
+    shown = [t for t, _ in exp.toward if not t.startswith("⟨") and t.lower().strip("'’") not in _FUNCTION_WORDS][:words]
+    shown = shown or [t for t, _ in exp.toward][:words]
+    if lang == "en":
+        because = ", ".join(f"\u201c{t}\u201d" for t in shown)
+        s = f"Classified {exp.label} ({percent(exp.probability, 'en')})"
+        s += f" mainly because of {because}" if because else ""
+        s += f"; otherwise: {exp.runner_up} ({percent(exp.runner_up_probability, 'en')})."
+        if exp.decision == "review":
+            s += " Not sure enough: to be checked by a person."
+    else:
+        because = ", ".join(f"« {t} »" for t in shown)
+        s = f"Classé {exp.label} ({percent(exp.probability, 'fr')})"
+        s += f" surtout à cause de {because}" if because else ""
+        s += f" ; sinon : {exp.runner_up} ({percent(exp.runner_up_probability, 'fr')})."
+        if exp.decision == "review":
+            s += " Pas assez sûr : à vérifier par une personne."
+    return s
+
+
+def explain_model(model: Any, *, top_k: int = 15, lang: str | None = None) -> dict[str, list[tuple[str, float]]]:
+    """Top words, phrases and meta signals of each category (the model's largest weights)."""
+    lang = lang or current_lang()
+    pipe = model.pipeline_
+    features = pipe.named_steps["features"]
+    coef, _ = _class_weights(pipe.named_steps["clf"])
+    names = features.get_feature_names_out()
+    keep = np.array([not n.startswith("char__") for n in names])
+    out: dict[str, list[tuple[str, float]]] = {}
+    for i, label in enumerate(model.classes_):
+        w = np.where(keep, coef[i], -np.inf)
+        top = np.argsort(-w)[:top_k]
+        out[str(label)] = [
+            (_readable_meta(names[j].partition("__")[2], lang) if names[j].startswith("meta__")
+             else names[j].partition("__")[2], float(coef[i][j]))
+            for j in top if np.isfinite(w[j])
+        ]
+    return out

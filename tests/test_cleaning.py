@@ -1,0 +1,114 @@
+"""Cleaning: keep the intent (subject + new text), drop history, signatures and noise."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import clone
+
+from assoc_ai_core.cleaning import TextCleaner, clean, clean_message, detect_language, strip_signature
+from assoc_ai_core.parsing import parse_message
+from assoc_ai_core.records import Message
+
+
+def msg(text: str, subject: str = "Question") -> Message:
+    return Message(key="k", subject=subject, text=text)
+
+
+def test_french_gmail_reply_history_dropped():
+    c = clean_message(msg(
+        "Bonjour,\n\nJe n'ai pas reçu ma carte d'adhérente.\n\nMerci\nAnnie\n\n"
+        "Le jeu. 28 août 2025 à 19:02, Jérôme <jerome@asso.test> a écrit :\n> Planning des bénévoles\n> samedi\n",
+        subject="Re: Planning des bénévoles"))
+    assert c.kind == "reply"
+    assert "carte d'adhérente" in c.text
+    assert "samedi" not in c.text
+    assert c.subject == "Planning des bénévoles"
+
+
+def test_english_reply_and_quote_lines_dropped():
+    c = clean_message(msg("I would like to volunteer.\n\nOn Mon, 3 Mar 2025, Bob <b@x.test> wrote:\n> old topic about the gala\n"))
+    assert "volunteer" in c.text and "gala" not in c.text
+
+
+def test_outlook_french_reply_block_dropped():
+    body = ("Voici mon bulletin.\n\n-----Message d'origine-----\nDe : Trésorier\nEnvoyé : mardi 4 mars 2025 10:00\n"
+            "À : moi\nObjet : Festival\n\nAncien texte sur le festival\n")
+    c = clean_message(msg(body, subject="RE: Festival"))
+    assert "bulletin" in c.text and "Ancien texte" not in c.text
+
+
+def test_forward_keeps_the_forwarded_request():
+    body = ("Bonjour, je vous transfère la demande ci-dessous.\n\n---------- Forwarded message ---------\n"
+            "From: Citoyen <c@x.test>\nDate: Mon, 3 Mar 2025\nSubject: Visite guidée\nTo: <mairie@x.test>\n\n"
+            "Je voudrais réserver une visite guidée pour ma classe de CM2.\n")
+    c = clean_message(msg(body, subject="Fwd: Visite guidée"))
+    assert c.kind == "forward"
+    assert "réserver une visite guidée" in c.text
+    assert "Visite guidée" in c.text
+
+
+def test_outlook_forward_without_prefix_but_short_note_is_a_forward():
+    body = ("Pour suite à donner.\n\nDe : Mairie <mairie@x.test>\nEnvoyé : lundi 3 mars 2025 10:00\nÀ : info@asso.test\n"
+            "Objet : Prêt de barnums\n\nPouvez-vous nous prêter trois barnums pour la fête ?\n")
+    c = clean_message(msg(body, subject="Prêt de barnums"))
+    assert "prêter trois barnums" in c.text
+
+
+def test_signatures_mobile_footers_and_disclaimers_removed():
+    body = ("Je souhaite m'inscrire à l'atelier.\n\nCordialement,\nMarie Durand\nTrésorière\n06 12 34 56 78\n\n"
+            "Envoyé de mon iPhone\n\nCe message et toutes les pièces jointes sont confidentiels et destinés exclusivement "
+            "à leurs destinataires.")
+    c = clean_message(msg(body))
+    assert "inscrire à l'atelier" in c.text
+    for gone in ("06 12", "Trésorière", "iPhone", "confidentiels"):
+        assert gone not in c.text
+    assert strip_signature("Texte\n-- \nSignature longue") == "Texte"
+
+
+def test_keep_signature_option():
+    body = "Question sur la fête.\n\nCordialement,\nJean, journaliste à La Gazette"
+    assert "journaliste" in clean_message(msg(body), keep_signature=True).text
+    assert "journaliste" not in clean_message(msg(body)).text
+
+
+def test_html_quotes_become_quote_lines_and_are_dropped():
+    raw = ("From: a@x.test\nSubject: Re: atelier\nContent-Type: text/html; charset=utf-8\n\n"
+           "<div>Je confirme ma venue.</div><div class='gmail_quote'><div>Le lun. X a écrit :</div>"
+           "<blockquote>Ancien message sur les cotisations</blockquote></div>").encode()
+    c = clean_message(parse_message(raw))
+    assert "confirme ma venue" in c.text and "cotisations" not in c.text
+
+
+def test_language_detection():
+    assert detect_language("Bonjour, je voudrais adhérer à votre association cette année") == "fr"
+    assert detect_language("Hello, I would like to join your association this year") == "en"
+    assert detect_language("ok") == "und"
+
+
+def test_clean_on_strings_and_pseudonymisation():
+    out = clean(["Écrivez-moi à marie@exemple.fr ou au 06 12 34 56 78"], pseudonymize=True)
+    assert "<EMAIL>" in out[0] and "<PHONE>" in out[0] and "marie@" not in out[0]
+    assert "<EMAIL>" in clean(["mail: marie@exemple.fr"])[0]  # addresses are normalised even without pseudonymisation
+
+
+def test_text_cleaner_is_a_stateless_sklearn_transformer():
+    tc = clone(TextCleaner(keep_signature=True))
+    assert tc.get_params() == {"keep_signature": True, "pseudonymize": False}
+    out = tc.fit_transform(["Bonjour", msg("Texte", subject="Sujet")])
+    assert out.shape == (2, 2) and out.dtype == object
+    assert out[1, 0].startswith("Sujet")
+    assert "lang_" in out[0, 1]
+    assert tc.transform(out) is out  # already-cleaned input passes through (clean once before CV)
+    assert list(tc.get_feature_names_out()) == ["text", "meta"]
+    assert isinstance(out, np.ndarray)
+
+
+def test_melusine_french_mail_cleaning(shared_dir):
+    import csv
+
+    rows = list(csv.DictReader((shared_dir / "data" / "melusine_emails_fr" / "emails.csv").open(encoding="utf-8")))
+    assert rows
+    cleaned = [clean_message(msg(r["body"], subject=r["header"])) for r in rows]
+    assert all(c.text for c in cleaned)
+    assert not any("Envoyé de mon iPhone" in c.text for c in cleaned)
+    assert sum(c.lang == "fr" for c in cleaned) >= 0.9 * len(cleaned)

@@ -1,0 +1,67 @@
+"""The assoc-ai command line, as a volunteer would use it."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from assoc_ai_core.cli import cli, main  # noqa: F401 - main wires optional commands
+
+
+def run(args, env=None):
+    from assoc_ai_core.cli import _wire_optional_commands
+
+    _wire_optional_commands()
+    return CliRunner().invoke(cli, args, env=env or {}, catch_exceptions=False)
+
+
+def test_train_evaluate_predict_explain(example_mailbox, tmp_path):
+    model = tmp_path / "m.skops"
+    r = run(["train", str(example_mailbox / "train"), "-o", str(model), "--target-precision", "0.9"])
+    assert r.exit_code == 0, r.output
+    assert model.is_file() and "Validation croisée" in r.output
+
+    out_json, out_html = tmp_path / "e.json", tmp_path / "e.html"
+    r = run(["evaluate", str(model), str(example_mailbox / "train"), "--json", str(out_json), "--html", str(out_html),
+             "--chronological", "0.3"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(out_json.read_text())
+    for key in ("accuracy", "macro_f1", "per_class", "confusion", "coverage_at_precision"):
+        assert key in data
+    assert data["protocol"].startswith("chronological")
+    assert set(data["coverage_at_precision"]) == {"0.90", "0.95", "0.98"}
+    assert out_html.read_text().startswith("<!doctype html>")
+
+    r = run(["predict", str(model), str(example_mailbox / "new"), "--json"])
+    assert r.exit_code == 0
+    rows = [json.loads(line) for line in r.output.splitlines()]
+    assert len(rows) == 13 and all(row["decision"] in ("auto", "review") for row in rows)
+    assert all("explanation" in row for row in rows)
+
+    one = sorted((example_mailbox / "new").glob("*.eml"))[0]
+    r = run(["explain", str(model), str(one), "--lang", "en"])
+    assert r.exit_code == 0 and "Classified" in r.output and "for " in r.output
+    r = run(["explain", str(model)])
+    assert r.exit_code == 0 and "Adhesion:" in r.output
+
+
+def test_errors_have_exit_codes_and_french_or_english(tmp_path):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "Seule").mkdir()
+    (tmp_path / "one" / "Seule" / "a.eml").write_bytes(b"Subject: a\n\nb\n")
+    r = run(["train", str(tmp_path / "one"), "-o", str(tmp_path / "m.skops")])
+    assert r.exit_code == 4 and "Erreur" in r.output
+    r = run(["train", str(tmp_path / "one"), "-o", str(tmp_path / "m.skops")], env={"ASSOC_AI_LANG": "en"})
+    assert r.exit_code == 4 and "Error" in r.output and "categories" in r.output
+    bogus = tmp_path / "m.skops"
+    bogus.write_bytes(b"zzz")
+    r = run(["predict", str(bogus), str(tmp_path / "one")])
+    assert r.exit_code == 7
+
+
+def test_demo_end_to_end(example_mailbox, tmp_path):
+    r = run(["demo", str(example_mailbox), "--out", str(tmp_path / "demo")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "demo" / "report.html").is_file() and (tmp_path / "demo" / "model.skops").is_file()
+    assert "à vérifier" in r.output and "corrects" in r.output
