@@ -59,11 +59,22 @@ _CLOSING = re.compile(
 _HEADER_LINE = re.compile(r"^\*?(de|from|envoy[ée]( le)?|sent|date|[àa]|to|cc|objet|subject)\s?\*?\s?:", re.I)
 _SEPARATOR = re.compile(r"^\s*-{2,}\s*(original message|message d'origine|message original|forwarded message|message transf[ée]r[ée])\s*-{2,}\s*$", re.I)
 _QUOTED = re.compile(r"^\s*>")
+# Lines that can start a reply or forward in the formats quotequail knows; a
+# cheap first pass so quotequail only runs where it can succeed.
+_CANDIDATE = re.compile(
+    r"(^.{0,300}\b(wrote|[ée]crit|schrieb|escribi[óo]|escreveu|schreef|skrev|geschreven|написал)\b.{0,40}$"
+    r"|^\s*-{2,}\s*(original|forwarded|message|mensaje|urspr|oorspronkelijk|doorgestuurd|weitergeleitet|origineel|vidarebefordrat)"
+    r"|^\s*(begin forwarded|d[ée]but du message r[ée]exp[ée]di|anfang der weitergeleiteten|inicio del mensaje)"
+    r"|^\s*_{20,}\s*$|^\s*\*?(de|from|von|da|van|från)\s?\*?\s?:|^\s*>|^\d{4}/\d{1,2}/\d{1,2} )",
+    re.I | re.M,
+)
 _SPACES = re.compile(r"[ \t\u00a0\u200b\ufeff]+")
 _BLANKS = re.compile(r"\n\s*\n+")
 _WORDISH = re.compile(r"\w+")
 
-MAX_BODY_CHARS = 4000  # the intent of a mail is in its first paragraphs; long tails only add noise and time
+MAX_BODY_CHARS = 4000
+CHAR_FEATURE_CHARS = 600
+_WINDOW_LINES = 3  # the intent of a mail is in its first paragraphs; long tails only add noise and time
 
 
 @dataclass(frozen=True)
@@ -88,15 +99,58 @@ def _looks_like_outlook_block(lines: Sequence[str], start: int) -> bool:
     return sum(1 for l in window if _HEADER_LINE.match(l.strip())) >= 2
 
 
+def _unwrap(body: str) -> dict[str, str] | None:
+    """quotequail.unwrap, run only where a reply or forward marker can be.
+
+    quotequail tries every pattern on every line, which on long mail costs
+    more than everything else we do.  A cheap scan finds lines that could
+    start a quote or a forward; quotequail looks at a short window from a few
+    lines above each (markers are wrapped over up to three lines), and only
+    when it recognises a forward does it read the rest of the body (a reply's
+    quoted history is dropped anyway, unless its new text is below the quote).  The text before
+    the window is put back in front of ``text_top``.
+    """
+    pos = 0
+    for _ in range(3):
+        m = _CANDIDATE.search(body, pos)
+        if m is None:
+            return None
+        start = m.start()
+        for _ in range(3):  # back to the start of the line, then up to two lines above
+            start = body.rfind("\n", 0, max(start - 1, 0) if start else 0)
+            if start <= 0:
+                start = 0
+                break
+        window_end = m.end()
+        for _ in range(_WINDOW_LINES):
+            nxt = body.find("\n", window_end + 1)
+            if nxt < 0:
+                window_end = len(body)
+                break
+            window_end = nxt
+        try:
+            found = quotequail.unwrap(body[start:window_end])
+            needs_all = found is not None and (found.get("type") == "forward" or not (found.get("text_top") or "").strip())
+            if needs_all and window_end < len(body):
+                found = quotequail.unwrap(body[start:])  # a forward's content is the request: read all of it
+        except Exception:  # quotequail is heuristic; a failure must not lose the mail
+            return None
+        if found is not None:
+            head = body[:start]
+            if head.strip():
+                found = dict(found)
+                found["text_top"] = (head + "\n" + (found.get("text_top") or "")).strip()
+            return found
+        pos = max(window_end, m.end() + 1)
+    return None
+
+
 def _split_history(body: str, subject: str) -> tuple[str, str, str]:
     """Return (kind, new_text, forwarded_text) of a body."""
     lines = body.split("\n")
     is_fwd_subject = bool(_FWD_PREFIX.match(subject))
     is_reply_subject = bool(_REPLY_PREFIX.match(subject))
-    try:
-        found = quotequail.unwrap(body)
-    except Exception:  # quotequail is heuristic; a failure must not lose the mail
-        found = None
+    found = _unwrap(body)
     if found:
         top = found.get("text_top", "") or ""
         inner = found.get("text", "") or ""
@@ -173,7 +227,7 @@ def detect_language(text: str) -> str:
                 from py3langid.langid import _load_identifier
 
                 _LANG_ID = _load_identifier(langs=["fr", "en", "de", "es", "it", "nl", "pt"])
-    return str(_LANG_ID.classify(text[:1000])[0])
+    return str(_LANG_ID.classify(text[:250])[0])
 
 
 def clean_message(message: Message | str, *, keep_signature: bool = False, pseudonymize: bool = False) -> CleanedMail:
@@ -231,7 +285,11 @@ def clean(
 
 
 class TextCleaner(TransformerMixin, BaseEstimator):
-    """scikit-learn transformer: messages (or strings) to a 2-column array [text, meta tokens].
+    """scikit-learn transformer: messages (or strings) to a 3-column array.
+
+    Columns: cleaned text, meta tokens, and the first ``CHAR_FEATURE_CHARS``
+    characters of the text (character n-grams are the costliest features;
+    the opening of a mail carries its intent).
 
     Stateless: ``fit`` learns nothing, so cleaning can be done once before a
     cross-validated search and the pipeline still holds the whole recipe.
@@ -254,7 +312,7 @@ class TextCleaner(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: Iterable[Any]) -> np.ndarray:
-        """Clean each message; returns an object array of shape (n, 2)."""
+        """Clean each message; returns an object array of shape (n, 3): text, meta tokens, text head."""
         if isinstance(X, np.ndarray) and X.ndim == 2:
             return X  # already cleaned (cleaning is done once before cross-validation)
         rows = []
@@ -262,15 +320,16 @@ class TextCleaner(TransformerMixin, BaseEstimator):
             msg = message_from_text(item) if isinstance(item, str) else item
             cleaned = clean_message(msg, keep_signature=self.keep_signature, pseudonymize=self.pseudonymize)
             rows.append((cleaned.text, meta_tokens(msg, cleaned)))
-        out = np.empty((len(rows), 2), dtype=object)
+        out = np.empty((len(rows), 3), dtype=object)
         for i, (text, meta) in enumerate(rows):
             out[i, 0] = text
             out[i, 1] = meta
+            out[i, 2] = text[:CHAR_FEATURE_CHARS]
         return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the two output columns."""
-        return np.asarray(["text", "meta"], dtype=object)
+        return np.asarray(["text", "meta", "text_head"], dtype=object)
 
     def __sklearn_tags__(self):  # noqa: D105 - inputs are messages, not numbers
         tags = super().__sklearn_tags__()

@@ -108,7 +108,7 @@ def _contributions(model: Any, cleaned_row: np.ndarray, k: int, r: int) -> tuple
     idx = X.indices
     contrib = X.data * diff[idx]
     names = features.get_feature_names_out()
-    text = str(cleaned_row[0])
+    text = str(cleaned_row[2] if len(cleaned_row) > 2 else cleaned_row[0])  # what the char features read
     terms: dict[str, float] = defaultdict(float)
     char_parts: list[tuple[str, float]] = []
     lang = current_lang()
@@ -121,6 +121,8 @@ def _contributions(model: Any, cleaned_row: np.ndarray, k: int, r: int) -> tuple
             char_parts.append((feat, float(c)))
         elif block == "meta":
             terms["⟨" + _readable_meta(feat, lang) + "⟩"] += float(c)
+        elif block == "semantic":  # 512 dimensions of meaning: one reason, "the overall sense"
+            terms["⟨" + tr("sens général du message", "overall meaning of the message", lang) + "⟩"] += float(c)
         else:
             terms[feat] += float(c)
     if char_parts:
@@ -215,7 +217,7 @@ def explain_model(model: Any, *, top_k: int = 15, lang: str | None = None) -> di
     features = pipe.named_steps["features"]
     coef, _ = _class_weights(pipe.named_steps["clf"])
     names = features.get_feature_names_out()
-    keep = np.array([not n.startswith("char__") for n in names])
+    keep = np.array([not n.startswith(("char__", "semantic__")) for n in names])
     out: dict[str, list[tuple[str, float]]] = {}
     for i, label in enumerate(model.classes_):
         w = np.where(keep, coef[i], -np.inf)

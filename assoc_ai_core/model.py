@@ -25,6 +25,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
@@ -37,6 +38,7 @@ from .records import Message, Prediction
 from .stopwords import FRENCH_STOP_WORDS
 
 FORMAT_VERSION = 1
+LARGE = 5000  # training sets above this size get a lighter cross-validated search
 PRECISION_LEVELS = (0.90, 0.95, 0.98)
 WORD_TOKEN = r"(?u)\b\w[\w-]*\w\b"
 
@@ -66,14 +68,19 @@ class CompactTfidfVectorizer(TfidfVectorizer):
         super().__setstate__(state)
 
 
-def build_features(n_samples: int, *, char_ngrams: bool = True, max_features: int | None = None) -> ColumnTransformer:
+def build_features(
+    n_samples: int, *, char_ngrams: bool = True, max_features: int | None = None,
+    embeddings: str | None = None, embedding_weight: float = 1.0, n_classes: int = 2,
+) -> ColumnTransformer:
     """The feature step: word 1–2-grams, character 3–5-grams and meta tokens, each TF-IDF.
 
     ``min_df`` grows with the data so a five-example category keeps its rare
     words while a 100,000-message mailbox does not keep every typo.
     """
     min_df = 1 if n_samples < 2000 else 2
-    cap = max_features or (200_000 if n_samples > 20_000 else None)
+    # A linear model keeps one weight per feature and category: with many categories
+    # the vocabulary is capped so the model stays within a small machine's memory.
+    cap = max_features or int(max(20_000, min(200_000, 6_000_000 / max(n_classes, 1))))
     stop = sorted(FRENCH_STOP_WORDS | ENGLISH_STOP_WORDS)
     transformers: list[tuple[str, Any, int]] = [
         ("word", CompactTfidfVectorizer(
@@ -84,13 +91,19 @@ def build_features(n_samples: int, *, char_ngrams: bool = True, max_features: in
     if char_ngrams:
         transformers.append(("char", CompactTfidfVectorizer(
             sublinear_tf=True, analyzer="char_wb", ngram_range=(3, 5), min_df=min_df, strip_accents="unicode",
-            max_features=cap or 150_000, dtype=np.float32,
-        ), 0))
+            max_features=cap, dtype=np.float32,
+        ), 2))
     transformers.append(("meta", CompactTfidfVectorizer(
         token_pattern=r"\S+", lowercase=False, sublinear_tf=True, dtype=np.float32), 1))
+    weights = {"meta": 0.25}
+    if embeddings:
+        from .embeddings import SentenceEmbedder
+
+        transformers.append(("semantic", SentenceEmbedder(model=embeddings), 0))
+        weights["semantic"] = embedding_weight
     # Meta tokens are few per message, so after normalisation each would weigh as
     # much as the strongest word; a quarter weight keeps them as hints, not verdicts.
-    return ColumnTransformer(transformers, sparse_threshold=1.0, transformer_weights={"meta": 0.25})
+    return ColumnTransformer(transformers, sparse_threshold=1.0, transformer_weights=weights)
 
 
 class MailClassifier(ClassifierMixin, BaseEstimator):
@@ -101,8 +114,14 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
     target_precision : float
         Precision that mail routed automatically must reach; the review
         threshold is chosen from cross-validation to meet it.
-    C_grid : tuple of float
-        Inverse regularisation strengths tried by the cross-validated search.
+    classifier : {"svm", "logreg"}
+        Linear SVM (one-vs-rest, light on memory with many categories) or
+        multinomial logistic regression.  Either way the scores are turned
+        into probabilities by a softmax whose temperature is fitted on
+        out-of-fold predictions.
+    C_grid : tuple of float or None
+        Inverse regularisation strengths tried by the cross-validated search
+        (None: a small grid suited to the classifier).
     cv : int
         Number of folds (fewer when a category has fewer examples).
     char_ngrams : bool
@@ -111,6 +130,12 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         Passed to :class:`~assoc_ai_core.cleaning.TextCleaner`.
     class_weight : str or None
         ``"balanced"`` helps small categories in skewed mailboxes.
+    embeddings : str or None
+        ``"use-multilingual"`` adds multilingual sentence embeddings (needs the
+        ``semantic`` extra): better with few examples and mixed languages,
+        slower.
+    embedding_weight : float
+        Weight of the embedding block against the word blocks.
     random_state : int
         Seed of the fold shuffling.
     """
@@ -118,21 +143,27 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         target_precision: float = 0.95,
-        C_grid: tuple[float, ...] = (5.0, 20.0, 80.0),
+        classifier: str = "svm",
+        C_grid: tuple[float, ...] | None = None,
         cv: int = 5,
         char_ngrams: bool = True,
         keep_signature: bool = False,
         pseudonymize: bool = False,
         class_weight: str | None = "balanced",
+        embeddings: str | None = None,
+        embedding_weight: float = 1.0,
         random_state: int = 0,
     ) -> None:
         self.target_precision = target_precision
+        self.classifier = classifier
         self.C_grid = C_grid
         self.cv = cv
         self.char_ngrams = char_ngrams
         self.keep_signature = keep_signature
         self.pseudonymize = pseudonymize
         self.class_weight = class_weight
+        self.embeddings = embeddings
+        self.embedding_weight = embedding_weight
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
@@ -163,11 +194,15 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         if progress is not None:
             progress.update(1)
         n = len(y)
-        n_splits = int(max(2, min(self.cv, counts.min() if n < 100 else self.cv)))
+        self._n_classes = len(classes)
+        # Large mailboxes: fewer folds and one C; the search matters with little data, not with lots.
+        cv = self.cv if n <= LARGE else min(self.cv, 3)
+        n_splits = int(max(2, min(cv, counts.min() if n < 100 else cv)))
         folds = list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state).split(cleaned, y)) \
             if counts.min() >= n_splits else list(self._loose_folds(y, n_splits))
         best: tuple[float, float, np.ndarray] | None = None
-        grid = tuple(self.C_grid) if n <= 60_000 else tuple(self.C_grid)[len(self.C_grid) // 2:][:1]
+        full_grid = tuple(self.C_grid or ((0.1, 0.4, 1.5) if self.classifier == "svm" else (5.0, 20.0, 80.0)))
+        grid = full_grid if n <= LARGE else full_grid[len(full_grid) // 2:][:1]
         fold_features = [self._fit_features(cleaned[tr_idx], n) for tr_idx, _ in folds]
         for C in grid:
             oof = np.full((n, len(classes)), -1e9, dtype=np.float64)
@@ -195,7 +230,7 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         curve = coverage_curve(conf, correct)
         self.pipeline_ = Pipeline([
             ("clean", cleaner),
-            ("features", build_features(n, char_ngrams=self.char_ngrams)),
+            ("features", self._features(n)),
             ("clf", self._make_clf(self.C_)),
         ])
         feats = self.pipeline_.named_steps["features"].fit(cleaned)
@@ -252,10 +287,16 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         for k in range(n_splits):
             yield np.where(fold_of != k)[0], np.where(fold_of == k)[0]
 
-    def _fit_features(self, cleaned: np.ndarray, n_total: int) -> ColumnTransformer:
-        return build_features(n_total, char_ngrams=self.char_ngrams).fit(cleaned)
+    def _features(self, n_total: int) -> ColumnTransformer:
+        return build_features(n_total, char_ngrams=self.char_ngrams, embeddings=self.embeddings,
+                              embedding_weight=self.embedding_weight, n_classes=self._n_classes)
 
-    def _make_clf(self, C: float) -> LogisticRegression:
+    def _fit_features(self, cleaned: np.ndarray, n_total: int) -> ColumnTransformer:
+        return self._features(n_total).fit(cleaned)
+
+    def _make_clf(self, C: float) -> Any:
+        if self.classifier == "svm":
+            return LinearSVC(C=C, class_weight=self.class_weight, max_iter=2000)
         return _QuietLogisticRegression(C=C, max_iter=300, class_weight=self.class_weight, solver="lbfgs", tol=1e-3)
 
     # -------------------------------------------------------------- predict

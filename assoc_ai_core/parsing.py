@@ -138,14 +138,22 @@ def _parse(raw: bytes, source: str | None, label: str | None) -> Message:
         return Message(key=stable_key("", raw), source=source, label=label, error="empty message")
     msg = email.message_from_bytes(raw, policy=compat32)
     defects = [type(d).__name__ for d in msg.defects]
+    # One pass over the header list: Message.get() scans it again for every name.
+    first: dict[str, str] = {}
+    tos: list[str] = []
+    for hname, hvalue in msg.items():
+        low = hname.lower()
+        first.setdefault(low, hvalue)
+        if low == "to":
+            tos.append(hvalue)
     headers = {}
     for name in KEPT_HEADERS:
-        value = msg.get(name)
+        value = first.get(name)
         if value is not None:
-            headers[name] = decode_header(value) if name not in ("content-type",) else " ".join(str(value).split())
-    name, addr = email.utils.parseaddr(decode_header(msg.get("from", "")))
-    to = tuple(a for _, a in email.utils.getaddresses([decode_header(v) for v in msg.get_all("to", [])]) if a)
-    subject = decode_header(msg.get("subject", ""))
+            headers[name] = decode_header(value) if name != "content-type" else " ".join(str(value).split())
+    name, addr = email.utils.parseaddr(decode_header(first.get("from", "")))
+    to = tuple(a for _, a in email.utils.getaddresses([decode_header(v) for v in tos]) if a)
+    subject = decode_header(first.get("subject", ""))
 
     plain: list[str] = []
     html: list[str] = []
@@ -198,7 +206,7 @@ def _parse(raw: bytes, source: str | None, label: str | None) -> Message:
         sender=addr.lower(),
         sender_name=name,
         to=to,
-        date=_parse_date(msg.get("date")),
+        date=_parse_date(first.get("date")),
         text=text,
         html=is_html,
         attachments=tuple(attachments),

@@ -36,6 +36,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.feature_extraction.text.TfidfTransformer",
     "sklearn.feature_extraction.text.CountVectorizer",
     "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.svm._classes.LinearSVC",
     "sklearn.pipeline.Pipeline",
     "sklearn.preprocessing._function_transformer.FunctionTransformer",
     "builtins.frozenset",
