@@ -183,12 +183,17 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
                 "At least two categories are needed to learn (only one found). "
                 "Check that each category folder holds messages.",
             ))
-        if counts.min() < 2:
-            few = ", ".join(str(c) for c, n in zip(classes, counts) if n < 2)
+        rare = [str(c) for c, k in zip(classes, counts) if k < 2]
+        if len(rare) == len(classes):
             raise DataError(tr(
-                f"Chaque catégorie a besoin d'au moins 2 exemples (5 ou plus conseillés) ; trop peu pour : {few}.",
-                f"Each category needs at least 2 examples (5 or more advised); too few for: {few}.",
+                "Chaque catégorie a besoin d'au moins 2 exemples (5 ou plus conseillés).",
+                "Each category needs at least 2 examples (5 or more advised).",
             ))
+        if rare:  # a folder with one mail must not block training; it is learnt, and said to be weak
+            warnings.warn(tr(
+                f"Catégories avec un seul exemple (peu fiables, ajoutez-en) : {', '.join(rare)}",
+                f"Categories with a single example (unreliable, add more): {', '.join(rare)}",
+            ), stacklevel=2)
         cleaner = TextCleaner(keep_signature=self.keep_signature, pseudonymize=self.pseudonymize)
         cleaned = cleaner.fit(X).transform(X)
         if progress is not None:
@@ -207,6 +212,10 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         for C in grid:
             oof = np.full((n, len(classes)), -1e9, dtype=np.float64)
             for (tr_idx, te_idx), feats in zip(folds, fold_features):
+                present = np.unique(y[tr_idx])
+                if len(present) < 2:  # tiny data: this fold saw one category only, no opinion on its test part
+                    oof[np.ix_(te_idx, np.searchsorted(classes, present))] = 0.0
+                    continue
                 Xtr = feats.transform(cleaned[tr_idx])
                 clf = self._make_clf(C).fit(Xtr, y[tr_idx])
                 cols = np.searchsorted(classes, clf.classes_)
@@ -259,6 +268,7 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
             "train_sha256": digest.hexdigest(),
             "labels": [str(c) for c in classes],
             "per_class": per_class,
+            "rare_categories": rare,
             "C": float(self.C_),
             "temperature": float(self.temperature_),
             "cv_folds": int(n_splits),

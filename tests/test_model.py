@@ -81,7 +81,10 @@ def test_bad_training_data_gives_clear_errors():
     with pytest.raises(DataError, match="deux catégories"):
         train(["a", "b", "c"], ["X", "X", "X"])
     with pytest.raises(DataError, match="au moins 2 exemples"):
-        train(["a", "b", "c"], ["X", "X", "Y"])
+        train(["a", "b"], ["X", "Y"])
+    with pytest.warns(UserWarning, match="un seul exemple"):
+        model = train(["adhésion", "cotisation", "adhérer", "presse"], ["A", "A", "A", "P"])
+    assert model.metadata_["rare_categories"] == ["P"]
     with pytest.raises(DataError):
         train([], [])
 
