@@ -15,6 +15,7 @@ types, automated mail, language) that the model can weigh separately.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ _WORDISH = re.compile(r"\w+")
 
 MAX_BODY_CHARS = 4000
 CHAR_FEATURE_CHARS = 600
+HISTORY_CHARS = 1500
 _WINDOW_LINES = 3  # the intent of a mail is in its first paragraphs; long tails only add noise and time
 
 
@@ -86,6 +88,7 @@ class CleanedMail:
     body: str
     kind: str  # "new", "reply" or "forward"
     lang: str
+    history: str = ""  # quoted history of a reply (kept apart: context, often another topic)
 
 
 def _normalise(text: str) -> str:
@@ -170,18 +173,21 @@ def _split_history(body: str, subject: str) -> tuple[str, str, str]:
         if kind == "reply":
             new = top.strip() or bottom.strip()
             if new:
-                return "reply", new, ""
+                return "reply", new, "\x00" + inner
     # No marker quotequail knows: drop '>' lines and cut at a bare Outlook block or separator.
     kept: list[str] = []
+    quoted: list[str] = []
     for i, line in enumerate(lines):
         stripped = line.strip()
         if _SEPARATOR.match(stripped) or (_HEADER_LINE.match(stripped) and _looks_like_outlook_block(lines, i) and kept):
-            return ("reply" if any(k.strip() for k in kept) else "new"), "\n".join(kept), ""
+            kind = "reply" if any(k.strip() for k in kept) else "new"
+            return kind, "\n".join(kept), "\x00" + "\n".join(lines[i:])
         if _QUOTED.match(line):
+            quoted.append(line.lstrip("> "))
             continue
         kept.append(line)
     kind = "reply" if len(kept) < len(lines) else "new"
-    return kind, "\n".join(kept), ""
+    return kind, "\n".join(kept), ("\x00" + "\n".join(quoted)) if quoted else ""
 
 
 def strip_signature(text: str) -> str:
@@ -236,6 +242,9 @@ def clean_message(message: Message | str, *, keep_signature: bool = False, pseud
     subject = _ANY_PREFIX.sub("", msg.subject or "").strip()
     body = _normalise(msg.text or "")
     kind, new, forwarded = _split_history(body, msg.subject or "")
+    history = ""
+    if forwarded.startswith("\x00"):  # a reply's quoted history, not a forwarded request
+        history, forwarded = forwarded[1:][:HISTORY_CHARS], ""
     if not keep_signature:
         new = strip_signature(new)
         forwarded = strip_signature(forwarded)
@@ -244,18 +253,30 @@ def clean_message(message: Message | str, *, keep_signature: bool = False, pseud
     if pseudonymize:
         body_text = pseudonymise(body_text, names=(msg.sender_name,))
         subject = pseudonymise(subject, names=(msg.sender_name,))
+        history = pseudonymise(history, names=(msg.sender_name,))
     else:
         # Addresses and links are one-off strings: as placeholders they generalise
         # (a newsletter "has links") and stay out of explanations.
         body_text = _URL_RE.sub(URL, _EMAIL_RE.sub(EMAIL, body_text))
+        history = _URL_RE.sub(URL, _EMAIL_RE.sub(EMAIL, history))
     lang = detect_language(subject + "\n" + body_text)
     text = (subject + "\n\n" + body_text).strip()
-    return CleanedMail(text=text, subject=subject, body=body_text, kind=kind, lang=lang)
+    return CleanedMail(text=text, subject=subject, body=body_text, kind=kind, lang=lang, history=history)
+
+
+def _digest(address: str) -> str:
+    return hashlib.blake2b(address.lower().encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
 
 
 def meta_tokens(message: Message, cleaned: CleanedMail) -> str:
     """Space-separated tokens describing a message beyond its words."""
     tokens = [f"lang_{cleaned.lang}", f"kind_{cleaned.kind}"]
+    # Who writes and to whom: regular correspondents and aliases (info@ vs tresorier@) are strong hints.
+    # Addresses enter the model only as short digests, so no address is readable in a model file.
+    if message.sender:
+        tokens.append("sender_" + _digest(message.sender))
+    for rcpt in (message.to + message.cc)[:8]:
+        tokens.append("rcpt_" + _digest(rcpt))
     domain = message.sender_domain
     if domain:
         tokens.append("from_" + domain.replace(".", "_").replace("-", "_"))
@@ -287,9 +308,10 @@ def clean(
 class TextCleaner(TransformerMixin, BaseEstimator):
     """scikit-learn transformer: messages (or strings) to a 3-column array.
 
-    Columns: cleaned text, meta tokens, and the first ``CHAR_FEATURE_CHARS``
+    Columns: cleaned text, meta tokens, the first ``CHAR_FEATURE_CHARS``
     characters of the text (character n-grams are the costliest features;
-    the opening of a mail carries its intent).
+    the opening of a mail carries its intent), and the quoted history of a
+    reply (weighed lightly by the model: context, often on another topic).
 
     Stateless: ``fit`` learns nothing, so cleaning can be done once before a
     cross-validated search and the pipeline still holds the whole recipe.
@@ -312,24 +334,25 @@ class TextCleaner(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: Iterable[Any]) -> np.ndarray:
-        """Clean each message; returns an object array of shape (n, 3): text, meta tokens, text head."""
+        """Clean each message; returns an object array (n, 4): text, meta tokens, text head, quoted history."""
         if isinstance(X, np.ndarray) and X.ndim == 2:
             return X  # already cleaned (cleaning is done once before cross-validation)
         rows = []
         for item in X:
             msg = message_from_text(item) if isinstance(item, str) else item
             cleaned = clean_message(msg, keep_signature=self.keep_signature, pseudonymize=self.pseudonymize)
-            rows.append((cleaned.text, meta_tokens(msg, cleaned)))
-        out = np.empty((len(rows), 3), dtype=object)
-        for i, (text, meta) in enumerate(rows):
+            rows.append((cleaned.text, meta_tokens(msg, cleaned), cleaned.history))
+        out = np.empty((len(rows), 4), dtype=object)
+        for i, (text, meta, history) in enumerate(rows):
             out[i, 0] = text
             out[i, 1] = meta
             out[i, 2] = text[:CHAR_FEATURE_CHARS]
+            out[i, 3] = history
         return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the two output columns."""
-        return np.asarray(["text", "meta", "text_head"], dtype=object)
+        return np.asarray(["text", "meta", "text_head", "history"], dtype=object)
 
     def __sklearn_tags__(self):  # noqa: D105 - inputs are messages, not numbers
         tags = super().__sklearn_tags__()

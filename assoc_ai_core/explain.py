@@ -30,6 +30,8 @@ _FUNCTION_WORDS = FRENCH_STOP_WORDS | ENGLISH_STOP_WORDS | frozenset(
 )
 
 _META_LABELS = {
+    "sender_": ("expéditeur déjà vu", "known sender"),
+    "rcpt_": ("destinataire habituel", "usual recipient"),
     "from_": ("expéditeur @{}", "sender @{}"),
     "fromtld_": ("domaine .{}", "domain .{}"),
     "att_": ("pièce jointe {}", "attachment {}"),
@@ -121,6 +123,8 @@ def _contributions(model: Any, cleaned_row: np.ndarray, k: int, r: int) -> tuple
             char_parts.append((feat, float(c)))
         elif block == "meta":
             terms["⟨" + _readable_meta(feat, lang) + "⟩"] += float(c)
+        elif block == "history":
+            terms[feat + tr(" (cité)", " (quoted)", lang)] += float(c)
         elif block == "semantic":  # 512 dimensions of meaning: one reason, "the overall sense"
             terms["⟨" + tr("sens général du message", "overall meaning of the message", lang) + "⟩"] += float(c)
         else:
@@ -217,7 +221,8 @@ def explain_model(model: Any, *, top_k: int = 15, lang: str | None = None) -> di
     features = pipe.named_steps["features"]
     coef, _ = _class_weights(pipe.named_steps["clf"])
     names = features.get_feature_names_out()
-    keep = np.array([not n.startswith(("char__", "semantic__")) for n in names])
+    keep = np.array([not n.startswith(("char__", "semantic__", "history__")) and not n.startswith(("meta__sender_", "meta__rcpt_"))
+                     for n in names])
     out: dict[str, list[tuple[str, float]]] = {}
     for i, label in enumerate(model.classes_):
         w = np.where(keep, coef[i], -np.inf)

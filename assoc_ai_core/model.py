@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import ConvergenceWarning
@@ -38,6 +39,8 @@ from .records import Message, Prediction
 from .stopwords import FRENCH_STOP_WORDS
 
 FORMAT_VERSION = 1
+META_WEIGHT = 0.25
+HISTORY_WEIGHT = 0.3
 LARGE = 5000  # training sets above this size get a lighter cross-validated search
 PRECISION_LEVELS = (0.90, 0.95, 0.98)
 WORD_TOKEN = r"(?u)\b\w[\w-]*\w\b"
@@ -68,6 +71,42 @@ class CompactTfidfVectorizer(TfidfVectorizer):
         super().__setstate__(state)
 
 
+class OptionalTfidfVectorizer(CompactTfidfVectorizer):
+    """A TF-IDF block that may find nothing to learn (e.g. no reply quotes history in the training mail).
+
+    It then contributes one column of zeros (scikit-learn's ColumnTransformer
+    refuses empty blocks) instead of stopping the training.
+    """
+
+    def fit(self, raw_documents: Any, y: Any = None) -> "OptionalTfidfVectorizer":
+        """Fit, or remember that the documents held no term."""
+        self.fit_transform(raw_documents)
+        return self
+
+    def fit_transform(self, raw_documents: Any, y: Any = None) -> Any:
+        """Fit and transform; an all-empty block gives zero columns."""
+        docs = list(raw_documents)
+        try:
+            out = super().fit_transform(docs)
+            self.is_empty_ = False
+            return out
+        except ValueError:
+            self.is_empty_ = True
+            return sp.csr_matrix((len(docs), 1), dtype=np.float32)
+
+    def transform(self, raw_documents: Any) -> Any:
+        """Transform (a zero column when nothing was learnt)."""
+        if getattr(self, "is_empty_", False):
+            return sp.csr_matrix((len(list(raw_documents)), 1), dtype=np.float32)
+        return super().transform(raw_documents)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Term names (none when nothing was learnt)."""
+        if getattr(self, "is_empty_", False):
+            return np.asarray(["(none)"], dtype=object)
+        return super().get_feature_names_out(input_features)
+
+
 def build_features(
     n_samples: int, *, char_ngrams: bool = True, max_features: int | None = None,
     embeddings: str | None = None, embedding_weight: float = 1.0, n_classes: int = 2,
@@ -95,7 +134,11 @@ def build_features(
         ), 2))
     transformers.append(("meta", CompactTfidfVectorizer(
         token_pattern=r"\S+", lowercase=False, sublinear_tf=True, dtype=np.float32), 1))
-    weights = {"meta": 0.25}
+    # Quoted history is context: it often names the thread's topic, sometimes another one.
+    transformers.append(("history", OptionalTfidfVectorizer(
+        sublinear_tf=True, min_df=min_df, token_pattern=WORD_TOKEN, stop_words=stop, max_features=cap,
+        dtype=np.float32), 3))
+    weights = {"meta": META_WEIGHT, "history": HISTORY_WEIGHT}
     if embeddings:
         from .embeddings import SentenceEmbedder
 

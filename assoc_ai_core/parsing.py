@@ -141,18 +141,22 @@ def _parse(raw: bytes, source: str | None, label: str | None) -> Message:
     # One pass over the header list: Message.get() scans it again for every name.
     first: dict[str, str] = {}
     tos: list[str] = []
+    ccs: list[str] = []
     for hname, hvalue in msg.items():
         low = hname.lower()
         first.setdefault(low, hvalue)
         if low == "to":
             tos.append(hvalue)
+        elif low == "cc":
+            ccs.append(hvalue)
     headers = {}
     for name in KEPT_HEADERS:
         value = first.get(name)
         if value is not None:
             headers[name] = decode_header(value) if name != "content-type" else " ".join(str(value).split())
     name, addr = email.utils.parseaddr(decode_header(first.get("from", "")))
-    to = tuple(a for _, a in email.utils.getaddresses([decode_header(v) for v in tos]) if a)
+    to = tuple(a.lower() for _, a in email.utils.getaddresses([decode_header(v) for v in tos]) if a)
+    cc = tuple(a.lower() for _, a in email.utils.getaddresses([decode_header(v) for v in ccs]) if a)
     subject = decode_header(first.get("subject", ""))
 
     plain: list[str] = []
@@ -206,6 +210,7 @@ def _parse(raw: bytes, source: str | None, label: str | None) -> Message:
         sender=addr.lower(),
         sender_name=name,
         to=to,
+        cc=cc,
         date=_parse_date(first.get("date")),
         text=text,
         html=is_html,

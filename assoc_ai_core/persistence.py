@@ -29,6 +29,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "assoc_ai_core.model.MailClassifier",
     "assoc_ai_core.model._QuietLogisticRegression",
     "assoc_ai_core.model.CompactTfidfVectorizer",
+    "assoc_ai_core.model.OptionalTfidfVectorizer",
     "assoc_ai_core.cleaning.TextCleaner",
     "assoc_ai_core.embeddings.SentenceEmbedder",
     "sklearn.compose._column_transformer.ColumnTransformer",

@@ -37,6 +37,7 @@ class Message:
     sender: str = ""
     sender_name: str = ""
     to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
     date: datetime | None = None
     text: str = ""
     html: bool = False

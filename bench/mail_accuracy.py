@@ -171,21 +171,20 @@ def main() -> None:
     ap.add_argument("--semantic", action="store_true", help="add multilingual sentence embeddings")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "mail_accuracy.json"))
     args = ap.parse_args()
-    results = {"config": {"semantic": args.semantic}}
-    for name in args.only.split(","):
-        t0 = time.time()
-        results[name] = BENCHES[name](args)
-        results[name]["seconds"] = round(time.time() - t0, 1)
-        print(f"== {name} ({results[name]['seconds']} s)")
-        print(json.dumps(results[name], indent=1))
-        sys.stdout.flush()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        previous = json.loads(out.read_text())
-        previous.update(results)
-        results = previous
-    out.write_text(json.dumps(results, indent=1))
+    results = json.loads(out.read_text()) if out.exists() else {}
+    tag = "semantic" if args.semantic else "default"
+    results.setdefault(tag, {})
+    for name in args.only.split(","):
+        t0 = time.time()
+        figures = BENCHES[name](args)
+        figures["seconds"] = round(time.time() - t0, 1)
+        results[tag][name] = figures
+        print(f"== {tag} / {name} ({figures['seconds']} s)")
+        print(json.dumps(figures, indent=1))
+        sys.stdout.flush()
+        out.write_text(json.dumps(results, indent=1))  # after each part: a long run interrupted keeps what it measured
     print(f"written {out}")
 
 

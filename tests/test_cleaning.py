@@ -95,11 +95,11 @@ def test_text_cleaner_is_a_stateless_sklearn_transformer():
     tc = clone(TextCleaner(keep_signature=True))
     assert tc.get_params() == {"keep_signature": True, "pseudonymize": False}
     out = tc.fit_transform(["Bonjour", msg("Texte", subject="Sujet")])
-    assert out.shape == (2, 3) and out.dtype == object
+    assert out.shape == (2, 4) and out.dtype == object
     assert out[1, 0].startswith("Sujet")
     assert "lang_" in out[0, 1]
     assert tc.transform(out) is out  # already-cleaned input passes through (clean once before CV)
-    assert list(tc.get_feature_names_out()) == ["text", "meta", "text_head"]
+    assert list(tc.get_feature_names_out()) == ["text", "meta", "text_head", "history"]
     assert isinstance(out, np.ndarray)
 
 
