@@ -29,7 +29,7 @@ from .i18n import tr
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "assoc_ai"
-DEFAULT_PLUGINS = ("assoc_ai_core.default_plugins.local_mail",)
+DEFAULT_PLUGINS = ("assoc_ai_core.default_plugins.local_mail", "assoc_ai_core.default_plugins.people_files")
 
 
 @dataclass

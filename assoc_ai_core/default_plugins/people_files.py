@@ -1,0 +1,14 @@
+"""The embedded default CRM connector: CSV / Excel exports of people data, no credentials."""
+
+from __future__ import annotations
+
+from ..connectors import ConnectorRegistry
+from ..hookspecs import hookimpl
+
+
+@hookimpl
+def register_connectors(registry: ConnectorRegistry) -> None:
+    """Register the credential-free files connector (id ``files``)."""
+    from ..people.files_connector import FilesConnector
+
+    registry.add_crm(FilesConnector, plugin="assoc-ai-core")

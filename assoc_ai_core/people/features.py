@@ -1,0 +1,278 @@
+"""Features of each person *as of* a reference date: giving (RFM, LYBUNT/SYBUNT...), membership, events, volunteering.
+
+Only records dated strictly before ``as_of`` are used, so a feature table
+built for a past date is exactly what was knowable that day — the rule that
+keeps the models honest (no leakage of future data).  Windows are rolling:
+"this year" is the 12 months before ``as_of``, "last year" the 12 months
+before that.
+
+One-off gifts and recurring instalments are counted apart: a monthly direct
+debit says little about who answers an appeal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Iterable
+
+from .dataset import PeopleData, require_pandas
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["build_features", "FEATURES", "FeatureInfo", "as_timestamp", "person_table", "NEVER_MONTHS"]
+
+NEVER_MONTHS = 120.0  # "never" is shown to the models as ten years ago, with an explicit flag beside it
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """How a feature is named and phrased for people; ``{v}`` is the value, ``{y}`` a year."""
+
+    name: str
+    fr: str
+    en: str
+    log: bool = False  # counts and amounts enter the model as log(1 + x)
+    kind: str = "giving"
+
+
+FEATURES: tuple[FeatureInfo, ...] = (
+    FeatureInfo("gifts_12m", "{v:.0f} don(s) sur les 12 derniers mois", "{v:.0f} gift(s) in the last 12 months", True),
+    FeatureInfo("gifts_24m", "{v:.0f} don(s) sur 24 mois", "{v:.0f} gift(s) over 24 months", True),
+    FeatureInfo("gifts_total", "{v:.0f} don(s) en tout", "{v:.0f} gift(s) in all", True),
+    FeatureInfo("amount_12m", "{v:.0f} € donnés sur 12 mois", "{v:.0f} € given over 12 months", True),
+    FeatureInfo("amount_total", "{v:.0f} € donnés en tout", "{v:.0f} € given in all", True),
+    FeatureInfo("amount_last", "dernier don de {v:.0f} €", "last gift of {v:.0f} €", True),
+    FeatureInfo("amount_max", "plus gros don : {v:.0f} €", "largest gift: {v:.0f} €", True),
+    FeatureInfo("months_since_last_gift", "dernier don il y a {v:.0f} mois", "last gift {v:.0f} months ago"),
+    FeatureInfo("months_since_first_gift", "donateur depuis {v:.0f} mois", "donor for {v:.0f} months"),
+    FeatureInfo("never_gave", "n'a jamais donné", "has never given"),
+    FeatureInfo("giving_years", "a donné {v:.0f} année(s) sur les 5 dernières", "gave in {v:.0f} of the last 5 years"),
+    FeatureInfo("lybunt", "a donné l'an dernier mais pas cette année (LYBUNT)", "gave last year but not this year (LYBUNT)"),
+    FeatureInfo("sybunt", "a donné autrefois, ni l'an dernier ni cette année (SYBUNT)", "gave some year, not last year nor this year (SYBUNT)"),
+    FeatureInfo("first_year_donor", "premier don cette année", "first gift this year"),
+    FeatureInfo("repeat_donor", "a donné cette année et l'an dernier", "gave this year and last year"),
+    FeatureInfo("upgrade", "dons en hausse sur un an", "giving up on last year"),
+    FeatureInfo("downgrade", "dons en baisse sur un an", "giving down on last year"),
+    FeatureInfo("recurring_active", "don régulier en cours", "active regular gift"),
+    FeatureInfo("recurring_gifts_12m", "{v:.0f} prélèvement(s) sur 12 mois", "{v:.0f} regular instalment(s) in 12 months", True),
+    FeatureInfo("member_seasons", "adhérent {v:.0f} saison(s)", "member for {v:.0f} season(s)", True, "membership"),
+    FeatureInfo("member_years", "adhérent depuis {y}", "member since {y}", False, "membership"),
+    FeatureInfo("member_this_year", "adhésion en cours (12 derniers mois)", "membership in the last 12 months", False, "membership"),
+    FeatureInfo("member_streak", "{v:.0f} saison(s) d'affilée", "{v:.0f} season(s) in a row", True, "membership"),
+    FeatureInfo("member_lapsed", "ancien adhérent non renouvelé", "former member who did not renew", False, "membership"),
+    FeatureInfo("months_since_membership", "dernière adhésion il y a {v:.0f} mois", "last membership {v:.0f} months ago", False, "membership"),
+    FeatureInfo("last_fee", "cotisation de {v:.0f} €", "fee of {v:.0f} €", True, "membership"),
+    FeatureInfo("events_12m", "{v:.0f} événement(s) sur 12 mois", "{v:.0f} event(s) in 12 months", True, "events"),
+    FeatureInfo("events_total", "{v:.0f} événement(s) en tout", "{v:.0f} event(s) in all", True, "events"),
+    FeatureInfo("months_since_event", "dernier événement il y a {v:.0f} mois", "last event {v:.0f} months ago", False, "events"),
+    FeatureInfo("cancellations_12m", "{v:.0f} désistement(s) sur 12 mois", "{v:.0f} cancellation(s) in 12 months", True, "events"),
+    FeatureInfo("volunteer_hours_12m", "{v:.0f} h de bénévolat sur 12 mois", "{v:.0f} volunteer hour(s) in 12 months", True, "volunteering"),
+    FeatureInfo("volunteer_hours_total", "{v:.0f} h de bénévolat en tout", "{v:.0f} volunteer hour(s) in all", True, "volunteering"),
+    FeatureInfo("volunteer_missions", "{v:.0f} mission(s) bénévole(s)", "{v:.0f} volunteer mission(s)", True, "volunteering"),
+    FeatureInfo("months_since_volunteering", "bénévole il y a {v:.0f} mois", "volunteered {v:.0f} months ago", False, "volunteering"),
+    FeatureInfo("months_known", "connu depuis {v:.0f} mois", "known for {v:.0f} months", False, "contact"),
+    FeatureInfo("has_email", "courriel connu", "e-mail known", False, "contact"),
+    FeatureInfo("has_phone", "téléphone connu", "phone known", False, "contact"),
+)
+FEATURE_NAMES = tuple(f.name for f in FEATURES)
+BY_NAME = {f.name: f for f in FEATURES}
+
+
+def as_timestamp(value: date | datetime | str | None) -> "pd.Timestamp":
+    """A naive pandas Timestamp at midnight of ``value`` (ISO string, date or datetime)."""
+    pd = require_pandas()
+    if value is None:
+        raise ValueError("as_of is required")
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        from ..errors import DataError
+        from ..i18n import tr
+
+        raise DataError(tr(f"Date de référence illisible : {value!r}. Écrivez-la AAAA-MM-JJ (ex. 2024-12-31).",
+                           f"Unreadable reference date: {value!r}. Write it YYYY-MM-DD (e.g. 2024-12-31).")) from exc
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert(None)
+    return ts.normalize()
+
+
+def _months_between(pd: Any, later: "pd.Timestamp", earlier: "pd.Series") -> "pd.Series":
+    return (later - earlier).dt.days / 30.4375
+
+
+def person_table(frames: dict[str, "pd.DataFrame"], as_of: Any) -> "pd.DataFrame":
+    """People known at ``as_of`` (created before it, or with any activity before it), indexed by id."""
+    pd = require_pandas()
+    t = as_timestamp(as_of)
+    persons = frames["person"].drop_duplicates("source_id", keep="last").set_index("source_id")
+    active_ids: set[str] = set()
+    for rtype, col in (("gift", "date"), ("membership", "start"), ("participation", "date"), ("volunteer_hours", "date")):
+        f = frames[rtype]
+        if len(f):
+            active_ids |= set(f.loc[f[col] < t, "person_id"].astype(str))
+    created = persons["created"]
+    known = (created.notna() & (created < t)) | persons.index.isin(list(active_ids))
+    return persons[known]
+
+
+def build_features(
+    data: PeopleData | dict[str, "pd.DataFrame"],
+    as_of: Any,
+    *,
+    persons: Iterable[str] | None = None,
+    include_do_not_profile: bool = False,
+) -> "pd.DataFrame":
+    """The feature table of every person known at ``as_of`` (rows indexed by person id, columns :data:`FEATURE_NAMES`).
+
+    People flagged ``do_not_profile`` are left out unless
+    ``include_do_not_profile`` (used only to count them in reports).
+    """
+    pd = require_pandas()
+    import numpy as np
+
+    frames = data.frames() if isinstance(data, PeopleData) else data
+    t = as_timestamp(as_of)
+    y1, y2, y5 = t - pd.DateOffset(years=1), t - pd.DateOffset(years=2), t - pd.DateOffset(years=5)
+    people = person_table(frames, t)
+    if not include_do_not_profile:
+        people = people[~people["do_not_profile"].eq(True)]
+    if persons is not None:
+        people = people[people.index.isin(list(persons))]
+    out = pd.DataFrame(index=people.index.astype(str))
+    out.index.name = "person_id"
+
+    # giving ------------------------------------------------------------------
+    gifts = frames["gift"]
+    gifts = gifts[(gifts["date"] < t) & gifts["person_id"].astype(str).isin(out.index)].copy()
+    gifts["person_id"] = gifts["person_id"].astype(str)
+    one_off = gifts[~gifts["recurring"].eq(True)]
+    g = one_off.assign(
+        in12=one_off["date"] >= y1, in24=one_off["date"] >= y2, prev12=(one_off["date"] >= y2) & (one_off["date"] < y1),
+        before24=one_off["date"] < y2,
+    )
+    g["amount12"] = g["amount"].where(g["in12"], 0.0)
+    g["amount_prev12"] = g["amount"].where(g["prev12"], 0.0)
+    grouped = g.groupby("person_id")
+    agg = grouped.agg(
+        gifts_12m=("in12", "sum"), gifts_24m=("in24", "sum"), gifts_total=("amount", "size"),
+        amount_12m=("amount12", "sum"), amount_prev_12m=("amount_prev12", "sum"), amount_total=("amount", "sum"),
+        amount_max=("amount", "max"), last_date=("date", "max"), first_date=("date", "min"),
+        gave_prev12=("prev12", "any"), gave_before24=("before24", "any"),
+    )
+    last_amount = g.sort_values(["person_id", "date"]).groupby("person_id")["amount"].last()
+    agg["amount_last"] = last_amount
+    # distinct rolling years with a gift among the last five
+    recent = g[g["date"] >= y5]
+    years_back = ((t - recent["date"]).dt.days // 365.25).clip(upper=4)
+    agg["giving_years"] = recent.assign(k=years_back).groupby("person_id")["k"].nunique()
+    agg = agg.reindex(out.index)
+    for col in ("gifts_12m", "gifts_24m", "gifts_total", "amount_12m", "amount_total", "amount_last", "amount_max", "giving_years"):
+        out[col] = agg[col].fillna(0).astype(float)
+    never = agg["last_date"].isna()
+    out["months_since_last_gift"] = _months_between(pd, t, agg["last_date"]).fillna(NEVER_MONTHS).clip(upper=NEVER_MONTHS)
+    out["months_since_first_gift"] = _months_between(pd, t, agg["first_date"]).fillna(0.0).clip(upper=NEVER_MONTHS * 3)
+    out["never_gave"] = never.astype(float)
+    gave12 = out["gifts_12m"] > 0
+    gave_prev = agg["gave_prev12"].eq(True)
+    gave_before = agg["gave_before24"].eq(True)
+    out["lybunt"] = (gave_prev & ~gave12).astype(float)
+    out["sybunt"] = (gave_before & ~gave_prev & ~gave12).astype(float)
+    out["first_year_donor"] = (agg["first_date"] >= y1).fillna(False).astype(float)
+    out["repeat_donor"] = (gave12 & gave_prev).astype(float)
+    prev_amount = agg["amount_prev_12m"].fillna(0.0)
+    both = (out["amount_12m"] > 0) & (prev_amount > 0)
+    ratio = np.log((out["amount_12m"] + 1) / (prev_amount + 1))
+    out["upgrade"] = (both & (ratio > np.log(1.1))).astype(float)
+    out["downgrade"] = (both & (ratio < -np.log(1.1))).astype(float)
+
+    plans = frames["recurring_plan"]
+    if len(plans):
+        live = plans[(plans["start"].notna()) & (plans["start"] < t) & (plans["end"].isna() | (plans["end"] >= t))]
+        out["recurring_active"] = out.index.isin(live["person_id"].astype(str)).astype(float)
+    else:
+        out["recurring_active"] = 0.0
+    rec = gifts[gifts["recurring"].eq(True) & (gifts["date"] >= y1)]
+    out["recurring_gifts_12m"] = rec.groupby("person_id").size().reindex(out.index).fillna(0).astype(float)
+    if not len(plans):  # exports without a plans file: an instalment in the last two months means a live plan
+        recent_rec = gifts[gifts["recurring"].eq(True) & (gifts["date"] >= t - pd.DateOffset(months=2))]
+        out["recurring_active"] = out.index.isin(recent_rec["person_id"]).astype(float)
+
+    # membership --------------------------------------------------------------
+    members = _membership_starts(pd, frames["membership"])
+    members = members[(members["start"] < t) & members["person_id"].isin(out.index)]
+    magg = members.groupby("person_id").agg(
+        member_seasons=("season_key", "nunique"), first=("start", "min"), last=("start", "max"),
+    ).reindex(out.index)
+    out["member_seasons"] = magg["member_seasons"].fillna(0).astype(float)
+    first_year = magg["first"].dt.year.astype(float)
+    out["member_years"] = (t.year - first_year).fillna(0.0).clip(lower=0.0)
+    out["member_this_year"] = (magg["last"] >= y1).fillna(False).astype(float)
+    out["member_lapsed"] = ((out["member_seasons"] > 0) & (out["member_this_year"] == 0)).astype(float)
+    out["months_since_membership"] = _months_between(pd, t, magg["last"]).fillna(NEVER_MONTHS).clip(upper=NEVER_MONTHS)
+    last_fee = members.sort_values(["person_id", "start"]).groupby("person_id")["fee"].last()
+    out["last_fee"] = last_fee.reindex(out.index).fillna(0.0).astype(float)
+    out["member_streak"] = _streaks(members).reindex(out.index).fillna(0).astype(float)
+
+    # events ------------------------------------------------------------------
+    ev = frames["participation"]
+    ev = ev[(ev["date"] < t) & ev["person_id"].astype(str).isin(out.index)].assign(person_id=lambda d: d["person_id"].astype(str))
+    status = ev["status"].fillna("").str.lower()
+    cancelled = status.str.contains("annul|cancel|desist|désist|absent|no.show", regex=True)
+    came = ev[~cancelled]
+    out["events_12m"] = came[came["date"] >= y1].groupby("person_id").size().reindex(out.index).fillna(0).astype(float)
+    out["events_total"] = came.groupby("person_id").size().reindex(out.index).fillna(0).astype(float)
+    last_ev = came.groupby("person_id")["date"].max().reindex(out.index)
+    out["months_since_event"] = _months_between(pd, t, last_ev).fillna(NEVER_MONTHS).clip(upper=NEVER_MONTHS)
+    gone = ev[cancelled & (ev["date"] >= y1)]
+    out["cancellations_12m"] = gone.groupby("person_id").size().reindex(out.index).fillna(0).astype(float)
+
+    # volunteering ------------------------------------------------------------
+    hrs = frames["volunteer_hours"]
+    hrs = hrs[(hrs["date"] < t) & hrs["person_id"].astype(str).isin(out.index)].assign(person_id=lambda d: d["person_id"].astype(str))
+    out["volunteer_hours_12m"] = hrs[hrs["date"] >= y1].groupby("person_id")["hours"].sum().reindex(out.index).fillna(0).astype(float)
+    out["volunteer_hours_total"] = hrs.groupby("person_id")["hours"].sum().reindex(out.index).fillna(0).astype(float)
+    out["volunteer_missions"] = hrs.groupby("person_id")["mission"].nunique().reindex(out.index).fillna(0).astype(float)
+    last_v = hrs.groupby("person_id")["date"].max().reindex(out.index)
+    out["months_since_volunteering"] = _months_between(pd, t, last_v).fillna(NEVER_MONTHS).clip(upper=NEVER_MONTHS)
+
+    # contact -----------------------------------------------------------------
+    created = people["created"].reindex(out.index)
+    first_seen = pd.concat([created, agg["first_date"], magg["first"]], axis=1).min(axis=1)
+    out["months_known"] = _months_between(pd, t, first_seen).fillna(0.0).clip(lower=0, upper=NEVER_MONTHS * 3)
+    out["has_email"] = people["email"].reindex(out.index).fillna("").astype(str).str.contains("@").astype(float)
+    out["has_phone"] = (people["phone"].reindex(out.index).fillna("").astype(str).str.len() > 5).astype(float)
+    return out[list(FEATURE_NAMES)].astype(float)
+
+
+def _membership_starts(pd: Any, frame: "pd.DataFrame") -> "pd.DataFrame":
+    """Memberships with a start date (from ``start``, else the first year written in ``season``)."""
+    if not len(frame):
+        return pd.DataFrame({"person_id": [], "start": pd.Series([], dtype="datetime64[ns]"), "season_key": [], "fee": []})
+    f = frame.copy()
+    f["person_id"] = f["person_id"].astype(str)
+    year = f["season"].astype(str).str.extract(r"((?:19|20)\d\d)")[0]
+    from_season = pd.to_datetime(year + "-01-01", errors="coerce")
+    f["start"] = f["start"].fillna(from_season)
+    f["season_key"] = year.fillna(f["season"].astype(str))
+    status = f["status"].fillna("").str.lower()
+    f = f[~status.str.contains("annul|cancel|rembours|refund|impay|unpaid", regex=True)]
+    return f[f["start"].notna()]
+
+
+def _streaks(members: "pd.DataFrame") -> "pd.Series":
+    """Length of the run of consecutive seasons ending with each person's latest one."""
+    import pandas as pd
+
+    years = members.assign(y=members["start"].dt.year)[["person_id", "y"]].drop_duplicates()
+    out = {}
+    for pid, ys in years.groupby("person_id")["y"]:
+        ordered = sorted(ys, reverse=True)
+        run = 1
+        for a, b in zip(ordered, ordered[1:]):
+            if a - b != 1:
+                break
+            run += 1
+        out[pid] = run
+    return pd.Series(out, dtype=float)

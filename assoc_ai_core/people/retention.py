@@ -1,0 +1,197 @@
+"""Donor retention report, with the Fundraising Effectiveness Project (FEP) definitions.
+
+Two periods are compared — the *prior* one and the *current* one (calendar
+years by default, or any two consecutive 12-month windows).  Every donor of
+either period falls in exactly one box:
+
+* **retained**: gave in both periods;
+* **new**: first gift ever in the current period;
+* **recaptured**: gave in the current period and some time before the prior
+  one, but not in the prior one;
+* **lapsed**: gave in the prior period, not in the current one.
+
+Rates: overall retention (retained ÷ prior donors); new-donor retention (of
+the prior period's first-time donors, share who gave again); repeat-donor
+retention (of prior donors who had also given in the period before, share
+who gave again); recapture (of donors lapsed before the prior period, share
+who came back).  Gains and losses balance exactly: by count, new +
+recaptured − lapsed = current donors − prior donors; by amount, new +
+recaptured + upgrades − lapsed − downgrades = current total − prior total.
+All gifts count, recurring instalments included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import DataError
+from ..i18n import percent, tr
+from .dataset import PeopleData, load_people, require_pandas
+
+__all__ = ["retention_report", "RetentionReport", "retention_history", "AMOUNT_BANDS"]
+
+AMOUNT_BANDS = ((0, 100), (100, 250), (250, 1000), (1000, 5000), (5000, float("inf")))
+
+
+@dataclass
+class RetentionReport:
+    """Counts, rates and gain/loss of one prior → current comparison."""
+
+    prior: tuple[str, str]
+    current: tuple[str, str]
+    donors_prior: int
+    donors_current: int
+    retained: int
+    new: int
+    recaptured: int
+    lapsed: int
+    lapsed_new: int
+    lapsed_repeat: int
+    overall_retention: float | None
+    new_donor_retention: float | None
+    repeat_retention: float | None
+    recapture_rate: float | None
+    amount_prior: float
+    amount_current: float
+    amount_retention: float | None
+    gain_new: float
+    gain_recaptured: float
+    gain_upgraded: float
+    loss_lapsed: float
+    loss_downgraded: float
+    upgraded: int = 0
+    downgraded: int = 0
+    by_band: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def net_count(self) -> int:
+        """Donors gained minus donors lost (= current − prior)."""
+        return self.new + self.recaptured - self.lapsed
+
+    @property
+    def net_amount(self) -> float:
+        """Amount gained minus amount lost (= current total − prior total)."""
+        return round(self.gain_new + self.gain_recaptured + self.gain_upgraded - self.loss_lapsed - self.loss_downgraded, 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (with the two net figures)."""
+        out = asdict(self)
+        out["net_count"] = self.net_count
+        out["net_amount"] = self.net_amount
+        return out
+
+    def to_text(self, lang: str | None = None) -> str:
+        """A few lines a fundraising manager can read."""
+        def pc(v: float | None) -> str:
+            return "—" if v is None else percent(v, lang)
+
+        p = f"{self.prior[0]} → {self.prior[1]}"
+        c = f"{self.current[0]} → {self.current[1]}"
+        return "\n".join([
+            tr(f"Période précédente {p} : {self.donors_prior} donateurs, {_money(self.amount_prior)} €",
+               f"Prior period {p}: {self.donors_prior} donors, {_money(self.amount_prior)} €", lang),
+            tr(f"Période actuelle {c} : {self.donors_current} donateurs, {_money(self.amount_current)} €",
+               f"Current period {c}: {self.donors_current} donors, {_money(self.amount_current)} €", lang),
+            tr(f"Fidélisation globale {pc(self.overall_retention)} ; nouveaux donateurs {pc(self.new_donor_retention)} ; "
+               f"donateurs réguliers {pc(self.repeat_retention)} ; reconquête des perdus {pc(self.recapture_rate)}",
+               f"Overall retention {pc(self.overall_retention)}; new donors {pc(self.new_donor_retention)}; "
+               f"repeat donors {pc(self.repeat_retention)}; recapture of lapsed {pc(self.recapture_rate)}", lang),
+            tr(f"Gagnés : {self.new} nouveaux + {self.recaptured} reconquis ; perdus : {self.lapsed} ; solde {self.net_count:+d}",
+               f"Gained: {self.new} new + {self.recaptured} recaptured; lost: {self.lapsed}; net {self.net_count:+d}", lang),
+            tr(f"Montants gagnés {self.gain_new + self.gain_recaptured + self.gain_upgraded:.0f} € "
+               f"(nouveaux {self.gain_new:.0f}, reconquis {self.gain_recaptured:.0f}, hausses {self.gain_upgraded:.0f}) ; "
+               f"perdus {self.loss_lapsed + self.loss_downgraded:.0f} € (départs {self.loss_lapsed:.0f}, baisses "
+               f"{self.loss_downgraded:.0f}) ; solde {self.net_amount:+.0f} €",
+               f"Amount gained {self.gain_new + self.gain_recaptured + self.gain_upgraded:.0f} € "
+               f"(new {self.gain_new:.0f}, recaptured {self.gain_recaptured:.0f}, upgrades {self.gain_upgraded:.0f}); "
+               f"lost {self.loss_lapsed + self.loss_downgraded:.0f} € (lapsed {self.loss_lapsed:.0f}, downgrades "
+               f"{self.loss_downgraded:.0f}); net {self.net_amount:+.0f} €", lang),
+        ])
+
+
+def _money(value: float) -> str:
+    return f"{value:,.0f}".replace(",", "\u202f")
+
+
+def _rate(num: int | float, den: int | float) -> float | None:
+    return float(num) / float(den) if den else None
+
+
+def retention_report(data: Any, *, year: int | None = None, current_end: Any = None) -> RetentionReport:
+    """Compare the prior and current periods.
+
+    ``year``: calendar year of the current period (prior = the year before).
+    ``current_end``: end (exclusive) of a rolling current 12-month window
+    instead.  Default: the last calendar year fully covered by the gifts.
+    """
+    pd = require_pandas()
+    people = load_people(data) if not isinstance(data, PeopleData) else data
+    gifts = people.frames()["gift"]
+    if not len(gifts):
+        raise DataError(tr("Aucun don dans les données : pas de rapport de fidélisation possible.",
+                           "No gifts in the data: no retention report possible."))
+    gifts = gifts.assign(person_id=gifts["person_id"].astype(str))
+    if current_end is not None:
+        c1 = pd.Timestamp(current_end).normalize()
+        c0 = c1 - pd.DateOffset(years=1)
+    else:
+        if year is None:
+            last = gifts["date"].max()
+            year = last.year if last.month == 12 and last.day >= 20 else last.year - 1
+        c0, c1 = pd.Timestamp(year=year, month=1, day=1), pd.Timestamp(year=year + 1, month=1, day=1)
+    p0 = c0 - pd.DateOffset(years=1)
+    pp0 = p0 - pd.DateOffset(years=1)
+
+    def by_donor(start: Any, end: Any) -> "pd.Series":
+        w = gifts[(gifts["date"] >= start) & (gifts["date"] < end)]
+        return w.groupby("person_id")["amount"].sum()
+
+    cur, pri = by_donor(c0, c1), by_donor(p0, c0)
+    before_prior = set(gifts.loc[gifts["date"] < p0, "person_id"])
+    year_before_prior = set(by_donor(pp0, p0).index)
+    C, P = set(cur.index), set(pri.index)
+    retained = P & C
+    new = C - P - before_prior
+    recaptured = (C & before_prior) - P
+    lapsed = P - C
+    prior_new = P - before_prior
+    prior_repeat = P & year_before_prior
+    lapsed_pool = before_prior - P
+    upgrades = {d: cur[d] - pri[d] for d in retained if cur[d] > pri[d]}
+    downgrades = {d: pri[d] - cur[d] for d in retained if cur[d] < pri[d]}
+    bands = []
+    for lo, hi in AMOUNT_BANDS:
+        group = {d for d in P if lo <= pri[d] < hi}
+        bands.append({"band": f"{lo:g}–{hi:g} €" if hi != float("inf") else f"{lo:g}+ €", "donors_prior": len(group),
+                      "retained": len(group & C), "retention": _rate(len(group & C), len(group))})
+    return RetentionReport(
+        prior=(p0.date().isoformat(), (c0 - pd.Timedelta(days=1)).date().isoformat()),
+        current=(c0.date().isoformat(), (c1 - pd.Timedelta(days=1)).date().isoformat()),
+        donors_prior=len(P), donors_current=len(C), retained=len(retained), new=len(new), recaptured=len(recaptured),
+        lapsed=len(lapsed), lapsed_new=len(lapsed & prior_new), lapsed_repeat=len(lapsed - prior_new),
+        overall_retention=_rate(len(retained), len(P)),
+        new_donor_retention=_rate(len(prior_new & C), len(prior_new)),
+        repeat_retention=_rate(len(prior_repeat & C), len(prior_repeat)),
+        recapture_rate=_rate(len(recaptured), len(lapsed_pool)),
+        amount_prior=round(float(pri.sum()), 2), amount_current=round(float(cur.sum()), 2),
+        amount_retention=_rate(float(cur[list(retained)].sum()), float(pri.sum())),
+        gain_new=round(float(cur[list(new)].sum()), 2), gain_recaptured=round(float(cur[list(recaptured)].sum()), 2),
+        gain_upgraded=round(float(sum(upgrades.values())), 2), loss_lapsed=round(float(pri[list(lapsed)].sum()), 2),
+        loss_downgraded=round(float(sum(downgrades.values())), 2), upgraded=len(upgrades), downgraded=len(downgrades),
+        by_band=bands,
+    )
+
+
+def retention_history(data: Any, *, years: int = 5) -> list[RetentionReport]:
+    """One report per calendar year for the last ``years`` complete years that have a prior year."""
+    people = load_people(data) if not isinstance(data, PeopleData) else data
+    dates = [g.date for g in people.gifts]
+    if not dates:
+        raise DataError(tr("Aucun don dans les données.", "No gifts in the data."))
+    first, last = min(dates), max(dates)
+    last_year = last.year if (last.month, last.day) >= (12, 20) else last.year - 1
+    out = []
+    for y in range(max(first.year + 1, last_year - years + 1), last_year + 1):
+        out.append(retention_report(people, year=y))
+    return out

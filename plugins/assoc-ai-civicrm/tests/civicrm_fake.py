@@ -1,0 +1,277 @@
+"""A loopback CiviCRM API v4 REST server for the tests, following the published API v4 REST documents.
+
+``POST /civicrm/ajax/api4/{Entity}/{action}`` with a form field ``params``
+(JSON); authentication ``X-Civi-Auth: Bearer <api key>`` plus, when the site
+demands it, ``X-Civi-Key: <site key>``; ``X-Requested-With: XMLHttpRequest``
+required.  Answers ``{"entity", "action", "version": 4, "count", "countFetched",
+"values"}``; failures carry ``error_message`` / ``error_code`` with an HTTP
+error status.  A small query engine handles ``select``, ``where`` (=, !=, >, >=,
+<, <=, IN, IS NULL), ``orderBy``, ``limit``, ``offset`` and ``get``,
+``create``, ``update``, ``save``.  Custom fields appear as
+``Group.field`` once created through CustomGroup/CustomField.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+API_KEY = "civi-api-key-for-tests"
+SITE_KEY = "civi-site-key-for-tests"
+PREFIX = "/civicrm/ajax/api4/"
+
+
+class ApiError(Exception):
+    """An API v4 exception: HTTP status and message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _match(row: dict[str, Any], clause: list[Any]) -> bool:
+    name, op, *rest = clause
+    value = row.get(name)
+    arg = rest[0] if rest else None
+    if op == "=":
+        return value == arg
+    if op == "!=":
+        return value != arg
+    if op == "IN":
+        return value in arg
+    if op == "IS NULL":
+        return value in (None, "")
+    if value is None:
+        return False
+    if op == ">":
+        return value > arg
+    if op == ">=":
+        return value >= arg
+    if op == "<":
+        return value < arg
+    if op == "<=":
+        return value <= arg
+    raise ApiError(400, f"Unsupported operator {op}")
+
+
+@dataclass
+class FakeCiviCRM:
+    """Tables of the fake site, injected faults and a request log."""
+
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    require_site_key: bool = True
+    throttle: list[int] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    custom_fields: dict[str, set[str]] = field(default_factory=dict)
+    clock: str = "2024-03-01 12:00:00"
+    _next: int = 500
+
+    def table(self, entity: str) -> list[dict[str, Any]]:
+        """Rows of ``entity`` (created on demand)."""
+        return self.tables.setdefault(entity, [])
+
+    def next_id(self) -> int:
+        """A fresh id."""
+        self._next += 1
+        return self._next
+
+    def writes(self) -> list[dict[str, Any]]:
+        """Logged calls that change data."""
+        return [r for r in self.requests if r["action"] in ("create", "update", "save", "delete")]
+
+    def seed(self) -> None:
+        """A small association: contacts, gifts, a standing order, members, an event, volunteering."""
+        people = [
+            (101, "Camille", "Martin", "camille.martin@example.org", "75011", "Paris", "1961-02-03", False, "2024-01-05 10:00:00"),
+            (102, "Louis", "Bernard", "louis.bernard@example.net", "93100", "Montreuil", "1990-07-14", False, "2024-01-05 10:00:00"),
+            (103, "Inès", "Dubois", "ines.dubois@example.com", "75020", "Paris", "", True, "2024-01-20 08:30:00"),
+            (104, "Hugo", "Thomas", "hugo.thomas@example.org", "94300", "Vincennes", "1975-11-30", False, "2024-02-01 09:00:00"),
+            (105, "Léa", "Robert", "lea.robert@example.fr", "75012", "Paris", "1988-04-22", False, "2024-02-10 17:45:00"),
+        ]
+        for cid, first, last, email, zip_code, city, born, dnt, modified in people:
+            self.table("Contact").append({
+                "id": cid, "contact_type": "Individual", "is_deleted": False, "first_name": first, "last_name": last,
+                "display_name": f"{first} {last}", "email_primary.email": email, "phone_primary.phone": "",
+                "address_primary.postal_code": zip_code, "address_primary.city": city, "birth_date": born or None,
+                "gender_id:name": "", "created_date": "2023-09-01 10:00:00", "modified_date": modified,
+                "is_opt_out": False, "do_not_trade": dnt})
+        self.table("Contact").append({"id": 199, "contact_type": "Organization", "is_deleted": False,
+                                      "organization_name": "Mairie", "modified_date": "2024-01-05 10:00:00"})
+        gifts = [(201, 101, "50.00", "2024-01-06 11:00:00", None, "Completed", "Donation"),
+                 (202, 102, "30.00", "2024-01-07 12:00:00", None, "Completed", "Donation"),
+                 (203, 104, "15.00", "2024-02-05 09:00:00", 301, "Completed", "Donation"),
+                 (204, 104, "15.00", "2024-03-05 09:00:00", 301, "Completed", "Donation"),
+                 (205, 105, "20.00", "2024-02-11 10:00:00", None, "Completed", "Member Dues"),
+                 (206, 101, "120.00", "2024-02-20 15:30:00", None, "Completed", "Donation")]
+        for gid, cid, amount, when, recur, status, ftype in gifts:
+            self.table("Contribution").append({
+                "id": gid, "contact_id": cid, "total_amount": amount, "currency": "EUR", "receive_date": when,
+                "contribution_recur_id": recur, "campaign_id:label": "Printemps 2024" if gid == 206 else None,
+                "payment_instrument_id:name": "Credit Card", "financial_type_id:name": ftype,
+                "contribution_status_id:name": status, "is_test": False, "is_template": False, "modified_date": when})
+        self.table("ContributionRecur").append({
+            "id": 301, "contact_id": 104, "amount": "15.00", "currency": "EUR", "frequency_unit:name": "month",
+            "frequency_interval": 1, "start_date": "2024-02-05 00:00:00", "end_date": None,
+            "contribution_status_id:name": "In Progress", "is_test": False, "modified_date": "2024-02-05 09:00:00"})
+        for mid, cid, start, end in [(401, 102, "2024-01-01", "2024-12-31"), (402, 105, "2023-09-01", "2024-08-31")]:
+            self.table("Membership").append({
+                "id": mid, "contact_id": cid, "membership_type_id:name": "Individuelle",
+                "membership_type_id.minimum_fee": "20.00", "status_id:name": "Current", "join_date": start,
+                "start_date": start, "end_date": end, "is_test": False})
+        self.table("Participant").append({
+            "id": 501, "contact_id": 101, "event_id": 7, "event_id.title": "Fête des voisins",
+            "event_id.start_date": "2024-06-02 14:00:00", "status_id:name": "Attended",
+            "register_date": "2024-05-20 10:00:00", "is_test": False, "modified_date": "2024-06-03 09:00:00"})
+        self.table("Activity").append({
+            "id": 601, "activity_type_id:name": "Volunteer", "subject": "Accueil des visiteurs",
+            "activity_date_time": "2024-06-02 13:00:00", "duration": 180, "location": "Place du marché",
+            "status_id:name": "Completed", "assignee_contact_id": [102, 105], "target_contact_id": [],
+            "is_deleted": False, "modified_date": "2024-06-02 18:00:00"})
+
+    # -- serving ------------------------------------------------------------------
+    def start(self) -> tuple[ThreadingHTTPServer, threading.Thread]:
+        """Serve on 127.0.0.1 on a free port."""
+        state = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                state.handle(self)
+
+            do_GET = do_POST  # noqa: N815
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        return server, thread
+
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        """Authenticate and run one API call."""
+        parts = urlsplit(h.path)
+        length = int(h.headers.get("Content-Length") or 0)
+        form = parse_qs(h.rfile.read(length).decode()) if length else parse_qs(parts.query)
+        if not parts.path.startswith(PREFIX) or parts.path.count("/") != 5:
+            return self.reply(h, 404, {"error_message": "", "error_code": 0}, raw=b"<html>Page not found</html>")
+        entity, action = parts.path[len(PREFIX):].split("/")
+        try:
+            params = json.loads(form.get("params", ["{}"])[0])
+        except json.JSONDecodeError:
+            return self.reply(h, 400, {"error_message": "Invalid params JSON", "error_code": 0})
+        with self.lock:
+            self.requests.append({"entity": entity, "action": action, "params": params,
+                                  "headers": {k.lower(): v for k, v in h.headers.items()}})
+            if self.throttle:
+                return self.reply(h, 429, {"error_message": "Too Many Requests"}, {"Retry-After": str(self.throttle.pop(0))})
+            if h.headers.get("X-Requested-With") != "XMLHttpRequest":
+                return self.reply(h, 403, {"error_message": "SECURITY ALERT: Ajax requests can only be issued by javascript clients."})
+            if h.headers.get("X-Civi-Auth") != f"Bearer {API_KEY}" or (
+                    self.require_site_key and h.headers.get("X-Civi-Key") != SITE_KEY):
+                return self.reply(h, 401, {"error_message": "Authentication failed"})
+            try:
+                result = self.run(entity, action, params)
+            except ApiError as exc:
+                return self.reply(h, exc.status, {"error_message": str(exc), "error_code": 0})
+        return self.reply(h, 200, {"entity": entity, "action": action, "debug": None, "version": 4,
+                                   "count": len(result), "countFetched": len(result), "values": result})
+
+    def fields_of(self, entity: str) -> set[str] | None:
+        """Known field names of ``entity`` (None: accept anything, for entities the tests do not check)."""
+        rows = self.table(entity)
+        if entity != "Contact" or not rows:
+            return None
+        known = {k for r in rows for k in r} | {"id"}
+        for group, names in self.custom_fields.items():
+            known |= {f"{group}.{n}" for n in names}
+        return known
+
+    def run(self, entity: str, action: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The query engine."""
+        rows = self.table(entity)
+        known = self.fields_of(entity)
+        if action == "get":
+            for clause in params.get("where", []):
+                if known is not None and clause[0] not in known:
+                    raise ApiError(500, f"Invalid field '{clause[0]}'")
+            found = [r for r in rows if all(_match(r, c) for c in params.get("where", []))]
+            if entity == "CustomField":
+                found = [{"name": n, "custom_group_id:name": g} for g, names in self.custom_fields.items() for n in names
+                         if all(_match({"name": n, "custom_group_id:name": g}, c) for c in params.get("where", []))]
+            if entity == "CustomGroup":
+                found = [{"id": i + 1, "name": g} for i, g in enumerate(self.custom_fields)
+                         if all(_match({"name": g}, c) for c in params.get("where", []))]
+            for name, direction in reversed(list((params.get("orderBy") or {}).items())):
+                found.sort(key=lambda r: (r.get(name) is None, r.get(name) or 0), reverse=direction == "DESC")
+            offset, limit = int(params.get("offset") or 0), int(params.get("limit") or 0)
+            found = found[offset : offset + limit] if limit else found[offset:]
+            select = params.get("select") or []
+            if select:
+                if known is not None:
+                    bad = [s for s in select if s not in known and "." in s and s.split(".")[0] in self.custom_fields]
+                    bad += [s for s in select if "." in s and s.split(".")[0] not in self.custom_fields
+                            and s not in known and not s.startswith(("email_primary", "phone_primary", "address_primary"))]
+                    if bad:
+                        raise ApiError(500, f"Invalid field '{bad[0]}'")
+                found = [{k: r.get(k) for k in ["id", *select] if k in r or k in select} for r in found]
+            return [dict(r) for r in found]
+        if action == "create" and entity == "CustomGroup":
+            self.custom_fields.setdefault(params["values"]["name"], set())
+            return [{"id": len(self.custom_fields), **params["values"]}]
+        if action == "create" and entity == "CustomField":
+            group = params["values"]["custom_group_id.name"]
+            if group not in self.custom_fields:
+                raise ApiError(500, f"Custom group '{group}' not found")
+            self.custom_fields[group].add(params["values"]["name"])
+            return [{"id": self.next_id(), **params["values"]}]
+        if action in ("create", "save"):
+            records = params.get("records") or [params.get("values") or {}]
+            out = []
+            for record in records:
+                self.check_fields(entity, record, known)
+                existing = next((r for r in rows if "id" in record and r.get("id") == record["id"]), None)
+                if existing is None:
+                    if action == "save" and "id" in record:
+                        raise ApiError(500, f"{entity} {record['id']} not found")
+                    existing = {"id": self.next_id()}
+                    rows.append(existing)
+                existing.update(record)
+                if "modified_date" in existing:
+                    existing["modified_date"] = self.clock
+                out.append(dict(existing))
+            return out
+        if action == "update":
+            values = params.get("values") or {}
+            self.check_fields(entity, values, known)
+            found = [r for r in rows if all(_match(r, c) for c in params.get("where", []))]
+            for r in found:
+                r.update(values)
+            return [dict(r) for r in found]
+        raise ApiError(404, f"Api {entity} {action} version 4 does not exist.")
+
+    def check_fields(self, entity: str, record: dict[str, Any], known: set[str] | None) -> None:
+        """Refuse writes to custom fields that were never created, as CiviCRM does."""
+        if known is None:
+            return
+        for key in record:
+            if "." in key and key not in known:
+                raise ApiError(500, f"Invalid field '{key}'")
+
+    @staticmethod
+    def reply(h: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str] | None = None,
+              raw: bytes | None = None) -> None:
+        """Send an answer (JSON unless ``raw``)."""
+        data = raw if raw is not None else json.dumps(payload).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "text/html" if raw is not None else "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(data)

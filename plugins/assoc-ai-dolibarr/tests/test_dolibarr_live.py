@@ -1,0 +1,27 @@
+"""Opt-in check against a real Dolibarr: ``pytest -m live`` with ``ASSOC_AI_DOLIBARR_URL`` and ``ASSOC_AI_DOLIBARR_API_KEY``.
+
+Reads one page of each record type and dry-runs a score write; nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from assoc_ai_core.config import Secret
+from assoc_ai_core.people.records import Score
+from assoc_ai_dolibarr import DolibarrConfig, DolibarrConnector
+
+
+@pytest.mark.live
+def test_instance_reads_and_dry_runs() -> None:
+    url, key = os.environ.get("ASSOC_AI_DOLIBARR_URL"), os.environ.get("ASSOC_AI_DOLIBARR_API_KEY")
+    if not url or not key:
+        pytest.skip("Dolibarr instance not configured: set ASSOC_AI_DOLIBARR_URL and ASSOC_AI_DOLIBARR_API_KEY")
+    with DolibarrConnector(DolibarrConfig(base_url=url, api_key=Secret(key))) as conn:
+        for record_type in sorted(conn.record_types):
+            for page in conn.iter_records(record_type, page_size=10):
+                assert all(r.source == "dolibarr" for r in page.records)
+                break
+        assert conn.write_scores([Score(person_id="1", task="live_check", probability=0.5)]).dry_run
