@@ -47,6 +47,11 @@ def cli(verbose: int) -> None:
     """Root command."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from .privacy import PseudonymisingFilter
+
+    for handler in logging.getLogger().handlers:  # on the handler: it sees every logger's records
+        if not any(isinstance(f, PseudonymisingFilter) for f in handler.filters):
+            handler.addFilter(PseudonymisingFilter())
 
 
 def _people_commands() -> Any:
@@ -137,6 +142,9 @@ def train(data: str | None, output: str | None, target_precision: float, semanti
     with _progress(5, tr("Apprentissage", "Training")) as bar:
         model = train_model(labelled, target_precision=target_precision, progress=bar, **params)
     save_model(model, output)
+    from .modelcard import card_beside_model
+
+    card_md, _ = card_beside_model(model, output)
     md = model.metadata_
     click.echo(tr(
         f"Modèle écrit : {output}\n"
@@ -148,6 +156,7 @@ def train(data: str | None, output: str | None, target_precision: float, semanti
         f"At {percent(target_precision)} precision, {percent(md['expected_auto_share'])} of mail would be routed "
         f"automatically (confidence threshold {percent(md['threshold'])}); the rest goes to review.",
     ))
+    click.echo(tr(f"Fiche du modèle : {card_md}", f"Model card: {card_md}"))
 
 
 # ------------------------------------------------------------------ evaluate
@@ -409,6 +418,9 @@ def _wire_optional_commands() -> None:
         add_commands = None
     if add_commands is not None:
         add_commands(cli)
+        from .cli_trust import add_commands as add_trust_commands
+
+        add_trust_commands(cli)  # after the triage commands: "model card" joins their "model" group
     try:
         from .people.commands import people as people_group
 

@@ -12,6 +12,7 @@ gap, which the tests check).
 from __future__ import annotations
 
 import re
+import weakref
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -98,6 +99,18 @@ def _class_weights(clf: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(coef), np.asarray(intercept)
 
 
+_NAMES: "weakref.WeakKeyDictionary[Any, np.ndarray]" = weakref.WeakKeyDictionary()
+
+
+def _feature_names(features: Any) -> np.ndarray:
+    """Feature names of a fitted feature step, computed once per model (it is costly)."""
+    names = _NAMES.get(features)
+    if names is None:
+        names = features.get_feature_names_out()
+        _NAMES[features] = names
+    return names
+
+
 def _contributions(model: Any, cleaned_row: np.ndarray, k: int, r: int) -> tuple[dict[str, float], float, float]:
     """Per-term pushes toward class k over class r for one cleaned message."""
     pipe = model.pipeline_
@@ -109,7 +122,7 @@ def _contributions(model: Any, cleaned_row: np.ndarray, k: int, r: int) -> tuple
     diff = (coef[k] - coef[r]) / T
     idx = X.indices
     contrib = X.data * diff[idx]
-    names = features.get_feature_names_out()
+    names = _feature_names(features)
     text = str(cleaned_row[2] if len(cleaned_row) > 2 else cleaned_row[0])  # what the char features read
     terms: dict[str, float] = defaultdict(float)
     char_parts: list[tuple[str, float]] = []
@@ -220,7 +233,7 @@ def explain_model(model: Any, *, top_k: int = 15, lang: str | None = None) -> di
     pipe = model.pipeline_
     features = pipe.named_steps["features"]
     coef, _ = _class_weights(pipe.named_steps["clf"])
-    names = features.get_feature_names_out()
+    names = _feature_names(features)
     keep = np.array([not n.startswith(("char__", "semantic__", "history__")) and not n.startswith(("meta__sender_", "meta__rcpt_"))
                      for n in names])
     out: dict[str, list[tuple[str, float]]] = {}

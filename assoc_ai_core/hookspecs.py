@@ -34,6 +34,8 @@ _hookspec = pluggy.HookspecMarker(PROJECT)
 def register_connectors(registry: "ConnectorRegistry") -> None:
     """Register connector classes.
 
+    .. versionadded:: 0.1
+
     Parameters
     ----------
     registry:
@@ -41,25 +43,12 @@ def register_connectors(registry: "ConnectorRegistry") -> None:
         :class:`~assoc_ai_core.connectors.MailboxConnector` or of the CRM
         connector base.  Register classes, not instances: the host builds them
         from configuration.
-
-    .. versionadded:: 0.1
     """
 
 
 @_hookspec
 def register_commands(cli: "click.Group") -> None:
     """Add sub-commands to the ``assoc-ai`` command line (e.g. ``assoc-ai gmail auth``).
-
-    .. versionadded:: 0.1
-    """
-
-
-@_hookspec
-def register_cleaning_steps(register: Callable[[str, Callable[[str], str]], None]) -> None:
-    """Register named text-cleaning steps, usable as ``clean(texts, extra_steps=[name])``.
-
-    A step takes the cleaned text of one message and returns new text; it must
-    be a module-level function (so models that use it can be saved safely).
 
     .. versionadded:: 0.1
     """

@@ -95,6 +95,19 @@ def _part_bytes(part: _EmailMessage) -> bytes:
     return payload
 
 
+def _repair_8bit(value: str) -> str:
+    """A header written in raw 8-bit (common, though not allowed): decode its bytes, don't blank them.
+
+    The parser keeps such bytes as surrogate escapes; compat32's ``get`` would
+    turn them into U+FFFD, losing accented names and subjects.
+    """
+    if not isinstance(value, str):
+        return str(value)
+    if any("\udc80" <= ch <= "\udcff" for ch in value):
+        return decode_bytes(value.encode("ascii", "surrogateescape"), None)[0]
+    return value
+
+
 def _parse_date(value: str | None) -> datetime | None:
     if not value:
         return None
@@ -142,7 +155,8 @@ def _parse(raw: bytes, source: str | None, label: str | None) -> Message:
     first: dict[str, str] = {}
     tos: list[str] = []
     ccs: list[str] = []
-    for hname, hvalue in msg.items():
+    for hname, hvalue in msg.raw_items():
+        hvalue = _repair_8bit(hvalue)
         low = hname.lower()
         first.setdefault(low, hvalue)
         if low == "to":

@@ -154,3 +154,11 @@ def test_spamassassin_sample_reads_without_crash(shared_dir):
             if read >= 600:
                 break
     assert read == 600
+
+
+def test_raw_8bit_headers_are_decoded_not_blanked():
+    raw = "From: Hélène Côté <h@x.test>\r\nSubject: Adhésion été\r\n\r\ncorps\r\n".encode("utf-8")
+    m = parse_message(raw)
+    assert m.subject == "Adhésion été" and m.sender_name == "Hélène Côté"
+    latin = "Subject: Bénévolat\r\n\r\ncorps\r\n".encode("latin-1")
+    assert parse_message(latin).subject == "Bénévolat"

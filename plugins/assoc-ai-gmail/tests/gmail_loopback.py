@@ -1,0 +1,704 @@
+"""A loopback Gmail API server for tests: in-memory mailbox, Google OAuth endpoints, fault injection.
+
+It answers the requests the real ``google-api-python-client`` sends when its
+endpoint is pointed at ``http://127.0.0.1:PORT/``, with the request and
+response shapes of the published Gmail API v1 reference
+(users.getProfile, users.labels.list/create, users.messages.list/get/modify/
+batchModify/send, users.history.list) and of Google's OAuth 2.0 endpoints
+(authorization redirect, token endpoint: authorization_code with PKCE,
+refresh_token, JWT bearer for service accounts).
+
+Faults are injected per path: 429 with Retry-After, 403 rate limits, 5xx,
+expired access tokens, revoked refresh tokens (invalid_grant), forgotten
+history (404) and "after this answer" hooks (e.g. delete a message between
+list and get).  Every request is recorded for assertions.
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import hashlib
+import json
+import random
+import re
+import secrets
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+SCOPE_MODIFY = "https://www.googleapis.com/auth/gmail.modify"
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
+SCOPES_ALLOWED = {SCOPE_MODIFY, "https://mail.google.com/"}
+SYSTEM_LABELS = (
+    "INBOX", "SENT", "DRAFT", "SPAM", "TRASH", "UNREAD", "STARRED", "IMPORTANT", "CHAT",
+    "CATEGORY_PERSONAL", "CATEGORY_SOCIAL", "CATEGORY_PROMOTIONS", "CATEGORY_UPDATES", "CATEGORY_FORUMS",
+)
+IMMUTABLE_LABELS = {"SENT", "DRAFT", "CHAT"}
+HTTP_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+                404: "Not Found", 409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error",
+                502: "Bad Gateway", 503: "Service Unavailable"}
+
+
+def google_error(code: int, message: str, reason: str, status: str, domain: str = "global") -> dict[str, Any]:
+    """The JSON error body Google APIs return."""
+    return {"error": {"code": code, "message": message,
+                      "errors": [{"message": message, "domain": domain, "reason": reason}], "status": status}}
+
+
+STANDARD_ERRORS = {
+    400: google_error(400, "Invalid argument", "invalidArgument", "INVALID_ARGUMENT"),
+    403: google_error(403, "User-rate limit exceeded.", "userRateLimitExceeded", "PERMISSION_DENIED", "usageLimits"),
+    404: google_error(404, "Requested entity was not found.", "notFound", "NOT_FOUND"),
+    429: google_error(429, "Resource has been exhausted (e.g. check quota).", "rateLimitExceeded", "RESOURCE_EXHAUSTED"),
+    500: google_error(500, "Backend Error", "backendError", "INTERNAL"),
+    503: google_error(503, "The service is currently unavailable.", "backendError", "UNAVAILABLE"),
+}
+
+
+@dataclass
+class StoredMessage:
+    """One message of the fake mailbox."""
+
+    id: str
+    thread_id: str
+    raw: bytes
+    label_ids: list[str]
+    internal_date: int
+    history_id: int
+
+    def minimal(self) -> dict[str, Any]:
+        return {"id": self.id, "threadId": self.thread_id, "labelIds": list(self.label_ids)}
+
+    def resource(self, fmt: str) -> dict[str, Any]:
+        res = {**self.minimal(), "historyId": str(self.history_id), "internalDate": str(self.internal_date),
+               "sizeEstimate": len(self.raw), "snippet": ""}
+        if fmt == "raw":
+            res["raw"] = base64.urlsafe_b64encode(self.raw).decode("ascii")
+        return res
+
+
+@dataclass
+class Fault:
+    """An injected answer for requests whose ``METHOD path`` matches ``pattern``."""
+
+    pattern: str
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    times: int = 1
+    hits: int = 0
+
+
+@dataclass
+class AfterHook:
+    """A callback run once the fake has answered a matching request."""
+
+    pattern: str
+    action: Callable[[], None]
+    times: int = 1
+
+
+@dataclass
+class RecordedRequest:
+    """What the client sent (no bodies of mail kept beyond what tests need)."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: Any
+    headers: dict[str, str]
+    at: float
+
+
+class FakeGmail:
+    """In-memory Gmail mailbox and Google OAuth server, served on 127.0.0.1."""
+
+    def __init__(self, email_address: str = "info@asso.example", *, seed: int = 7) -> None:
+        self.email_address = email_address
+        self.lock = threading.RLock()
+        self.rng = random.Random(seed)
+        self.labels: dict[str, dict[str, Any]] = {
+            lid: {"id": lid, "name": lid, "type": "system"} for lid in SYSTEM_LABELS
+        }
+        self._label_seq = 0
+        self.messages: dict[str, StoredMessage] = {}
+        self._msg_seq = 0
+        self.history: list[dict[str, Any]] = []
+        self.history_id = 1000
+        self.history_floor = 0
+        self.sent: list[bytes] = []
+        self.requests: list[RecordedRequest] = []
+        self.faults: list[Fault] = []
+        self.after_hooks: list[AfterHook] = []
+        # OAuth state
+        self.clients: dict[str, str] = {}
+        self.refresh_tokens: dict[str, dict[str, Any]] = {}
+        self.access_tokens: dict[str, dict[str, Any]] = {}
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.service_accounts: dict[str, str] = {}  # client_email -> public key / cert PEM
+        self.delegated: dict[str, set[str]] = {}  # client_email -> subjects allowed
+        self.deny_consent = False
+        self.access_token_lifetime = 3599
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- server lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> "FakeGmail":
+        """Listen on a free loopback port in a background thread."""
+        fake = self
+
+        class Handler(_Handler):
+            server_fake = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-gmail", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    @property
+    def url(self) -> str:
+        """Base URL, usable as the client's ``api_endpoint``."""
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+
+    @property
+    def token_uri(self) -> str:
+        return self.url + "token"
+
+    @property
+    def auth_uri(self) -> str:
+        return self.url + "o/oauth2/auth"
+
+    # -- OAuth helpers for tests ----------------------------------------------------------------------
+
+    def add_client(self, client_id: str = "assoc-ai-test.apps.googleusercontent.com",
+                   client_secret: str = "GOCSPX-test-secret") -> tuple[str, str]:
+        """Register an OAuth client (what the Cloud console creates)."""
+        self.clients[client_id] = client_secret
+        return client_id, client_secret
+
+    def issue_refresh_token(self, client_id: str, scopes: tuple[str, ...] = (SCOPE_MODIFY,)) -> str:
+        """A refresh token as if the user had consented earlier."""
+        token = "1//" + secrets.token_urlsafe(24)
+        self.refresh_tokens[token] = {"client_id": client_id, "scopes": list(scopes), "revoked": False}
+        return token
+
+    def revoke_all_refresh_tokens(self) -> None:
+        """The user removed the app's access (or the 7-day testing limit passed)."""
+        for info in self.refresh_tokens.values():
+            info["revoked"] = True
+        self.access_tokens.clear()
+
+    def expire_access_tokens(self) -> None:
+        """Every access token is now expired: the API answers 401 until the client refreshes."""
+        for info in self.access_tokens.values():
+            info["expires"] = time.time() - 1
+
+    def add_service_account(self, client_email: str, public_pem: str, subjects: set[str]) -> None:
+        """A service account whose key signs JWT grants, delegated for ``subjects``."""
+        self.service_accounts[client_email] = public_pem
+        self.delegated[client_email] = set(subjects)
+
+    def _new_access_token(self, scopes: list[str], subject: str) -> dict[str, Any]:
+        token = "ya29." + secrets.token_urlsafe(24)
+        self.access_tokens[token] = {"scopes": scopes, "expires": time.time() + self.access_token_lifetime,
+                                     "subject": subject}
+        return {"access_token": token, "expires_in": self.access_token_lifetime, "scope": " ".join(scopes),
+                "token_type": "Bearer"}
+
+    # -- mailbox helpers for tests (a human or the outside world acting) ------------------------------
+
+    def _next_history(self) -> int:
+        self.history_id += self.rng.randint(1, 4)  # ids grow with gaps, like Gmail's
+        return self.history_id
+
+    def _record(self, **entries: Any) -> int:
+        hid = self._next_history()
+        record = {"id": hid, **entries}
+        msgs = []
+        for kind in ("messagesAdded", "messagesDeleted", "labelsAdded", "labelsRemoved"):
+            for e in entries.get(kind, []):
+                msgs.append({"id": e["message"]["id"], "threadId": e["message"]["threadId"]})
+        record["messages"] = msgs
+        self.history.append(record)
+        return hid
+
+    def deliver(self, raw: bytes, labels: tuple[str, ...] = ("INBOX", "UNREAD"), *, when: int | None = None) -> str:
+        """A message arrives (SMTP delivery); returns its Gmail id."""
+        with self.lock:
+            self._msg_seq += 1
+            mid = f"{0x18c0000000000000 + self._msg_seq * 977:x}"
+            when = when if when is not None else 1_700_000_000_000 + self._msg_seq * 60_000
+            msg = StoredMessage(mid, mid, bytes(raw), list(labels), when, 0)
+            self.messages[mid] = msg
+            msg.history_id = self._record(messagesAdded=[{"message": msg.minimal()}])
+            return mid
+
+    def label_id(self, name: str) -> str:
+        """Id of the label called ``name`` (KeyError if none)."""
+        for lid, lab in self.labels.items():
+            if lab["name"] == name:
+                return lid
+        raise KeyError(name)
+
+    def create_label(self, name: str) -> str:
+        """A label created in the Gmail web interface."""
+        with self.lock:
+            self._label_seq += 1
+            lid = f"Label_{self._label_seq}"
+            self.labels[lid] = {"id": lid, "name": name, "type": "user", "messageListVisibility": "show",
+                                "labelListVisibility": "labelShow"}
+            return lid
+
+    def delete_label(self, name: str) -> None:
+        """A volunteer deletes a label in the Gmail web interface (messages keep their other labels)."""
+        with self.lock:
+            lid = self.label_id(name)
+            del self.labels[lid]
+            for msg in self.messages.values():
+                if lid in msg.label_ids:
+                    msg.label_ids.remove(lid)
+
+    def relabel(self, mid: str, add: tuple[str, ...] = (), remove: tuple[str, ...] = ()) -> None:
+        """A volunteer moves or labels a message in the Gmail web interface (label names or ids)."""
+        with self.lock:
+            self._modify(self.messages[mid], [self._resolve(x) for x in add], [self._resolve(x) for x in remove])
+
+    def _resolve(self, name_or_id: str) -> str:
+        return name_or_id if name_or_id in self.labels else self.label_id(name_or_id)
+
+    def delete(self, mid: str) -> None:
+        """Permanent deletion (e.g. emptied trash)."""
+        with self.lock:
+            msg = self.messages.pop(mid)
+            self._record(messagesDeleted=[{"message": msg.minimal()}])
+
+    def forget_history(self) -> None:
+        """Gmail no longer knows any history point issued so far (history.list answers 404)."""
+        with self.lock:
+            self.history_floor = self.history_id  # the current point stays valid, every earlier one is gone
+            self.history = [r for r in self.history if r["id"] > self.history_floor]
+
+    def labels_of(self, mid: str) -> set[str]:
+        """Names of the labels a message carries now."""
+        with self.lock:
+            return {self.labels[lid]["name"] for lid in self.messages[mid].label_ids}
+
+    def add_fault(self, pattern: str, status: int, *, headers: dict[str, str] | None = None, body: Any = None,
+                  times: int = 1) -> Fault:
+        """Answer the next ``times`` requests matching ``pattern`` (regex on ``"METHOD /path"``) with ``status``."""
+        fault = Fault(pattern, status, dict(headers or {}), body if body is not None else STANDARD_ERRORS.get(status),
+                      times)
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def after(self, pattern: str, action: Callable[[], None], times: int = 1) -> None:
+        """Run ``action`` right after answering the next request matching ``pattern``."""
+        with self.lock:
+            self.after_hooks.append(AfterHook(pattern, action, times))
+
+    def calls(self, pattern: str) -> list[RecordedRequest]:
+        """Recorded requests whose ``"METHOD /path"`` matches ``pattern``."""
+        rx = re.compile(pattern)
+        with self.lock:
+            return [r for r in self.requests if rx.search(f"{r.method} {r.path}")]
+
+    # -- mailbox internals ------------------------------------------------------------------------------
+
+    def _modify(self, msg: StoredMessage, add: list[str], remove: list[str]) -> None:
+        added = [lid for lid in dict.fromkeys(add) if lid not in msg.label_ids]
+        removed = [lid for lid in dict.fromkeys(remove) if lid in msg.label_ids and lid not in add]
+        if not added and not removed:
+            return
+        msg.label_ids = [lid for lid in msg.label_ids if lid not in removed] + added
+        entries: dict[str, Any] = {}
+        if added:
+            entries["labelsAdded"] = [{"message": msg.minimal(), "labelIds": added}]
+        if removed:
+            entries["labelsRemoved"] = [{"message": msg.minimal(), "labelIds": removed}]
+        msg.history_id = self._record(**entries)
+
+    # -- request handling -------------------------------------------------------------------------------
+
+    def handle(self, method: str, path: str, query: dict[str, list[str]], body: bytes,
+               headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        """Route one request; returns (status, headers, JSON body or bytes or None)."""
+        try:
+            parsed_body: Any = json.loads(body) if body and "json" in headers.get("content-type", "") else body
+        except ValueError:
+            return 400, {}, google_error(400, "Invalid JSON payload received.", "parseError", "INVALID_ARGUMENT")
+        with self.lock:
+            self.requests.append(RecordedRequest(method, path, query, parsed_body, dict(headers), time.time()))
+            target = f"{method} {path}"
+            for fault in self.faults:
+                if fault.hits < fault.times and re.search(fault.pattern, target):
+                    fault.hits += 1
+                    return fault.status, fault.headers, fault.body
+        if path in ("/batch/gmail/v1", "/batch") and method == "POST":
+            return self._batch(body, headers)
+        if path == "/token" and method == "POST":
+            return self._token(urllib.parse.parse_qs(body.decode("utf-8")), headers)
+        if path == "/o/oauth2/auth" and method == "GET":
+            return self._authorize(query)
+        m = re.fullmatch(r"/gmail/v1/users/([^/]+)(/.*)", path)
+        if not m:
+            return 404, {}, STANDARD_ERRORS[404]
+        denied = self._check_bearer(headers)
+        if denied:
+            return denied
+        user, rest = urllib.parse.unquote(m.group(1)), m.group(2)
+        if user not in ("me", self.email_address):
+            return 403, {}, google_error(403, "Delegation denied for " + self.email_address, "forbidden",
+                                         "PERMISSION_DENIED")
+        with self.lock:
+            result = self._route(method, rest, query, parsed_body)
+            for hook in self.after_hooks:
+                if hook.times > 0 and re.search(hook.pattern, target):
+                    hook.times -= 1
+                    hook.action()
+        return result
+
+    def _check_bearer(self, headers: dict[str, str]) -> tuple[int, dict[str, str], Any] | None:
+        auth = headers.get("authorization", "")
+        token = auth[7:] if auth.lower().startswith("bearer ") else ""
+        info = self.access_tokens.get(token)
+        challenge = {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/", error="invalid_token"'}
+        if info is None or info["expires"] < time.time():
+            return 401, challenge, google_error(
+                401, "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
+                "or other valid authentication credential.", "authError", "UNAUTHENTICATED")
+        if not SCOPES_ALLOWED & set(info["scopes"]):
+            return 403, {}, google_error(403, "Request had insufficient authentication scopes.",
+                                         "insufficientPermissions", "PERMISSION_DENIED")
+        return None
+
+    def _route(self, method: str, rest: str, q: dict[str, list[str]], body: Any) -> tuple[int, dict[str, str], Any]:
+        one = lambda name, default=None: (q.get(name) or [default])[0]  # noqa: E731
+        if method == "GET" and rest == "/profile":
+            return 200, {}, {"emailAddress": self.email_address, "messagesTotal": len(self.messages),
+                             "threadsTotal": len(self.messages), "historyId": str(self.history_id)}
+        if rest == "/labels":
+            if method == "GET":
+                return 200, {}, {"labels": [dict(lab) for lab in self.labels.values()]}
+            if method == "POST":
+                return self._create_label(body or {})
+        if method == "GET" and rest == "/messages":
+            return self._list_messages(q)
+        if method == "POST" and rest == "/messages/batchModify":
+            return self._batch_modify(body or {})
+        if method == "POST" and rest == "/messages/send":
+            return self._send(body or {})
+        m = re.fullmatch(r"/messages/([^/]+)(/modify)?", rest)
+        if m:
+            msg = self.messages.get(m.group(1))
+            if msg is None:
+                return 404, {}, STANDARD_ERRORS[404]
+            if method == "GET" and not m.group(2):
+                fmt = one("format", "full")
+                if fmt not in ("raw", "minimal"):
+                    return 400, {}, google_error(400, f"format {fmt} not served by the loopback", "invalidArgument",
+                                                 "INVALID_ARGUMENT")
+                return 200, {}, msg.resource(fmt)
+            if method == "POST" and m.group(2):
+                err = self._check_label_ids((body or {}).get("addLabelIds", []) + (body or {}).get("removeLabelIds", []))
+                if err:
+                    return err
+                self._modify(msg, list(body.get("addLabelIds") or []), list(body.get("removeLabelIds") or []))
+                return 200, {}, msg.minimal()
+        if method == "GET" and rest == "/history":
+            return self._history(q)
+        return 404, {}, STANDARD_ERRORS[404]
+
+    def _check_label_ids(self, ids: list[str]) -> tuple[int, dict[str, str], Any] | None:
+        for lid in ids:
+            if lid not in self.labels:
+                return 400, {}, google_error(400, f"Invalid label: {lid}", "invalidArgument", "INVALID_ARGUMENT")
+            if lid in IMMUTABLE_LABELS:
+                return 400, {}, google_error(400, f"Invalid label: {lid}", "invalidArgument", "INVALID_ARGUMENT")
+        return None
+
+    def _create_label(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        name = str(body.get("name") or "").strip()
+        if not name:
+            return 400, {}, google_error(400, "Invalid label name", "invalidArgument", "INVALID_ARGUMENT")
+        if any(lab["name"].casefold() == name.casefold() for lab in self.labels.values()):
+            return 409, {}, google_error(409, "Label name exists or conflicts", "duplicate", "ALREADY_EXISTS")
+        lid = self.create_label(name)
+        for key in ("messageListVisibility", "labelListVisibility"):
+            if key in body:
+                self.labels[lid][key] = body[key]
+        return 200, {}, dict(self.labels[lid])
+
+    def _list_messages(self, q: dict[str, list[str]]) -> tuple[int, dict[str, str], Any]:
+        label_ids = q.get("labelIds", [])
+        include_spam_trash = (q.get("includeSpamTrash") or ["false"])[0] == "true"
+        max_results = min(int((q.get("maxResults") or ["100"])[0]), 500)
+        query = (q.get("q") or [""])[0].strip()
+        wanted_msgid = None
+        if query:
+            m = re.fullmatch(r"rfc822msgid:<?([^<>\s]+)>?", query)
+            if not m:
+                return 400, {}, google_error(400, "Only rfc822msgid: queries are served by the loopback",
+                                             "invalidArgument", "INVALID_ARGUMENT")
+            wanted_msgid = m.group(1)
+        for lid in label_ids:
+            if lid not in self.labels:
+                return 400, {}, google_error(400, f"Invalid label: {lid}", "invalidArgument", "INVALID_ARGUMENT")
+        hits = []
+        for msg in self.messages.values():
+            if not all(lid in msg.label_ids for lid in label_ids):
+                continue
+            hidden = {"SPAM", "TRASH"} & set(msg.label_ids)
+            if hidden and not include_spam_trash and not hidden & set(label_ids):
+                continue
+            if wanted_msgid is not None:
+                header = email.message_from_bytes(msg.raw, policy=email.policy.compat32).get("message-id", "")
+                if header.strip().strip("<>") != wanted_msgid:
+                    continue
+            hits.append(msg)
+        hits.sort(key=lambda m: (m.internal_date, m.id), reverse=True)
+        token = (q.get("pageToken") or [None])[0]
+        try:
+            offset = int(base64.urlsafe_b64decode(token.encode()).decode().split(":")[1]) if token else 0
+        except (ValueError, IndexError, UnicodeDecodeError):
+            return 400, {}, google_error(400, "Invalid pageToken", "invalidArgument", "INVALID_ARGUMENT")
+        page = hits[offset: offset + max_results]
+        answer: dict[str, Any] = {"resultSizeEstimate": len(hits)}
+        if page:
+            answer["messages"] = [{"id": m.id, "threadId": m.thread_id} for m in page]
+        if offset + max_results < len(hits):
+            answer["nextPageToken"] = base64.urlsafe_b64encode(f"p:{offset + max_results}".encode()).decode()
+        return 200, {}, answer
+
+    def _batch_modify(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        ids = list(body.get("ids") or [])
+        if len(ids) > 1000:
+            return 400, {}, google_error(400, "Too many ids (max 1000)", "invalidArgument", "INVALID_ARGUMENT")
+        add, remove = list(body.get("addLabelIds") or []), list(body.get("removeLabelIds") or [])
+        err = self._check_label_ids(add + remove)
+        if err:
+            return err
+        for mid in ids:
+            if mid in self.messages:
+                self._modify(self.messages[mid], add, remove)
+        return 204, {}, None
+
+    def _send(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        try:
+            raw = base64.urlsafe_b64decode(str(body.get("raw", "")) + "==")
+        except (ValueError, TypeError):
+            raw = b""
+        parsed = email.message_from_bytes(raw, policy=email.policy.compat32)
+        if not raw or not parsed.get("to"):
+            return 400, {}, google_error(400, "Invalid To header", "invalidArgument", "INVALID_ARGUMENT")
+        self.sent.append(raw)
+        mid = self.deliver(raw, ("SENT",))
+        return 200, {}, self.messages[mid].minimal()
+
+    def _history(self, q: dict[str, list[str]]) -> tuple[int, dict[str, str], Any]:
+        start_raw = (q.get("startHistoryId") or [""])[0]
+        if not start_raw.isdigit():
+            return 400, {}, google_error(400, "Invalid startHistoryId", "invalidArgument", "INVALID_ARGUMENT")
+        start = int(start_raw)
+        if start < self.history_floor:
+            return 404, {}, STANDARD_ERRORS[404]
+        label = (q.get("labelId") or [None])[0]
+        types = set(q.get("historyTypes") or ["messageAdded", "messageDeleted", "labelAdded", "labelRemoved"])
+        kinds = {"messageAdded": "messagesAdded", "messageDeleted": "messagesDeleted",
+                 "labelAdded": "labelsAdded", "labelRemoved": "labelsRemoved"}
+        out = []
+        for record in self.history:
+            if record["id"] <= start:
+                continue
+            kept: dict[str, Any] = {}
+            for htype, key in kinds.items():
+                if htype not in types:
+                    continue
+                entries = [e for e in record.get(key, [])
+                           if label is None or label in e["message"].get("labelIds", []) or label in e.get("labelIds", [])]
+                if entries:
+                    kept[key] = entries
+            if kept:
+                msgs = [{"id": e["message"]["id"], "threadId": e["message"]["threadId"]}
+                        for entries in kept.values() for e in entries]
+                out.append({"id": str(record["id"]), "messages": msgs, **kept})
+        max_results = min(int((q.get("maxResults") or ["100"])[0]), 500)
+        token = (q.get("pageToken") or [None])[0]
+        offset = int(token) if token and token.isdigit() else 0
+        page = out[offset: offset + max_results]
+        answer: dict[str, Any] = {"historyId": str(self.history_id)}
+        if page:
+            answer["history"] = page
+        if offset + max_results < len(out):
+            answer["nextPageToken"] = str(offset + max_results)
+        return 200, {}, answer
+
+    def _batch(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        """multipart/mixed batch: each part an application/http request, answered in order (Gmail batching guide)."""
+        ctype = headers.get("content-type", "")
+        if not ctype.startswith("multipart/mixed"):
+            return 400, {}, google_error(400, "Batch requests must be multipart/mixed", "invalidArgument",
+                                         "INVALID_ARGUMENT")
+        envelope = email.message_from_bytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body,
+                                            policy=email.policy.compat32)
+        parts = envelope.get_payload()
+        if not isinstance(parts, list) or not parts:
+            return 400, {}, google_error(400, "Empty batch", "invalidArgument", "INVALID_ARGUMENT")
+        if len(parts) > 100:
+            return 400, {}, google_error(400, "A batch holds at most 100 calls", "invalidArgument", "INVALID_ARGUMENT")
+        boundary = "batch_" + secrets.token_hex(8)
+        out: list[str] = []
+        for part in parts:
+            text = part.get_payload()
+            request_line, _, rest = text.replace("\r\n", "\n").partition("\n")
+            method, target, _ = request_line.split(" ", 2)
+            inner = email.message_from_string(rest, policy=email.policy.compat32)
+            inner_headers = {k.lower(): v for k, v in inner.items()}
+            inner_headers.setdefault("authorization", headers.get("authorization", ""))
+            payload = inner.get_payload()
+            split = urllib.parse.urlsplit(target)
+            status, extra, answer = self.handle(method, split.path,
+                                                urllib.parse.parse_qs(split.query, keep_blank_values=True),
+                                                payload.encode("utf-8") if payload else b"", inner_headers)
+            data = "" if answer is None else json.dumps(answer)
+            lines = [f"HTTP/1.1 {status} {HTTP_REASONS.get(status, 'Status')}",
+                     "Content-Type: application/json; charset=UTF-8"]
+            lines += [f"{k}: {v}" for k, v in extra.items()]
+            content_id = re.sub(r"\r?\n", "", str(part["Content-ID"])).strip().strip("<>")  # unfold long headers
+            out.append(f"--{boundary}\r\nContent-Type: application/http\r\n"
+                       f"Content-ID: <response-{content_id}>\r\n\r\n"
+                       + "\r\n".join(lines) + "\r\n\r\n" + data + "\r\n")
+        return 200, {"Content-Type": f"multipart/mixed; boundary={boundary}"}, \
+            ("".join(out) + f"--{boundary}--\r\n").encode("utf-8")
+
+    # -- OAuth endpoints ----------------------------------------------------------------------------------
+
+    def _client_auth(self, form: dict[str, list[str]], headers: dict[str, str]) -> tuple[str, str]:
+        client_id = (form.get("client_id") or [""])[0]
+        secret = (form.get("client_secret") or [""])[0]
+        auth = headers.get("authorization", "")
+        if auth.lower().startswith("basic "):
+            decoded = base64.b64decode(auth[6:]).decode("utf-8")
+            cid, _, sec = decoded.partition(":")
+            client_id, secret = urllib.parse.unquote_plus(cid), urllib.parse.unquote_plus(sec)
+        return client_id, secret
+
+    def _token(self, form: dict[str, list[str]], headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        grant = (form.get("grant_type") or [""])[0]
+        with self.lock:
+            if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+                return self._jwt_grant((form.get("assertion") or [""])[0])
+            client_id, secret = self._client_auth(form, headers)
+            if self.clients.get(client_id) != secret or not secret:
+                return 401, {}, {"error": "invalid_client", "error_description": "The OAuth client was not found."}
+            if grant == "refresh_token":
+                info = self.refresh_tokens.get((form.get("refresh_token") or [""])[0])
+                if info is None or info["revoked"] or info["client_id"] != client_id:
+                    return 400, {}, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
+                return 200, {}, self._new_access_token(info["scopes"], self.email_address)
+            if grant == "authorization_code":
+                code = self.codes.pop((form.get("code") or [""])[0], None)
+                if code is None or code["client_id"] != client_id:
+                    return 400, {}, {"error": "invalid_grant", "error_description": "Malformed auth code."}
+                if (form.get("redirect_uri") or [""])[0] != code["redirect_uri"]:
+                    return 400, {}, {"error": "redirect_uri_mismatch", "error_description": "Bad Request"}
+                verifier = (form.get("code_verifier") or [""])[0]
+                digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+                if code.get("challenge") and digest != code["challenge"]:
+                    return 400, {}, {"error": "invalid_grant", "error_description": "Invalid code verifier."}
+                refresh = self.issue_refresh_token(client_id, tuple(code["scopes"]))
+                answer = self._new_access_token(code["scopes"], self.email_address)
+                answer["refresh_token"] = refresh
+                answer["refresh_token_expires_in"] = 604799
+                return 200, {}, answer
+        return 400, {}, {"error": "unsupported_grant_type", "error_description": f"Invalid grant_type: {grant}"}
+
+    def _jwt_grant(self, assertion: str) -> tuple[int, dict[str, str], Any]:
+        from google.auth import jwt
+
+        try:
+            unverified = jwt.decode(assertion, verify=False)
+            pem = self.service_accounts[unverified["iss"]]
+            # Google's token endpoint expects its own URL as audience, whatever URL the grant was posted to
+            claims = jwt.decode(assertion, certs=pem, audience=GOOGLE_TOKEN_AUDIENCE)
+        except (KeyError, ValueError) as exc:
+            return 400, {}, {"error": "invalid_grant", "error_description": f"Invalid JWT Signature. ({type(exc).__name__})"}
+        scopes = str(claims.get("scope", "")).split()
+        subject = claims.get("sub") or ""
+        if subject not in self.delegated.get(claims["iss"], set()):
+            return 401, {}, {"error": "unauthorized_client",
+                             "error_description": "Client is unauthorized to retrieve access tokens using this "
+                             "method, or client not authorized for any of the scopes requested."}
+        return 200, {}, self._new_access_token(scopes, subject)
+
+    def _authorize(self, q: dict[str, list[str]]) -> tuple[int, dict[str, str], Any]:
+        one = lambda name: (q.get(name) or [""])[0]  # noqa: E731
+        redirect, state = one("redirect_uri"), one("state")
+        if one("client_id") not in self.clients:
+            return 401, {}, {"error": "invalid_client"}
+        if self.deny_consent:
+            location = redirect + "?" + urllib.parse.urlencode({"error": "access_denied", "state": state})
+        else:
+            code = "4/" + secrets.token_urlsafe(16)
+            with self.lock:
+                self.codes[code] = {"client_id": one("client_id"), "redirect_uri": redirect,
+                                    "scopes": one("scope").split(), "challenge": one("code_challenge")}
+            location = redirect + "?" + urllib.parse.urlencode({"state": state, "code": code, "scope": one("scope")})
+        return 302, {"Location": location}, b""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stalls
+    server_fake: FakeGmail
+    timeout = 10
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
+        pass
+
+    def _serve(self) -> None:
+        split = urllib.parse.urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        status, extra, payload = self.server_fake.handle(
+            self.command, split.path, urllib.parse.parse_qs(split.query, keep_blank_values=True), body, headers
+        )
+        if payload is None:
+            data, ctype = b"", None
+        elif isinstance(payload, (bytes, bytearray)):
+            data, ctype = bytes(payload), "text/plain"
+        else:
+            data, ctype = json.dumps(payload).encode("utf-8"), "application/json; charset=UTF-8"
+        if any(k.lower() == "content-type" for k in extra):
+            ctype = None
+        self.send_response(status)
+        for key, value in extra.items():
+            self.send_header(key, value)
+        if ctype:
+            self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if data:
+            self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve

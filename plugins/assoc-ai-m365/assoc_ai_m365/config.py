@@ -1,0 +1,158 @@
+"""Settings of the Microsoft 365 connector (the ``[mailbox]`` section with ``connector = "m365"``).
+
+Two ways to sign in, chosen by which secret is given:
+
+* **application** (unattended job on a server): ``client_secret`` set; the app
+  reads one shared mailbox, limited to it by an Exchange application access
+  policy (see ``docs/m365.md``);
+* **delegated** (a volunteer's account): ``token_cache`` names the file written
+  by ``assoc-ai m365 auth`` (device-code sign-in); refresh tokens are rotated
+  into that same file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+from urllib.parse import urlsplit
+
+from assoc_ai_core.config import Secret
+from assoc_ai_core.errors import ConfigError
+from assoc_ai_core.i18n import tr
+
+CONNECTOR_ID = "m365"
+DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
+WHERE = f'[mailbox] (connector = "{CONNECTOR_ID}")'
+
+# Outlook's 25 colour presets (outlookCategory.color); names as the Outlook desktop client shows them.
+COLOR_PRESETS: dict[str, str] = {
+    name.lower(): f"preset{i}"
+    for i, name in enumerate(
+        "Red Orange Brown Yellow Green Teal Olive Blue Purple Cranberry Steel DarkSteel Gray DarkGray Black "
+        "DarkRed DarkOrange DarkBrown DarkYellow DarkGreen DarkTeal DarkOlive DarkBlue DarkPurple DarkCranberry".split()
+    )
+}
+_PRESET_RE = re.compile(r"^preset([0-9]|1[0-9]|2[0-4])$", re.IGNORECASE)
+
+
+def normalise_color(value: str) -> str:
+    """``"preset7"``, ``"Blue"`` or ``"none"`` to the constant Graph expects; ConfigError otherwise."""
+    v = value.strip()
+    if _PRESET_RE.match(v):
+        return v.lower()
+    if v.lower() == "none":
+        return "none"
+    if v.lower() in COLOR_PRESETS:
+        return COLOR_PRESETS[v.lower()]
+    raise ConfigError(
+        tr(
+            f"{WHERE} category_colors : couleur inconnue « {value} ». "
+            f"Utilisez preset0 à preset24 ou un nom : {', '.join(sorted(COLOR_PRESETS))}.",
+            f"{WHERE} category_colors: unknown colour '{value}'. "
+            f"Use preset0 to preset24 or a name: {', '.join(sorted(COLOR_PRESETS))}.",
+        )
+    )
+
+
+def _require_https(url: str, key: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigError(
+            tr(
+                f"{WHERE} {key} doit être une adresse https:// (reçu : {url!r}).",
+                f"{WHERE} {key} must be an https:// address (got: {url!r}).",
+            )
+        )
+    return url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class M365Config:
+    """Configuration of :class:`~assoc_ai_m365.connector.M365Connector`.
+
+    ``mailbox`` is the address of the shared mailbox (``info@asso.org``), or
+    ``"me"`` for the signed-in user's own mailbox in delegated mode.
+    """
+
+    mailbox: str
+    client_id: str
+    tenant: str
+    client_secret: Secret | None = None
+    token_cache: str | None = None
+    account: str | None = None
+    authority_host: str = DEFAULT_AUTHORITY_HOST
+    graph_url: str = DEFAULT_GRAPH_URL
+    ca_bundle: str | None = None
+    timeout: float = 30.0
+    max_retries: int = 5
+    retry_backoff: float = 1.0
+    max_retry_wait: float = 120.0
+    category_colors: Mapping[str, str] = field(default_factory=dict)
+    default_category_color: str = "preset7"
+
+    def __post_init__(self) -> None:
+        where = WHERE
+        for key in ("mailbox", "client_id", "tenant"):
+            value = getattr(self, key)
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(
+                    tr(f"{where} : la clé « {key} » est vide.", f"{where}: key '{key}' is empty.")
+                )
+        if self.client_secret is None and not self.token_cache:
+            raise ConfigError(
+                tr(
+                    f"{where} : indiquez client_secret (accès application à la boîte partagée) "
+                    "ou token_cache (compte délégué, fichier écrit par « assoc-ai m365 auth »).",
+                    f"{where}: set client_secret (application access to the shared mailbox) "
+                    "or token_cache (delegated account, file written by 'assoc-ai m365 auth').",
+                )
+            )
+        if self.client_secret is not None and not isinstance(self.client_secret, Secret):
+            object.__setattr__(self, "client_secret", Secret(str(self.client_secret)))
+        if self.client_secret is not None and self.mailbox.strip().lower() == "me":
+            raise ConfigError(
+                tr(
+                    f"{where} : avec client_secret (accès application) il n'y a pas d'utilisateur connecté ; "
+                    'mettez l\'adresse de la boîte partagée dans mailbox (ex. "info@asso.org").',
+                    f"{where}: with client_secret (application access) there is no signed-in user; "
+                    'put the shared mailbox address in mailbox (e.g. "info@asso.org").',
+                )
+            )
+        object.__setattr__(self, "authority_host", _require_https(self.authority_host, "authority_host"))
+        object.__setattr__(self, "graph_url", _require_https(self.graph_url, "graph_url"))
+        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ConfigError(
+                tr(f"{where} max_retries doit être un entier ≥ 0.", f"{where} max_retries must be an integer >= 0.")
+            )
+        for key in ("timeout", "retry_backoff", "max_retry_wait"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(
+                    tr(f"{where} {key} doit être un nombre ≥ 0.", f"{where} {key} must be a number >= 0.")
+                )
+        colours = {str(k): normalise_color(str(v)) for k, v in dict(self.category_colors).items()}
+        object.__setattr__(self, "category_colors", colours)
+        object.__setattr__(self, "default_category_color", normalise_color(self.default_category_color))
+
+    @property
+    def app_only(self) -> bool:
+        """True when signing in as the application (client credentials)."""
+        return self.client_secret is not None
+
+    @property
+    def user_path(self) -> str:
+        """The Graph path of the mailbox: ``/me`` or ``/users/{address}``."""
+        box = self.mailbox.strip()
+        return "/me" if box.lower() == "me" else f"/users/{box}"
+
+    @property
+    def graph_origin(self) -> str:
+        """``scheme://host[:port]`` of Graph; links from the server must stay on it."""
+        parts = urlsplit(self.graph_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def color_for(self, label: str) -> str:
+        """The colour preset to give a new category named ``label``."""
+        return self.category_colors.get(label, self.default_category_color)

@@ -1,0 +1,378 @@
+"""A small Microsoft Graph v1.0 client over ``requests``: auth header, retries, errors in assoc-ai terms.
+
+* 429, 500, 502, 503 and 504 are retried with tenacity: the wait is the
+  server's ``Retry-After`` when given, else exponential backoff with full
+  jitter; after ``max_retries`` the call raises
+  :class:`~assoc_ai_core.errors.TransientError` (exit code 75, the scheduler
+  tries again later).  A ``Retry-After`` longer than ``max_retry_wait`` is not
+  slept through: TransientError straight away.
+* 401 once: the token is renewed and the call repeated; twice: AuthError.
+* Links returned by the server (``@odata.nextLink``/``deltaLink``) are followed
+  only when they point at the configured Graph host, so the bearer token never
+  leaves it.
+
+Nothing here logs a body, a token or a message field.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+import uuid
+from typing import Any, Callable, Iterator, Mapping
+from urllib.parse import urlsplit
+
+import requests
+import tenacity
+import urllib3
+
+from assoc_ai_core.errors import AuthError, ConnectorError, TransientError
+from assoc_ai_core.i18n import tr
+
+from .auth import TokenProvider, auth_command_hint, tls_message
+from .config import CONNECTOR_ID, M365Config
+from .session import make_session
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class GraphHTTPError(ConnectorError):
+    """Graph answered with an error status; ``status`` and Graph's ``code`` say which."""
+
+    def __init__(self, message: str, *, status: int, code: str = "") -> None:
+        super().__init__(message, connector_id=CONNECTOR_ID)
+        self.status = status
+        self.code = code
+
+
+class GraphOutcomeUnknown(ConnectorError):
+    """A non-repeatable call (sending mail) failed in a way that does not say whether Graph acted on it."""
+
+
+class _Retryable(Exception):
+    """Internal: a throttled or failed attempt worth repeating (never leaves this module).
+
+    ``surely_not_done`` is True when the server cannot have acted on the request
+    (429 throttling, or the connection was never established).
+    """
+
+    def __init__(self, what: str, retry_after: float | None, *, surely_not_done: bool = False) -> None:
+        super().__init__(what)
+        self.what = what
+        self.retry_after = retry_after
+        self.surely_not_done = surely_not_done
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date); None when absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def graph_error(resp: requests.Response) -> tuple[str, str]:
+    """Graph's ``error.code`` and ``error.message`` from an error response (empty when absent)."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return "", ""
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        return str(err.get("code", "")), str(err.get("message", ""))[:300]
+    return "", ""
+
+
+def _wait_policy(config: M365Config) -> Callable[[tenacity.RetryCallState], float]:
+    backoff = tenacity.wait_random_exponential(multiplier=config.retry_backoff, max=config.max_retry_wait)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return float(retry_after)
+        return float(backoff(state))
+
+    return wait
+
+
+class GraphClient:
+    """Authenticated calls to Graph for one connector (one ``requests.Session``)."""
+
+    def __init__(self, config: M365Config, tokens: TokenProvider, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self.tokens = tokens
+        self.session = make_session(config.ca_bundle)
+        self._sleep = sleep
+        self.stats: dict[str, int] = {"requests": 0, "retries": 0, "throttled": 0, "token_renewals": 0}
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self.session.close()
+
+    # ------------------------------------------------------------------ urls
+    def url(self, path_or_url: str) -> str:
+        """An absolute Graph URL; server-given links must stay on the configured Graph host."""
+        if path_or_url.startswith(("https://", "http://")):
+            origin = self.config.graph_origin
+            if path_or_url != origin and not path_or_url.startswith(origin + "/"):
+                raise ConnectorError(
+                    tr(
+                        "Graph a renvoyé un lien vers un autre serveur ; il n'est pas suivi (le jeton n'en sort pas).",
+                        "Graph returned a link to another server; it is not followed (the token stays here).",
+                    ),
+                    connector_id=CONNECTOR_ID,
+                )
+            return path_or_url
+        return self.config.graph_url + (path_or_url if path_or_url.startswith("/") else "/" + path_or_url)
+
+    def user_url(self, path: str) -> str:
+        """URL of ``path`` under the configured mailbox (``/users/{mailbox}`` or ``/me``)."""
+        return self.url(self.config.user_path + path)
+
+    # ------------------------------------------------------------------ calls
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        ok: tuple[int, ...] = (200, 201, 202, 204),
+        repeatable: bool = True,
+    ) -> requests.Response:
+        """Send one Graph request with auth, retries and error mapping; return the response.
+
+        ``repeatable=False`` (sending mail) retries only what Graph surely did
+        not act on (429, connection never made); any other failure raises
+        :class:`GraphOutcomeUnknown`, since repeating could send twice.
+        """
+        url = self.url(path_or_url)
+
+        def worth_repeating(exc: BaseException) -> bool:
+            return isinstance(exc, _Retryable) and (repeatable or exc.surely_not_done)
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.config.max_retries + 1),
+            wait=_wait_policy(self.config),
+            retry=tenacity.retry_if_exception(worth_repeating),
+            sleep=self._sleep,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        try:
+            resp = retrying(self._attempt, method, url, params, json, data, headers)
+        except _Retryable as exc:
+            if not repeatable and not exc.surely_not_done:
+                raise GraphOutcomeUnknown(
+                    tr(
+                        f"Microsoft Graph n'a pas confirmé la requête ({exc.what}) : elle a pu aboutir, "
+                        "elle n'est pas répétée.",
+                        f"Microsoft Graph did not confirm the request ({exc.what}): it may have gone through, "
+                        "it is not repeated.",
+                    ),
+                    connector_id=CONNECTOR_ID,
+                ) from None
+            raise TransientError(
+                tr(
+                    f"Microsoft Graph indisponible ou limite de débit atteinte ({exc.what}) après "
+                    f"{self.config.max_retries + 1} essais. Le travail reprendra au prochain lancement.",
+                    f"Microsoft Graph unavailable or throttling ({exc.what}) after "
+                    f"{self.config.max_retries + 1} attempts. The job will resume on its next run.",
+                ),
+                connector_id=CONNECTOR_ID,
+            ) from None
+        if resp.status_code not in ok:
+            raise self._error(resp, method)
+        return resp
+
+    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
+        self.stats["retries"] += 1
+        exc = state.outcome.exception() if state.outcome else None
+        log.info("Graph: %s, retry %d in %.2fs", getattr(exc, "what", "?"), state.attempt_number,
+                 state.next_action.sleep if state.next_action else 0.0)
+
+    def _attempt(
+        self, method: str, url: str, params: Any, json: Any, data: Any, headers: Mapping[str, str] | None
+    ) -> requests.Response:
+        resp = self._send(method, url, params, json, data, headers)
+        if resp.status_code == 401:
+            # An access token can be refused before msal thinks it expired (revoked, clock skew): renew once.
+            self.stats["token_renewals"] += 1
+            self.tokens.token(force_refresh=True)
+            resp = self._send(method, url, params, json, data, headers)
+            if resp.status_code == 401:
+                code, _ = graph_error(resp)
+                raise self._unauthorised(code)
+        if resp.status_code in RETRYABLE_STATUS:
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            if resp.status_code == 429:
+                self.stats["throttled"] += 1
+            what = f"HTTP {resp.status_code}"
+            if retry_after is not None and retry_after > self.config.max_retry_wait:
+                raise TransientError(
+                    tr(
+                        f"Microsoft Graph demande d'attendre {retry_after:.0f} s ({what}) ; "
+                        "le travail reprendra au prochain lancement.",
+                        f"Microsoft Graph asks to wait {retry_after:.0f} s ({what}); "
+                        "the job will resume on its next run.",
+                    ),
+                    connector_id=CONNECTOR_ID,
+                )
+            raise _Retryable(what, retry_after, surely_not_done=resp.status_code == 429)
+        return resp
+
+    def _send(
+        self, method: str, url: str, params: Any, json: Any, data: Any, headers: Mapping[str, str] | None
+    ) -> requests.Response:
+        # msal answers from its cache until shortly before expiry, so asking every time costs nothing
+        # and spares a 401 per hour on long runs.
+        hdrs = {"Authorization": f"Bearer {self.tokens.token()}", "client-request-id": str(uuid.uuid4())}
+        if headers:
+            hdrs.update(headers)
+        self.stats["requests"] += 1
+        try:
+            resp = self.session.request(
+                method, url, params=params, json=json, data=data, headers=hdrs, timeout=self.config.timeout
+            )
+        except requests.exceptions.SSLError as exc:
+            raise ConnectorError(tls_message(self.config.graph_origin), connector_id=CONNECTOR_ID) from exc
+        except requests.ConnectTimeout as exc:
+            raise _Retryable(type(exc).__name__, None, surely_not_done=True) from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            # A connection never made sent nothing; a reset or read time-out may come after the server acted.
+            raise _Retryable(type(exc).__name__, None, surely_not_done=_never_connected(exc)) from exc
+        except requests.RequestException as exc:
+            raise ConnectorError(
+                tr(f"Requête Graph impossible : {type(exc).__name__}.", f"Graph request failed: {type(exc).__name__}."),
+                connector_id=CONNECTOR_ID,
+            ) from exc
+        log.debug("Graph %s %s -> %d", method, _path_for_log(url), resp.status_code)
+        return resp
+
+    def _unauthorised(self, code: str) -> AuthError:
+        if self.config.app_only:
+            return AuthError(
+                tr(
+                    f"Microsoft Graph refuse le jeton de l'application ({code or 'HTTP 401'}). Vérifiez le secret "
+                    "client et le consentement administrateur dans le centre d'administration Entra.",
+                    f"Microsoft Graph refuses the application's token ({code or 'HTTP 401'}). Check the client "
+                    "secret and admin consent in the Entra admin center.",
+                ),
+                connector_id=CONNECTOR_ID,
+            )
+        hint = auth_command_hint(self.config)
+        return AuthError(
+            tr(
+                f"Microsoft Graph refuse la connexion ({code or 'HTTP 401'}) : elle a expiré ou a été révoquée. "
+                f"Reconnectez-vous avec : {hint}",
+                f"Microsoft Graph refuses the sign-in ({code or 'HTTP 401'}): it expired or was revoked. "
+                f"Sign in again with: {hint}",
+            ),
+            connector_id=CONNECTOR_ID,
+        )
+
+    def _error(self, resp: requests.Response, method: str) -> ConnectorError:
+        code, message = graph_error(resp)
+        status = resp.status_code
+        if status == 403:
+            return AuthError(
+                tr(
+                    f"Accès refusé par Microsoft Graph à la boîte {self.config.mailbox} ({code}). Vérifiez les "
+                    "permissions de l'application (Mail.ReadWrite, Mail.Send, MailboxSettings.ReadWrite, avec "
+                    "consentement administrateur) et que la stratégie d'accès (New-ApplicationAccessPolicy) "
+                    "inclut bien cette boîte.",
+                    f"Microsoft Graph denied access to mailbox {self.config.mailbox} ({code}). Check the "
+                    "application's permissions (Mail.ReadWrite, Mail.Send, MailboxSettings.ReadWrite, with admin "
+                    "consent) and that the application access policy (New-ApplicationAccessPolicy) includes "
+                    "this mailbox.",
+                ),
+                connector_id=CONNECTOR_ID,
+            )
+        if status == 404 and code in ("ErrorInvalidUser", "MailboxNotEnabledForRESTAPI"):
+            return GraphHTTPError(
+                tr(
+                    f"Boîte aux lettres introuvable : {self.config.mailbox} ({code}). Vérifiez l'adresse "
+                    "(mailbox) et qu'elle a une licence Exchange Online.",
+                    f"Mailbox not found: {self.config.mailbox} ({code}). Check the address (mailbox) and "
+                    "that it has an Exchange Online licence.",
+                ),
+                status=status,
+                code=code,
+            )
+        return GraphHTTPError(
+            tr(
+                f"Microsoft Graph a répondu {status} ({code}) à {method} : {message}",
+                f"Microsoft Graph answered {status} ({code}) to {method}: {message}",
+            ),
+            status=status,
+            code=code,
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def get_json(self, path_or_url: str, *, params: Mapping[str, Any] | None = None,
+                 headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """GET and decode a JSON object."""
+        resp = self.request("GET", path_or_url, params=params, headers=headers, ok=(200,))
+        return _json(resp)
+
+    def send_json(self, method: str, path_or_url: str, body: Any, *, ok: tuple[int, ...] = (200, 201, 202, 204)) -> dict[str, Any]:
+        """POST/PATCH a JSON body; the decoded JSON answer (empty dict for 202/204)."""
+        resp = self.request(method, path_or_url, json=body, ok=ok)
+        if resp.status_code in (202, 204) or not resp.content:
+            return {}
+        return _json(resp)
+
+    def iter_collection(self, path_or_url: str, *, params: Mapping[str, Any] | None = None,
+                        headers: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+        """Every item of a Graph collection, following ``@odata.nextLink``."""
+        page = self.get_json(path_or_url, params=params, headers=headers)
+        while True:
+            yield from page.get("value", [])
+            link = page.get("@odata.nextLink")
+            if not link:
+                return
+            page = self.get_json(link, headers=headers)  # the link carries the query already
+
+
+def _never_connected(exc: requests.RequestException) -> bool:
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+def _json(resp: requests.Response) -> dict[str, Any]:
+    try:
+        body = resp.json()
+    except ValueError as exc:
+        raise ConnectorError(
+            tr("Réponse de Microsoft Graph illisible (JSON attendu).", "Unreadable Microsoft Graph answer (JSON expected)."),
+            connector_id=CONNECTOR_ID,
+        ) from exc
+    if not isinstance(body, dict):
+        raise ConnectorError(
+            tr("Réponse de Microsoft Graph inattendue.", "Unexpected Microsoft Graph answer."), connector_id=CONNECTOR_ID
+        )
+    return body
+
+
+def _path_for_log(url: str) -> str:
+    path = urlsplit(url).path
+    parts = path.split("/")
+    # The mailbox address is the segment after "users"; keep it out of debug logs.
+    for i, part in enumerate(parts[:-1]):
+        if part == "users":
+            parts[i + 1] = "{mailbox}"
+    return "/".join(parts)
