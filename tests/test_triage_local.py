@@ -460,3 +460,46 @@ def test_killed_between_tagged_copy_and_removal_of_the_original(tmp_path: Path, 
     assert folder == "IA/Presse" and read_subject(raw).count("[#Presse]") == 1
     assert_exactly_once(conn, [ref.key], tmp_path / "state" / "assoc_ai.sqlite", RecordingForwarder(),
                         folders=CATEGORIES, review=REVIEW)
+
+
+def test_job_acknowledges_auto_routed_mail_once_and_never_automated_mail(tmp_path: Path, model_file: Path) -> None:
+    """[acknowledgement] enabled: the job itself replies (real SMTP server), once per sender, never to robots."""
+    import socket
+    from email import message_from_bytes
+    from email.policy import default
+
+    import aiosmtpd.controller
+
+    class Collect:
+        def __init__(self) -> None:
+            self.messages: list[bytes] = []
+
+        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201 - aiosmtpd hook
+            self.messages.append(envelope.original_content or envelope.content)
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    handler = Collect()
+    controller = aiosmtpd.controller.Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        extra = (f'\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nstarttls = false\nsender = "contact@jardins.example"\n'
+                 '\n[acknowledgement]\nenabled = true\nperiod_days = 30\ncontact = "bureau@jardins.example"\n')
+        cfg = write_config(tmp_path, model_file, extra=extra)
+        conn = maildir(tmp_path)
+        body = (NEW / "0001.eml").read_bytes()  # a membership question, auto-routed
+        conn.deliver(body)
+        conn.deliver(body.replace(b"Message-ID: <", b"Message-ID: <second-"))  # same sender, second mail
+        conn.deliver(body.replace(b"Message-ID: <", b"Auto-Submitted: auto-replied\r\nMessage-ID: <robot-"))
+        with TriageJob(cfg) as job:
+            report = job.run_once()
+            job.run_once()
+        assert report.auto >= 2
+        assert len(handler.messages) == 1  # once per sender and period; never to automated mail
+        reply = message_from_bytes(handler.messages[0], policy=default)
+        assert reply["Auto-Submitted"] == "auto-replied"
+        assert "automatiquement" in reply.get_content()
+    finally:
+        controller.stop()
