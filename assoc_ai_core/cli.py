@@ -24,8 +24,8 @@ from .i18n import current_lang, percent, tr
 log = logging.getLogger("assoc_ai_core")
 
 
-class _Group(click.Group):
-    """Turns assoc-ai errors into one clear line and the documented exit code."""
+class ErrorReportingGroup(click.Group):
+    """A click group that turns assoc-ai errors into one clear line and the documented exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -37,7 +37,7 @@ class _Group(click.Group):
             ctx.exit(exc.exit_code)
 
 
-@click.group(cls=_Group, help=tr(
+@click.group(cls=ErrorReportingGroup, help=tr(
     "assoc-ai : trier le courrier d'une association, expliquer, laisser la main aux humains.",
     "assoc-ai: sort an association's mail, explain, keep humans in charge.",
 ))

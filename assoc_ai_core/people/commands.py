@@ -17,7 +17,8 @@ from typing import Any
 
 import click
 
-from ..errors import AssocAIError, DataError
+from ..cli import ErrorReportingGroup
+from ..errors import DataError
 from ..i18n import current_lang, percent, tr
 
 __all__ = ["people", "train_task", "evaluate_task", "predict_task", "explain_task", "is_people_model"]
@@ -207,18 +208,8 @@ def explain_task(model_path: str, data: str | None, person_id: str | None, lang:
 
 
 # ------------------------------------------------------------------ group
-class _PeopleGroup(click.Group):
-    """Turns assoc-ai errors into one clear line and the documented exit code (also when used on its own)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        """Run the sub-command; an AssocAIError becomes its message and exit code."""
-        try:
-            return super().invoke(ctx)
-        except AssocAIError as exc:
-            if os.environ.get("ASSOC_AI_RAISE_ERRORS"):
-                raise
-            click.echo(tr("Erreur : ", "Error: ") + str(exc), err=True)
-            ctx.exit(exc.exit_code)
+class _PeopleGroup(ErrorReportingGroup):
+    """The ``people`` group: same error handling as the main command line (also when used on its own)."""
 
 
 _LANG = click.option("--lang", type=click.Choice(["fr", "en"]), default=None)
