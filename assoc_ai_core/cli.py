@@ -98,7 +98,9 @@ def _report_problems(problems: Sequence[tuple[str, str]]) -> None:
 @click.option("--semantic/--no-semantic", default=False,
               help=tr("Ajouter des plongements de phrases multilingues (extra « semantic »).",
                       "Add multilingual sentence embeddings (the 'semantic' extra)."))
-@click.option("--pseudonymize", is_flag=True, help=tr("Pseudonymiser le texte avant apprentissage.", "Pseudonymise text before learning."))
+@click.option("--pseudonymize/--raw-text", "pseudonymize", default=True, show_default=True,
+              help=tr("Pseudonymiser le texte avant apprentissage (défaut) ou garder le texte brut.",
+                      "Pseudonymise text before learning (default) or keep raw text."))
 @click.option("--task", default="mail", show_default=True,
               help=tr("mail, ou une tâche « personnes » (donor-propensity, churn, ...).",
                       "mail, or a people task (donor-propensity, churn, ...)."))

@@ -169,8 +169,12 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         Number of folds (fewer when a category has fewer examples).
     char_ngrams : bool
         Add character n-grams (robust to typos and missing accents).
-    keep_signature, pseudonymize : bool
+    keep_signature : bool
         Passed to :class:`~assoc_ai_core.cleaning.TextCleaner`.
+    pseudonymize : bool
+        Replace e-mails, phones, IBANs, postal addresses and the sender's name
+        by placeholders before learning (default): the model file then holds
+        no such personal data in its vocabulary.
     class_weight : str or None
         ``"balanced"`` helps small categories in skewed mailboxes.
     embeddings : str or None
@@ -191,7 +195,7 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         cv: int = 5,
         char_ngrams: bool = True,
         keep_signature: bool = False,
-        pseudonymize: bool = False,
+        pseudonymize: bool = True,
         class_weight: str | None = "balanced",
         embeddings: str | None = None,
         embedding_weight: float = 1.0,

@@ -101,3 +101,20 @@ def test_estimator_conventions():
     assert clone(est).get_params()["target_precision"] == 0.9
     with pytest.raises(ValueError):
         MailClassifier(target_precision=1.5).fit(["a", "b", "c", "d"], ["x", "x", "y", "y"])
+
+
+def test_default_model_vocabulary_holds_no_personal_data():
+    from assoc_ai_core.parsing import parse_message
+
+    def mail(i: int, label: str, body: str) -> object:
+        raw = (f"From: Gwendoline Kerhervé <gwen{i}@breizh.example>\nSubject: {label}\n\n"
+               f"{body}\nGwendoline Kerhervé, 06 12 34 56 78, gwen{i}@breizh.example\n").encode("utf-8")
+        return parse_message(raw, label=label)
+
+    msgs = [mail(i, "Adhesion", "je veux adhérer, cotisation") for i in range(4)]
+    msgs += [mail(i + 10, "Presse", "article de presse, interview") for i in range(4)]
+    model = train(msgs)
+    names = " ".join(model.pipeline_.named_steps["features"].get_feature_names_out()).lower()
+    # (the sender's domain stays: it names an organisation far more often than a person)
+    for personal in ("kerherv", "gwendoline", "gwen1", "06 12", "0612345678"):
+        assert personal not in names

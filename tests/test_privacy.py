@@ -97,7 +97,8 @@ def job_setup(tmp_path: Path):
 
     ds = load_dataset(ROOT / "examples" / "mailbox" / "train")
     extra = [parse_message(mail(EMAIL, NAME, s, b), label="Benevolat") for s, b in BENEVOLE]
-    model = train(list(ds.messages) + extra)
+    # A model trained on raw text (the opt-in): its vocabulary holds her name, so the scrub of models is exercised.
+    model = train(list(ds.messages) + extra, pseudonymize=False)
     registry = ModelRegistry(tmp_path / "state" / "models")
     registry.add(model, {"created_at": "2024-05-01T00:00:00+00:00", "source": "test"}, promote=True)
 
