@@ -61,19 +61,20 @@ _HEADER_LINE = re.compile(r"^\*?(de|from|envoy[ée]( le)?|sent|date|[àa]|to|cc|
 _SEPARATOR = re.compile(r"^\s*-{2,}\s*(original message|message d'origine|message original|forwarded message|message transf[ée]r[ée])\s*-{2,}\s*$", re.I)
 _QUOTED = re.compile(r"^\s*>")
 # Lines that can start a reply or forward in the formats quotequail knows; a
-# cheap first pass so quotequail only runs where it can succeed.
+# cheap first pass so quotequail only runs where it can succeed.  Bare "> "
+# blocks with no attribution line above need no library: they are dropped below.
 _CANDIDATE = re.compile(
     r"(^.{0,300}\b(wrote|[ée]crit|schrieb|escribi[óo]|escreveu|schreef|skrev|geschreven|написал)\b.{0,40}$"
     r"|^\s*-{2,}\s*(original|forwarded|message|mensaje|urspr|oorspronkelijk|doorgestuurd|weitergeleitet|origineel|vidarebefordrat)"
     r"|^\s*(begin forwarded|d[ée]but du message r[ée]exp[ée]di|anfang der weitergeleiteten|inicio del mensaje)"
-    r"|^\s*_{20,}\s*$|^\s*\*?(de|from|von|da|van|från)\s?\*?\s?:|^\s*>|^\d{4}/\d{1,2}/\d{1,2} )",
+    r"|^\s*_{30,34}\s*$|^\s*\*?(de|from|von|da|van|från)\s?\*?\s?:|^\d{4}/\d{1,2}/\d{1,2} )",
     re.I | re.M,
 )
 _SPACES = re.compile(r"[ \t\u00a0\u200b\ufeff]+")
 _BLANKS = re.compile(r"\n\s*\n+")
 _WORDISH = re.compile(r"\w+")
 
-MAX_BODY_CHARS = 4000
+MAX_BODY_CHARS = 3000
 CHAR_FEATURE_CHARS = 600
 HISTORY_CHARS = 1500
 _WINDOW_LINES = 3  # the intent of a mail is in its first paragraphs; long tails only add noise and time
@@ -114,12 +115,12 @@ def _unwrap(body: str) -> dict[str, str] | None:
     the window is put back in front of ``text_top``.
     """
     pos = 0
-    for _ in range(3):
+    for _ in range(2):
         m = _CANDIDATE.search(body, pos)
         if m is None:
             return None
         start = m.start()
-        for _ in range(3):  # back to the start of the line, then up to two lines above
+        for _ in range(2):  # back to the start of the line, then one line above (wrapped "a\nécrit :")
             start = body.rfind("\n", 0, max(start - 1, 0) if start else 0)
             if start <= 0:
                 start = 0
@@ -233,7 +234,7 @@ def detect_language(text: str) -> str:
                 from py3langid.langid import _load_identifier
 
                 _LANG_ID = _load_identifier(langs=["fr", "en", "de", "es", "it", "nl", "pt"])
-    return str(_LANG_ID.classify(text[:250])[0])
+    return str(_LANG_ID.classify(text[:200])[0])
 
 
 def clean_message(message: Message | str, *, keep_signature: bool = False, pseudonymize: bool = False) -> CleanedMail:

@@ -41,7 +41,8 @@ from .stopwords import FRENCH_STOP_WORDS
 FORMAT_VERSION = 1
 META_WEIGHT = 0.25
 HISTORY_WEIGHT = 0.3
-LARGE = 5000  # training sets above this size get a lighter cross-validated search
+LARGE = 5000
+CHAR_NGRAMS_UP_TO = 10_000  # training sets above this size get a lighter cross-validated search
 PRECISION_LEVELS = (0.90, 0.95, 0.98)
 WORD_TOKEN = r"(?u)\b\w[\w-]*\w\b"
 
@@ -119,11 +120,14 @@ def build_features(
     min_df = 1 if n_samples < 2000 else 2
     # A linear model keeps one weight per feature and category: with many categories
     # the vocabulary is capped so the model stays within a small machine's memory.
-    cap = max_features or int(max(20_000, min(200_000, 6_000_000 / max(n_classes, 1))))
+    cap = max_features or int(max(15_000, min(200_000, 3_000_000 / max(n_classes, 1))))
+    # Word pairs are worth their cost on a small mailbox; on a large one counting every pair
+    # before pruning would dominate the memory of training.
+    word_ngrams = (1, 2) if n_samples <= LARGE else (1, 1)
     stop = sorted(FRENCH_STOP_WORDS | ENGLISH_STOP_WORDS)
     transformers: list[tuple[str, Any, int]] = [
         ("word", CompactTfidfVectorizer(
-            sublinear_tf=True, ngram_range=(1, 2), min_df=min_df, max_df=0.8 if n_samples >= 50 else 1.0,
+            sublinear_tf=True, ngram_range=word_ngrams, min_df=min_df, max_df=0.8 if n_samples >= 50 else 1.0,
             token_pattern=WORD_TOKEN, stop_words=stop, max_features=cap, dtype=np.float32,
         ), 0),
     ]
@@ -168,7 +172,8 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
     cv : int
         Number of folds (fewer when a category has fewer examples).
     char_ngrams : bool
-        Add character n-grams (robust to typos and missing accents).
+        Add character n-grams (robust to typos and missing accents); used up
+        to ``CHAR_NGRAMS_UP_TO`` training messages, where they matter.
     keep_signature : bool
         Passed to :class:`~assoc_ai_core.cleaning.TextCleaner`.
     pseudonymize : bool
@@ -252,31 +257,34 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         n_splits = int(max(2, min(cv, counts.min() if n < 100 else cv)))
         folds = list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state).split(cleaned, y)) \
             if counts.min() >= n_splits else list(self._loose_folds(y, n_splits))
-        best: tuple[float, float, np.ndarray] | None = None
         full_grid = tuple(self.C_grid or ((0.1, 0.4, 1.5) if self.classifier == "svm" else (5.0, 20.0, 80.0)))
         grid = full_grid if n <= LARGE else full_grid[len(full_grid) // 2:][:1]
-        fold_features = [self._fit_features(cleaned[tr_idx], n) for tr_idx, _ in folds]
-        for C in grid:
-            oof = np.full((n, len(classes)), -1e9, dtype=np.float64)
-            for (tr_idx, te_idx), feats in zip(folds, fold_features):
-                present = np.unique(y[tr_idx])
-                if len(present) < 2:  # tiny data: this fold saw one category only, no opinion on its test part
+        oofs = {C: np.full((n, len(classes)), -1e9, dtype=np.float64) for C in grid}
+        # One fold at a time: its features are built once, every C is tried on them, then they are
+        # dropped, so memory holds a single fold's matrices whatever the number of folds.
+        for tr_idx, te_idx in folds:
+            present = np.unique(y[tr_idx])
+            if len(present) < 2:  # tiny data: this fold saw one category only, no opinion on its test part
+                for oof in oofs.values():
                     oof[np.ix_(te_idx, np.searchsorted(classes, present))] = 0.0
-                    continue
-                Xtr = feats.transform(cleaned[tr_idx])
+                continue
+            feats = self._features(n)
+            Xtr = feats.fit_transform(cleaned[tr_idx])
+            Xte = feats.transform(cleaned[te_idx])
+            for C, oof in oofs.items():
                 clf = self._make_clf(C).fit(Xtr, y[tr_idx])
                 cols = np.searchsorted(classes, clf.classes_)
-                scores = clf.decision_function(feats.transform(cleaned[te_idx]))
+                scores = clf.decision_function(Xte)
                 if scores.ndim == 1:  # binary: decision is the score of classes_[1] against classes_[0]
                     scores = np.column_stack([-scores / 2, scores / 2])
                 oof[np.ix_(te_idx, cols)] = scores
-            score = f1_score(y, classes[oof.argmax(1)], average="macro")
+            del feats, Xtr, Xte
             if progress is not None:
                 progress.update(1)
-            if best is None or score > best[0] + 1e-9:
-                best = (score, C, oof)
-        assert best is not None
-        _, self.C_, oof = best
+        scored = [(f1_score(y, classes[oof.argmax(1)], average="macro"), C) for C, oof in oofs.items()]
+        best_score, self.C_ = max(scored, key=lambda sc: sc[0])  # first best: the smallest C on ties
+        oof = oofs[self.C_]
+        del oofs
         self.temperature_ = _fit_temperature(oof, np.searchsorted(classes, y))
         proba = _softmax(oof / self.temperature_)
         pred = classes[proba.argmax(1)]
@@ -289,8 +297,9 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
             ("features", self._features(n)),
             ("clf", self._make_clf(self.C_)),
         ])
-        feats = self.pipeline_.named_steps["features"].fit(cleaned)
-        self.pipeline_.named_steps["clf"].fit(feats.transform(cleaned), y)
+        X_all = self.pipeline_.named_steps["features"].fit_transform(cleaned)
+        self.pipeline_.named_steps["clf"].fit(X_all, y)
+        del X_all
         if progress is not None:
             progress.update(1)
         self.classes_ = self.pipeline_.named_steps["clf"].classes_
@@ -345,11 +354,11 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
             yield np.where(fold_of != k)[0], np.where(fold_of == k)[0]
 
     def _features(self, n_total: int) -> ColumnTransformer:
-        return build_features(n_total, char_ngrams=self.char_ngrams, embeddings=self.embeddings,
+        # Character n-grams rescue small mailboxes (typos, accents, few examples); a large one has
+        # words enough, and they would multiply its memory several times.
+        char = self.char_ngrams and n_total <= CHAR_NGRAMS_UP_TO
+        return build_features(n_total, char_ngrams=char, embeddings=self.embeddings,
                               embedding_weight=self.embedding_weight, n_classes=self._n_classes)
-
-    def _fit_features(self, cleaned: np.ndarray, n_total: int) -> ColumnTransformer:
-        return self._features(n_total).fit(cleaned)
 
     def _make_clf(self, C: float) -> Any:
         if self.classifier == "svm":

@@ -12,6 +12,7 @@ import email
 import email.header
 import email.utils
 import hashlib
+import re
 from datetime import datetime, timezone
 from email.message import Message as _EmailMessage
 from email.policy import compat32
@@ -26,6 +27,7 @@ KEPT_HEADERS = (
     "user-agent", "return-path", "x-assoc-ai",
 )
 _SINGLE_BYTE = {"us-ascii", "ascii", "utf-8", "utf8", "latin-1", "latin1", "l1", "cp1252", "windows-1252"}
+_SURROGATE = re.compile("[\udc80-\udcff]")  # bytes the parser could not decode, kept as surrogate escapes
 _MAX_PARTS = 200  # a mail bomb with thousands of parts is read up to here
 
 
@@ -103,7 +105,7 @@ def _repair_8bit(value: str) -> str:
     """
     if not isinstance(value, str):
         return str(value)
-    if any("\udc80" <= ch <= "\udcff" for ch in value):
+    if _SURROGATE.search(value):
         return decode_bytes(value.encode("ascii", "surrogateescape"), None)[0]
     return value
 
