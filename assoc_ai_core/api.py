@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from .cleaning import clean
 from .errors import DataError
 from .evaluate import evaluate
-from .explain import Explanation, explain, explain_model
+from .explain import Explanation, explain, explain_many, explain_model
 from .i18n import tr
 from .model import MailClassifier
 from .parsing import message_from_text
@@ -87,4 +87,4 @@ def predict(model: MailClassifier, messages: Sequence[Message | str]) -> list[Pr
     return out
 
 
-__all__ = ["clean", "train", "predict", "explain", "explain_model", "evaluate", "Explanation"]
+__all__ = ["clean", "train", "predict", "explain", "explain_many", "explain_model", "evaluate", "Explanation"]

@@ -15,7 +15,7 @@ import re
 import weakref
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -111,12 +111,12 @@ def _feature_names(features: Any) -> np.ndarray:
     return names
 
 
-def _contributions(model: Any, cleaned_row: np.ndarray, k: int, r: int) -> tuple[dict[str, float], float, float]:
-    """Per-term pushes toward class k over class r for one cleaned message."""
+def _contributions(model: Any, cleaned_row: np.ndarray, k: int, r: int, X_row: Any = None) -> tuple[dict[str, float], float, float]:
+    """Per-term pushes toward class k over class r for one cleaned message (``X_row``: its features, if known)."""
     pipe = model.pipeline_
     features = pipe.named_steps["features"]
     clf = pipe.named_steps["clf"]
-    X = features.transform(cleaned_row.reshape(1, -1)).tocsr()
+    X = (X_row if X_row is not None else features.transform(cleaned_row.reshape(1, -1))).tocsr()
     coef, intercept = _class_weights(clf)
     T = float(model.temperature_)
     diff = (coef[k] - coef[r]) / T
@@ -182,26 +182,45 @@ def _share_char_ngrams(parts: list[tuple[str, float]], text: str, features: Any,
 
 def explain(model: Any, message: Message | str, *, top_k: int = 8, lang: str | None = None) -> Explanation:
     """Explain the model's decision on one message (or text), in French or English."""
+    return explain_many(model, [message], top_k=top_k, lang=lang)[0]
+
+
+def explain_many(model: Any, messages: Sequence[Message | str], *, top_k: int = 8,
+                 lang: str | None = None) -> list[Explanation]:
+    """Explain many messages at once: cleaned and turned into features once, as a batch."""
     lang = lang or current_lang()
-    msg = message_from_text(message) if isinstance(message, str) else message
-    cleaned = model.transform_clean([msg])
-    pred = model.predictions(cleaned, keys=[msg.key])[0]
+    msgs = [message_from_text(m) if isinstance(m, str) else m for m in messages]
+    if not msgs:
+        return []
+    cleaned = model.transform_clean(msgs)
+    features = model.pipeline_.named_steps["features"]
+    X = features.transform(cleaned).tocsr()
+    scores = model.pipeline_.named_steps["clf"].decision_function(X)
+    if scores.ndim == 1:
+        scores = np.column_stack([-scores / 2, scores / 2])
+    z = scores / model.temperature_
+    proba = np.exp(z - z.max(axis=1, keepdims=True))
+    proba /= proba.sum(axis=1, keepdims=True)
     classes = [str(c) for c in model.classes_]
-    k, r = classes.index(pred.label), classes.index(pred.runner_up)
-    if k == r:
-        terms, total, bias = {}, 0.0, 0.0
-    else:
-        terms, total, bias = _contributions(model, cleaned[0], k, r)
-    ranked = sorted(((t, w) for t, w in terms.items() if abs(w) > 1e-6), key=lambda tw: -abs(tw[1]))
-    toward = [(t, w) for t, w in ranked if w > 0][:top_k]
-    against = [(t, w) for t, w in ranked if w < 0][:top_k]
-    exp = Explanation(
-        label=pred.label, probability=pred.probability, runner_up=str(pred.runner_up),
-        runner_up_probability=pred.runner_up_probability, toward=toward, against=against,
-        lang=lang, decision=pred.decision, total=total, bias=bias,
-    )
-    exp.sentence = sentence(exp, lang=lang)
-    return exp
+    out = []
+    for i in range(len(msgs)):
+        order = np.argsort(-proba[i])
+        k = int(order[0])
+        r = int(order[1]) if len(order) > 1 else k
+        if k == r:
+            terms, total, bias = {}, 0.0, 0.0
+        else:
+            terms, total, bias = _contributions(model, cleaned[i], k, r, X_row=X[i])
+        ranked = sorted(((t, w) for t, w in terms.items() if abs(w) > 1e-6), key=lambda tw: -abs(tw[1]))
+        exp = Explanation(
+            label=classes[k], probability=float(proba[i, k]), runner_up=classes[r],
+            runner_up_probability=float(proba[i, r]),
+            toward=[(t, w) for t, w in ranked if w > 0][:top_k], against=[(t, w) for t, w in ranked if w < 0][:top_k],
+            lang=lang, decision="auto" if proba[i, k] >= model.threshold_ else "review", total=total, bias=bias,
+        )
+        exp.sentence = sentence(exp, lang=lang)
+        out.append(exp)
+    return out
 
 
 def sentence(exp: Explanation, *, lang: str | None = None, words: int = 4) -> str:

@@ -494,6 +494,7 @@ class TriageJob:
         self._lock_fd: int | None = None
         self._privacy: SenderPrivacy | None = None
         self._ack: Any = None  # acknowledgement sender, when [acknowledgement] enabled
+        self._explanations: dict[int, Any] = {}  # the current page's explanations, by message object id
         self._prepared = False
         self._hook_warned = False
         self._run_id = 0
@@ -755,6 +756,7 @@ class TriageJob:
             from .api import predict
 
             msgs = [m for _, m in readable]
+            self._explanations = self._explain_page(msgs)
             try:
                 for i, p in enumerate(predict(self._model, msgs)):
                     predictions[i] = p
@@ -797,7 +799,19 @@ class TriageJob:
             d.plan = self._review_plan()
         return d
 
+    def _explain_page(self, msgs: Sequence[Message]) -> dict[int, Any]:
+        """Explanations of a page of messages, computed as one batch (keyed by message object id)."""
+        try:
+            from .explain import explain_many
+
+            return {id(m): exp.to_dict() for m, exp in zip(msgs, explain_many(self._model, msgs))}
+        except Exception:  # fall back to one by one below, so one odd message cannot cost the page's reasons
+            return {}
+
     def _explain(self, msg: Message) -> Any:
+        known = self._explanations.get(id(msg))
+        if known is not None:
+            return known
         try:
             from .api import explain
 
