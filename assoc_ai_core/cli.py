@@ -174,8 +174,11 @@ def train(data: str | None, output: str | None, target_precision: float, semanti
               help=tr("Ré-entraîner sur le plus ancien courrier de DATA et tester sur la FRACTION la plus récente.",
                       "Retrain on the oldest mail of DATA and test on the newest FRACTION."))
 @click.option("--lang", type=click.Choice(["fr", "en"]), default=None)
+@click.option("--config", "config_path", type=click.Path(exists=True), default=None,
+              help=tr("Configuration du tri : ajoute au rapport la surveillance du modèle (exécutions, dérive).",
+                      "Triage configuration: adds model monitoring (runs, drift) to the report."))
 def evaluate(model_path: str, data: str, json_out: str | None, html_out: str | None, chrono: float | None,
-             lang: str | None) -> None:
+             lang: str | None, config_path: str | None) -> None:
     """Evaluate a model on labelled data."""
     people = _people_commands()
     if people is not None and people.is_people_model(model_path):
@@ -206,7 +209,13 @@ def evaluate(model_path: str, data: str, json_out: str | None, html_out: str | N
     if html_out:
         from .report import write_report
 
-        write_report(result, html_out, model=model, lang=lang)
+        section = None
+        if config_path:
+            from .monitoring import monitor_from_config, monitoring_html
+            from .privacy import load_trust_config
+
+            section = monitoring_html(monitor_from_config(load_trust_config(config_path)))
+        write_report(result, html_out, model=model, lang=lang, monitoring=section)
         click.echo(tr(f"Rapport : {html_out}", f"Report: {html_out}"))
 
 

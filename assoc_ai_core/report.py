@@ -132,8 +132,13 @@ def write_report(
     model: Any = None,
     lang: str | None = None,
     predictions: Sequence[dict[str, Any]] | None = None,
+    monitoring: str | None = None,
 ) -> Path:
-    """Render an evaluation result (from :func:`assoc_ai_core.evaluate.evaluate`) to an HTML file."""
+    """Render an evaluation result (from :func:`assoc_ai_core.evaluate.evaluate`) to an HTML file.
+
+    ``monitoring`` is the HTML section of :func:`assoc_ai_core.monitoring.monitoring_html`
+    (the triage job's runs over time and drift flags), already escaped.
+    """
     lang = lang or current_lang()
     env = Environment(loader=PackageLoader("assoc_ai_core", "templates"), autoescape=select_autoescape(["html"]))
     env.globals.update(tr=lambda fr, en: tr(fr, en, lang), pct=lambda v: percent(v, lang) if v is not None else "—")
@@ -156,7 +161,7 @@ def write_report(
     charts["cv_coverage"] = coverage_svg(cv_curve, meta.get("target_precision"), meta.get("threshold"), lang) if cv_curve else ""
     page = env.get_template("report.html").render(
         lang=lang, result=result, has_eval=has_eval, meta=meta, charts=charts, top_terms=top_terms,
-        predictions=list(predictions or []),
+        predictions=list(predictions or []), monitoring=Markup(monitoring) if monitoring else "",
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
     out = Path(path)

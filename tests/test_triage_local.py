@@ -503,3 +503,20 @@ def test_job_acknowledges_auto_routed_mail_once_and_never_automated_mail(tmp_pat
         assert "automatiquement" in reply.get_content()
     finally:
         controller.stop()
+
+
+def test_html_report_includes_the_monitoring_of_the_job(tmp_path: Path, model_file: Path, example_mailbox: Path) -> None:
+    cfg = write_config(tmp_path, model_file)
+    conn = maildir(tmp_path)
+    deliver_examples(conn)
+    with TriageJob(cfg) as job:
+        job.run_once()
+    html = tmp_path / "report.html"
+    from assoc_ai_core.cli import _wire_optional_commands
+
+    _wire_optional_commands()
+    r = CliRunner().invoke(cli, ["evaluate", str(model_file), str(example_mailbox / "train"), "--html", str(html),
+                                 "--config", str(cfg)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    page = html.read_text(encoding="utf-8")
+    assert "Surveillance du modèle" in page and "Part en revue" in page
