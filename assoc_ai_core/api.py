@@ -61,15 +61,19 @@ SERIOUS_DEFECTS = frozenset({
 })
 
 
-def predict(model: MailClassifier, messages: Sequence[Message | str]) -> list[Prediction]:
+def predict(model: MailClassifier, messages: Sequence[Message | str], *, cleaned: Any = None) -> list[Prediction]:
     """Category, calibrated probability, runner-up and decision (``auto``/``review``) per message.
 
     A message that could not be read gets decision ``review`` with the reason;
     so does a truncated or malformed one, even when its text was salvaged.
+    ``cleaned`` is ``model.transform_clean`` of the readable messages, when
+    the caller already has it (it is then not computed twice).
     """
     msgs = _as_messages(messages)
     readable = [m for m in msgs if m.error is None]
-    preds = iter(model.predictions(readable) if readable else [])
+    if readable and cleaned is None:
+        cleaned = model.transform_clean(readable)
+    preds = iter(model.predictions(cleaned, keys=[m.key for m in readable]) if readable else [])
     out: list[Prediction] = []
     for m in msgs:
         if m.error is None:

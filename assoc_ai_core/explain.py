@@ -186,13 +186,17 @@ def explain(model: Any, message: Message | str, *, top_k: int = 8, lang: str | N
 
 
 def explain_many(model: Any, messages: Sequence[Message | str], *, top_k: int = 8,
-                 lang: str | None = None) -> list[Explanation]:
-    """Explain many messages at once: cleaned and turned into features once, as a batch."""
+                 lang: str | None = None, cleaned: Any = None) -> list[Explanation]:
+    """Explain many messages at once: cleaned and turned into features once, as a batch.
+
+    ``cleaned`` is ``model.transform_clean(messages)`` when the caller already has it.
+    """
     lang = lang or current_lang()
     msgs = [message_from_text(m) if isinstance(m, str) else m for m in messages]
     if not msgs:
         return []
-    cleaned = model.transform_clean(msgs)
+    if cleaned is None:
+        cleaned = model.transform_clean(msgs)
     features = model.pipeline_.named_steps["features"]
     X = features.transform(cleaned).tocsr()
     scores = model.pipeline_.named_steps["clf"].decision_function(X)

@@ -756,9 +756,13 @@ class TriageJob:
             from .api import predict
 
             msgs = [m for _, m in readable]
-            self._explanations = self._explain_page(msgs)
             try:
-                for i, p in enumerate(predict(self._model, msgs)):
+                cleaned = self._model.transform_clean(msgs)  # once for the page: predictions and explanations
+            except Exception:  # one odd message must not stop the page: the fallback below goes one by one
+                cleaned = None
+            self._explanations = self._explain_page(msgs, cleaned)
+            try:
+                for i, p in enumerate(predict(self._model, msgs, cleaned=cleaned)):
                     predictions[i] = p
             except Exception:  # one bad message must not stop the page: retry one by one
                 for i, m in enumerate(msgs):
@@ -799,12 +803,13 @@ class TriageJob:
             d.plan = self._review_plan()
         return d
 
-    def _explain_page(self, msgs: Sequence[Message]) -> dict[int, Any]:
+    def _explain_page(self, msgs: Sequence[Message], cleaned: Any = None) -> dict[int, Any]:
         """Explanations of a page of messages, computed as one batch (keyed by message object id)."""
         try:
             from .explain import explain_many
 
-            return {id(m): exp.to_dict() for m, exp in zip(msgs, explain_many(self._model, msgs))}
+            exps = explain_many(self._model, msgs, cleaned=cleaned)
+            return {id(m): exp.to_dict() for m, exp in zip(msgs, exps)}
         except Exception:  # fall back to one by one below, so one odd message cannot cost the page's reasons
             return {}
 
