@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import html
 import json
 import logging
@@ -45,6 +44,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .config import load_config
 from .errors import ConfigError, DataError, TransientError
+from .filelock import try_lock, unlock
 from .i18n import tr
 
 log = logging.getLogger(__name__)
@@ -228,9 +228,7 @@ def job_lock(state_path: Path) -> Iterator[None]:
     lock_path = state_path.with_name(state_path.name + ".lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not try_lock(fd):
             raise TransientError(tr(
                 f"Un tri est en cours sur {state_path} : réessayez dans quelques minutes.",
                 f"A triage run is using {state_path}: try again in a few minutes.",
@@ -238,7 +236,7 @@ def job_lock(state_path: Path) -> Iterator[None]:
         yield
     finally:
         with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            unlock(fd)
         os.close(fd)
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import logging
 import math
@@ -45,6 +44,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 from .config import build_config, load_config
 from .connectors import Capability, FetchedMail, MailboxConnector, MailRef
 from .errors import AssocAIError, AuthError, ConfigError, ConnectorError, DataError, TransientError
+from .filelock import try_lock, unlock
 from .i18n import tr
 from .parsing import parse_message
 from .records import Message
@@ -517,9 +517,7 @@ class TriageJob:
         s.state_path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = s.state_path.with_name(s.state_path.name + ".lock")
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not try_lock(fd):
             os.close(fd)
             raise TransientError(tr(
                 f"Une autre exécution utilise déjà {s.state_path} ; celle-ci s'arrête (réessai au prochain passage).",
@@ -554,7 +552,7 @@ class TriageJob:
             self._state = None
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                unlock(self._lock_fd)
             os.close(self._lock_fd)
             self._lock_fd = None
 
