@@ -16,7 +16,7 @@ accept only the ones it needs (pluggy's rule), so plugins keep working.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import html
 import json
 import logging
 import os

@@ -3,7 +3,8 @@
 Only :class:`~assoc_ai_core.errors.TransientError` is retried (429, 502-504,
 network trouble); a ``Retry-After`` header sets the wait.  Nothing here logs a
 request body, a token or a personal field.  Needs ``requests``, which the
-plugins using this module depend on (the core itself does not).
+plugins using :func:`send` depend on (the core itself does not); the rest has no
+such dependency.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ import time
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-import requests
+from typing import TYPE_CHECKING
+
 import tenacity
+
+if TYPE_CHECKING:  # requests is needed only by send(); connectors on other HTTP clients use the rest
+    import requests
 
 from assoc_ai_core.errors import ConfigError, ConnectorError, TransientError
 from assoc_ai_core.i18n import tr
@@ -90,6 +95,8 @@ def retrying(max_attempts: int, max_wait: float, *, name: str = "") -> tenacity.
 def send(session: requests.Session, method: str, url: str, *, timeout: float, service: str, connector_id: str,
          **kwargs: Any) -> requests.Response:
     """One HTTP call to ``service``; network failures become TransientError, throttling RateLimited."""
+    import requests
+
     # An explicit per-call verify keeps a configured CA file ahead of REQUESTS_CA_BUNDLE (psf/requests#3829).
     kwargs.setdefault("verify", session.verify)
     try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
-import time
 from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
@@ -30,6 +29,7 @@ from urllib3.util.retry import Retry
 from assoc_ai_core.config import Secret
 from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, TransientError
 from assoc_ai_core.i18n import tr
+from assoc_ai_core.webapi import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -71,22 +71,6 @@ class AlreadyExists(ConnectorError):
 
 class DailyLimitReached(TransientError):
     """The portal's daily API allowance is spent: retrying before midnight (portal time) is pointless."""
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date); None when absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def check_base_url(url: str) -> str:

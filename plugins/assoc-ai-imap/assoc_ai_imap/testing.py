@@ -158,7 +158,7 @@ class DovecotServer:
             f"  args = scheme=PLAIN username_format=%u {b}/users/%u", "}",
             "userdb {", "  driver = static", f"  args = uid={user} gid={group} home={b}/mail/%u", "}",
             "service imap-login {", "  inet_listener imap {", "    address = 127.0.0.1", f"    port = {self.port}", "  }",
-            "  inet_listener imaps {", *([f"    address = 127.0.0.1"] if self.tls else []),
+            "  inet_listener imaps {", *(["    address = 127.0.0.1"] if self.tls else []),
             f"    port = {self.tls_port}", "  }", "  chroot =", "}",
             "service anvil {", "  chroot =", "}",
             "namespace inbox {", "  inbox = yes", f"  separator = {self.separator}",

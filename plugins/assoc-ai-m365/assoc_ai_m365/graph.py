@@ -16,7 +16,6 @@ Nothing here logs a body, a token or a message field.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import time
 import uuid
@@ -29,6 +28,7 @@ import urllib3
 
 from assoc_ai_core.errors import AuthError, ConnectorError, TransientError
 from assoc_ai_core.i18n import tr
+from assoc_ai_core.webapi import parse_retry_after
 
 from .auth import TokenProvider, auth_command_hint, tls_message
 from .config import CONNECTOR_ID, M365Config
@@ -64,22 +64,6 @@ class _Retryable(Exception):
         self.what = what
         self.retry_after = retry_after
         self.surely_not_done = surely_not_done
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date); None when absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def graph_error(resp: requests.Response) -> tuple[str, str]:
