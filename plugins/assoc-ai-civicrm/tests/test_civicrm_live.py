@@ -20,7 +20,7 @@ from assoc_ai_civicrm import CiviCrmConfig, CiviCrmConnector
 def test_test_site_reads_and_dry_runs() -> None:
     url, key = os.environ.get("ASSOC_AI_CIVICRM_URL"), os.environ.get("ASSOC_AI_CIVICRM_API_KEY")
     if not url or not key:
-        pytest.skip("CiviCRM test site not configured: set ASSOC_AI_CIVICRM_URL and ASSOC_AI_CIVICRM_API_KEY")
+        pytest.fail("CiviCRM test site not configured: set ASSOC_AI_CIVICRM_URL and ASSOC_AI_CIVICRM_API_KEY")
     site_key = os.environ.get("ASSOC_AI_CIVICRM_SITE_KEY")
     config = CiviCrmConfig(base_url=url, api_key=Secret(key), site_key=Secret(site_key) if site_key else None)
     with CiviCrmConnector(config) as conn:

@@ -18,7 +18,7 @@ from assoc_ai_dolibarr import DolibarrConfig, DolibarrConnector
 def test_instance_reads_and_dry_runs() -> None:
     url, key = os.environ.get("ASSOC_AI_DOLIBARR_URL"), os.environ.get("ASSOC_AI_DOLIBARR_API_KEY")
     if not url or not key:
-        pytest.skip("Dolibarr instance not configured: set ASSOC_AI_DOLIBARR_URL and ASSOC_AI_DOLIBARR_API_KEY")
+        pytest.fail("Dolibarr instance not configured: set ASSOC_AI_DOLIBARR_URL and ASSOC_AI_DOLIBARR_API_KEY")
     with DolibarrConnector(DolibarrConfig(base_url=url, api_key=Secret(key))) as conn:
         for record_type in sorted(conn.record_types):
             for page in conn.iter_records(record_type, page_size=10):

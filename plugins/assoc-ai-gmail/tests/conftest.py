@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from email.message import EmailMessage
 from pathlib import Path
@@ -17,16 +16,6 @@ from gmail_loopback import FakeGmail  # noqa: E402
 
 from assoc_ai_core.config import Secret  # noqa: E402
 from assoc_ai_gmail.connector import GmailConfig, GmailConnector  # noqa: E402
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Live tests run only when a real account is configured (ASSOC_AI_GMAIL_LIVE_CONFIG)."""
-    if os.environ.get("ASSOC_AI_GMAIL_LIVE_CONFIG"):
-        return
-    skip = pytest.mark.skip(reason="live Gmail test: set ASSOC_AI_GMAIL_LIVE_CONFIG to a config file to run it")
-    for item in items:
-        if "live" in item.keywords and "assoc-ai-gmail" in str(item.path):
-            item.add_marker(skip)
 
 
 @pytest.fixture

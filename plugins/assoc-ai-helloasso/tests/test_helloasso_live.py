@@ -21,7 +21,7 @@ NEEDED = ("ASSOC_AI_HELLOASSO_CLIENT_ID", "ASSOC_AI_HELLOASSO_CLIENT_SECRET", "A
 def test_sandbox_reads_a_page_of_each_record_type() -> None:
     missing = [name for name in NEEDED if not os.environ.get(name)]
     if missing:
-        pytest.skip(f"HelloAsso sandbox credentials not set: {', '.join(missing)}")
+        pytest.fail(f"HelloAsso sandbox credentials not set: {', '.join(missing)}")
     config = HelloAssoConfig(
         organization_slug=os.environ["ASSOC_AI_HELLOASSO_ORG"],
         client_id=os.environ["ASSOC_AI_HELLOASSO_CLIENT_ID"],

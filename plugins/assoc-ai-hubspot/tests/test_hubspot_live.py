@@ -20,7 +20,7 @@ from assoc_ai_hubspot import HubSpotConfig, HubSpotConnector
 def test_account_reads_and_dry_runs() -> None:
     token = os.environ.get("ASSOC_AI_HUBSPOT_TOKEN")
     if not token:
-        pytest.skip("HubSpot account not configured: ASSOC_AI_HUBSPOT_TOKEN")
+        pytest.fail("HubSpot account not configured: ASSOC_AI_HUBSPOT_TOKEN")
     pipeline = os.environ.get("ASSOC_AI_HUBSPOT_GIFT_PIPELINE")
     config = HubSpotConfig(access_token=Secret(token),
                            gift={"object": "deals", "pipeline": pipeline} if pipeline else None)

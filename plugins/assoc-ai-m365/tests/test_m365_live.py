@@ -24,7 +24,7 @@ pytestmark = pytest.mark.live
 def live_connector() -> M365Connector:
     path = os.environ.get("ASSOC_AI_M365_LIVE_CONFIG")
     if not path:
-        pytest.skip("set ASSOC_AI_M365_LIVE_CONFIG to a config file with [mailbox] connector = \"m365\" to run")
+        pytest.fail("set ASSOC_AI_M365_LIVE_CONFIG to a config file with [mailbox] connector = \"m365\" to run")
     section = dict(load_config(path).get("mailbox") or {})
     assert section.pop("connector", None) == "m365", "the live config's [mailbox] must say connector = \"m365\""
     return M365Connector(build_config(M365Config, section, where="mailbox"))

@@ -21,7 +21,7 @@ NEEDED = ("ASSOC_AI_SALESFORCE_DOMAIN_URL", "ASSOC_AI_SALESFORCE_CLIENT_ID", "AS
 def test_sandbox_reads_and_dry_runs() -> None:
     missing = [n for n in NEEDED if not os.environ.get(n)]
     if missing:
-        pytest.skip(f"Salesforce sandbox not configured: {', '.join(missing)}")
+        pytest.fail(f"Salesforce sandbox not configured: {', '.join(missing)}")
     config = SalesforceConfig(domain_url=os.environ[NEEDED[0]], client_id=os.environ[NEEDED[1]],
                               client_secret=Secret(os.environ[NEEDED[2]]))
     with SalesforceConnector(config) as conn:
