@@ -68,7 +68,8 @@ def check_base_url(url: str, *, field: str, connector_id: str) -> str:
     )
 
 
-def _wait(max_wait: float) -> Callable[[tenacity.RetryCallState], float]:
+def retry_after_wait(max_wait: float) -> Callable[[tenacity.RetryCallState], float]:
+    """A tenacity wait: the error's ``retry_after`` when the server gave one, else exponential backoff."""
     backoff = tenacity.wait_exponential(multiplier=0.5, max=max_wait)
 
     def wait(state: tenacity.RetryCallState) -> float:
@@ -86,7 +87,7 @@ def retrying(max_attempts: int, max_wait: float, *, name: str = "") -> tenacity.
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(TransientError),
         stop=tenacity.stop_after_attempt(max(1, max_attempts)),
-        wait=_wait(max_wait),
+        wait=retry_after_wait(max_wait),
         reraise=True,
         before_sleep=lambda s: log.info("%s: retrying after %s", name, type(s.outcome.exception()).__name__),
     )

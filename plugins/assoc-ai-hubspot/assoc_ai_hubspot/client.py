@@ -29,7 +29,7 @@ from urllib3.util.retry import Retry
 from assoc_ai_core.config import Secret
 from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, TransientError
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.webapi import parse_retry_after
+from assoc_ai_core.webapi import parse_retry_after, retry_after_wait
 
 log = logging.getLogger(__name__)
 
@@ -99,19 +99,6 @@ def _header(exc: Any, name: str) -> str | None:
     return headers.get(name)
 
 
-def _wait(max_wait: float) -> Callable[[tenacity.RetryCallState], float]:
-    backoff = tenacity.wait_exponential(multiplier=0.5, max=max_wait)
-
-    def wait(state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            return min(float(retry_after), max_wait)
-        return backoff(state)
-
-    return wait
-
-
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, TransientError) and not isinstance(exc, DailyLimitReached)
 
@@ -153,7 +140,7 @@ class HubSpotApi:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_retryable),
             stop=tenacity.stop_after_attempt(self._max_attempts),
-            wait=_wait(self._max_wait),
+            wait=retry_after_wait(self._max_wait),
             reraise=True,
             before_sleep=lambda s: log.info("hubspot: %s, retrying (%s)", type(s.outcome.exception()).__name__, what),
         )
