@@ -493,6 +493,40 @@ def check_add_label_is_idempotent(harness: MailboxHarness, tmp_path: Path) -> No
         conn.close()
 
 
+def check_batch_actions_are_idempotent(harness: MailboxHarness, tmp_path: Path) -> None:
+    """``add_label_many`` / ``move_many`` (overridden or the base loops) keep the one-message contract."""
+    raws = [sample_mail(f"Lot {i}", "x") for i in range(3)]
+    for raw in raws:
+        harness.deliver(harness.inbox, raw)
+    conn = _opened(harness)
+    try:
+        _require(conn, Capability.MOVE, Capability.CREATE_FOLDER)
+        conn.ensure_folder(FOLDER_A)
+        refs = [_find(conn, harness.inbox, _key(raw)) for raw in raws]
+        if Capability.LABEL in conn.capabilities:
+            conn.add_label_many(refs, CATEGORY_A)
+            conn.add_label_many(refs, CATEGORY_A)
+            found = conn.locate(refs)
+            _check(all([r.folder for r in found.get(ref.key, [])] == [harness.inbox] for ref in refs),
+                   f"labelling a batch must not move or copy its messages: {found}")
+        moved = conn.move_many(refs, FOLDER_A)
+        _check(set(moved) == {ref.key for ref in refs} and all(m.folder == FOLDER_A for m in moved.values()),
+               f"move_many must return, by key, a ref in {FOLDER_A!r} for every message: {moved}")
+        again = conn.move_many(refs, FOLDER_A)
+        _check({k: m.folder for k, m in again.items()} == {k: FOLDER_A for k in moved},
+               f"move_many again with the old refs must find every message in {FOLDER_A!r}: {again}")
+        conn.move_many(list(moved.values()), FOLDER_A)
+        census = mailbox_census(conn)
+        for ref in refs:
+            _check([f for f, _ in census.get(ref.key, [])] == [FOLDER_A],
+                   f"after repeated batch moves {ref.key} must be once, in {FOLDER_A!r}: {census.get(ref.key)}")
+        located = conn.locate(list(moved.values()))
+        _check(all(located.get(k) == [m] for k, m in moved.items()),
+               f"the refs move_many returned must be where locate finds the messages: {moved} / {located}")
+    finally:
+        conn.close()
+
+
 # ---------------------------------------------------------------------------- triage checks
 def kit_config(harness: MailboxHarness, tmp_path: Path, conn_id: str) -> dict[str, Any]:
     """The configuration the kit's triage checks run with."""
@@ -609,12 +643,20 @@ def check_triage_killed_mid_batch_is_exactly_once(harness: MailboxHarness, tmp_p
     forwarder = RecordingForwarder()
     try:
         _require(conn, Capability.MOVE, Capability.CREATE_FOLDER)
-        raws = kit_batch(harness)
-        keys = [_key(r) for r in raws]
+        keys: list[str] = []
+        automated: list[str] = []
+        unreadable_keys: list[str] = []
         # (stage, minimum action count, action kind or None for any)
         crashes = 0
-        for stage, at, kind in (("act", 1, "forward"), ("act", 2, _rewriting_action(conn)), ("intent", 3, None),
-                                ("done", 2, None), ("act", 1, None)):
+        for seed, (stage, at, kind) in enumerate((("act", 1, "forward"), ("act", 2, _rewriting_action(conn)),
+                                                  ("intent", 3, None), ("done", 2, None), ("act", 1, None)), 7):
+            # new mail before each crash point: the job files label-and-move plans of a page together and
+            # tags or forwards one message at a time, so one delivery could be all done before the later points
+            raws = kit_batch(harness, seed=seed)
+            keys += [_key(r) for r in raws]
+            unreadable_keys.append(_key(raws[-2]))
+            automated.append(_key(raws[-1]))
+
             def crash(s: str, n: int, k: str, stage: str = stage, at: int = at, kind: str | None = kind) -> None:
                 if s == stage and n >= at and kind in (None, k):
                     raise SimulatedCrash(f"{s}@{n}:{k}")
@@ -629,11 +671,13 @@ def check_triage_killed_mid_batch_is_exactly_once(harness: MailboxHarness, tmp_p
             again = job.run_once()
             _check(again.decided == 0, f"a run after completion must decide nothing, decided {again.decided}")
         assert_exactly_once(conn, keys, tmp_path / "state.sqlite", forwarder)
-        _check(forwarder.counts().get(keys[-1], 0) == 0, "an automated message (auto-reply) must never be forwarded")
+        _check(not any(forwarder.counts().get(k, 0) for k in automated),
+               "an automated message (auto-reply) must never be forwarded")
         with StateStore(tmp_path / "state.sqlite") as state:
-            unreadable = state.get_message(conn.id, keys[-2])
-            _check(unreadable is not None and unreadable.decision == "error" and unreadable.reason,
-                   f"an unreadable message must be recorded as an error with its reason: {unreadable}")
+            for key in unreadable_keys:
+                unreadable = state.get_message(conn.id, key)
+                _check(unreadable is not None and unreadable.decision == "error" and unreadable.reason,
+                       f"an unreadable message must be recorded as an error with its reason: {unreadable}")
     finally:
         conn.close()
 
@@ -750,6 +794,7 @@ MAILBOX_CHECKS: tuple[Callable[[MailboxHarness, Path], None], ...] = (
     check_locate_sees_moves_by_another_instance,
     check_tag_subject_is_idempotent,
     check_add_label_is_idempotent,
+    check_batch_actions_are_idempotent,
     check_triage_detects_human_correction,
     check_triage_killed_mid_batch_is_exactly_once,
     check_triage_survives_sigkill,

@@ -151,6 +151,31 @@ class MailboxConnector(Connector):
         """Attach a label or keyword to a message; no-op if already present."""
         self.require(Capability.LABEL)
 
+    def move_many(self, refs: Sequence[MailRef], folder: str) -> dict[str, MailRef]:
+        """Move several messages to ``folder``; return each moved message's key -> its new ref.
+
+        The host calls it with the messages of one page that go to the same
+        folder.  Same contract as :meth:`move`, message by message: idempotent,
+        no-op for a message already in ``folder``.  A message that cannot be
+        found is left out of the result; on an exception any subset may have
+        been moved.  In both cases the host retries the messages concerned one
+        by one with :meth:`move`.  This default calls :meth:`move` for each
+        ref; connectors whose server can move a set in one request override it.
+        """
+        self.require(Capability.MOVE)
+        return {ref.key: self.move(ref, folder) for ref in refs}
+
+    def add_label_many(self, refs: Sequence[MailRef], label: str) -> None:
+        """Attach ``label`` to several messages (idempotent, like :meth:`add_label`).
+
+        Raise when any message could not be labelled (the others may have
+        been): the host then retries each message with :meth:`add_label`.
+        This default calls :meth:`add_label` for each ref.
+        """
+        self.require(Capability.LABEL)
+        for ref in refs:
+            self.add_label(ref, label)
+
     def tag_subject(self, ref: MailRef, tag: str) -> MailRef:
         """Prefix the subject with ``tag`` (e.g. ``[#Adhésion]``); no-op if already tagged."""
         self.require(Capability.TAG_SUBJECT)

@@ -412,6 +412,20 @@ class StateStore:
         row = self._db.execute("SELECT * FROM messages WHERE instance=? AND key=?", (instance, key)).fetchone()
         return MessageRecord.from_row(row) if row else None
 
+    def get_messages(self, instance: str, keys: Sequence[str]) -> dict[str, MessageRecord]:
+        """The decisions recorded for several keys at once (a page's), by key; unknown keys are left out."""
+        out: dict[str, MessageRecord] = {}
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), 500):  # stays under SQLite's limit on bound parameters
+            chunk = wanted[start:start + 500]
+            rows = self._db.execute(
+                f"SELECT * FROM messages WHERE instance=? AND key IN ({','.join('?' * len(chunk))})",
+                (instance, *chunk)).fetchall()
+            for row in rows:
+                record = MessageRecord.from_row(row)
+                out[record.key] = record
+        return out
+
     def record_decision(self, *, instance: str, key: str, run_id: int, dry_run: bool, status: str,
                         folder: str, uid: str, sender: str, privacy: SenderPrivacy, decision: str,
                         category: str | None, probability: float | None, runner_up: str | None,

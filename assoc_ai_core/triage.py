@@ -22,6 +22,14 @@ re-sent (a message is forwarded at most once).  The folder cursor is stored
 only after its page is fully handled, and keys already handled are skipped,
 so each message is handled exactly once.
 
+Plans made only of labels and moves are carried out a page at a time: one
+connector call per label and per target folder (``add_label_many``,
+``move_many``) and one journal transaction per step for the whole page.  The
+journal itself stays per message (each message's intent is durable before the
+batched call starts), so a run killed in the middle of a batch is finished like
+any other interrupted run.  Plans with a subject tag or a forward are carried
+out one message at a time.
+
 The job speaks only the :class:`~assoc_ai_core.connectors.MailboxConnector`
 contract, so it runs unchanged on IMAP, Gmail, Microsoft 365 or a local Maildir.
 """
@@ -464,6 +472,33 @@ class _Interrupted(Exception):
     """Internal: the stop flag was raised between two messages."""
 
 
+_BATCHED_KINDS = frozenset({"label", "move"})
+
+
+def _batchable(plan: Sequence[Mapping[str, Any]]) -> bool:
+    """Plans made only of labels and moves are carried out a page at a time; tags and forwards one by one."""
+    return all(step["kind"] in _BATCHED_KINDS and not step.get("skip") for step in plan)
+
+
+@dataclass
+class _InFlight:
+    """Internal: one message of a batch, where it is now and its open intent."""
+
+    decision: Decision
+    ref: MailRef
+    intent: int | None = None
+
+    @property
+    def key(self) -> str:
+        """The message's stable key."""
+        return self.decision.fetched.ref.key
+
+    @property
+    def plan(self) -> list[dict[str, Any]]:
+        """The message's plan of actions."""
+        return self.decision.plan
+
+
 # ============================================================================ the job
 class TriageJob:
     """One configured triage job.  ``with TriageJob(settings) as job: job.run_once()``.
@@ -473,7 +508,9 @@ class TriageJob:
     is called after each journal step (``"intent"``, ``"act"``, ``"done"``) with
     the number of mailbox actions performed so far and the action's kind
     (``label``, ``tag``, ``forward``, ``move``); the conformance kit uses it to
-    kill the job at chosen instants.
+    kill the job at chosen instants.  In a batch each message still gets its
+    three calls: ``intent`` before the batched connector call, ``act`` after
+    it, ``done`` after the step's commit.
     """
 
     def __init__(self, settings: TriageSettings | str | os.PathLike[str], *, connector: MailboxConnector | None = None,
@@ -719,13 +756,14 @@ class TriageJob:
                             f"{folder}: full replay (the server changed its ids); already handled messages are skipped."))
             todo: list[tuple[FetchedMail, Message]] = []
             in_page: set[str] = set()
+            known = state.get_messages(s.instance, [f.ref.key for f in page.messages])
             for fetched in page.messages:
                 report.fetched += 1
                 if fetched.ref.key in in_page:  # the same message delivered twice: handled once
                     report.skipped += 1
                     continue
                 in_page.add(fetched.ref.key)
-                record = state.get_message(s.instance, fetched.ref.key)
+                record = known.get(fetched.ref.key)
                 if record is not None and not record.dry_run:
                     if record.status == "pending" and not self.dry_run:
                         self._resume(record, report, fetched=fetched)
@@ -734,10 +772,7 @@ class TriageJob:
                     continue
                 todo.append((fetched, parse_message(fetched.raw, source=f"{folder}/{fetched.ref.uid}")))
             try:
-                for decision in self._decide(todo):
-                    if self.stop:
-                        raise _Interrupted
-                    self._handle(decision, report)
+                self._handle_page(todo, report)
             except _Interrupted:
                 return  # the page's cursor is not stored: the next run fetches it again and skips what is done
             if self.stop:
@@ -850,9 +885,30 @@ class TriageJob:
         return plan
 
     # ------------------------------------------------------------------ acting
-    def _handle(self, d: Decision, report: RunReport) -> None:
-        s, state = self.settings, self.state
-        key = d.fetched.ref.key
+    def _handle_page(self, todo: Sequence[tuple[FetchedMail, Message]], report: RunReport) -> None:
+        """Decide and act on one page: label/move-only plans as a batch, the others one message at a time."""
+        decisions = self._decide(todo)
+        if self.dry_run:
+            for d in decisions:
+                if self.stop:
+                    raise _Interrupted
+                self._handle(d, report)
+            return
+        batch: list[Decision] = []
+        single: list[Decision] = []
+        for d in decisions:
+            (batch if _batchable(d.plan) else single).append(d)
+        if batch:
+            if self.stop:
+                raise _Interrupted
+            self._handle_batch(batch, report)
+        for d in single:
+            if self.stop:
+                raise _Interrupted
+            self._handle(d, report)
+
+    def _count(self, d: Decision, report: RunReport) -> None:
+        """Add one decision to the report's counters."""
         if d.decision == "auto":
             report.auto += 1
         elif d.decision == "review":
@@ -862,16 +918,45 @@ class TriageJob:
         if d.category is not None and d.probability is not None:
             report.category_mix[d.category] = report.category_mix.get(d.category, 0) + 1
             report.confidences.append(d.probability)
-        sender = d.message.sender
+
+    def _record(self, d: Decision, report: RunReport) -> None:
+        """Store the decision (call inside a transaction); a former simulation's "would do" rows make way."""
+        s, state = self.settings, self.state
+        key = d.fetched.ref.key
+        state.clear_would(s.instance, key)
+        state.record_decision(
+            instance=s.instance, key=key, run_id=report.run_id or 0, dry_run=self.dry_run,
+            status="would" if self.dry_run else "pending", folder=d.fetched.ref.folder, uid=d.fetched.ref.uid,
+            sender=d.message.sender, privacy=self._privacy, decision=d.decision, category=d.category,
+            probability=d.probability, runner_up=d.runner_up, runner_up_probability=d.runner_up_probability,
+            explanation=d.explanation, model_version=self._model_version, reason=d.reason, plan=d.plan,
+        )
+
+    def _log_decision(self, key: str, d: Decision) -> None:
+        """One line per decision: key, decision, category, confidence and planned actions (never the text)."""
+        log.info(tr(
+            f"{'[simulation] ' if self.dry_run else ''}{key} : {d.decision} {d.category or '-'} "
+            f"({(d.probability or 0):.0%}) → {', '.join(p['kind'] + ':' + p['target'] for p in d.plan) or '-'}",
+            f"{'[dry run] ' if self.dry_run else ''}{key}: {d.decision} {d.category or '-'} "
+            f"({(d.probability or 0):.0%}) → {', '.join(p['kind'] + ':' + p['target'] for p in d.plan) or '-'}",
+        ))
+
+    def _acknowledge(self, d: Decision) -> None:
+        """Acknowledge mail whose plan is complete and that the model routed on its own (when enabled)."""
+        if d.decision != "auto" or d.category is None or self._ack is None:
+            return
+        try:  # an acknowledgement that cannot be sent must not undo the triage
+            self._ack.acknowledge(d.message, d.category)
+        except ConnectorError as exc:
+            log.warning(tr(f"{d.fetched.ref.key} : accusé de réception non envoyé ({exc})",
+                           f"{d.fetched.ref.key}: acknowledgement not sent ({exc})"))
+
+    def _handle(self, d: Decision, report: RunReport) -> None:
+        s, state = self.settings, self.state
+        key = d.fetched.ref.key
+        self._count(d, report)
         with state.transaction():
-            state.clear_would(s.instance, key)  # a former simulation's "would do" rows make way
-            state.record_decision(
-                instance=s.instance, key=key, run_id=report.run_id or 0, dry_run=self.dry_run,
-                status="would" if self.dry_run else "pending", folder=d.fetched.ref.folder, uid=d.fetched.ref.uid,
-                sender=sender, privacy=self._privacy, decision=d.decision, category=d.category,
-                probability=d.probability, runner_up=d.runner_up, runner_up_probability=d.runner_up_probability,
-                explanation=d.explanation, model_version=self._model_version, reason=d.reason, plan=d.plan,
-            )
+            self._record(d, report)
             first_intent = None if self.dry_run else self._journal_next(key, d.plan, 0, d.fetched.ref)
             if self.dry_run:
                 for i, step in enumerate(d.plan):
@@ -879,12 +964,7 @@ class TriageJob:
                                      kind=step["kind"], target=step["target"], folder=d.fetched.ref.folder,
                                      uid=d.fetched.ref.uid, status="would",
                                      detail=step.get("skip"))
-        log.info(tr(
-            f"{'[simulation] ' if self.dry_run else ''}{key} : {d.decision} {d.category or '-'} "
-            f"({(d.probability or 0):.0%}) → {', '.join(p['kind'] + ':' + p['target'] for p in d.plan) or '-'}",
-            f"{'[dry run] ' if self.dry_run else ''}{key}: {d.decision} {d.category or '-'} "
-            f"({(d.probability or 0):.0%}) → {', '.join(p['kind'] + ':' + p['target'] for p in d.plan) or '-'}",
-        ))
+        self._log_decision(key, d)
         self._notify(key, d)
         if self.dry_run:
             report.would.append({"key": key, "decision": d.decision, "category": d.category,
@@ -893,12 +973,106 @@ class TriageJob:
             return
         done = self._execute(key, d.plan, d.fetched.ref, d.fetched.raw, report, subject=d.message.subject,
                              journaled=first_intent)
-        if done and d.decision == "auto" and d.category is not None and self._ack is not None:
-            try:  # an acknowledgement that cannot be sent must not undo the triage
-                self._ack.acknowledge(d.message, d.category)
-            except ConnectorError as exc:
-                log.warning(tr(f"{key} : accusé de réception non envoyé ({exc})",
-                               f"{key}: acknowledgement not sent ({exc})"))
+        if done:
+            self._acknowledge(d)
+
+    def _handle_batch(self, decisions: Sequence[Decision], report: RunReport) -> None:
+        """Carry out label/move-only plans of a page together, step by step, through the journal.
+
+        The journal is the same as one message at a time — one intent row per
+        message and step, committed before the action starts, marked done
+        after it — only written for the whole batch in one transaction per
+        step: (a) every decision with its first step's intent; (b) the
+        connector acts once per (kind, target) group (``add_label_many``,
+        ``move_many``); (c) the group's steps are marked done with the new
+        locations and the next steps' intents; then (b) again for the next
+        step.  A run killed anywhere leaves each message ``pending`` with one
+        open intent, which the next run resumes like any interrupted message
+        (actions are idempotent, so an intent carried out for part of a group
+        only is simply done again).  A group whose batch call fails is handed
+        back to the one-message path, which reports each failure on its own.
+        """
+        s, state = self.settings, self.state
+        live: list[_InFlight] = []
+        alone: list[_InFlight] = []  # journal not as expected (cannot happen for a fresh decision): one by one
+        with state.transaction():
+            for d in decisions:
+                key = d.fetched.ref.key
+                self._record(d, report)
+                item = _InFlight(d, d.fetched.ref)
+                if not d.plan:
+                    state.set_message_status(s.instance, key, "done")
+                    continue
+                item.intent = self._journal_next(key, d.plan, 0, d.fetched.ref)
+                (live if item.intent is not None else alone).append(item)
+        finished = [d for d in decisions if not d.plan]
+        for d in decisions:
+            self._count(d, report)
+            self._log_decision(d.fetched.ref.key, d)
+            self._notify(d.fetched.ref.key, d)
+        for d in finished:
+            self._acknowledge(d)
+        step = 0
+        while live:
+            groups: dict[tuple[str, str], list[_InFlight]] = {}
+            for item in live:
+                groups.setdefault((item.plan[step]["kind"], item.plan[step]["target"]), []).append(item)
+            acted: list[tuple[_InFlight, MailRef]] = []
+            for (kind, target), items in groups.items():
+                for _ in items:
+                    self._tick("intent", kind)
+                try:
+                    moved = self._act_many(kind, target, [item.ref for item in items])
+                except Exception as exc:  # one bad message must not fail the group: retried one by one below
+                    log.warning(tr(
+                        f"Action groupée {kind} sur {len(items)} message(s) impossible ({type(exc).__name__}) : "
+                        "reprise message par message.",
+                        f"Batched {kind} of {len(items)} message(s) failed ({type(exc).__name__}): "
+                        "retrying message by message."))
+                    alone.extend(items)
+                    continue
+                for item in items:
+                    new_ref = moved.get(item.key)
+                    if new_ref is None:
+                        alone.append(item)
+                        continue
+                    self._actions += 1
+                    self._tick("act", kind)
+                    acted.append((item, new_ref))
+            following: list[_InFlight] = []
+            with state.transaction():
+                for item, new_ref in acted:
+                    state.finish_action(item.intent, "done", folder=new_ref.folder, uid=new_ref.uid)
+                    state.set_location(s.instance, item.key, new_ref.folder, new_ref.uid)
+                    item.ref = new_ref
+                    if step + 1 == len(item.plan):
+                        state.set_message_status(s.instance, item.key, "done")
+                        continue
+                    item.intent = self._journal_next(item.key, item.plan, step + 1, new_ref)
+                    (following if item.intent is not None else alone).append(item)
+            for item, _ in acted:
+                self._tick("done", item.plan[step]["kind"])
+            for item, _ in acted:
+                if step + 1 == len(item.plan):
+                    self._acknowledge(item.decision)
+            live, step = following, step + 1
+        for item in alone:
+            # the journal knows which steps are done: _execute carries on from the open intent
+            if self._execute(item.key, item.plan, item.ref, item.decision.fetched.raw, report,
+                             subject=item.decision.message.subject, journaled=item.intent):
+                self._acknowledge(item.decision)
+
+    def _act_many(self, kind: str, target: str, refs: Sequence[MailRef]) -> dict[str, MailRef]:
+        """One batched connector call; key -> where each message is now (a message left out is retried alone)."""
+        if kind == "label":
+            self.connector.add_label_many(refs, target)
+            return {ref.key: ref for ref in refs}
+        if kind == "move":
+            moved = self.connector.move_many(refs, target)
+            if not isinstance(moved, Mapping):  # a plugin's own move_many from before the contract had one
+                moved = {ref.key: ref for ref in moved}
+            return moved
+        raise ConfigError(f"unknown batched action {kind!r}")
 
     def _notify(self, key: str, d: Decision) -> None:
         record = {"instance": self.settings.instance, "key": key, "decision": d.decision, "category": d.category,

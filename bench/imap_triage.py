@@ -5,6 +5,7 @@ corpus and the devA association mailbox from ../shared), trains a model on
 devA, then runs ``assoc-ai triage run --config FILE --once`` once as a
 subprocess pinned to one CPU core, and reports messages per second and the
 job's peak memory; then measures the IMAP connector alone on the same mail
+(one message at a time, and batched per page and category as the job does)
 and profiles an in-process run to show where the job's time goes.  Writes
 ``bench/results/imap_triage.json``.  Not a test:
 figures are reported and compared with the target, nothing is asserted.
@@ -117,11 +118,14 @@ def startup_seconds(core: int) -> float:
     return time.perf_counter() - started
 
 
-def connector_alone(mails: list[bytes], categories: list[str], core: int, mail_format: str) -> dict:
+def connector_alone(mails: list[bytes], categories: list[str], core: int, mail_format: str, *,
+                    batched: bool = False) -> dict:
     """The IMAP layer by itself on the same mail: fetch every page, add a keyword, move (one core).
 
     Run on Dovecot's Maildir storage and on mdbox: with thousands of messages
     in one Maildir folder, each expunge costs the server several milliseconds.
+    ``batched`` uses ``add_label_many`` / ``move_many`` once per category and
+    page, as the job does, instead of one command per message.
     """
     from assoc_ai_imap import ImapConnector
     from assoc_ai_imap.testing import DovecotServer
@@ -132,13 +136,14 @@ def connector_alone(mails: list[bytes], categories: list[str], core: int, mail_f
         fill(server, user, password, mails)
         os.sched_setaffinity(0, {core})
         try:
-            seconds, count, timings = _label_and_move(ImapConnector(server.config(user, password, timeout=60.0)),
-                                                      categories)
+            conn = ImapConnector(server.config(user, password, timeout=60.0))
+            run = _label_and_move_batched if batched else _label_and_move
+            seconds, count, timings = run(conn, categories)
         finally:
             os.sched_setaffinity(0, previous)
-    return {"dovecot_storage": mail_format, "messages": count, "seconds": round(seconds, 2),
+    return {"dovecot_storage": mail_format, "batched": batched, "messages": count, "seconds": round(seconds, 2),
             "messages_per_second": round(count / seconds, 1),
-            "ms_per_message": {k: round(1000 * v / max(1, count), 2) for k, v in timings.items()}}
+            "ms_per_message": {k: round(1000 * v / max(1, count), 3) for k, v in timings.items()}}
 
 
 def _label_and_move(conn, categories: list[str]) -> tuple[float, int, dict[str, float]]:
@@ -160,6 +165,34 @@ def _label_and_move(conn, categories: list[str]) -> tuple[float, int, dict[str, 
                 timings["label"] += t1 - t0
                 timings["move"] += time.perf_counter() - t1
                 count += 1
+            mark = time.perf_counter()
+        seconds = time.perf_counter() - started
+    return seconds, count, timings
+
+
+def _label_and_move_batched(conn, categories: list[str]) -> tuple[float, int, dict[str, float]]:
+    """Like :func:`_label_and_move`, with one keyword STORE and one MOVE per category and page."""
+    timings = {"fetch": 0.0, "label": 0.0, "move": 0.0}
+    count = 0
+    with conn:
+        for name in categories:
+            conn.ensure_folder(f"IA/{name}")
+        started = mark = time.perf_counter()
+        for page in conn.fetch_new("INBOX", None, page_size=100):
+            timings["fetch"] += time.perf_counter() - mark
+            groups: dict[str, list] = {}
+            for mail in page.messages:
+                groups.setdefault(categories[count % len(categories)], []).append(mail.ref)
+                count += 1
+            for category, refs in groups.items():
+                t0 = time.perf_counter()
+                conn.add_label_many(refs, category)
+                t1 = time.perf_counter()
+                moved = conn.move_many(refs, f"IA/{category}")
+                timings["label"] += t1 - t0
+                timings["move"] += time.perf_counter() - t1
+                if len(moved) != len(refs):
+                    raise SystemExit(f"move_many moved {len(moved)} of {len(refs)} messages")
             mark = time.perf_counter()
         seconds = time.perf_counter() - started
     return seconds, count, timings
@@ -193,13 +226,16 @@ def profile_job(server, mails: list[bytes], model, categories: list[str], work: 
         os.environ.pop(PASSWORD_ENV, None)
     stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
     wanted = {
-        "explain (assoc_ai_core.explain.explain)": ("assoc_ai_core/explain.py", "explain"),
+        "decide a page: clean, predict, explain (TriageJob._decide)": ("assoc_ai_core/triage.py", "_decide"),
+        "explain (assoc_ai_core.explain.explain_many)": ("assoc_ai_core/explain.py", "explain_many"),
+        "clean (MailClassifier.transform_clean)": ("assoc_ai_core/model.py", "transform_clean"),
         "predict (MailClassifier.predictions)": ("assoc_ai_core/model.py", "predictions"),
         "parse (parse_message)": ("assoc_ai_core/parsing.py", "parse_message"),
-        "mailbox actions + journal (TriageJob._execute)": ("assoc_ai_core/triage.py", "_execute"),
+        "batched mailbox actions + journal (TriageJob._handle_batch)": ("assoc_ai_core/triage.py", "_handle_batch"),
+        "one-by-one mailbox actions + journal (TriageJob._execute)": ("assoc_ai_core/triage.py", "_execute"),
         "IMAP connector calls (ImapConnector._call)": ("assoc_ai_imap/connector.py", "_call"),
-        "SQLite execute": ("~", "<method 'execute' of 'sqlite3.Connection' objects>"),
-        "SQLite commit": ("~", "<method 'commit' of 'sqlite3.Connection' objects>"),
+        # the state store commits with an explicit COMMIT statement: its fsyncs are counted here
+        "SQLite execute (COMMIT included)": ("~", "<method 'execute' of 'sqlite3.Connection' objects>"),
     }
     shares = {}
     for label, (file_end, func) in wanted.items():
@@ -251,7 +287,8 @@ def main() -> None:
             run = state.runs("imap", limit=1)[0]
         with server.client(user, password) as client:
             left = client.folder_status("INBOX", [b"MESSAGES"])[b"MESSAGES"]
-    alone = [connector_alone(mails, categories, args.core, storage) for storage in ("maildir", "mdbox")]
+    alone = [connector_alone(mails, categories, args.core, storage, batched=batched)
+             for storage in ("maildir", "mdbox") for batched in (False, True)]
     with DovecotServer() as server:
         profile = profile_job(server, mails[:args.profile], model, categories, work, args.core) if args.profile else None
 
@@ -289,7 +326,8 @@ def main() -> None:
     print(f"auto {report['auto']}, review {report['review']}, unreadable {report['errors']}, "
           f"failed {report['failed']}, left in INBOX {left}")
     for figures in alone:
-        print(f"IMAP connector alone (fetch + keyword + move), Dovecot {figures['dovecot_storage']}: "
+        how = "batched per page and category" if figures["batched"] else "one message at a time"
+        print(f"IMAP connector alone (fetch + keyword + move, {how}), Dovecot {figures['dovecot_storage']}: "
               f"{figures['messages_per_second']:.0f} msg/s, ms per message {figures['ms_per_message']}")
     if profile:
         print(f"profile of the job on {profile['messages']} messages ({profile['messages_per_second']:.0f} msg/s):")

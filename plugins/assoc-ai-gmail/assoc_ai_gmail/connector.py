@@ -535,11 +535,11 @@ class GmailConnector(MailboxConnector):
         self._modify(ref.uid, [target], [source] if source else [])
         return MailRef(folder=self._labels.name_for(target), uid=ref.uid, key=ref.key)
 
-    def move_many(self, refs: Sequence[MailRef], folder: str) -> list[MailRef]:
-        """:meth:`move` for many messages with ``users.messages.batchModify`` (1000 ids per call)."""
+    def move_many(self, refs: Sequence[MailRef], folder: str) -> dict[str, MailRef]:
+        """:meth:`move` for many messages with ``users.messages.batchModify`` (1000 ids per call); key -> new ref."""
         return self._fresh_labels_on_bad_request(lambda: self._move_many(refs, folder))
 
-    def _move_many(self, refs: Sequence[MailRef], folder: str) -> list[MailRef]:
+    def _move_many(self, refs: Sequence[MailRef], folder: str) -> dict[str, MailRef]:
         target = self._ensure_label(folder)
         by_source: dict[str, list[str]] = {}
         for ref in refs:
@@ -549,7 +549,7 @@ class GmailConnector(MailboxConnector):
             source = self._label_id(source_name)
             self._batch_modify(ids, [target], [source] if source else [])
         name = self._labels.name_for(target)
-        return [MailRef(folder=name, uid=r.uid, key=r.key) for r in refs]
+        return {r.key: MailRef(folder=name, uid=r.uid, key=r.key) for r in refs}
 
     def tag_label_name(self, label: str) -> str:
         """The Gmail label :meth:`add_label` uses for ``label`` (``Adhésion`` -> ``#Adhésion``)."""

@@ -176,12 +176,12 @@ def test_move_many_uses_batch_modify(connector: GmailConnector, fake_gmail, mail
     ids = [fake_gmail.deliver(mail(i)) for i in range(5)]
     refs = [f.ref for f in connector.fetch_all("INBOX")]
     moved = connector.move_many(refs, "IA/Adhésion")
-    assert {r.folder for r in moved} == {"IA/Adhésion"}
+    assert set(moved) == {r.key for r in refs} and {r.folder for r in moved.values()} == {"IA/Adhésion"}
     assert all(fake_gmail.labels_of(i) == {"IA/Adhésion", "UNREAD"} for i in ids)
     (call,) = fake_gmail.calls(r"POST .*/messages/batchModify$")
     assert sorted(call.body["ids"]) == sorted(ids) and call.body["removeLabelIds"] == ["INBOX"]
     assert not fake_gmail.calls(r"/modify$")
-    connector.add_label_many(moved, "Suivi")
+    connector.add_label_many(list(moved.values()), "Suivi")
     assert len(fake_gmail.calls(r"POST .*/messages/batchModify$")) == 2
     assert all(fake_gmail.labels_of(i) == {"IA/Adhésion", "UNREAD", "#Suivi"} for i in ids)
 

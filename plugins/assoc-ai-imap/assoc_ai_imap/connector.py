@@ -37,7 +37,15 @@ from .config import ImapConfig
 from .errors import CONNECTOR_ID, is_connection_broken, translate
 from .folders import INBOX, FolderNames
 from .keywords import to_keyword
-from .settings import FETCH_CHUNK, IDLE_RENEW_SECONDS, LOCATE_SEARCH_LIMIT, MARKER_HEADER, PAGE_SIZE
+from .settings import (
+    BATCH_CHUNK,
+    FETCH_CHUNK,
+    IDLE_RENEW_SECONDS,
+    KEY_SEARCH_CHUNK,
+    LOCATE_SEARCH_LIMIT,
+    MARKER_HEADER,
+    PAGE_SIZE,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,7 +66,7 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, TransientError) and not isinstance(exc, MailboxChangedError)
 
 
-def _chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
+def _chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield list(items[start:start + size])
 
@@ -77,6 +85,14 @@ def _uid_set(text: bytes) -> list[int]:
         low, _, high = part.partition(b":")
         out.extend(range(int(low), int(high or low) + 1))
     return out
+
+
+def _any_of(criteria: Sequence[list[Any]]) -> list[Any]:
+    """One SEARCH key matching any of ``criteria``: a balanced tree of ORs (shallow, whatever their number)."""
+    if len(criteria) == 1:
+        return criteria[0]
+    middle = len(criteria) // 2
+    return ["OR", _any_of(criteria[:middle]), _any_of(criteria[middle:])]
 
 
 class ImapConnector(MailboxConnector):
@@ -661,6 +677,160 @@ class ImapConnector(MailboxConnector):
         log.info("IMAP moved one message to %s", folder)
         return moved
 
+    def _copyuid_map(self, client: IMAPClient) -> dict[int, int]:
+        """Source UID -> new UID from every COPYUID response (UIDPLUS) since the last pop."""
+        mapping: dict[int, int] = {}
+        for item in self._pop_untagged(client, "COPYUID"):
+            parts = item.split()
+            if len(parts) != 3:
+                continue
+            try:
+                source, target = _uid_set(parts[1]), _uid_set(parts[2])
+            except ValueError:  # an odd response only costs a search by key
+                continue
+            if len(source) == len(target):
+                mapping.update(zip(source, target))
+        return mapping
+
+    def move_many(self, refs: Sequence[MailRef], folder: str) -> dict[str, MailRef]:
+        """Move several messages to ``folder`` with one command per source folder; return key -> new ref.
+
+        One ``UID MOVE`` of the whole UID set (in chunks of ``BATCH_CHUNK``),
+        the new UIDs read from the COPYUID answer; without MOVE, ``UID COPY``
+        of the set, then ``\\Deleted`` and ``UID EXPUNGE`` of exactly the
+        messages whose copy is confirmed.  A message with no COPYUID entry is
+        looked for in ``folder`` by its key (it may have been moved by an
+        earlier, killed run).  Messages not found are left out of the result:
+        the host retries them one by one with :meth:`move`.
+        """
+        self._need(Capability.MOVE)
+        target = self.server_name(folder)
+        result: dict[str, MailRef] = {}
+        by_source: dict[str, list[MailRef]] = {}
+        for ref in refs:
+            if self.server_name(ref.folder) == target:
+                result[ref.key] = ref
+            else:
+                by_source.setdefault(ref.folder, []).append(ref)
+        if not by_source:
+            return result
+        self.ensure_folder(folder)
+        for source_folder, group in by_source.items():
+            source = self.server_name(source_folder)
+            for chunk in _chunks(group, BATCH_CHUNK):
+                def run(client: IMAPClient, chunk: list[MailRef] = chunk, source: str = source) -> dict[str, MailRef]:
+                    return self._move_set(client, chunk, source, target, folder)
+
+                try:
+                    moved = self._call("move", run)
+                except ConnectorError as err:
+                    if "TRYCREATE" not in str(err):
+                        raise
+                    self._folders = None  # someone deleted the folder since we listed them: create it again
+                    self.ensure_folder(folder)
+                    moved = self._call("move", run)
+                result.update(moved)
+                log.info("IMAP moved %d message(s) to %s", len(moved), folder)
+        return result
+
+    def _move_set(self, client: IMAPClient, refs: Sequence[MailRef], source: str, target: str,
+                  folder: str) -> dict[str, MailRef]:
+        """Move ``refs`` (all in ``source``) to ``target``; key -> new ref for those seen arriving there."""
+        has_move = "MOVE" in self._server_caps
+        self._select(client, source, fresh=not has_move)
+        digits = {int(ref.uid): ref for ref in refs if ref.uid.isdigit()}
+        present: dict[int, MailRef] = {}
+        if has_move:
+            present = digits  # MOVE skips UIDs that are gone; those are looked for in the target below
+        elif digits:
+            flags = client.fetch(sorted(digits), ["FLAGS"])
+            present = {uid: ref for uid, ref in digits.items()
+                       if uid in flags and DELETED not in flags[uid].get(b"FLAGS", ())}
+        new_uids: dict[int, int] = {}
+        already: dict[str, list[int]] = {}
+        if present and has_move:
+            self._pop_untagged(client, "COPYUID")
+            self._on_set(client, lambda: client.move(sorted(present), target))
+            new_uids = self._copyuid_map(client)
+        elif present:
+            # a killed run may have copied some of them already: copying again would duplicate them
+            already = self._find_keys_in(client, target, [ref.key for ref in present.values()], back_to=source)
+            to_copy = sorted(uid for uid, ref in present.items() if not already.get(ref.key))
+            if to_copy:
+                self._pop_untagged(client, "COPYUID")
+                self._on_set(client, lambda: client.copy(to_copy, target))
+                new_uids = self._copyuid_map(client)
+        result: dict[str, MailRef] = {}
+        unknown: list[MailRef] = [ref for ref in refs if not ref.uid.isdigit() or int(ref.uid) not in present]
+        for uid, ref in present.items():
+            new_uid = new_uids.get(uid) or (already.get(ref.key) or [None])[0]
+            if new_uid is None:
+                unknown.append(ref)
+            else:
+                result[ref.key] = MailRef(folder, str(new_uid), ref.key)
+        if unknown:
+            found = self._find_keys_in(client, target, [ref.key for ref in unknown], back_to=source)
+            for ref in unknown:
+                if found.get(ref.key):
+                    result[ref.key] = MailRef(folder, str(found[ref.key][0]), ref.key)
+        if not has_move:
+            # only originals whose copy is known to be in the target are deleted, by UID
+            confirmed = sorted(uid for uid, ref in present.items() if ref.key in result)
+            if confirmed:
+                self._select(client, source)
+                client.add_flags(confirmed, [DELETED], silent=True)
+                client.uid_expunge(confirmed)
+        return result
+
+    @staticmethod
+    def _on_set(client: IMAPClient, command: Callable[[], T]) -> T:
+        """Run a command on a UID set, once more if someone else expunged part of the set meanwhile.
+
+        A server answers ``NO [EXPUNGEISSUED]`` (Dovecot: doing nothing) when
+        the set names a message another session removed that this session has
+        not been told about yet; by then it has been told, so the second try
+        simply skips that message, which the caller then reports as missing.
+        """
+        try:
+            return command()
+        except imap_exc.IMAPClientError as exc:
+            if isinstance(exc, imap_exc.IMAPClientAbortError) or "EXPUNGEISSUED" not in str(exc).upper():
+                raise
+        client.noop()
+        return command()
+
+    def _find_keys_in(self, client: IMAPClient, server: str, keys: Sequence[str], *,
+                      back_to: str | None = None) -> dict[str, list[int]]:
+        """Key -> UIDs in another folder for several keys at once, then select ``back_to`` again."""
+        wanted = [key for key in dict.fromkeys(keys) if key]
+        if not wanted:
+            return {}
+        self._select(client, server, fresh=True)
+        try:
+            return self._find_keys(client, wanted)
+        finally:
+            if back_to is not None:
+                self._select(client, back_to)
+
+    def _find_keys(self, client: IMAPClient, keys: Sequence[str]) -> dict[str, list[int]]:
+        """Key -> UIDs in the selected folder (``\\Deleted`` left out), OR-ing the keys in a few SEARCHes."""
+        found: dict[str, list[int]] = {}
+        plain = [k for k in keys if k.isascii() and not k.startswith("sha256:") and not _UNSEARCHABLE.search(k)]
+        searchable = set(plain)
+        for key in keys:
+            if key not in searchable and (uids := self._find_by_key(client, key)):
+                found[key] = uids
+        for chunk in _chunks(plain, KEY_SEARCH_CHUNK):
+            candidates = client.search(_any_of([["HEADER", "Message-ID", key] for key in chunk]))
+            if not candidates:
+                continue
+            wanted = set(chunk)
+            for uid, item in client.fetch(candidates, [_HEADER_ITEM, "FLAGS"]).items():
+                key = headers.key_from_head(_header_part(item))
+                if key in wanted and DELETED not in item.get(b"FLAGS", ()):
+                    found.setdefault(key, []).append(uid)
+        return {key: sorted(uids) for key, uids in found.items()}
+
     def _find_in(self, client: IMAPClient, server: str, key: str, *, back_to: str | None = None) -> list[int]:
         """UIDs of ``key`` in another folder, then select ``back_to`` again."""
         if not key:
@@ -698,6 +868,64 @@ class ImapConnector(MailboxConnector):
             client.add_flags([uid], [keyword], silent=True)
 
         self._call("add_label", run)
+
+    def add_label_many(self, refs: Sequence[MailRef], label: str) -> None:
+        """Add the keyword for ``label`` to several messages: one ``UID STORE +FLAGS`` per folder.
+
+        Messages no longer at their UID are looked for by key in their folder;
+        if some cannot be found the others are still labelled, then a
+        ConnectorError says how many were missing (the host retries them one
+        by one with :meth:`add_label`).
+        """
+        self.require(Capability.LABEL)
+        keyword = to_keyword(label).encode("ascii")
+        by_folder: dict[str, list[MailRef]] = {}
+        for ref in refs:
+            by_folder.setdefault(ref.folder, []).append(ref)
+        missing: list[MailRef] = []
+        for folder, group in by_folder.items():
+            server = self.server_name(folder)
+            for chunk in _chunks(group, BATCH_CHUNK):
+                def run(client: IMAPClient, chunk: list[MailRef] = chunk, server: str = server,
+                        folder: str = folder) -> list[MailRef]:
+                    return self._label_set(client, chunk, server, folder, keyword)
+
+                missing.extend(self._call("add_label", run))
+        if len(missing) == 1:
+            raise self._missing(missing[0])
+        if missing:
+            raise ConnectorError(tr(
+                f"IMAP : {len(missing)} messages ne sont plus où ils étaient (déplacés ou supprimés par "
+                "quelqu'un) ; ils ne sont pas étiquetés.",
+                f"IMAP: {len(missing)} messages are no longer where they were (moved or deleted by someone); "
+                "they are not labelled.",
+            ), connector_id=CONNECTOR_ID)
+
+    def _label_set(self, client: IMAPClient, refs: Sequence[MailRef], server: str, folder: str,
+                   keyword: bytes) -> list[MailRef]:
+        """Store ``keyword`` on ``refs`` (all in ``server``); return the refs that could not be found."""
+        info = self._select(client, server)
+        allowed = {f.lower() for f in info.get(b"PERMANENTFLAGS", ())}
+        if b"\\*" not in allowed and keyword.lower() not in allowed:
+            raise CapabilityError(tr(
+                f"IMAP {self.config.host} : le dossier {folder} n'accepte pas de mots-clés personnalisés "
+                "(PERMANENTFLAGS sans \\*). Utilisez le déplacement dans un dossier plutôt que les étiquettes.",
+                f"IMAP {self.config.host}: folder {folder} does not accept custom keywords "
+                "(PERMANENTFLAGS without \\*). Use moving to a folder instead of labels.",
+            ), connector_id=CONNECTOR_ID)
+        digits = {int(ref.uid): ref for ref in refs if ref.uid.isdigit()}
+        # a non-silent STORE answers only for messages that exist: one round trip for the usual case
+        stored = self._on_set(client, lambda: client.add_flags(sorted(digits), [keyword])) if digits else {}
+        rest = [ref for ref in refs if not ref.uid.isdigit() or int(ref.uid) not in stored
+                or DELETED in stored[int(ref.uid)]]
+        missing: list[MailRef] = []
+        for ref in rest:
+            uid = self._current_uid(client, ref)
+            if uid is None:
+                missing.append(ref)
+            else:
+                client.add_flags([uid], [keyword], silent=True)
+        return missing
 
     def tag_subject(self, ref: MailRef, tag: str) -> MailRef:
         """Prefix the subject with ``tag`` (e.g. ``[#Adhésion]``) and return the tagged message's ref.

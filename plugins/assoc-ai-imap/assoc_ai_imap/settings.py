@@ -5,6 +5,8 @@ from __future__ import annotations
 DEFAULT_FOLDER = "INBOX"
 PAGE_SIZE = 100  # messages per page handed to the host: small enough to commit often
 FETCH_CHUNK = 200  # messages per FETCH when reading a whole folder for training
+BATCH_CHUNK = 500  # UIDs per MOVE / COPY / STORE of a batch: keeps each command line short
+KEY_SEARCH_CHUNK = 25  # Message-IDs OR-ed in one SEARCH when looking for several messages at once
 LOCATE_SEARCH_LIMIT = 20  # above this many keys, one header FETCH per folder beats one SEARCH per key
 IDLE_RENEW_SECONDS = 25 * 60  # RFC 2177: servers may end an IDLE after 30 minutes
 MARKER_HEADER = "X-Assoc-AI"  # kept by assoc_ai_core.parsing, so the core can see it too
