@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 from sklearn.metrics import accuracy_score, f1_score
@@ -36,11 +36,16 @@ from .cleaning import TextCleaner
 from .errors import DataError
 from .i18n import tr
 from .records import Message, Prediction
-from .stopwords import FRENCH_STOP_WORDS
+from .stopwords import ENGLISH_STOP_WORDS, FRENCH_STOP_WORDS
 
 FORMAT_VERSION = 1
 META_WEIGHT = 0.25
 HISTORY_WEIGHT = 0.3
+# (meta, history) block weights tried by the cross-validated search.  How much the correspondents and
+# the quoted thread say about a category differs between mailboxes: a shared info@ box whose replies
+# quote other topics wants them light; a person filing threads by project wants them heavy.
+BLOCK_WEIGHTS = ((META_WEIGHT, HISTORY_WEIGHT), (META_WEIGHT, 1.0), (0.5, 1.0))
+BLOCK_SEARCH_FROM = 1000
 LARGE = 5000
 CHAR_NGRAMS_UP_TO = 10_000  # training sets above this size get a lighter cross-validated search
 PRECISION_LEVELS = (0.90, 0.95, 0.98)
@@ -111,6 +116,7 @@ class OptionalTfidfVectorizer(CompactTfidfVectorizer):
 def build_features(
     n_samples: int, *, char_ngrams: bool = True, max_features: int | None = None,
     embeddings: str | None = None, embedding_weight: float = 1.0, n_classes: int = 2,
+    meta_weight: float = META_WEIGHT, history_weight: float = HISTORY_WEIGHT,
 ) -> ColumnTransformer:
     """The feature step: word 1–2-grams, character 3–5-grams and meta tokens, each TF-IDF.
 
@@ -136,13 +142,16 @@ def build_features(
             sublinear_tf=True, analyzer="char_wb", ngram_range=(3, 5), min_df=min_df, strip_accents="unicode",
             max_features=cap, dtype=np.float32,
         ), 2))
+    # A correspondent seen once in a large mailbox teaches nothing general; in a small one it may.
     transformers.append(("meta", CompactTfidfVectorizer(
-        token_pattern=r"\S+", lowercase=False, sublinear_tf=True, dtype=np.float32), 1))
-    # Quoted history is context: it often names the thread's topic, sometimes another one.
+        token_pattern=r"\S+", lowercase=False, sublinear_tf=True, min_df=min_df, max_features=cap,
+        dtype=np.float32), 1))
+    # Quoted history is context: it often names the thread's topic, sometimes another one.  Its
+    # vocabulary repeats the new text's, so a third of the cap keeps the thread words that matter.
     transformers.append(("history", OptionalTfidfVectorizer(
-        sublinear_tf=True, min_df=min_df, token_pattern=WORD_TOKEN, stop_words=stop, max_features=cap,
+        sublinear_tf=True, min_df=min_df, token_pattern=WORD_TOKEN, stop_words=stop, max_features=cap // 3,
         dtype=np.float32), 3))
-    weights = {"meta": META_WEIGHT, "history": HISTORY_WEIGHT}
+    weights = {"meta": meta_weight, "history": history_weight}
     if embeddings:
         from .embeddings import SentenceEmbedder
 
@@ -188,6 +197,11 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         slower.
     embedding_weight : float
         Weight of the embedding block against the word blocks.
+    block_weights : tuple of (float, float) or None
+        Candidate (meta tokens, quoted history) block weights for the
+        cross-validated search (None: ``BLOCK_WEIGHTS`` from ``BLOCK_SEARCH_FROM``
+        training messages, the first pair alone below).  The chosen pair is
+        ``block_weights_``.
     random_state : int
         Seed of the fold shuffling.
     """
@@ -204,6 +218,7 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         class_weight: str | None = "balanced",
         embeddings: str | None = None,
         embedding_weight: float = 1.0,
+        block_weights: tuple[tuple[float, float], ...] | None = None,
         random_state: int = 0,
     ) -> None:
         self.target_precision = target_precision
@@ -216,6 +231,7 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.embeddings = embeddings
         self.embedding_weight = embedding_weight
+        self.block_weights = block_weights
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
@@ -259,45 +275,63 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
             if counts.min() >= n_splits else list(self._loose_folds(y, n_splits))
         full_grid = tuple(self.C_grid or ((0.1, 0.4, 1.5) if self.classifier == "svm" else (5.0, 20.0, 80.0)))
         grid = full_grid if n <= LARGE else full_grid[len(full_grid) // 2:][:1]
-        oofs = {C: np.full((n, len(classes)), -1e9, dtype=np.float64) for C in grid}
-        # One fold at a time: its features are built once, every C is tried on them, then they are
-        # dropped, so memory holds a single fold's matrices whatever the number of folds.
+        # Below BLOCK_SEARCH_FROM messages the cross-validated scores of the block weights differ by
+        # noise (devA: choosing among them cost a point of F1), so small mailboxes keep the defaults.
+        block_grid = tuple(self.block_weights or (
+            BLOCK_WEIGHTS[:1] if n < BLOCK_SEARCH_FROM else BLOCK_WEIGHTS if n <= LARGE else BLOCK_WEIGHTS[::2]))
+        candidates = [(C, w) for w in block_grid for C in grid]
+        # float32: with hundreds of categories these score tables are the largest arrays of the search.
+        oofs = {cand: np.full((n, len(classes)), -1e9, dtype=np.float32) for cand in candidates}
+        # One fold at a time: its features are built once, every candidate is tried on them, then they
+        # are dropped, so memory holds a single fold's matrices whatever the number of folds.  Block
+        # weights only scale columns, so the blocks are built at weight 1 and rescaled per candidate.
         for tr_idx, te_idx in folds:
             present = np.unique(y[tr_idx])
             if len(present) < 2:  # tiny data: this fold saw one category only, no opinion on its test part
                 for oof in oofs.values():
                     oof[np.ix_(te_idx, np.searchsorted(classes, present))] = 0.0
                 continue
-            feats = self._features(n)
+            feats = self._features(n, meta_weight=1.0, history_weight=1.0)
             Xtr = feats.fit_transform(cleaned[tr_idx])
             Xte = feats.transform(cleaned[te_idx])
-            for C, oof in oofs.items():
-                clf = self._make_clf(C).fit(Xtr, y[tr_idx])
-                cols = np.searchsorted(classes, clf.classes_)
-                scores = clf.decision_function(Xte)
-                if scores.ndim == 1:  # binary: decision is the score of classes_[1] against classes_[0]
-                    scores = np.column_stack([-scores / 2, scores / 2])
-                oof[np.ix_(te_idx, cols)] = scores
+            for w in block_grid:
+                # float64 directly: the classifier would otherwise make its own float64 copy beside ours.
+                scale = sp.diags(_block_scale(feats, Xtr.shape[1], w).astype(np.float64))
+                Xtr_w, Xte_w = (Xtr @ scale).tocsr(), (Xte @ scale).tocsr()
+                for C in grid:
+                    clf = self._make_clf(C).fit(Xtr_w, y[tr_idx])
+                    cols = np.searchsorted(classes, clf.classes_)
+                    scores = clf.decision_function(Xte_w)
+                    if scores.ndim == 1:  # binary: decision is the score of classes_[1] against classes_[0]
+                        scores = np.column_stack([-scores / 2, scores / 2])
+                    oofs[(C, w)][np.ix_(te_idx, cols)] = scores
+                del Xtr_w, Xte_w
             del feats, Xtr, Xte
             if progress is not None:
                 progress.update(1)
-        scored = [(f1_score(y, classes[oof.argmax(1)], average="macro"), C) for C, oof in oofs.items()]
-        best_score, self.C_ = max(scored, key=lambda sc: sc[0])  # first best: the smallest C on ties
-        oof = oofs[self.C_]
+        scored = [(f1_score(y, classes[oof.argmax(1)], average="macro"), cand) for cand, oof in oofs.items()]
+        # First best: on ties the default block weights and the smallest C win.
+        best_score, (self.C_, self.block_weights_) = max(scored, key=lambda sc: sc[0])
+        oof = oofs[(self.C_, self.block_weights_)].astype(np.float64)
         del oofs
         self.temperature_ = _fit_temperature(oof, np.searchsorted(classes, y))
         proba = _softmax(oof / self.temperature_)
         pred = classes[proba.argmax(1)]
         conf = proba.max(1)
+        del oof, proba  # (n × categories) tables: freed before the final fit, the peak of training
         correct = pred == y
         self.threshold_, self.expected_auto_share_, achieved = _threshold_for(conf, correct, self.target_precision)
         curve = coverage_curve(conf, correct)
+        meta_w, history_w = self.block_weights_
         self.pipeline_ = Pipeline([
             ("clean", cleaner),
-            ("features", self._features(n)),
+            ("features", self._features(n, meta_weight=meta_w, history_weight=history_w)),
             ("clf", self._make_clf(self.C_)),
         ])
         X_all = self.pipeline_.named_steps["features"].fit_transform(cleaned)
+        # The classifier works in float64: converting first and dropping the float32 matrix keeps one
+        # copy in memory during the fit instead of two.
+        X_all = X_all.astype(np.float64)
         self.pipeline_.named_steps["clf"].fit(X_all, y)
         del X_all
         if progress is not None:
@@ -326,6 +360,7 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
             "per_class": per_class,
             "rare_categories": rare,
             "C": float(self.C_),
+            "block_weights": {"meta": float(meta_w), "history": float(history_w)},
             "temperature": float(self.temperature_),
             "cv_folds": int(n_splits),
             "cv_accuracy": float(accuracy_score(y, pred)),
@@ -353,12 +388,13 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         for k in range(n_splits):
             yield np.where(fold_of != k)[0], np.where(fold_of == k)[0]
 
-    def _features(self, n_total: int) -> ColumnTransformer:
+    def _features(self, n_total: int, *, meta_weight: float, history_weight: float) -> ColumnTransformer:
         # Character n-grams rescue small mailboxes (typos, accents, few examples); a large one has
         # words enough, and they would multiply its memory several times.
         char = self.char_ngrams and n_total <= CHAR_NGRAMS_UP_TO
         return build_features(n_total, char_ngrams=char, embeddings=self.embeddings,
-                              embedding_weight=self.embedding_weight, n_classes=self._n_classes)
+                              embedding_weight=self.embedding_weight, n_classes=self._n_classes,
+                              meta_weight=meta_weight, history_weight=history_weight)
 
     def _make_clf(self, C: float) -> Any:
         if self.classifier == "svm":
@@ -420,6 +456,16 @@ class _QuietLogisticRegression(LogisticRegression):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             return super().fit(X, y, sample_weight=sample_weight)
+
+
+def _block_scale(feats: ColumnTransformer, width: int, weights: tuple[float, float]) -> np.ndarray:
+    """Per-column factors giving the meta and history blocks of fitted features the given weights."""
+    scale = np.ones(width, dtype=np.float32)
+    for name, w in zip(("meta", "history"), weights):
+        block = feats.output_indices_.get(name)
+        if block is not None:
+            scale[block] = w
+    return scale
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ matched by pattern, since no maintained library finds them in free text.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Iterable
 
@@ -52,7 +53,8 @@ def _phones(text: str) -> list[tuple[int, int]]:
     for hint in _PHONE_HINT.finditer(text):
         lo = max(0, hint.start() - 6)  # room for a "+33 " or "(0)" the hint may have missed
         window = text[lo : hint.end() + 2]
-        for region in ("FR", None):
+        # Without a "+" only French national formats can match; the international pass would find nothing.
+        for region in ("FR", None) if "+" in window else ("FR",):
             try:
                 for m in phonenumbers.PhoneNumberMatcher(window, region or "ZZ", leniency=phonenumbers.Leniency.VALID):
                     spans.append((lo + m.start, lo + m.end))
@@ -61,8 +63,13 @@ def _phones(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+_IBAN_START = re.compile(r"\b[A-Za-z]{2}\d{2}")
+
+
 def _ibans(text: str) -> list[tuple[int, int]]:
-    spans = []
+    spans: list[tuple[int, int]] = []
+    if not _IBAN_START.search(text):  # no country code + check digits anywhere: no IBAN
+        return spans
     for m in _IBAN_RE.finditer(text.upper()):
         if _iban.is_valid(m.group(0)):
             spans.append((m.start(), m.end()))
@@ -93,20 +100,35 @@ def pseudonymise(text: str, *, names: Iterable[str] = ()) -> str:
     if not text:
         return text
     spans: list[tuple[int, int, str]] = []
-    spans += [(m.start(), m.end(), EMAIL) for m in _EMAIL_RE.finditer(text)]
-    spans += [(m.start(), m.end(), URL) for m in _URL_RE.finditer(text)]
+    # Cheap membership tests first: most text has no "@", link or long digit run, and each
+    # pattern pass over a long mail costs more than the test.
+    if "@" in text:
+        spans += [(m.start(), m.end(), EMAIL) for m in _EMAIL_RE.finditer(text)]
+    if "http" in text or "www" in text or "HTTP" in text or "WWW" in text:
+        spans += [(m.start(), m.end(), URL) for m in _URL_RE.finditer(text)]
     spans += [(s, e, IBAN) for s, e in _ibans(text)]
-    text = _replace_spans(text, spans)
-    text = _replace_spans(text, [(s, e, PHONE) for s, e in _phones(text)])
+    if spans:
+        text = _replace_spans(text, spans)
+    phones = _phones(text)
+    if phones:
+        text = _replace_spans(text, [(s, e, PHONE) for s, e in phones])
     spans = [(m.start(), m.end(), ADDRESS) for m in _ADDRESS_RE.finditer(text)]
     spans += [(m.start(), m.end(), POSTCODE) for m in _POSTCODE_CITY_RE.finditer(text)]
     spans += [(m.start(), m.end(), POSTCODE) for m in _BP_RE.finditer(text)]
-    text = _replace_spans(text, spans)
-    words = {w for n in names if n for w in re.findall(r"[\w'’-]{3,}", n)}
-    if words:
-        pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b", re.I)
+    if spans:
+        text = _replace_spans(text, spans)
+    pattern = _names_pattern(tuple(n for n in names if n))
+    if pattern is not None:
         text = pattern.sub(NAME, text)
     return text
+
+
+@functools.lru_cache(maxsize=1024)
+def _names_pattern(names: tuple[str, ...]) -> "re.Pattern[str] | None":
+    words = {w for n in names for w in re.findall(r"[\w'’-]{3,}", n)}
+    if not words:
+        return None
+    return re.compile(r"\b(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b", re.I)
 
 
 pseudonymize = pseudonymise  # American spelling, same function

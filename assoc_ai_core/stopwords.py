@@ -1,4 +1,4 @@
-"""French function words left out of the *word* features.
+"""French and English function words left out of the *word* features.
 
 They carry no intent ("de", "pour", "vous") and would crowd the explanations;
 the character features still see them.  Kept short on purpose: negations and
@@ -15,5 +15,19 @@ FRENCH_STOP_WORDS = frozenset(
     fait faire peu plus moins même autre autres chaque quelque quelques leurs dont lequel laquelle
     lesquels lesquelles auquel duquel bonjour madame monsieur mesdames messieurs bonsoir salut
     cordialement merci pour
+    """.split()
+)
+
+
+# Written for mail rather than taken from scikit-learn's list, which also drops content words
+# such as "bill", "call", "move", "system" or "interest": in a mailbox those name requests.
+ENGLISH_STOP_WORDS = frozenset(
+    """
+    a an the and or but nor so yet if then than as of at by for from in into on onto to with without
+    about over under up down out off this that these those there here it its i me my mine we us our ours
+    you your yours he him his she her hers they them their theirs who whom whose which what
+    is am are was were be been being have has had having do does did done will would shall should
+    can could may might must also just very too more most such own same both each other
+    all any some few again further once only hello hi dear thanks thank regards best
     """.split()
 )

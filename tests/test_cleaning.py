@@ -112,3 +112,25 @@ def test_melusine_french_mail_cleaning(shared_dir):
     assert all(c.text for c in cleaned)
     assert not any("Envoyé de mon iPhone" in c.text for c in cleaned)
     assert sum(c.lang == "fr" for c in cleaned) >= 0.9 * len(cleaned)
+
+
+def test_meta_tokens_name_recipient_domains_but_digest_addresses():
+    from assoc_ai_core.cleaning import clean_message, meta_tokens
+    from assoc_ai_core.parsing import parse_message
+
+    raw = (b"From: Marie <marie@exemple.fr>\r\nTo: info@asso.org\r\nCc: presse@journal-local.fr\r\n"
+           b"Subject: Article\r\n\r\nBonjour, un article sur votre f\xc3\xaate ?\r\n")
+    msg = parse_message(raw)
+    tokens = meta_tokens(msg, clean_message(msg)).split()
+    assert "rcptdom_asso_org" in tokens and "rcptdom_journal_local_fr" in tokens
+    assert sum(t.startswith("rcpt_") for t in tokens) == 2
+    assert not any("marie" in t or "presse" in t for t in tokens)
+
+
+def test_cleaning_reads_only_the_opening_of_a_very_long_mail():
+    from assoc_ai_core.cleaning import MAX_BODY_CHARS, SCAN_CHARS, clean_message
+
+    body = "Je souhaite adhérer à l'association.\n" + ("ligne de journal technique\n" * 5000)
+    cleaned = clean_message(body)
+    assert cleaned.text.startswith("Je souhaite adhérer")
+    assert len(cleaned.text) <= MAX_BODY_CHARS and SCAN_CHARS < len(body)

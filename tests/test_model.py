@@ -118,3 +118,42 @@ def test_default_model_vocabulary_holds_no_personal_data():
     # (the sender's domain stays: it names an organisation far more often than a person)
     for personal in ("kerherv", "gwendoline", "gwen1", "06 12", "0612345678"):
         assert personal not in names
+
+
+def test_block_weights_search_rescales_exactly_what_the_final_features_weigh(example_mailbox):
+    """The search rescales weight-1 blocks; the final model builds them weighted: both must agree."""
+    from assoc_ai_core.cleaning import TextCleaner
+    from assoc_ai_core.model import _block_scale, build_features
+
+    msgs = load_dataset(example_mailbox / "train").labelled()
+    cleaned = TextCleaner().transform(msgs)
+    unit = build_features(len(msgs), meta_weight=1.0, history_weight=1.0)
+    X1 = unit.fit_transform(cleaned)
+    weighted = build_features(len(msgs), meta_weight=0.5, history_weight=0.7)
+    Xw = weighted.fit_transform(cleaned)
+    scaled = X1 @ np.diag(_block_scale(unit, X1.shape[1], (0.5, 0.7)))
+    assert np.allclose(Xw.toarray(), scaled, atol=1e-6)
+    meta = unit.output_indices_["meta"]
+    assert meta.stop > meta.start and not np.allclose(X1.toarray()[:, meta], Xw.toarray()[:, meta])
+
+
+def test_block_weights_chosen_by_cross_validation_and_recorded(example_mailbox):
+    msgs = load_dataset(example_mailbox / "train").labelled()
+    y = [m.label for m in msgs]
+    small = MailClassifier().fit(msgs, y)  # few messages: the defaults, no search on noise
+    assert small.block_weights_ == (0.25, 0.3)
+    assert small.metadata_["block_weights"] == {"meta": 0.25, "history": 0.3}
+    grid = ((0.25, 0.3), (2.0, 0.0))
+    searched = MailClassifier(block_weights=grid).fit(msgs, y)
+    assert searched.block_weights_ in grid
+    features = searched.pipeline_.named_steps["features"]
+    assert features.transformer_weights["meta"] == searched.block_weights_[0]
+
+
+def test_english_stop_words_keep_the_words_that_name_requests():
+    from assoc_ai_core.model import build_features
+
+    word = build_features(10).transformers[0][1]
+    stop = set(word.stop_words)
+    assert {"the", "and", "vous", "pour"} <= stop
+    assert not {"bill", "call", "move", "system", "not", "pas"} & stop
