@@ -666,16 +666,20 @@ class ImapConnector(MailboxConnector):
                 new_uid = found[0]
             return MailRef(folder, str(new_uid), ref.key)
 
+        moved = self._move_call(run, folder)
+        log.info("IMAP moved one message to %s", folder)
+        return moved
+
+    def _move_call(self, run: Callable[[IMAPClient], T], folder: str) -> T:
+        """Run a move; when the server says TRYCREATE, create ``folder`` again and retry once."""
         try:
-            moved = self._call("move", run)
+            return self._call("move", run)
         except ConnectorError as err:
             if "TRYCREATE" not in str(err):
                 raise
             self._folders = None  # someone deleted the folder since we listed them: create it again
             self.ensure_folder(folder)
-            moved = self._call("move", run)
-        log.info("IMAP moved one message to %s", folder)
-        return moved
+            return self._call("move", run)
 
     def _copyuid_map(self, client: IMAPClient) -> dict[int, int]:
         """Source UID -> new UID from every COPYUID response (UIDPLUS) since the last pop."""
@@ -721,14 +725,7 @@ class ImapConnector(MailboxConnector):
                 def run(client: IMAPClient, chunk: list[MailRef] = chunk, source: str = source) -> dict[str, MailRef]:
                     return self._move_set(client, chunk, source, target, folder)
 
-                try:
-                    moved = self._call("move", run)
-                except ConnectorError as err:
-                    if "TRYCREATE" not in str(err):
-                        raise
-                    self._folders = None  # someone deleted the folder since we listed them: create it again
-                    self.ensure_folder(folder)
-                    moved = self._call("move", run)
+                moved = self._move_call(run, folder)
                 result.update(moved)
                 log.info("IMAP moved %d message(s) to %s", len(moved), folder)
         return result
