@@ -48,7 +48,10 @@ _DISCLAIMER = re.compile(
     r"si vous (n'[êe]tes pas|avez re[çc]u ce).{0,60}(destinataire|par erreur))",
     re.I,
 )
-_DISCLAIMER_HINT = re.compile(r"confidenti|intended|exclusi|environ|disclaimer|in error|destinataire|par erreur", re.I)
+# Every disclaimer pattern holds one of these words; looked for with ``in`` on the lower-cased text,
+# which is many times faster than a case-insensitive search.
+_DISCLAIMER_HINTS = ("confidenti", "intended", "exclusi", "environ", "disclaimer", "in error", "destinataire",
+                     "par erreur")
 _CLOSING = re.compile(
     r"^(bien )?(cordialement|amicalement|sinc[èe]rement|chaleureusement|bien (à|a) (vous|toi)|bien des choses|"
     r"salutations( distingu[ée]es| cordiales)?|bonne (journ[ée]e|soir[ée]e|fin de journ[ée]e)|"
@@ -74,6 +77,7 @@ _CANDIDATE = re.compile(
 _SPACES = re.compile(r"[ \t\u00a0\u200b\ufeff]+")
 _BLANKS = re.compile(r"\n\s*\n+")
 _WORDISH = re.compile(r"\w+")
+_TWO_WORDS = re.compile(r"\w\W+\w")  # two words somewhere: found at the first pair, not by listing all
 
 MAX_BODY_CHARS = 3000
 CHAR_FEATURE_CHARS = 600
@@ -212,7 +216,8 @@ def strip_signature(text: str) -> str:
     # Disclaimers come as paragraphs: drop the paragraph from its first matching line.  Every
     # disclaimer pattern holds one of the hint words, so most mail skips the costly search.
     joined = "\n".join(out)
-    if _DISCLAIMER_HINT.search(joined):
+    lowered = joined.lower()
+    if any(hint in lowered for hint in _DISCLAIMER_HINTS):
         kept_pars = [par for par in _BLANKS.split(joined) if not _DISCLAIMER.search(par.replace("\n", " "))]
         out = "\n\n".join(kept_pars).split("\n")
     else:
@@ -233,7 +238,7 @@ _LANG_ID: Any = None
 def detect_language(text: str) -> str:
     """ISO code of the text's language among fr, en, de, es, it, nl, pt ("und" when too short)."""
     global _LANG_ID
-    if len(_WORDISH.findall(text)) < 2:
+    if not _TWO_WORDS.search(text):
         return "und"
     if _LANG_ID is None:
         with _LANG_LOCK:

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import ConvergenceWarning
@@ -35,6 +36,7 @@ from sklearn.utils.validation import check_is_fitted
 from .cleaning import TextCleaner
 from .errors import DataError
 from .i18n import tr
+from .ngrams import CharNgramIndex
 from .records import Message, Prediction
 from .stopwords import ENGLISH_STOP_WORDS, FRENCH_STOP_WORDS
 
@@ -62,6 +64,7 @@ class CompactTfidfVectorizer(TfidfVectorizer):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())  # a copy: saving must not strip the live model
+        state.pop("_ngram_index", None)  # rebuilt from the vocabulary on first use
         vocab = state.pop("vocabulary_", None)
         if vocab is not None:
             terms = [""] * len(vocab)
@@ -75,6 +78,29 @@ class CompactTfidfVectorizer(TfidfVectorizer):
         if terms is not None:
             state["vocabulary_"] = {str(t): i for i, t in enumerate(terms.tolist())}
         super().__setstate__(state)
+
+    def _char_index(self) -> CharNgramIndex | None:
+        """The numpy index of a fitted character n-gram vocabulary (None: scikit-learn's own path)."""
+        vocab = getattr(self, "vocabulary_", None)
+        if self.analyzer != "char_wb" or self.binary or not isinstance(vocab, dict) or self.input != "content":
+            return None
+        cached = self.__dict__.get("_ngram_index")
+        if cached is None or cached[0] is not vocab:  # built once per fitted vocabulary
+            cached = (vocab, CharNgramIndex.build(vocab, self.ngram_range))
+            self._ngram_index = cached
+        return cached[1]
+
+    def transform(self, raw_documents: Any) -> Any:
+        """TF-IDF matrix of documents; character n-grams are counted by :mod:`~assoc_ai_core.ngrams`."""
+        index = self._char_index()
+        if index is None or isinstance(raw_documents, str):
+            return super().transform(raw_documents)
+        check_is_fitted(self, msg="The TF-IDF vectorizer is not fitted")
+        preprocess = self.build_preprocessor()
+        counts = index.counts([preprocess(self.decode(doc)) for doc in raw_documents], self.dtype)
+        if get_config().get("sparse_interface", "spmatrix") != "sparray":
+            counts = sp.csr_matrix(counts)
+        return self._tfidf.transform(counts, copy=False)
 
 
 class OptionalTfidfVectorizer(CompactTfidfVectorizer):

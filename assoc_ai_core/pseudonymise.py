@@ -28,19 +28,24 @@ NAME = "<NAME>"
 _EMAIL_RE = re.compile(r"[\w.+'-]+@[\w-]+(\.[\w-]+)+", re.UNICODE)
 _URL_RE = re.compile(r"\b(?:https?://|www\.)[^\s<>\"')\]]+", re.I)
 _IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+# Patterns that start with a digit, checking the word boundary behind it (``\d(?<!\w\d)`` is
+# ``\b\d``): the regex engine then jumps from digit to digit instead of trying every position.
 _STREET = (
     r"(?:rue|avenue|av\.|boulevard|bd|place|pl\.|chemin|ch\.|all[ée]e|impasse|route|rte|quai|cours|square|"
     r"passage|sentier|r[ée]sidence|lotissement|hameau|lieu-dit|faubourg|fg|street|st\.|road|rd\.|lane|drive)"
 )
 _ADDRESS_RE = re.compile(
-    rf"\b\d{{1,4}}(?:\s?(?:bis|ter|quater|[a-d]))?,?\s+{_STREET}\b[^\n,;.]{{0,50}}", re.I
+    rf"\d(?<!\w\d)\d{{0,3}}(?:\s?(?:bis|ter|quater|[a-d]))?,?\s+{_STREET}\b[^\n,;.]{{0,50}}", re.I
 )
-_POSTCODE_CITY_RE = re.compile(r"\b(?:F-)?\d{5}\s+[A-ZÉÈÀÂÎÔÛÇ][\w'’-]+(?:[ -][A-Za-zÉÈÀÂÎÔÛÇéèàâîôûç'’-]+){0,3}")
+# A five-digit postcode and a capitalised town; an "F-" in front (F-75001) is taken with it below.
+_POSTCODE_CITY_RE = re.compile(r"\d(?<!\w\d)\d{4}\s+[A-ZÉÈÀÂÎÔÛÇ][\w'’-]+(?:[ -][A-Za-zÉÈÀÂÎÔÛÇéèàâîôûç'’-]+){0,3}")
+_COUNTRY_PREFIX = re.compile(r"(?<!\w)F-\Z")
 _BP_RE = re.compile(r"\b(?:BP|CS|CEDEX)\s*\d+\b", re.I)
+_BP_HINTS = ("bp", "cs", "cedex")
 
 
 # Eight digits or more, with the separators people type: only there can a phone number be.
-_PHONE_HINT = re.compile(r"\+?\d(?:[\s.\-/()]{0,3}\d){7,}")
+_PHONE_HINT = re.compile(r"\d(?:[\s.\-/()]{0,3}\d){7,}")
 
 
 def _phones(text: str) -> list[tuple[int, int]]:
@@ -51,7 +56,8 @@ def _phones(text: str) -> list[tuple[int, int]]:
     """
     spans = []
     for hint in _PHONE_HINT.finditer(text):
-        lo = max(0, hint.start() - 6)  # room for a "+33 " or "(0)" the hint may have missed
+        start = hint.start() - (hint.start() > 0 and text[hint.start() - 1] == "+")
+        lo = max(0, start - 6)  # room for a "+33 " or "(0)" the hint may have missed
         window = text[lo : hint.end() + 2]
         # Without a "+" only French national formats can match; the international pass would find nothing.
         for region in ("FR", None) if "+" in window else ("FR",):
@@ -63,7 +69,7 @@ def _phones(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-_IBAN_START = re.compile(r"\b[A-Za-z]{2}\d{2}")
+_IBAN_START = re.compile(r"\d(?<=[A-Za-z]{2}\d)\d")  # two letters and two digits: a country and check digits
 
 
 def _ibans(text: str) -> list[tuple[int, int]]:
@@ -113,22 +119,36 @@ def pseudonymise(text: str, *, names: Iterable[str] = ()) -> str:
     if phones:
         text = _replace_spans(text, [(s, e, PHONE) for s, e in phones])
     spans = [(m.start(), m.end(), ADDRESS) for m in _ADDRESS_RE.finditer(text)]
-    spans += [(m.start(), m.end(), POSTCODE) for m in _POSTCODE_CITY_RE.finditer(text)]
-    spans += [(m.start(), m.end(), POSTCODE) for m in _BP_RE.finditer(text)]
+    for m in _POSTCODE_CITY_RE.finditer(text):
+        start = m.start() - 2 if _COUNTRY_PREFIX.search(text, 0, m.start()) else m.start()
+        spans.append((start, m.end(), POSTCODE))
+    folded = _fold(text)  # for cheap tests that find at least what the case-insensitive patterns match
+    if any(hint in folded for hint in _BP_HINTS):
+        spans += [(m.start(), m.end(), POSTCODE) for m in _BP_RE.finditer(text)]
     if spans:
         text = _replace_spans(text, spans)
-    pattern = _names_pattern(tuple(n for n in names if n))
-    if pattern is not None:
-        text = pattern.sub(NAME, text)
+        folded = _fold(text)
+    words, folded_words = _name_words(tuple(n for n in names if n))
+    if any(w in folded for w in folded_words):  # compile the names' pattern only when one appears
+        text = _names_pattern(words).sub(NAME, text)
     return text
 
 
+@functools.lru_cache(maxsize=4096)
+def _name_words(names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The words of three letters or more of people's names (longest first), and the same case-folded."""
+    words = tuple(sorted({w for n in names for w in re.findall(r"[\w'’-]{3,}", n)}, key=lambda w: (-len(w), w)))
+    return words, tuple({_fold(w) for w in words})
+
+
+def _fold(text: str) -> str:
+    # Case folding turns a Turkish "İ" into "i" + a combining dot, where the case-insensitive regex sees "i".
+    return text.casefold().replace("\u0307", "")
+
+
 @functools.lru_cache(maxsize=1024)
-def _names_pattern(names: tuple[str, ...]) -> "re.Pattern[str] | None":
-    words = {w for n in names for w in re.findall(r"[\w'’-]{3,}", n)}
-    if not words:
-        return None
-    return re.compile(r"\b(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b", re.I)
+def _names_pattern(words: tuple[str, ...]) -> "re.Pattern[str]":
+    return re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.I)
 
 
 pseudonymize = pseudonymise  # American spelling, same function

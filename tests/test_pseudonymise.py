@@ -26,3 +26,21 @@ def test_french_postal_address_and_names():
 def test_plain_text_untouched():
     text = "Je voudrais adhérer pour la saison 2025, cotisation de 15 euros."
     assert pseudonymise(text) == text
+
+
+def test_prefixes_and_boundaries_of_the_digit_first_patterns():
+    # The patterns start at a digit and check what is behind it; these are the cases that check covers.
+    assert pseudonymise("Écrire à F-75011 Paris") == "Écrire à <POSTCODE>"
+    assert pseudonymise("Code XF-75011 Paris") == "Code XF-<POSTCODE>"  # "F-" inside a word is not a country
+    assert pseudonymise("réf A75011 Paris") == "réf A75011 Paris"  # digits glued to a word are no postcode
+    assert pseudonymise("lot A12 rue Haute") == "lot A12 rue Haute"  # no word boundary before "12"
+    assert pseudonymise("au 12 bis rue Haute") == "au <ADDRESS>"
+    assert pseudonymise("Service BP 4012, cs 30012 ou Cedex 9") == "Service <POSTCODE>, <POSTCODE> ou <POSTCODE>"
+    assert pseudonymise("appelez le +33 6 12 34 56 78") == "appelez le <PHONE>"
+    assert pseudonymise("compte DE89 3704 0044 0532 0130 00 merci") == "compte <IBAN> merci"
+
+
+def test_names_are_found_whatever_their_case():
+    assert pseudonymise("Merci, BİLSAG et bilsag", names=["Bilsag"]) == "Merci, <NAME> et <NAME>"
+    assert pseudonymise("Signé STRAUß", names=["Strauß"]) == "Signé <NAME>"
+    assert pseudonymise("Aucun nom ici", names=["Delorme"]) == "Aucun nom ici"
