@@ -67,11 +67,24 @@ _QUOTED = re.compile(r"^\s*>")
 # Lines that can start a reply or forward in the formats quotequail knows; a
 # cheap first pass so quotequail only runs where it can succeed.  Bare "> "
 # blocks with no attribution line above need no library: they are dropped below.
+_ATTRIBUTION_WORDS = r"wrote|[ée]crit|schrieb|escribi[óo]|escreveu|schreef|skrev|geschreven|написал"
 _CANDIDATE = re.compile(
-    r"(^.{0,300}\b(wrote|[ée]crit|schrieb|escribi[óo]|escreveu|schreef|skrev|geschreven|написал)\b.{0,40}$"
+    rf"(^.{{0,300}}\b({_ATTRIBUTION_WORDS})\b.{{0,40}}$"
     r"|^\s*-{2,}\s*(original|forwarded|message|mensaje|urspr|oorspronkelijk|doorgestuurd|weitergeleitet|origineel|vidarebefordrat)"
     r"|^\s*(begin forwarded|d[ée]but du message r[ée]exp[ée]di|anfang der weitergeleiteten|inicio del mensaje)"
     r"|^\s*_{30,34}\s*$|^\s*\*?(de|from|von|da|van|från)\s?\*?\s?:|^\d{4}/\d{1,2}/\d{1,2} )",
+    re.I | re.M,
+)
+# The same search in two cheaper parts (``_candidate`` gives the same line as ``_CANDIDATE``): the
+# attribution words are found with ``str.find`` in the lower-cased body, then checked in place; the
+# markers at the start of a line are matched after a newline, a literal the regex engine jumps to.
+_ATTRIBUTION_KEYS = ("wrote", "écrit", "ecrit", "schrieb", "escribi", "escreveu", "schreef", "skrev", "geschreven",
+                     "написал")
+_ATTRIBUTION_AT = re.compile(rf"\b({_ATTRIBUTION_WORDS})\b", re.I)
+_LINE_MARKER = re.compile(
+    r"\n(\s*-{2,}\s*(original|forwarded|message|mensaje|urspr|oorspronkelijk|doorgestuurd|weitergeleitet|origineel|vidarebefordrat)"
+    r"|\s*(begin forwarded|d[ée]but du message r[ée]exp[ée]di|anfang der weitergeleiteten|inicio del mensaje)"
+    r"|\s*_{30,34}\s*$|\s*\*?(de|from|von|da|van|från)\s?\*?\s?:|\d{4}/\d{1,2}/\d{1,2} )",
     re.I | re.M,
 )
 _SPACES = re.compile(r"[ \t\u00a0\u200b\ufeff]+")
@@ -114,6 +127,35 @@ def _looks_like_outlook_block(lines: Sequence[str], start: int) -> bool:
     return sum(1 for l in window if _HEADER_LINE.match(l.strip())) >= 2
 
 
+def _candidate(body: str, lowered: str, pos: int) -> tuple[int, int] | None:
+    """(start, end) of the first line from ``pos`` that ``_CANDIDATE`` matches, as its search would give."""
+    if len(lowered) != len(body):  # lower-casing changed offsets (rare scripts): the plain search
+        m = _CANDIDATE.search(body, pos)
+        return (m.start(), m.end()) if m else None
+    attribution = None
+    hits = []
+    for key in _ATTRIBUTION_KEYS:
+        at = lowered.find(key, pos)
+        while at >= 0:
+            hits.append(at)
+            at = lowered.find(key, at + 1)
+    for at in sorted(hits):
+        word = _ATTRIBUTION_AT.match(body, at)
+        line_start = body.rfind("\n", 0, at) + 1
+        if word is None or line_start < pos:
+            continue
+        line_end = body.find("\n", word.end())
+        line_end = len(body) if line_end < 0 else line_end
+        if at - line_start <= 300 and line_end - word.end() <= 40:
+            attribution = (line_start, line_end)
+            break
+    # "\n" + body: a newline at index j of it is a line starting at index j of the body.
+    marker = _LINE_MARKER.search("\n" + body, pos)
+    if marker is not None and (attribution is None or marker.start() < attribution[0]):
+        return marker.start(), marker.end() - 1
+    return attribution
+
+
 def _unwrap(body: str) -> dict[str, str] | None:
     """quotequail.unwrap, run only where a reply or forward marker can be.
 
@@ -126,17 +168,18 @@ def _unwrap(body: str) -> dict[str, str] | None:
     the window is put back in front of ``text_top``.
     """
     pos = 0
+    lowered = body.lower()
     for _ in range(2):
-        m = _CANDIDATE.search(body, pos)
-        if m is None:
+        span = _candidate(body, lowered, pos)
+        if span is None:
             return None
-        start = m.start()
+        start, span_end = span
         for _ in range(2):  # back to the start of the line, then one line above (wrapped "a\nécrit :")
             start = body.rfind("\n", 0, max(start - 1, 0) if start else 0)
             if start <= 0:
                 start = 0
                 break
-        window_end = m.end()
+        window_end = span_end
         for _ in range(_WINDOW_LINES):
             nxt = body.find("\n", window_end + 1)
             if nxt < 0:
@@ -156,7 +199,7 @@ def _unwrap(body: str) -> dict[str, str] | None:
                 found = dict(found)
                 found["text_top"] = (head + "\n" + (found.get("text_top") or "")).strip()
             return found
-        pos = max(window_end, m.end() + 1)
+        pos = max(window_end, span_end + 1)
     return None
 
 

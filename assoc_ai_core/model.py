@@ -36,7 +36,7 @@ from sklearn.utils.validation import check_is_fitted
 from .cleaning import TextCleaner
 from .errors import DataError
 from .i18n import tr
-from .ngrams import CharNgramIndex
+from .ngrams import CharNgramIndex, WordNgramIndex
 from .records import Message, Prediction
 from .stopwords import ENGLISH_STOP_WORDS, FRENCH_STOP_WORDS
 
@@ -79,25 +79,34 @@ class CompactTfidfVectorizer(TfidfVectorizer):
             state["vocabulary_"] = {str(t): i for i, t in enumerate(terms.tolist())}
         super().__setstate__(state)
 
-    def _char_index(self) -> CharNgramIndex | None:
-        """The numpy index of a fitted character n-gram vocabulary (None: scikit-learn's own path)."""
+    def _fast_index(self) -> CharNgramIndex | WordNgramIndex | None:
+        """The numpy index of the fitted vocabulary (None: scikit-learn's own path)."""
         vocab = getattr(self, "vocabulary_", None)
-        if self.analyzer != "char_wb" or self.binary or not isinstance(vocab, dict) or self.input != "content":
+        if self.binary or not isinstance(vocab, dict) or self.input != "content":
             return None
         cached = self.__dict__.get("_ngram_index")
         if cached is None or cached[0] is not vocab:  # built once per fitted vocabulary
-            cached = (vocab, CharNgramIndex.build(vocab, self.ngram_range))
+            index: CharNgramIndex | WordNgramIndex | None = None
+            if self.analyzer == "char_wb":
+                index = CharNgramIndex.build(vocab, self.ngram_range)
+            elif self.analyzer == "word":
+                index = WordNgramIndex.build(vocab, self.ngram_range, self.get_stop_words())
+            cached = (vocab, index)
             self._ngram_index = cached
         return cached[1]
 
     def transform(self, raw_documents: Any) -> Any:
-        """TF-IDF matrix of documents; character n-grams are counted by :mod:`~assoc_ai_core.ngrams`."""
-        index = self._char_index()
+        """TF-IDF matrix of documents; n-grams are counted by :mod:`~assoc_ai_core.ngrams`."""
+        index = self._fast_index()
         if index is None or isinstance(raw_documents, str):
             return super().transform(raw_documents)
         check_is_fitted(self, msg="The TF-IDF vectorizer is not fitted")
         preprocess = self.build_preprocessor()
-        counts = index.counts([preprocess(self.decode(doc)) for doc in raw_documents], self.dtype)
+        if isinstance(index, CharNgramIndex):
+            counts = index.counts([preprocess(self.decode(doc)) for doc in raw_documents], self.dtype)
+        else:
+            tokenize = self.build_tokenizer()
+            counts = index.counts([tokenize(preprocess(self.decode(doc))) for doc in raw_documents], self.dtype)
         if get_config().get("sparse_interface", "spmatrix") != "sparray":
             counts = sp.csr_matrix(counts)
         return self._tfidf.transform(counts, copy=False)

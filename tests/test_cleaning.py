@@ -134,3 +134,25 @@ def test_cleaning_reads_only_the_opening_of_a_very_long_mail():
     cleaned = clean_message(body)
     assert cleaned.text.startswith("Je souhaite adhérer")
     assert len(cleaned.text) <= MAX_BODY_CHARS and SCAN_CHARS < len(body)
+
+
+def test_cheap_candidate_search_finds_what_the_full_pattern_finds():
+    from assoc_ai_core.cleaning import _CANDIDATE, _candidate
+
+    bodies = [
+        "Merci !\n\nLe 3 mars 2025 à 10:00, Marie <m@x.fr> a écrit :\n> texte",
+        "décrit sans marque\nOn Mon, Jan 6, 2025, Bob wrote:\n> hi",
+        "Hello\n-----Original Message-----\nFrom: a\nwrote: nothing",
+        "x" * 320 + " wrote:\nline\nDe : Jean\nEnvoyé : lundi",
+        "He wrote a long line that goes on and on well past forty characters after the word\nFrom: b",
+        "  \n   -- Forwarded message --\ncontent",
+        "İSTANBUL\nAhmet yazdı\nOn Tue, Ali wrote:\n> merhaba",  # lower-casing changes the length here
+        "texte\n" + "_" * 32 + "\nDe : Marie",
+        "2025/03/04 Marie <m@x.fr>:\n> cité",
+        "no marker at all, just a mail",
+        "Bob wrote:\nAlice wrote:\n",
+    ]
+    for body in bodies:
+        for pos in range(0, len(body) + 1, 7):
+            m = _CANDIDATE.search(body, pos)
+            assert _candidate(body, body.lower(), pos) == ((m.start(), m.end()) if m else None), (body, pos)

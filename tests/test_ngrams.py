@@ -9,10 +9,11 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from assoc_ai_core.cleaning import clean
-from assoc_ai_core.model import CompactTfidfVectorizer
+from assoc_ai_core.model import WORD_TOKEN, CompactTfidfVectorizer
 from assoc_ai_core.ngrams import CharNgramIndex
 from assoc_ai_core.parsing import parse_message
 from assoc_ai_core.persistence import load_model, save_model
+from assoc_ai_core.stopwords import ENGLISH_STOP_WORDS, FRENCH_STOP_WORDS
 
 ODD = [
     "", "   \n\t ", "a", "ab", "é à ü ø", "Jørgen ÆØÅ", "日本語のテキスト", "x\u00a8y ¨", "\udce9t\udce9",
@@ -43,12 +44,37 @@ def test_same_matrix_as_scikit_learn(real_texts, ngram_range, strip_accents):
     vec = CompactTfidfVectorizer(analyzer="char_wb", ngram_range=ngram_range, sublinear_tf=True,
                                  strip_accents=strip_accents, min_df=2, max_features=30_000, dtype=np.float32)
     vec.fit(real_texts[:1200] + ODD)
-    assert vec._char_index() is not None, "the fast path must apply to this vectorizer"
+    assert vec._fast_index() is not None, "the fast path must apply to this vectorizer"
     docs = real_texts[1200:] + ODD
     fast, slow = vec.transform(docs), _sklearn(vec, docs)
     assert type(fast) is type(slow) and fast.dtype == slow.dtype and fast.shape == slow.shape
     assert np.array_equal(fast.indptr, slow.indptr) and np.array_equal(fast.indices, slow.indices)
     assert np.array_equal(fast.data, slow.data)
+
+
+@pytest.mark.parametrize("ngram_range", [(1, 2), (1, 1), (2, 2)])
+@pytest.mark.parametrize("stop", [True, False])
+def test_same_word_matrix_as_scikit_learn(real_texts, ngram_range, stop):
+    stop_words = sorted(FRENCH_STOP_WORDS | ENGLISH_STOP_WORDS) if stop else None
+    vec = CompactTfidfVectorizer(sublinear_tf=True, ngram_range=ngram_range, min_df=2, max_df=0.8,
+                                 token_pattern=WORD_TOKEN, stop_words=stop_words, max_features=20_000,
+                                 dtype=np.float32)
+    vec.fit(real_texts[:1200] + ODD)
+    assert vec._fast_index() is not None, "the fast path must apply to this vectorizer"
+    docs = real_texts[1200:] + ODD + ["the the the a", "mot-composé et mot composé", "Le LE le"]
+    fast, slow = vec.transform(docs), _sklearn(vec, docs)
+    assert type(fast) is type(slow) and fast.dtype == slow.dtype and fast.shape == slow.shape
+    assert np.array_equal(fast.indptr, slow.indptr) and np.array_equal(fast.indices, slow.indices)
+    assert np.array_equal(fast.data, slow.data)
+
+
+def test_an_unknown_or_stop_word_between_two_words_is_handled_as_scikit_learn_does():
+    vec = CompactTfidfVectorizer(ngram_range=(1, 2), stop_words=["le"]).fit(["adhésion cotisation annuelle"])
+    docs = ["adhésion le cotisation", "adhésion inconnu cotisation", "cotisation adhésion", ""]
+    assert np.array_equal(vec.transform(docs).toarray(), _sklearn(vec, docs).toarray())
+    # A stop word removed before pairing joins its neighbours into a pair the vocabulary knows.
+    pair = vec.vocabulary_["adhésion cotisation"]
+    assert vec.transform(["adhésion le cotisation"])[0, pair] > 0
 
 
 def test_a_character_outside_the_vocabulary_does_not_shift_an_ngram():
@@ -74,17 +100,18 @@ def test_vocabularies_the_fast_path_cannot_reproduce_fall_back():
     assert CharNgramIndex.build({" a ": 0, "abcd": 1}, (4, 5)) is None
     assert CharNgramIndex.build({"a\x00b": 0, "abc": 1}, (3, 5)) is None  # NUL pads keys internally
     vec = CompactTfidfVectorizer(analyzer="char_wb", ngram_range=(4, 6)).fit(["a bcdefgh", "ij klmnop"])
-    assert vec._char_index() is None
+    assert vec._fast_index() is None
     assert (vec.transform(["a bcdefg"]) != _sklearn(vec, ["a bcdefg"])).nnz == 0
-    words = CompactTfidfVectorizer().fit(["des mots entiers"])
-    assert words._char_index() is None
+    triples = CompactTfidfVectorizer(ngram_range=(1, 3)).fit(["des mots entiers", "des mots"])
+    assert triples._fast_index() is None
+    assert (triples.transform(["mots entiers"]) != _sklearn(triples, ["mots entiers"])).nnz == 0
 
 
 def test_refitting_rebuilds_the_index():
     vec = CompactTfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5)).fit(["adhésion cotisation"])
-    first = vec._char_index()
+    first = vec._fast_index()
     vec.fit(["bénévolat mission"])
-    assert vec._char_index() is not first
+    assert vec._fast_index() is not first
     docs = ["mission bénévole", "cotisation"]
     assert (vec.transform(docs) != _sklearn(vec, docs)).nnz == 0
 

@@ -162,3 +162,21 @@ def test_raw_8bit_headers_are_decoded_not_blanked():
     assert m.subject == "Adhésion été" and m.sender_name == "Hélène Côté"
     latin = "Subject: Bénévolat\r\n\r\ncorps\r\n".encode("latin-1")
     assert parse_message(latin).subject == "Bénévolat"
+
+
+def test_simple_address_headers_read_as_the_standard_parser_reads_them():
+    import email.utils
+
+    from assoc_ai_core.parsing import _addresses, _sender
+
+    values = [
+        "marie@exemple.fr", "Marie Dupont <marie@exemple.fr>", "<marie@exemple.fr>",
+        "Marie  Dupont   <Marie@Exemple.FR>, bob@x.org ,, <c@d.e>", "undisclosed-recipients",
+        '"Dupont, Marie" <marie@exemple.fr>', "marie@exemple.fr (Marie)", "J. Dupont <j@x.fr>",
+        "liste: a@b.c, d@e.f;", "a@b@c.d", "Marie <marie@exemple.fr> extra", "Marie <marie@exemple.fr",
+        "Éloïse Müller <eloise@exemple.fr>", "a@b.c <a@b.c>", "",
+    ]
+    for value in values:
+        expected = tuple(a.lower() for _, a in email.utils.getaddresses([value]) if a)
+        assert _addresses([value]) == expected, value
+        assert _sender(value) == email.utils.parseaddr(value), value
