@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -111,54 +111,164 @@ def _feature_names(features: Any) -> np.ndarray:
     return names
 
 
-def _contributions(model: Any, cleaned_row: np.ndarray, k: int, r: int, X_row: Any = None) -> tuple[dict[str, float], float, float]:
-    """Per-term pushes toward class k over class r for one cleaned message (``X_row``: its features, if known)."""
+_BLOCKS = ("word", "char", "meta", "history", "semantic")
+_CHAR = 1
+
+
+@dataclass
+class _Layout:
+    """Where each block of a fitted feature step lies: per column, its block and its term."""
+
+    block: np.ndarray  # index into _BLOCKS, len(_BLOCKS) for any other block
+    terms: list[str]
+    char_start: int
+    char_index: Any  # the character vectorizer's CharNgramIndex, or None
+
+
+_LAYOUTS: "weakref.WeakKeyDictionary[Any, _Layout]" = weakref.WeakKeyDictionary()
+
+
+def _layout(features: Any) -> _Layout:
+    layout = _LAYOUTS.get(features)
+    if layout is None:
+        names = _feature_names(features)
+        split = [n.partition("__") for n in names.tolist()]
+        code = {b: i for i, b in enumerate(_BLOCKS)}
+        block = np.fromiter((code.get(b, len(_BLOCKS)) for b, _, _ in split), dtype=np.int8, count=len(split))
+        char_vec = dict((n, t) for n, t, _ in features.transformers_).get("char")
+        char_index = char_vec._fast_index() if hasattr(char_vec, "_fast_index") else None
+        char_cols = np.flatnonzero(block == _CHAR)
+        layout = _Layout(block, [f for _, _, f in split], int(char_cols[0]) if len(char_cols) else 0,
+                         char_index if type(char_index).__name__ == "CharNgramIndex" else None)
+        _LAYOUTS[features] = layout
+    return layout
+
+
+def _contributions(model: Any, cleaned_row: np.ndarray, k: int, r: int, X_row: Any = None,
+                   grams: _WordGrams | None = None) -> tuple[dict[str, float], float, float]:
+    """Per-term pushes toward class k over class r for one cleaned message.
+
+    ``X_row`` is its features (a sparse row, or its ``(indices, data)``) and ``grams`` its words'
+    n-grams, when the caller computed them for a batch.
+    """
     pipe = model.pipeline_
     features = pipe.named_steps["features"]
     clf = pipe.named_steps["clf"]
-    X = (X_row if X_row is not None else features.transform(cleaned_row.reshape(1, -1))).tocsr()
+    if isinstance(X_row, tuple):
+        idx, values = X_row
+    else:
+        X = (X_row if X_row is not None else features.transform(cleaned_row.reshape(1, -1))).tocsr()
+        idx, values = X.indices, X.data
     coef, intercept = _class_weights(clf)
     T = float(model.temperature_)
-    diff = (coef[k] - coef[r]) / T
-    idx = X.indices
-    contrib = X.data * diff[idx]
-    names = _feature_names(features)
+    contrib = values * ((coef[k, idx] - coef[r, idx]) / T)  # only the message's features, not the whole rows
+    layout = _layout(features)
     text = str(cleaned_row[2] if len(cleaned_row) > 2 else cleaned_row[0])  # what the char features read
     terms: dict[str, float] = defaultdict(float)
-    char_parts: list[tuple[str, float]] = []
     lang = current_lang()
-    for j, c in zip(idx, contrib):
-        name = names[j]
-        block, _, feat = name.partition("__")
-        if block == "word":
-            terms[feat] += float(c)
-        elif block == "char":
-            char_parts.append((feat, float(c)))
-        elif block == "meta":
-            terms["⟨" + _readable_meta(feat, lang) + "⟩"] += float(c)
-        elif block == "history":
-            terms[feat + tr(" (cité)", " (quoted)", lang)] += float(c)
-        elif block == "semantic":  # 512 dimensions of meaning: one reason, "the overall sense"
-            terms["⟨" + tr("sens général du message", "overall meaning of the message", lang) + "⟩"] += float(c)
+    blocks = layout.block[idx]
+    is_char = blocks == _CHAR
+    quoted = tr(" (cité)", " (quoted)", lang)
+    for j, b, c in zip(idx[~is_char].tolist(), blocks[~is_char].tolist(), contrib[~is_char].tolist()):
+        feat = layout.terms[j]
+        if b == 0 or b == len(_BLOCKS):  # words and phrases, or a block of another kind
+            terms[feat] += c
+        elif b == 2:
+            terms["⟨" + _readable_meta(feat, lang) + "⟩"] += c
+        elif b == 3:
+            terms[feat + quoted] += c
+        else:  # 512 dimensions of meaning: one reason, "the overall sense"
+            terms["⟨" + tr("sens général du message", "overall meaning of the message", lang) + "⟩"] += c
+    if is_char.any():
+        char_idx, char_contrib = idx[is_char], contrib[is_char]
+        if layout.char_index is not None:
+            if grams is None:
+                grams = _batch_word_grams([text], features, layout.char_index)[0]
+            _share_char_ngrams_fast(char_idx - layout.char_start, char_contrib, grams, terms)
         else:
-            terms[feat] += float(c)
-    if char_parts:
-        _share_char_ngrams(char_parts, text, features, terms)
+            parts = [(layout.terms[j], c) for j, c in zip(char_idx.tolist(), char_contrib.tolist())]
+            _share_char_ngrams(parts, text, features, terms)
     total = float(contrib.sum())
     bias = float((intercept[k] - intercept[r]) / T)
     return terms, total, bias
+
+
+def _word_displays(text: str, prep: Any, memo: dict[str, tuple[str, str]] | None = None) -> dict[str, str]:
+    """How each preprocessed word is shown: as written, lower-cased, without surrounding punctuation."""
+    originals: dict[str, str] = {}
+    memo = {} if memo is None else memo
+    for word in text.split():
+        known = memo.get(word)
+        if known is None:
+            known = memo[word] = (prep(word), re.sub(r"^\W+|\W+$", "", word.lower()) or word.lower())
+        originals.setdefault(*known)
+    return originals
+
+
+@dataclass
+class _WordGrams:
+    """The distinct words of a message's text and, for each n-gram of the vocabulary they hold, which word."""
+
+    words: list[str]
+    counts: np.ndarray
+    word_of: np.ndarray
+    column_of: np.ndarray  # column in the character vectorizer's vocabulary
+    displays: dict[str, str]
+
+
+def _batch_word_grams(texts: Sequence[str], features: Any, index: Any) -> list[_WordGrams]:
+    """Split every text into distinct words and find their n-grams, for a whole batch in one pass."""
+    char_vec = dict((n, t) for n, t, _ in features.transformers_)["char"]
+    prep = char_vec.build_preprocessor()
+    counters = [Counter(prep(t).split()) for t in texts]
+    everything = [w for c in counters for w in c]
+    offsets = np.concatenate([[0], np.cumsum([len(c) for c in counters])]).astype(np.int64)
+    # Each distinct word as a one-word document: (word, vocabulary column) for every n-gram it holds.
+    rows, cols = index._chunk([f" {w} " for w in everything]) if everything else (np.zeros(0, np.int64),) * 2
+    pairs = np.unique(rows * index.n_features + cols)  # a word holding an n-gram twice holds it once
+    word_of, column_of = pairs // index.n_features, pairs % index.n_features
+    bounds = np.searchsorted(word_of, offsets)
+    memo: dict[str, tuple[str, str]] = {}
+    out = []
+    for i, counter in enumerate(counters):
+        lo, hi = bounds[i], bounds[i + 1]
+        out.append(_WordGrams(list(counter), np.fromiter(counter.values(), dtype=float, count=len(counter)),
+                              word_of[lo:hi] - offsets[i], column_of[lo:hi], _word_displays(texts[i], prep, memo)))
+    return out
+
+
+def _share_char_ngrams_fast(columns: np.ndarray, contrib: np.ndarray, grams: _WordGrams,
+                            terms: dict[str, float]) -> None:
+    """``_share_char_ngrams`` with the n-grams of the message's words found by the vectorizer's numpy index.
+
+    Same sharing: each n-gram's push goes to the distinct words holding it, in
+    proportion to how often each word occurs.
+    """
+    order = np.argsort(columns)
+    sorted_cols, sorted_push = columns[order], contrib[order]
+    at = np.minimum(np.searchsorted(sorted_cols, grams.column_of), len(sorted_cols) - 1)
+    present = sorted_cols[at] == grams.column_of
+    word_of, gram_of = grams.word_of[present], at[present]  # gram_of: the n-gram's place among the pushes
+    weight = grams.counts[word_of]
+    holders_total = np.bincount(gram_of, weights=weight, minlength=len(sorted_cols))
+    shares = np.bincount(word_of, weights=sorted_push[gram_of] * weight / holders_total[gram_of],
+                         minlength=len(grams.words))
+    unshared = holders_total == 0
+    if unshared.any():
+        terms["…"] += float(sorted_push[unshared].sum())  # cannot happen for char_wb; keeps the sum exact regardless
+    for i in np.flatnonzero(np.bincount(word_of, minlength=len(grams.words))).tolist():
+        word = grams.words[i]
+        terms[grams.displays.get(word, word)] += float(shares[i])
 
 
 def _share_char_ngrams(parts: list[tuple[str, float]], text: str, features: Any, terms: dict[str, float]) -> None:
     """Give each character n-gram's push to the words that contain it."""
     char_vec = dict((n, t) for n, t, _ in features.transformers_)["char"]
     prep = char_vec.build_preprocessor()
-    originals: dict[str, str] = {}
     counts: dict[str, int] = defaultdict(int)
     for word in prep(text).split():
         counts[word] += 1
-    for word in text.split():
-        originals.setdefault(prep(word), re.sub(r"^\W+|\W+$", "", word.lower()) or word.lower())
+    originals = _word_displays(text, prep)
     lo, hi = char_vec.ngram_range
     holders: dict[str, list[str]] = defaultdict(list)
     for w in counts:
@@ -206,6 +316,11 @@ def explain_many(model: Any, messages: Sequence[Message | str], *, top_k: int = 
     proba = np.exp(z - z.max(axis=1, keepdims=True))
     proba /= proba.sum(axis=1, keepdims=True)
     classes = [str(c) for c in model.classes_]
+    layout = _layout(features)
+    grams: list[_WordGrams | None] = [None] * len(msgs)
+    if layout.char_index is not None:
+        texts = [str(row[2] if len(row) > 2 else row[0]) for row in cleaned]
+        grams = list(_batch_word_grams(texts, features, layout.char_index))
     out = []
     for i in range(len(msgs)):
         order = np.argsort(-proba[i])
@@ -214,7 +329,9 @@ def explain_many(model: Any, messages: Sequence[Message | str], *, top_k: int = 
         if k == r:
             terms, total, bias = {}, 0.0, 0.0
         else:
-            terms, total, bias = _contributions(model, cleaned[i], k, r, X_row=X[i])
+            row = slice(X.indptr[i], X.indptr[i + 1])
+            terms, total, bias = _contributions(model, cleaned[i], k, r, X_row=(X.indices[row], X.data[row]),
+                                                grams=grams[i])
         ranked = sorted(((t, w) for t, w in terms.items() if abs(w) > 1e-6), key=lambda tw: -abs(tw[1]))
         exp = Explanation(
             label=classes[k], probability=float(proba[i, k]), runner_up=classes[r],

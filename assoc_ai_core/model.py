@@ -238,7 +238,8 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         training messages, the first pair alone below).  The chosen pair is
         ``block_weights_``.
     random_state : int
-        Seed of the fold shuffling.
+        Seed of the fold shuffling and of the linear SVM's solver, so that
+        training twice on the same mail gives the same model.
     """
 
     def __init__(
@@ -433,7 +434,7 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
 
     def _make_clf(self, C: float) -> Any:
         if self.classifier == "svm":
-            return LinearSVC(C=C, class_weight=self.class_weight, max_iter=2000)
+            return LinearSVC(C=C, class_weight=self.class_weight, max_iter=2000, random_state=self.random_state)
         return _QuietLogisticRegression(C=C, max_iter=300, class_weight=self.class_weight, solver="lbfgs", tol=1e-3)
 
     # -------------------------------------------------------------- predict

@@ -38,6 +38,7 @@ class _KeyTable:
         self.slot_columns = np.full(size, -1, dtype=np.int64)
         self._shift = np.uint64(64 - (size - 1).bit_length())
         self._mask = np.uint64(size - 1)
+        self._size_mask = size - 1
         pending = np.arange(len(keys))
         slot = self._slot(keys)
         while pending.size:
@@ -62,6 +63,18 @@ class _KeyTable:
         todo = np.arange(len(keys))
         slot = self._slot(keys)
         while todo.size:
+            if todo.size <= _FEW:
+                # The last keys of long probe chains: one by one, rather than a round of array
+                # operations per step of the longest chain.
+                for i, at in zip(todo.tolist(), slot.tolist()):
+                    key = keys[i]
+                    stored = self.slot_keys[at]
+                    while stored != 0 and stored != key:
+                        at = (at + 1) & self._size_mask
+                        stored = self.slot_keys[at]
+                    if stored != 0:
+                        found[i] = self.slot_columns[at]
+                break
             stored = self.slot_keys[slot]
             hit = stored == keys[todo]
             found[todo[hit]] = self.slot_columns[slot[hit]]
@@ -87,6 +100,7 @@ def _count_matrix(row: np.ndarray, col: np.ndarray, n_docs: int, n_features: int
 
 
 _EMPTY = np.zeros(0, dtype=np.int64)
+_FEW = 16  # keys left in a look-up below which probing goes on one key at a time
 
 
 class CharNgramIndex:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from assoc_ai_core import explain, explain_model
@@ -47,3 +48,20 @@ def test_model_top_terms(trained_model):
     for terms in top.values():
         weights = [w for _, w in terms]
         assert weights == sorted(weights, reverse=True)
+
+
+def test_batched_numpy_sharing_gives_the_word_by_word_explanation(trained_model, new_messages, monkeypatch):
+    # The batch path finds each word's character n-grams with the vectorizer's numpy index; the plain
+    # path builds them as strings.  Both must give every word the same push.
+    from assoc_ai_core.explain import _layout, explain_many
+
+    fast = explain_many(trained_model, new_messages, top_k=1000)
+    layout = _layout(trained_model.pipeline_.named_steps["features"])
+    assert layout.char_index is not None, "the example model must use the numpy path"
+    monkeypatch.setattr(layout, "char_index", None)
+    slow = explain_many(trained_model, new_messages, top_k=1000)
+    for a, b in zip(fast, slow):
+        assert (a.label, a.runner_up, a.sentence) == (b.label, b.runner_up, b.sentence)
+        assert [t for t, _ in a.toward + a.against] == [t for t, _ in b.toward + b.against]
+        assert np.allclose([w for _, w in a.toward + a.against], [w for _, w in b.toward + b.against], atol=1e-12)
+        assert abs(a.total - b.total) < 1e-12

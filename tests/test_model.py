@@ -157,3 +157,15 @@ def test_english_stop_words_keep_the_words_that_name_requests():
     stop = set(word.stop_words)
     assert {"the", "and", "vous", "pour"} <= stop
     assert not {"bill", "call", "move", "system", "not", "pas"} & stop
+
+
+def test_training_twice_gives_the_same_model(example_mailbox):
+    # liblinear shuffles with a seed; without one, two trainings of the same mail differed in their weights.
+    import numpy as np
+
+    from assoc_ai_core import load_dataset, train
+
+    msgs = load_dataset(example_mailbox / "train").messages
+    a, b = train(msgs), train(msgs)
+    assert np.array_equal(a.pipeline_.named_steps["clf"].coef_, b.pipeline_.named_steps["clf"].coef_)
+    assert a.threshold_ == b.threshold_ and a.temperature_ == b.temperature_
