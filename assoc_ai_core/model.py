@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
+import re
 import warnings
 from datetime import datetime, timezone
 from typing import Any, Sequence
@@ -37,6 +38,7 @@ from .cleaning import TextCleaner
 from .errors import DataError
 from .i18n import tr
 from .ngrams import CharNgramIndex, WordNgramIndex
+from .parsing import message_from_text
 from .records import Message, Prediction
 from .stopwords import ENGLISH_STOP_WORDS, FRENCH_STOP_WORDS
 
@@ -237,6 +239,12 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         cross-validated search (None: ``BLOCK_WEIGHTS`` from ``BLOCK_SEARCH_FROM``
         training messages, the first pair alone below).  The chosen pair is
         ``block_weights_``.
+    label_names : bool
+        Learn from the categories' names too: each name (split at capitals,
+        dashes, underscores and slashes) is one more short training example of
+        its category.  A volunteer who named a folder "Bénévolat" said what it
+        holds; with a few examples per category this counts.  These examples
+        are never scored in the cross-validation.
     random_state : int
         Seed of the fold shuffling and of the linear SVM's solver, so that
         training twice on the same mail gives the same model.
@@ -255,6 +263,7 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         embeddings: str | None = None,
         embedding_weight: float = 1.0,
         block_weights: tuple[tuple[float, float], ...] | None = None,
+        label_names: bool = True,
         random_state: int = 0,
     ) -> None:
         self.target_precision = target_precision
@@ -268,6 +277,7 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         self.embeddings = embeddings
         self.embedding_weight = embedding_weight
         self.block_weights = block_weights
+        self.label_names = label_names
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
@@ -300,6 +310,14 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
             ), stacklevel=2)
         cleaner = TextCleaner(keep_signature=self.keep_signature, pseudonymize=self.pseudonymize)
         cleaned = cleaner.fit(X).transform(X)
+        # The categories' names, as extra training rows after the messages (never in a test fold).
+        names = [label_text(c) for c in classes] if self.label_names else []
+        named = np.flatnonzero([bool(t) for t in names])
+        extra_rows = cleaner.transform([message_from_text(names[i], subject=names[i]) for i in named]) \
+            if len(named) else np.empty((0, cleaned.shape[1]), dtype=object)
+        extra_y = classes[named].astype(object)
+        extra_idx = np.arange(len(y), len(y) + len(named))
+        all_rows, all_y = np.concatenate([cleaned, extra_rows]), np.concatenate([y, extra_y])
         if progress is not None:
             progress.update(1)
         n = len(y)
@@ -328,14 +346,15 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
                     oof[np.ix_(te_idx, np.searchsorted(classes, present))] = 0.0
                 continue
             feats = self._features(n, meta_weight=1.0, history_weight=1.0)
-            Xtr = feats.fit_transform(cleaned[tr_idx])
+            tr_idx = np.concatenate([tr_idx, extra_idx])
+            Xtr = feats.fit_transform(all_rows[tr_idx])
             Xte = feats.transform(cleaned[te_idx])
             for w in block_grid:
                 # float64 directly: the classifier would otherwise make its own float64 copy beside ours.
                 scale = sp.diags(_block_scale(feats, Xtr.shape[1], w).astype(np.float64))
                 Xtr_w, Xte_w = (Xtr @ scale).tocsr(), (Xte @ scale).tocsr()
                 for C in grid:
-                    clf = self._make_clf(C).fit(Xtr_w, y[tr_idx])
+                    clf = self._make_clf(C).fit(Xtr_w, all_y[tr_idx])
                     cols = np.searchsorted(classes, clf.classes_)
                     scores = clf.decision_function(Xte_w)
                     if scores.ndim == 1:  # binary: decision is the score of classes_[1] against classes_[0]
@@ -364,11 +383,11 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
             ("features", self._features(n, meta_weight=meta_w, history_weight=history_w)),
             ("clf", self._make_clf(self.C_)),
         ])
-        X_all = self.pipeline_.named_steps["features"].fit_transform(cleaned)
+        X_all = self.pipeline_.named_steps["features"].fit_transform(all_rows)
         # The classifier works in float64: converting first and dropping the float32 matrix keeps one
         # copy in memory during the fit instead of two.
         X_all = X_all.astype(np.float64)
-        self.pipeline_.named_steps["clf"].fit(X_all, y)
+        self.pipeline_.named_steps["clf"].fit(X_all, all_y)
         del X_all
         if progress is not None:
             progress.update(1)
@@ -397,6 +416,7 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
             "rare_categories": rare,
             "C": float(self.C_),
             "block_weights": {"meta": float(meta_w), "history": float(history_w)},
+            "label_names": bool(len(named)),
             "temperature": float(self.temperature_),
             "cv_folds": int(n_splits),
             "cv_accuracy": float(accuracy_score(y, pred)),
@@ -492,6 +512,12 @@ class _QuietLogisticRegression(LogisticRegression):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             return super().fit(X, y, sample_weight=sample_weight)
+
+
+def label_text(label: str) -> str:
+    """A category's name as words: "QuestionGenerale" → "Question Generale", "dons/recus_fiscaux" → "dons recus fiscaux"."""
+    text = re.sub(r"(?<=[a-zà-ÿ])(?=[A-ZÀ-Þ])", " ", str(label))
+    return " ".join(re.sub(r"[_\-./\\]+", " ", text).split())
 
 
 def _block_scale(feats: ColumnTransformer, width: int, weights: tuple[float, float]) -> np.ndarray:

@@ -169,3 +169,36 @@ def test_training_twice_gives_the_same_model(example_mailbox):
     a, b = train(msgs), train(msgs)
     assert np.array_equal(a.pipeline_.named_steps["clf"].coef_, b.pipeline_.named_steps["clf"].coef_)
     assert a.threshold_ == b.threshold_ and a.temperature_ == b.temperature_
+
+
+def test_category_names_as_words():
+    from assoc_ai_core.model import label_text
+
+    assert label_text("QuestionGenerale") == "Question Generale"
+    assert label_text("dons/recus_fiscaux") == "dons recus fiscaux"
+    assert label_text("Événement-Été") == "Événement Été"
+    assert label_text("01 - Adhésions") == "01 Adhésions"
+    assert label_text("___") == ""
+
+
+def test_category_names_teach_the_model_a_little(tmp_path):
+    from assoc_ai_core.model import MailClassifier
+    from assoc_ai_core.parsing import message_from_text
+
+    examples = {
+        "Bénévolat": ["Je peux aider le samedi matin.", "Disponible pour donner un coup de main au marché.",
+                      "Mon fils voudrait aider à l'accueil.", "J'ai du temps libre pour vous aider."],
+        "Presse": ["Article pour le journal de dimanche.", "Interview à la radio locale demain ?",
+                   "Photos pour notre reportage.", "Le quotidien souhaite vous citer."],
+    }
+    msgs = [message_from_text(t, label=lab) for lab, texts in examples.items() for t in texts]
+    y = [m.label for m in msgs]
+    with_names = MailClassifier().fit(msgs, y)
+    without = MailClassifier(label_names=False).fit(msgs, y)
+    probe = [message_from_text("Question sur le bénévolat")]
+    col = list(with_names.classes_).index("Bénévolat")
+    assert with_names.predict(probe)[0] == "Bénévolat"
+    assert with_names.predict_proba(probe)[0, col] > without.predict_proba(probe)[0, col]
+    # The names are training rows only: the cross-validated figures are over the real messages.
+    assert with_names.metadata_["n_train"] == len(msgs) and with_names.metadata_["label_names"] is True
+    assert without.metadata_["label_names"] is False
