@@ -175,7 +175,8 @@ def test_category_names_as_words():
     from assoc_ai_core.model import label_text
 
     assert label_text("QuestionGenerale") == "Question Generale"
-    assert label_text("dons/recus_fiscaux") == "dons recus fiscaux"
+    assert label_text("Dons/recus_fiscaux") == "recus fiscaux"  # the parent folder is shared by its sub-folders
+    assert label_text("beck-s/tufco/") == "tufco"
     assert label_text("Événement-Été") == "Événement Été"
     assert label_text("01 - Adhésions") == "01 Adhésions"
     assert label_text("___") == ""
