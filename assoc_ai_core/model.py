@@ -315,7 +315,7 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         # With thousands of messages a name is one row among thousands; on the 15,000 Enron messages in
         # 196 folders (many named "misc", "notes", "sent") it cost a point of F1, so large sets go without.
         use_names = self.label_names if self.label_names is not None else len(y) <= LARGE
-        names = [label_text(c) for c in classes] if use_names else []
+        names = _distinctive_names([label_text(c) for c in classes], cleaned[:, 0]) if use_names else []
         named = np.flatnonzero([bool(t) for t in names])
         extra_rows = cleaner.transform([message_from_text(names[i], subject=names[i]) for i in named]) \
             if len(named) else np.empty((0, cleaned.shape[1]), dtype=object)
@@ -527,6 +527,28 @@ def label_text(label: str) -> str:
     name = re.split(r"[/\\]", str(label).rstrip("/\\"))[-1]
     text = re.sub(r"(?<=[a-zà-ÿ])(?=[A-ZÀ-Þ])", " ", name)
     return " ".join(re.sub(r"[_\-.]+", " ", text).split())
+
+
+NAME_WORD_MAX_DF = 0.25
+
+
+def _distinctive_names(names: list[str], texts: Sequence[str]) -> list[str]:
+    """Category names without the words found in more than ``NAME_WORD_MAX_DF`` of the messages.
+
+    A name is one short row, so each of its words weighs a lot; a word that
+    most mail holds ("enron" in a folder "enron_t_s" of an Enron employee, the
+    association's own name) would pull everything toward that category.
+    """
+    words = {w.lower() for n in names for w in n.split()}
+    if not words or not len(texts):
+        return names
+    token = re.compile(WORD_TOKEN)
+    seen: dict[str, int] = dict.fromkeys(words, 0)
+    for text in texts:
+        for w in words.intersection(token.findall(str(text).lower())):
+            seen[w] += 1
+    common = {w for w, k in seen.items() if k > NAME_WORD_MAX_DF * len(texts)}
+    return [" ".join(w for w in n.split() if w.lower() not in common) for n in names]
 
 
 def _block_scale(feats: ColumnTransformer, width: int, weights: tuple[float, float]) -> np.ndarray:

@@ -203,3 +203,11 @@ def test_category_names_teach_the_model_a_little(tmp_path):
     # The names are training rows only: the cross-validated figures are over the real messages.
     assert with_names.metadata_["n_train"] == len(msgs) and with_names.metadata_["label_names"] is True
     assert without.metadata_["label_names"] is False
+
+
+def test_name_words_most_mail_holds_are_left_out():
+    from assoc_ai_core.model import _distinctive_names
+
+    texts = ["Enron news today", "enron meeting", "Enron gas", "travel plans"]
+    assert _distinctive_names(["enron t s", "Travel Club"], texts) == ["t s", "Travel Club"]
+    assert _distinctive_names(["Adhesion"], []) == ["Adhesion"]
