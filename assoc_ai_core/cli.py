@@ -101,13 +101,16 @@ def _report_problems(problems: Sequence[tuple[str, str]]) -> None:
 @click.option("--pseudonymize/--raw-text", "pseudonymize", default=True, show_default=True,
               help=tr("Pseudonymiser le texte avant apprentissage (défaut) ou garder le texte brut.",
                       "Pseudonymise text before learning (default) or keep raw text."))
+@click.option("--label-names/--no-label-names", "label_names", default=None,
+              help=tr("Apprendre aussi des noms des catégories (par défaut : jusqu'à 5 000 messages).",
+                      "Also learn from the category names (default: up to 5,000 messages)."))
 @click.option("--task", default="mail", show_default=True,
               help=tr("mail, ou une tâche « personnes » (donor-propensity, churn, ...).",
                       "mail, or a people task (donor-propensity, churn, ...)."))
 @click.option("--from-mailbox", is_flag=True, help=tr("Apprendre des dossiers de la boîte configurée.", "Learn from the configured mailbox's folders."))
 @click.option("--config", "config_path", type=click.Path(), help=tr("Fichier de configuration TOML.", "TOML configuration file."))
 def train(data: str | None, output: str | None, target_precision: float, semantic: bool, pseudonymize: bool,
-          task: str, from_mailbox: bool, config_path: str | None) -> None:
+          label_names: bool | None, task: str, from_mailbox: bool, config_path: str | None) -> None:
     """Train a model and save it."""
     if task != "mail":
         people = _people_commands()
@@ -138,7 +141,7 @@ def train(data: str | None, output: str | None, target_precision: float, semanti
     labelled = ds.labelled()
     click.echo(tr(f"{len(labelled)} messages étiquetés, {len(set(m.label for m in labelled))} catégories.",
                   f"{len(labelled)} labelled messages, {len(set(m.label for m in labelled))} categories."), err=True)
-    params: dict[str, Any] = {"pseudonymize": pseudonymize}
+    params: dict[str, Any] = {"pseudonymize": pseudonymize, "label_names": label_names}
     if semantic:
         params["embeddings"] = "use-multilingual"
     with _progress(5, tr("Apprentissage", "Training")) as bar:

@@ -134,7 +134,10 @@ def build_card(model: Any, *, evaluation: Mapping[str, Any] | None = None, messa
           f"{period[0][:10] + ' → ' + period[1][:10] if period else 'inconnue'} ; entraîné le {md.get('trained_at', '?')}.",
           f"{md.get('n_train', '?')} messages; period: "
           f"{period[0][:10] + ' → ' + period[1][:10] if period else 'unknown'}; trained on {md.get('trained_at', '?')}."),
-    ]))
+    ] + ([t("Le nom de chaque catégorie a aussi servi d'exemple d'apprentissage (une ligne courte par catégorie, "
+            "jamais comptée dans les mesures).",
+            "Each category's name was also used as a training example (one short row per category, never counted "
+            "in the metrics).")] if md.get("label_names") else [])))
 
     blocks: list[Any] = [t(
         f"Validation croisée à l'entraînement ({md.get('cv_folds', '?')} plis, messages mélangés dans le temps, donc "

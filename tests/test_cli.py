@@ -65,3 +65,17 @@ def test_demo_end_to_end(example_mailbox, tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "demo" / "report.html").is_file() and (tmp_path / "demo" / "model.skops").is_file()
     assert "à vérifier" in r.output and "corrects" in r.output
+
+
+def test_category_names_can_be_left_out_and_the_card_says_when_they_are_used(example_mailbox, tmp_path):
+    from assoc_ai_core.persistence import read_metadata
+
+    with_names, without = tmp_path / "a.skops", tmp_path / "b.skops"
+    assert run(["train", str(example_mailbox / "train"), "-o", str(with_names)]).exit_code == 0
+    assert run(["train", str(example_mailbox / "train"), "-o", str(without), "--no-label-names"]).exit_code == 0
+    assert read_metadata(with_names)["label_names"] is True and read_metadata(without)["label_names"] is False
+    cards = {p.name: p.read_text(encoding="utf-8") for p in tmp_path.glob("*.md")}
+    assert len(cards) == 2, cards.keys()
+    named = [text for name, text in cards.items() if name.startswith("a")]
+    plain = [text for name, text in cards.items() if name.startswith("b")]
+    assert "nom de chaque catégorie" in named[0] and "nom de chaque catégorie" not in plain[0]
