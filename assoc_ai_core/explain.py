@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .i18n import current_lang, percent, tr
+from .ngrams import CharNgramIndex
 from .parsing import message_from_text
 from .records import Message
 from .stopwords import FRENCH_STOP_WORDS
@@ -122,7 +123,7 @@ class _Layout:
     block: np.ndarray  # index into _BLOCKS, len(_BLOCKS) for any other block
     terms: list[str]
     char_start: int
-    char_index: Any  # the character vectorizer's CharNgramIndex, or None
+    char_index: CharNgramIndex | None  # None: the character n-grams are shared the plain way
 
 
 _LAYOUTS: "weakref.WeakKeyDictionary[Any, _Layout]" = weakref.WeakKeyDictionary()
@@ -139,7 +140,7 @@ def _layout(features: Any) -> _Layout:
         char_index = char_vec._fast_index() if hasattr(char_vec, "_fast_index") else None
         char_cols = np.flatnonzero(block == _CHAR)
         layout = _Layout(block, [f for _, _, f in split], int(char_cols[0]) if len(char_cols) else 0,
-                         char_index if type(char_index).__name__ == "CharNgramIndex" else None)
+                         char_index if isinstance(char_index, CharNgramIndex) else None)
         _LAYOUTS[features] = layout
     return layout
 
