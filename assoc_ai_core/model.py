@@ -51,6 +51,7 @@ HISTORY_WEIGHT = 0.3
 BLOCK_WEIGHTS = ((META_WEIGHT, HISTORY_WEIGHT), (META_WEIGHT, 1.0), (0.5, 1.0))
 BLOCK_SEARCH_FROM = 1000
 LARGE = 5000
+DOCS_PER_BATCH = 2000  # documents counted at once by the numpy n-gram path
 CHAR_NGRAMS_UP_TO = 10_000  # training sets above this size get a lighter cross-validated search
 PRECISION_LEVELS = (0.90, 0.95, 0.98)
 WORD_TOKEN = r"(?u)\b\w[\w-]*\w\b"
@@ -104,11 +105,18 @@ class CompactTfidfVectorizer(TfidfVectorizer):
             return super().transform(raw_documents)
         check_is_fitted(self, msg="The TF-IDF vectorizer is not fitted")
         preprocess = self.build_preprocessor()
-        if isinstance(index, CharNgramIndex):
-            counts = index.counts([preprocess(self.decode(doc)) for doc in raw_documents], self.dtype)
-        else:
-            tokenize = self.build_tokenizer()
-            counts = index.counts([tokenize(preprocess(self.decode(doc))) for doc in raw_documents], self.dtype)
+        tokenize = self.build_tokenizer()
+        docs = raw_documents if isinstance(raw_documents, (list, tuple, np.ndarray)) else list(raw_documents)
+        parts = []
+        # A few thousand documents at a time: the token lists of a 100,000-message batch would not fit.
+        for start in range(0, len(docs), DOCS_PER_BATCH):
+            chunk = docs[start : start + DOCS_PER_BATCH]
+            if isinstance(index, CharNgramIndex):
+                parts.append(index.counts([preprocess(self.decode(doc)) for doc in chunk], self.dtype))
+            else:
+                parts.append(index.counts([tokenize(preprocess(self.decode(doc))) for doc in chunk], self.dtype))
+        counts = parts[0] if len(parts) == 1 else (
+            sp.vstack(parts, format="csr") if parts else index.counts([], self.dtype))
         if get_config().get("sparse_interface", "spmatrix") != "sparray":
             counts = sp.csr_matrix(counts)
         return self._tfidf.transform(counts, copy=False)

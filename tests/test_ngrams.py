@@ -93,6 +93,22 @@ def test_large_batches_are_counted_in_chunks(monkeypatch, real_texts):
     assert (vec.transform(docs) != _sklearn(vec, docs)).nnz == 0
 
 
+def test_many_documents_are_counted_a_batch_at_a_time(monkeypatch, real_texts):
+    from assoc_ai_core import model
+
+    monkeypatch.setattr(model, "DOCS_PER_BATCH", 7)
+    for vec in (CompactTfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5)),
+                CompactTfidfVectorizer(ngram_range=(1, 2), token_pattern=WORD_TOKEN)):
+        vec.fit(real_texts[:200])
+        docs = real_texts[200:300]
+        fast, slow = vec.transform(iter(docs)), _sklearn(vec, docs)  # a generator works too
+        assert np.array_equal(fast.indptr, slow.indptr) and np.array_equal(fast.indices, slow.indices)
+        assert np.array_equal(fast.data, slow.data)
+        for transform in (vec.transform, lambda d: _sklearn(vec, d)):  # no document: the same error as scikit-learn
+            with pytest.raises(ValueError, match="0 sample"):
+                transform([])
+
+
 def test_vocabularies_the_fast_path_cannot_reproduce_fall_back():
     # n-grams longer than five characters do not fit one 64-bit key; words shorter than the smallest n are
     # a special case of scikit-learn's; both keep scikit-learn's own path.
