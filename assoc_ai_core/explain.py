@@ -113,6 +113,7 @@ def _feature_names(features: Any) -> np.ndarray:
 
 
 _BLOCKS = ("word", "char", "meta", "history", "semantic")
+_GRAMS_BATCH = 500  # messages whose words' n-grams are looked up together
 _CHAR = 1
 
 
@@ -319,11 +320,13 @@ def explain_many(model: Any, messages: Sequence[Message | str], *, top_k: int = 
     classes = [str(c) for c in model.classes_]
     layout = _layout(features)
     grams: list[_WordGrams | None] = [None] * len(msgs)
-    if layout.char_index is not None:
-        texts = [str(row[2] if len(row) > 2 else row[0]) for row in cleaned]
-        grams = list(_batch_word_grams(texts, features, layout.char_index))
     out = []
     for i in range(len(msgs)):
+        if layout.char_index is not None and i % _GRAMS_BATCH == 0:
+            # The words of a few hundred messages at a time: one numpy pass each, memory bounded.
+            block = cleaned[i : i + _GRAMS_BATCH]
+            texts = [str(row[2] if len(row) > 2 else row[0]) for row in block]
+            grams[i : i + len(block)] = _batch_word_grams(texts, features, layout.char_index)
         order = np.argsort(-proba[i])
         k = int(order[0])
         r = int(order[1]) if len(order) > 1 else k

@@ -53,8 +53,11 @@ def test_model_top_terms(trained_model):
 def test_batched_numpy_sharing_gives_the_word_by_word_explanation(trained_model, new_messages, monkeypatch):
     # The batch path finds each word's character n-grams with the vectorizer's numpy index; the plain
     # path builds them as strings.  Both must give every word the same push.
+    import sys
+
     from assoc_ai_core.explain import _layout, explain_many
 
+    monkeypatch.setattr(sys.modules["assoc_ai_core.explain"], "_GRAMS_BATCH", 3)  # several blocks of words
     fast = explain_many(trained_model, new_messages, top_k=1000)
     layout = _layout(trained_model.pipeline_.named_steps["features"])
     assert layout.char_index is not None, "the example model must use the numpy path"
