@@ -26,7 +26,7 @@ import scipy.sparse as sp
 _BITS = 12  # bits per character: five characters fit in one 64-bit integer
 _UNKNOWN = (1 << _BITS) - 1  # the code of a character no vocabulary term holds
 _MAX_SYMBOLS = _UNKNOWN - 1  # ranks 1 .. _MAX_SYMBOLS; 0 is never a character's code
-_CHUNK_CHARS = 2_000_000  # bounds the temporary arrays when a large batch is transformed at once
+_CHUNK_CHARS = 100_000  # characters looked up at once: bounds the temporary arrays (about 80 bytes a character)
 
 
 class _KeyTable:
@@ -146,8 +146,7 @@ class CharNgramIndex:
 
     def counts(self, docs: Sequence[str], dtype: Any) -> sp.csr_array:
         """Document × term counts of the n-grams of already preprocessed documents."""
-        rows: list[np.ndarray] = [_EMPTY]
-        cols: list[np.ndarray] = [_EMPTY]
+        parts: list[sp.csr_array] = []
         start = 0
         while start < len(docs):
             # Each word is padded with one space on each side, as char_wb does; two spaces then mark
@@ -161,11 +160,13 @@ class CharNgramIndex:
                 texts.append(text)
                 size += len(text)
                 stop += 1
-            r, c = self._chunk(texts)
-            rows.append(r + start)
-            cols.append(c)
+            # Each chunk becomes its compact CSR rows at once: the raw (document, column) hits of a
+            # whole batch would take more memory than everything else classification holds.
+            parts.append(_count_matrix(*self._chunk(texts), len(texts), self.n_features, dtype))
             start = stop
-        return _count_matrix(np.concatenate(rows), np.concatenate(cols), len(docs), self.n_features, dtype)
+        if len(parts) == 1:
+            return parts[0]
+        return sp.vstack(parts, format="csr") if parts else _count_matrix(_EMPTY, _EMPTY, 0, self.n_features, dtype)
 
     def _chunk(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         joined = "".join(texts)
