@@ -137,8 +137,7 @@ def connector_alone(mails: list[bytes], categories: list[str], core: int, mail_f
         os.sched_setaffinity(0, {core})
         try:
             conn = ImapConnector(server.config(user, password, timeout=60.0))
-            run = _label_and_move_batched if batched else _label_and_move
-            seconds, count, timings = run(conn, categories)
+            seconds, count, timings = _label_and_move(conn, categories, batched)
         finally:
             os.sched_setaffinity(0, previous)
     return {"dovecot_storage": mail_format, "batched": batched, "messages": count, "seconds": round(seconds, 2),
@@ -146,32 +145,12 @@ def connector_alone(mails: list[bytes], categories: list[str], core: int, mail_f
             "ms_per_message": {k: round(1000 * v / max(1, count), 3) for k, v in timings.items()}}
 
 
-def _label_and_move(conn, categories: list[str]) -> tuple[float, int, dict[str, float]]:
-    """Fetch every new message, add its keyword and move it; return (seconds, count, time per step)."""
-    timings = {"fetch": 0.0, "label": 0.0, "move": 0.0}
-    count = 0
-    with conn:
-        for name in categories:
-            conn.ensure_folder(f"IA/{name}")
-        started = mark = time.perf_counter()
-        for page in conn.fetch_new("INBOX", None, page_size=100):
-            timings["fetch"] += time.perf_counter() - mark
-            for mail in page.messages:
-                category = categories[count % len(categories)]
-                t0 = time.perf_counter()
-                conn.add_label(mail.ref, category)
-                t1 = time.perf_counter()
-                conn.move(mail.ref, f"IA/{category}")
-                timings["label"] += t1 - t0
-                timings["move"] += time.perf_counter() - t1
-                count += 1
-            mark = time.perf_counter()
-        seconds = time.perf_counter() - started
-    return seconds, count, timings
+def _label_and_move(conn, categories: list[str], batched: bool) -> tuple[float, int, dict[str, float]]:
+    """Fetch every new message, add its keyword and move it; return (seconds, count, time per step).
 
-
-def _label_and_move_batched(conn, categories: list[str]) -> tuple[float, int, dict[str, float]]:
-    """Like :func:`_label_and_move`, with one keyword STORE and one MOVE per category and page."""
+    ``batched``: one keyword STORE and one MOVE per category and page (as the job does), else one
+    message at a time.
+    """
     timings = {"fetch": 0.0, "label": 0.0, "move": 0.0}
     count = 0
     with conn:
@@ -185,14 +164,21 @@ def _label_and_move_batched(conn, categories: list[str]) -> tuple[float, int, di
                 groups.setdefault(categories[count % len(categories)], []).append(mail.ref)
                 count += 1
             for category, refs in groups.items():
-                t0 = time.perf_counter()
-                conn.add_label_many(refs, category)
-                t1 = time.perf_counter()
-                moved = conn.move_many(refs, f"IA/{category}")
-                timings["label"] += t1 - t0
-                timings["move"] += time.perf_counter() - t1
-                if len(moved) != len(refs):
-                    raise SystemExit(f"move_many moved {len(moved)} of {len(refs)} messages")
+                for chunk in ([refs] if batched else [[ref] for ref in refs]):
+                    t0 = time.perf_counter()
+                    if batched:
+                        conn.add_label_many(chunk, category)
+                    else:
+                        conn.add_label(chunk[0], category)
+                    t1 = time.perf_counter()
+                    if batched:
+                        moved = conn.move_many(chunk, f"IA/{category}")
+                        if len(moved) != len(chunk):
+                            raise SystemExit(f"move_many moved {len(moved)} of {len(chunk)} messages")
+                    else:
+                        conn.move(chunk[0], f"IA/{category}")
+                    timings["label"] += t1 - t0
+                    timings["move"] += time.perf_counter() - t1
             mark = time.perf_counter()
         seconds = time.perf_counter() - started
     return seconds, count, timings

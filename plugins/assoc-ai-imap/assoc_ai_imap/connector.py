@@ -846,15 +846,7 @@ class ImapConnector(MailboxConnector):
         server = self.server_name(ref.folder)
 
         def run(client: IMAPClient) -> None:
-            info = self._select(client, server)
-            allowed = {f.lower() for f in info.get(b"PERMANENTFLAGS", ())}
-            if b"\\*" not in allowed and keyword.lower() not in allowed:
-                raise CapabilityError(tr(
-                    f"IMAP {self.config.host} : le dossier {ref.folder} n'accepte pas de mots-clés personnalisés "
-                    "(PERMANENTFLAGS sans \\*). Utilisez le déplacement dans un dossier plutôt que les étiquettes.",
-                    f"IMAP {self.config.host}: folder {ref.folder} does not accept custom keywords "
-                    "(PERMANENTFLAGS without \\*). Use moving to a folder instead of labels.",
-                ), connector_id=CONNECTOR_ID)
+            self._require_keywords(self._select(client, server), ref.folder, keyword)
             if ref.uid.isdigit():  # one round trip: a non-silent STORE answers only for messages that exist
                 stored = client.add_flags([int(ref.uid)], [keyword])
                 if int(ref.uid) in stored and DELETED not in stored[int(ref.uid)]:
@@ -898,10 +890,8 @@ class ImapConnector(MailboxConnector):
                 "they are not labelled.",
             ), connector_id=CONNECTOR_ID)
 
-    def _label_set(self, client: IMAPClient, refs: Sequence[MailRef], server: str, folder: str,
-                   keyword: bytes) -> list[MailRef]:
-        """Store ``keyword`` on ``refs`` (all in ``server``); return the refs that could not be found."""
-        info = self._select(client, server)
+    def _require_keywords(self, info: dict, folder: str, keyword: bytes) -> None:
+        """Raise CapabilityError when the selected folder cannot store ``keyword`` (PERMANENTFLAGS)."""
         allowed = {f.lower() for f in info.get(b"PERMANENTFLAGS", ())}
         if b"\\*" not in allowed and keyword.lower() not in allowed:
             raise CapabilityError(tr(
@@ -910,6 +900,11 @@ class ImapConnector(MailboxConnector):
                 f"IMAP {self.config.host}: folder {folder} does not accept custom keywords "
                 "(PERMANENTFLAGS without \\*). Use moving to a folder instead of labels.",
             ), connector_id=CONNECTOR_ID)
+
+    def _label_set(self, client: IMAPClient, refs: Sequence[MailRef], server: str, folder: str,
+                   keyword: bytes) -> list[MailRef]:
+        """Store ``keyword`` on ``refs`` (all in ``server``); return the refs that could not be found."""
+        self._require_keywords(self._select(client, server), folder, keyword)
         digits = {int(ref.uid): ref for ref in refs if ref.uid.isdigit()}
         # a non-silent STORE answers only for messages that exist: one round trip for the usual case
         stored = self._on_set(client, lambda: client.add_flags(sorted(digits), [keyword])) if digits else {}
