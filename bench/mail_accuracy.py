@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import binomtest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
@@ -115,15 +116,25 @@ def bench_enron(args: argparse.Namespace) -> dict:
         tr, te = rows[:cut], rows[cut:]
         base = TfidfVectorizer(sublinear_tf=True, min_df=2)
         svc = LinearSVC().fit(base.fit_transform([r["raw"] for r in tr]), [r["folder"] for r in tr])
-        base_acc = accuracy_score([r["folder"] for r in te], svc.predict(base.transform([r["raw"] for r in te])))
+        base_pred = svc.predict(base.transform([r["raw"] for r in te]))
+        base_acc = accuracy_score([r["folder"] for r in te], base_pred)
         msgs_tr = [parse_message(r["raw"].encode("utf-8"), label=r["folder"]) for r in tr]
         msgs_te = [parse_message(r["raw"].encode("utf-8"), label=r["folder"]) for r in te]
         t0 = time.time()
         model = train(msgs_tr, **_params(args))
         fit_s = time.time() - t0
         proba = model.predict_proba(msgs_te)
-        ours = accuracy_score([m.label for m in msgs_te], model.classes_[proba.argmax(1)])
+        y_te = np.array([m.label for m in msgs_te])
+        ours_pred = model.classes_[proba.argmax(1)]
+        ours = accuracy_score(y_te, ours_pred)
+        # The two models are scored on the same test mail: McNemar's exact test on the messages where
+        # exactly one of them is right says whether the gap is more than the luck of this one split.
+        only_ours = int(((ours_pred == y_te) & (base_pred != y_te)).sum())
+        only_base = int(((ours_pred != y_te) & (base_pred == y_te)).sum())
+        p_value = binomtest(only_ours, only_ours + only_base).pvalue if only_ours + only_base else 1.0
         out[user] = {"ours": float(ours), "baseline_raw_linearsvc": float(base_acc),
+                     "only_ours_right": only_ours, "only_baseline_right": only_base,
+                     "mcnemar_exact_p": float(p_value),
                      "reference_readme": REFERENCE["enron_linearsvc_raw"][user], "n_train": cut, "fit_seconds": fit_s}
     return out
 

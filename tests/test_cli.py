@@ -79,3 +79,14 @@ def test_category_names_can_be_left_out_and_the_card_says_when_they_are_used(exa
     named = [text for name, text in cards.items() if name.startswith("a")]
     plain = [text for name, text in cards.items() if name.startswith("b")]
     assert "nom de chaque catégorie" in named[0] and "nom de chaque catégorie" not in plain[0]
+
+
+def test_small_mailbox_is_told_about_the_semantic_option_once(example_mailbox, tmp_path):
+    model = tmp_path / "m.skops"
+    r = run(["train", str(example_mailbox / "train"), "-o", str(model)])
+    assert r.exit_code == 0 and "Conseil" in r.output and "--semantic" in r.output
+    assert "Conseil" not in r.stdout  # advice goes to stderr, so scripts reading stdout are not disturbed
+    r = run(["train", str(example_mailbox / "train"), "-o", str(model)], env={"ASSOC_AI_LANG": "en"})
+    assert "Tip:" in r.output
+    r = run(["train", str(example_mailbox / "train"), "-o", str(model), "--semantic"])
+    assert r.exit_code == 0 and "Conseil" not in r.output and "--semantic" not in r.output
