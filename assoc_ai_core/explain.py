@@ -31,6 +31,23 @@ _FUNCTION_WORDS = FRENCH_STOP_WORDS | ENGLISH_STOP_WORDS | frozenset(
     "pas plus moi toi n'ai j'ai c'est l'on qu'il d'un d'une sous sans".split()
 )
 
+# What French elision leaves before an apostrophe ("jusqu'à", "d'adhérent"): never a reason on its own.
+_ELIDED = frozenset("c d j l m n s t qu jusqu lorsqu puisqu quoiqu presqu".split())
+
+
+def _content_core(term: str) -> str | None:
+    """The content word of a term for the one-line sentence, or None for meta reasons and function words.
+
+    "d'adhérent" → "adhérent"; "jusqu'à", "jusqu" and "⟨un lien⟩" → None.  The sentence names each core
+    once, so "jusqu" and "jusqu'à", or "l'adhésion" and "adhésion", are not listed twice.
+    """
+    if term.startswith("⟨"):
+        return None
+    parts = [p for p in term.lower().replace("’", "'").strip("'").split("'") if p]
+    content = [p for p in parts if p not in _ELIDED and p not in _FUNCTION_WORDS]
+    return " ".join(content) or None
+
+
 _META_LABELS = {
     "sender_": ("expéditeur déjà vu", "known sender"),
     "rcpt_": ("destinataire habituel", "usual recipient"),
@@ -76,6 +93,32 @@ class Explanation:
         d["toward"] = [{"term": t, "weight": round(w, 4)} for t, w in self.toward]
         d["against"] = [{"term": t, "weight": round(w, 4)} for t, w in self.against]
         return d
+
+
+# Pseudonymisation turns "https://…" into <URL>, which the word features read as "url": shown as what it
+# stands for, so a board member reads "a link", not a placeholder's spelling.
+_PLACEHOLDER_LABELS = {
+    "url": ("un lien", "a link"),
+    "email": ("une adresse e-mail", "an e-mail address"),
+    "phone": ("un numéro de téléphone", "a phone number"),
+    "iban": ("un IBAN", "an IBAN"),
+    "address": ("une adresse postale", "a postal address"),
+    "postcode": ("un code postal", "a postcode"),
+    "name": ("un nom de personne", "a person's name"),
+}
+
+
+def _name_placeholders(terms: dict[str, float], text: str, lang: str) -> dict[str, float]:
+    """Terms with each placeholder word the text holds (``<URL>`` → "url") shown as ⟨a link⟩."""
+    if "<" not in text:
+        return terms
+    out: dict[str, float] = defaultdict(float)
+    for term, weight in terms.items():
+        label = _PLACEHOLDER_LABELS.get(term.lower())
+        if label is not None and f"<{term.upper()}>" in text:
+            term = "⟨" + tr(*label, lang) + "⟩"
+        out[term] += weight
+    return out
 
 
 def _readable_meta(token: str, lang: str) -> str:
@@ -336,6 +379,7 @@ def explain_many(model: Any, messages: Sequence[Message | str], *, top_k: int = 
             row = slice(X.indptr[i], X.indptr[i + 1])
             terms, total, bias = _contributions(model, cleaned[i], k, r, X_row=(X.indices[row], X.data[row]),
                                                 grams=grams[i])
+            terms = _name_placeholders(terms, str(cleaned[i][0]), lang)
         ranked = sorted(((t, w) for t, w in terms.items() if abs(w) > 1e-6), key=lambda tw: -abs(tw[1]))
         exp = Explanation(
             label=classes[k], probability=float(proba[i, k]), runner_up=classes[r],
@@ -352,7 +396,12 @@ def sentence(exp: Explanation, *, lang: str | None = None, words: int = 4) -> st
     """One plain sentence: category, confidence, main words, runner-up."""
     lang = lang or exp.lang
     # The sentence names content words; function words stay in the signed lists (faithful, complete).
-    shown = [t for t, _ in exp.toward if not t.startswith("⟨") and t.lower().strip("'’") not in _FUNCTION_WORDS][:words]
+    shown, cores = [], set()
+    for t, _ in exp.toward:
+        core = _content_core(t)
+        if core is not None and core not in cores and len(shown) < words:
+            shown.append(t)
+            cores.add(core)
     shown = shown or [t for t, _ in exp.toward][:words]
     if lang == "en":
         because = ", ".join(f"\u201c{t}\u201d" for t in shown)

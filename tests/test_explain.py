@@ -68,3 +68,26 @@ def test_batched_numpy_sharing_gives_the_word_by_word_explanation(trained_model,
         assert [t for t, _ in a.toward + a.against] == [t for t, _ in b.toward + b.against]
         assert np.allclose([w for _, w in a.toward + a.against], [w for _, w in b.toward + b.against], atol=1e-12)
         assert abs(a.total - b.total) < 1e-12
+
+
+def test_placeholders_are_shown_as_what_they_stand_for(trained_model):
+    text = "Offre spéciale livraison gratuite : https://promo.example.com/offre et https://promo.example.com/b"
+    for lang, shown in (("fr", "⟨un lien⟩"), ("en", "⟨a link⟩")):
+        exp = explain(trained_model, text, top_k=10_000, lang=lang)
+        terms = [t for t, _ in exp.toward + exp.against]
+        assert shown in terms and "url" not in [t.lower() for t in terms]
+        listed = sum(w for _, w in exp.toward) + sum(w for _, w in exp.against)
+        assert listed == pytest.approx(exp.total, abs=1e-3)  # renaming merges pushes, never drops one
+    # A word that only looks like a placeholder is left as written.
+    exp = explain(trained_model, "Quelle est l'url de votre site ?", top_k=10_000)
+    assert not any(t.startswith("⟨un lien") for t, _ in exp.toward + exp.against)
+
+
+def test_sentence_names_each_content_word_once():
+    from assoc_ai_core.explain import Explanation, sentence
+
+    exp = Explanation(label="Autre", probability=0.9, runner_up="Evenement", runner_up_probability=0.05,
+                      toward=[("jusqu", 0.9), ("jusqu'à", 0.8), ("l’adhésion", 0.7), ("adhésion", 0.6),
+                              ("⟨un lien⟩", 0.5), ("d'adhérent", 0.4), ("offre", 0.3), ("carte", 0.2)])
+    because = sentence(exp, lang="fr").split("surtout à cause de ")[1].split(" ; sinon")[0]
+    assert because == "« l’adhésion », « d'adhérent », « offre », « carte »"
