@@ -53,7 +53,8 @@ def _read_file(path: Path, label: str | None) -> Message:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        return Message(key=f"file:{path}", source=str(path), label=label, error=f"cannot read file: {exc.strerror}")
+        reason = tr(f"fichier illisible : {exc.strerror}", f"cannot read file: {exc.strerror}")
+        return Message(key=f"file:{path}", source=str(path), label=label, error=reason)
     return parse_message(raw, source=str(path), label=label)
 
 
@@ -137,7 +138,7 @@ def _iter_mbox(f: Path, label: str | None) -> Iterator[Message]:
             try:
                 raw = box.get_bytes(key)
             except Exception as exc:  # a damaged mbox entry must not hide the others
-                yield Message(key=f"mbox:{f}#{i}", source=source, label=label, error=f"unreadable mbox entry: {exc}")
+                yield Message(key=f"mbox:{f}#{i}", source=source, label=label, error=tr(f"entrée mbox illisible : {exc}", f"unreadable mbox entry: {exc}"))
                 continue
             yield parse_message(raw, source=source, label=label)
     finally:
@@ -162,7 +163,8 @@ def _iter_table(f: Path) -> Iterator[Message]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    yield Message(key=f"row:{f}:{i}", source=f"{f}:{i}", error=f"invalid JSON line: {exc.msg}")
+                    reason = tr(f"ligne JSON invalide : {exc.msg}", f"invalid JSON line: {exc.msg}")
+                    yield Message(key=f"row:{f}:{i}", source=f"{f}:{i}", error=reason)
                     continue
                 yield _row_message(row, f, i)
         return
@@ -199,7 +201,7 @@ def _row_message(row: dict, f: Path, i: int) -> Message:
     from dataclasses import replace
 
     if not text.strip() and not subject.strip():
-        return replace(msg, key=f"row:{f}:{i}", source=source, error="empty text")
+        return replace(msg, key=f"row:{f}:{i}", source=source, error=tr("texte vide", "empty text"))
     return replace(msg, source=source)
 
 

@@ -93,7 +93,9 @@ def test_truncated_multipart_is_salvaged_and_flagged():
     assert "CloseBoundaryNotFoundDefect" in m.defects
 
 
-def test_garbage_and_empty_input_reported_not_raised():
+def test_garbage_and_empty_input_reported_not_raised(monkeypatch):
+    assert parse_message(b"").error == "message vide"
+    monkeypatch.setenv("ASSOC_AI_LANG", "en")
     assert parse_message(b"").error == "empty message"
     m = parse_message(b"\x00\x01\x02 not an email at all")
     assert m.error is not None or m.text  # either salvaged as text or reported, never an exception
@@ -180,3 +182,17 @@ def test_simple_address_headers_read_as_the_standard_parser_reads_them():
         expected = tuple(a.lower() for _, a in email.utils.getaddresses([value]) if a)
         assert _addresses([value]) == expected, value
         assert _sender(value) == email.utils.parseaddr(value), value
+
+
+def test_files_that_are_not_mail_are_reported_with_what_they_are(monkeypatch):
+    monkeypatch.setenv("ASSOC_AI_LANG", "en")
+    outlook = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600)
+    assert parse_message(outlook).error.startswith("Outlook .msg file") and ".eml" in parse_message(outlook).error
+    assert parse_message(b"%PDF-1.7\n%\xe2\xe3\n1 0 obj").error.startswith("PDF document")
+    assert parse_message(b"PK\x03\x04\x14\x00word/document.xml").error.startswith("ZIP / Office document")
+    assert parse_message(b"\x89PNG\r\n\x1a\n\x00\x00").error.startswith("PNG document")
+    assert parse_message(b"Subject: hi\n\n\x00\x01\x02 binary").error.startswith("binary file")
+    monkeypatch.setenv("ASSOC_AI_LANG", "fr")
+    assert parse_message(outlook).error.startswith("fichier Outlook .msg")
+    # Mail that merely talks about such files, or carries them as attachments, is mail.
+    assert parse_message(b"Subject: %PDF-1.7 ci-joint\n\nVoir le PDF.").error is None

@@ -47,10 +47,10 @@ def test_csv_french_export_and_jsonl(tmp_path):
                                          encoding="utf-8-sig")
     ds = load_dataset(tmp_path / "export.csv")
     assert ds.messages[0].label == "Adhesion" and ds.messages[0].subject == "Adhésion"
-    assert ds.messages[1].error == "empty text" and ds.problems  # reported with its line, not dropped
+    assert ds.messages[1].error == "texte vide" and ds.problems  # reported with its line, not dropped
     (tmp_path / "d.jsonl").write_text(json.dumps({"text": "bonjour", "label": "A"}) + "\n{broken\n", encoding="utf-8")
     ds = load_dataset(tmp_path / "d.jsonl")
-    assert ds.messages[0].label == "A" and ds.messages[1].error.startswith("invalid JSON")
+    assert ds.messages[0].label == "A" and ds.messages[1].error.startswith("ligne JSON invalide")
 
 
 def test_csv_without_text_column_is_a_clear_error(tmp_path):
