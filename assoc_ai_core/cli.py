@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -73,6 +74,18 @@ def _load(path: str) -> Any:
     from .persistence import load_model
 
     return load_model(path)
+
+
+def _echo_warnings(caught: Sequence[warnings.WarningMessage]) -> None:
+    """Our own warnings as one plain line each (no file and line number); others as Python shows them."""
+    seen: set[str] = set()
+    for w in caught:
+        if "assoc_ai_core" in str(w.filename):
+            if str(w.message) not in seen:
+                seen.add(str(w.message))
+                click.echo(tr("Attention : ", "Warning: ") + str(w.message), err=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _report_problems(problems: Sequence[tuple[str, str]]) -> None:
@@ -141,11 +154,18 @@ def train(data: str | None, output: str | None, target_precision: float, semanti
     labelled = ds.labelled()
     click.echo(tr(f"{len(labelled)} messages étiquetés, {len(set(m.label for m in labelled))} catégories.",
                   f"{len(labelled)} labelled messages, {len(set(m.label for m in labelled))} categories."), err=True)
+    loose = [m for m in ds.messages if m.error is None and not m.label]
+    if loose and labelled:  # mail beside the category folders: not learnt from, and the user should know
+        click.echo(tr(f"{len(loose)} message(s) hors de tout dossier de catégorie, non appris (ex. : {loose[0].source}).",
+                      f"{len(loose)} message(s) outside any category folder, not learnt from "
+                      f"(e.g. {loose[0].source})."), err=True)
     params: dict[str, Any] = {"pseudonymize": pseudonymize, "label_names": label_names}
     if semantic:
         params["embeddings"] = "use-multilingual"
-    with _progress(5, tr("Apprentissage", "Training")) as bar:
+    with _progress(5, tr("Apprentissage", "Training")) as bar, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         model = train_model(labelled, target_precision=target_precision, progress=bar, **params)
+    _echo_warnings(caught)
     save_model(model, output)
     from .modelcard import card_beside_model
 
@@ -224,7 +244,10 @@ def evaluate(model_path: str, data: str, json_out: str | None, html_out: str | N
 
         older, test = chronological_split(test, chrono)
         params = {k: v for k, v in model.get_params().items()}
-        model = train_model(older, **params)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = train_model(older, **params)
+        _echo_warnings(caught)
         protocol = f"chronological {1 - chrono:.0%}/{chrono:.0%}"
     result = run_eval(model, test, lang=lang)
     result["protocol"] = protocol

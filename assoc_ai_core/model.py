@@ -325,7 +325,9 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         use_names = self.label_names if self.label_names is not None else len(y) <= LARGE
         names = _distinctive_names([label_text(c) for c in classes], cleaned[:, 0]) if use_names else []
         named = np.flatnonzero([bool(t) for t in names])
-        extra_rows = cleaner.transform([message_from_text(names[i], subject=names[i]) for i in named]) \
+        # The name once, as the body: written as subject and body too it made pairs like "presse presse"
+        # that topped the model's terms in the report.
+        extra_rows = cleaner.transform([message_from_text(names[i]) for i in named]) \
             if len(named) else np.empty((0, cleaned.shape[1]), dtype=object)
         extra_y = classes[named].astype(object)
         extra_idx = np.arange(len(y), len(y) + len(named))

@@ -90,3 +90,20 @@ def test_small_mailbox_is_told_about_the_semantic_option_once(example_mailbox, t
     assert "Tip:" in r.output
     r = run(["train", str(example_mailbox / "train"), "-o", str(model), "--semantic"])
     assert r.exit_code == 0 and "Conseil" not in r.output and "--semantic" not in r.output
+
+
+def test_training_says_what_it_left_out_in_plain_words(example_mailbox, tmp_path):
+    import shutil
+
+    data = tmp_path / "mail"
+    shutil.copytree(example_mailbox / "train", data)
+    lone = tmp_path / "lone.eml"
+    shutil.copy(sorted((data / "Presse").glob("*.eml"))[0], lone)
+    (data / "Seule").mkdir()
+    shutil.copy(lone, data / "Seule" / "1.eml")  # a category with a single example
+    shutil.copy(lone, data / "a-la-racine.eml")  # mail beside the category folders
+    r = run(["train", str(data), "-o", str(tmp_path / "m.skops")])
+    assert r.exit_code == 0, r.output
+    assert "1 message(s) hors de tout dossier de catégorie" in r.output and "a-la-racine.eml" in r.output
+    assert "Attention : Catégories avec un seul exemple" in r.output and "Seule" in r.output
+    assert "UserWarning" not in r.output and ".py:" not in r.output  # no Python warning dump for a volunteer

@@ -203,6 +203,11 @@ def test_category_names_teach_the_model_a_little(tmp_path):
     # The names are training rows only: the cross-validated figures are over the real messages.
     assert with_names.metadata_["n_train"] == len(msgs) and with_names.metadata_["label_names"] is True
     assert without.metadata_["label_names"] is False
+    # Each name is one short row: no "bénévolat bénévolat" pair among the terms a board member reads.
+    from assoc_ai_core import explain_model
+
+    terms = {t for pairs in explain_model(with_names, top_k=50).values() for t, _ in pairs}
+    assert "bénévolat" in terms and "bénévolat bénévolat" not in terms and "presse presse" not in terms
 
 
 def test_name_words_most_mail_holds_are_left_out():
