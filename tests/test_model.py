@@ -93,7 +93,7 @@ def test_unreadable_message_goes_to_review(trained_model):
     from assoc_ai_core.parsing import parse_message
 
     p = predict(trained_model, [parse_message(b"")])[0]
-    assert p.decision == "review" and p.label is None and "empty" in p.reason
+    assert p.decision == "review" and p.label is None and p.reason == "message vide"
 
 
 def test_estimator_conventions():
