@@ -20,7 +20,7 @@ import click
 
 from . import __version__
 from .errors import AssocAIError, DataError
-from .i18n import current_lang, percent, tr
+from .i18n import current_lang, decimal, percent, tr
 
 log = logging.getLogger("assoc_ai_core")
 
@@ -173,7 +173,7 @@ def train(data: str | None, output: str | None, target_precision: float, semanti
     md = model.metadata_
     click.echo(tr(
         f"Modèle écrit : {output}\n"
-        f"Validation croisée : exactitude {percent(md['cv_accuracy'])}, F1 macro {md['cv_macro_f1']:.3f}.\n"
+        f"Validation croisée : exactitude {percent(md['cv_accuracy'])}, F1 macro {decimal(md['cv_macro_f1'], 3, 'fr')}.\n"
         f"À {percent(target_precision)} de précision, {percent(md['expected_auto_share'])} du courrier serait "
         f"classé automatiquement (seuil de confiance {percent(md['threshold'])}) ; le reste va « À vérifier ».",
         f"Model written: {output}\n"
@@ -269,7 +269,7 @@ def evaluate(model_path: str, data: str, json_out: str | None, html_out: str | N
 
 def _summary(result: dict[str, Any], lang: str) -> str:
     lines = [
-        tr(f"{result['n']} messages — exactitude {percent(result['accuracy'], lang)}, F1 macro {result['macro_f1']:.3f}",
+        tr(f"{result['n']} messages — exactitude {percent(result['accuracy'], lang)}, F1 macro {decimal(result['macro_f1'], 3, 'fr')}",
            f"{result['n']} messages — accuracy {percent(result['accuracy'], lang)}, macro-F1 {result['macro_f1']:.3f}", lang),
     ]
     at = result["at_threshold"]
@@ -281,9 +281,10 @@ def _summary(result: dict[str, Any], lang: str) -> str:
     cov = ", ".join(f"{k}: {percent(v, lang)}" for k, v in result["coverage_at_precision"].items())
     lines.append(tr(f"Part automatisable par précision : {cov}", f"Share automatable by precision: {cov}", lang))
     width = max(len(k) for k in result["per_class"])
-    lines.append(f"{'':{width}}  precision  recall  f1     n")
+    lines.append(f"{'':{width}}  " + tr("précision  rappel  F1     n", "precision  recall  f1     n", lang))
     for label, m in result["per_class"].items():
-        lines.append(f"{label:{width}}  {m['precision']:.3f}      {m['recall']:.3f}   {m['f1']:.3f}  {m['support']}")
+        p, r, f = (decimal(m[k], 3, lang) for k in ("precision", "recall", "f1"))
+        lines.append(f"{label:{width}}  {p}      {r}   {f}  {m['support']}")
     return "\n".join(lines)
 
 
@@ -435,7 +436,7 @@ def demo(mailbox: str, out_dir: str, lang: str | None) -> None:
     model = load_model(model_path)  # what a scheduled job would do: the saved file, not the object in memory
     md = model.metadata_
     click.echo(tr(
-        f"   validation croisée : F1 macro {md['cv_macro_f1']:.2f} ; à 95 % de précision, "
+        f"   validation croisée : F1 macro {decimal(md['cv_macro_f1'], 2, 'fr')} ; à 95 % de précision, "
         f"{percent(md['expected_auto_share'], lang)} classé automatiquement.",
         f"   cross-validation: macro-F1 {md['cv_macro_f1']:.2f}; at 95% precision, "
         f"{percent(md['expected_auto_share'], lang)} routed automatically.", lang))

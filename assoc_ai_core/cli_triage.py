@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import click
 
 from .errors import ConfigError
-from .i18n import percent, tr
+from .i18n import decimal, percent, tr
 
 CONFIG_HELP = tr("Fichier de configuration TOML (défaut : $ASSOC_AI_CONFIG, puis ./assoc_ai.toml).",
                  "TOML configuration file (default: $ASSOC_AI_CONFIG, then ./assoc_ai.toml).")
@@ -353,7 +353,7 @@ def train_from_mailbox_command(config_path: str, output: str) -> None:
     md = getattr(model, "metadata_", {})
     click.echo(tr(
         f"Modèle écrit : {output} ({md.get('n_train', '?')} messages, {len(md.get('labels', []))} catégories).\n"
-        f"Validation croisée : F1 macro {md.get('cv_macro_f1', 0):.3f} ; "
+        f"Validation croisée : F1 macro {decimal(md.get('cv_macro_f1', 0), 3, 'fr')} ; "
         f"{percent(md.get('expected_auto_share', 0))} du courrier serait classé automatiquement.",
         f"Model written: {output} ({md.get('n_train', '?')} messages, {len(md.get('labels', []))} categories).\n"
         f"Cross-validation: macro-F1 {md.get('cv_macro_f1', 0):.3f}; "

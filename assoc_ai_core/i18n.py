@@ -33,6 +33,12 @@ def tr(fr: str, en: str, lang: str | None = None) -> str:
     return en if (lang or current_lang()) == "en" else fr
 
 
+def decimal(value: float, digits: int = 3, lang: str | None = None) -> str:
+    """Format a number with a decimal comma in French (``0,719``) and a point in English (``0.719``)."""
+    text = f"{value:.{digits}f}"
+    return text.replace(".", ",") if (lang or current_lang()) == "fr" else text
+
+
 def percent(value: float, lang: str | None = None) -> str:
     """Format a share as a percentage the way each language writes it (``87 %`` / ``87%``)."""
     number = f"{value * 100:.0f}"

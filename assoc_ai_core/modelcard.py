@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .errors import ConfigError, DataError
-from .i18n import percent, tr
+from .i18n import decimal, percent, tr
 
 WEAK_F1 = 0.7
 FEW_EXAMPLES = 5
@@ -141,13 +141,13 @@ def build_card(model: Any, *, evaluation: Mapping[str, Any] | None = None, messa
 
     blocks: list[Any] = [t(
         f"Validation croisée à l'entraînement ({md.get('cv_folds', '?')} plis, messages mélangés dans le temps, donc "
-        f"plutôt optimiste) : exactitude {pct(md.get('cv_accuracy'))}, F1 macro {md.get('cv_macro_f1', 0):.3f}.",
+        f"plutôt optimiste) : exactitude {pct(md.get('cv_accuracy'))}, F1 macro {decimal(md.get('cv_macro_f1', 0), 3, 'fr')}.",
         f"Cross-validation at training ({md.get('cv_folds', '?')} folds, mail mixed in time, so rather optimistic): "
         f"accuracy {pct(md.get('cv_accuracy'))}, macro-F1 {md.get('cv_macro_f1', 0):.3f}.")]
     if evaluation:
         blocks.append(t(
             f"Protocole chronologique (entraîné sur le courrier ancien, mesuré sur {evaluation.get('n', '?')} messages "
-            f"plus récents) : exactitude {pct(evaluation.get('accuracy'))}, F1 macro {evaluation.get('macro_f1', 0):.3f}.",
+            f"plus récents) : exactitude {pct(evaluation.get('accuracy'))}, F1 macro {decimal(evaluation.get('macro_f1', 0), 3, 'fr')}.",
             f"Chronological protocol (trained on older mail, measured on {evaluation.get('n', '?')} newer messages): "
             f"accuracy {pct(evaluation.get('accuracy'))}, macro-F1 {evaluation.get('macro_f1', 0):.3f}."))
     else:
@@ -159,7 +159,7 @@ def build_card(model: Any, *, evaluation: Mapping[str, Any] | None = None, messa
     card.sections.append((t("Part triée automatiquement selon la précision visée", "Coverage at precision"), [
         Table([t("Précision", "Precision"), t("Part triée automatiquement", "Share routed automatically")],
               [[pct(float(k)), pct(v)] for k, v in sorted(cov.items())]),
-        t(f"Seuil de ce modèle : {md.get('threshold', 0):.2f} pour une précision visée de "
+        t(f"Seuil de ce modèle : {decimal(md.get('threshold', 0), 2, 'fr')} pour une précision visée de "
           f"{pct(md.get('target_precision'))} ; part attendue en automatique : {pct(md.get('expected_auto_share'))}.",
           f"This model's threshold: {md.get('threshold', 0):.2f} for a target precision of "
           f"{pct(md.get('target_precision'))}; expected automatic share: {pct(md.get('expected_auto_share'))}."),

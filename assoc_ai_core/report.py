@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from .i18n import current_lang, percent, tr
+from .i18n import current_lang, decimal, percent, tr
 
 _PALETTE = ("#2b6cb0", "#dd6b20", "#38a169")
 
@@ -79,8 +79,9 @@ def per_class_svg(per_class: dict[str, dict[str, float]], lang: str) -> Markup:
         for k, key in enumerate(("precision", "recall", "f1")):
             v = float(per_class[lab].get(key, 0.0))
             parts.append(f'<rect x="{left}" y="{y0 + k * bar}" width="{scale * v:.1f}" height="{bar - 1}" fill="{_PALETTE[k]}">'
-                         f'<title>{_esc(lab)} {key}: {v:.2f}</title></rect>')
-            parts.append(f'<text x="{left + scale * v + 4:.1f}" y="{y0 + k * bar + bar - 1}" font-size="9">{v:.2f}</text>')
+                         f'<title>{_esc(lab)} — {_esc(names[k])} {decimal(v, 2, lang)}</title></rect>')
+            parts.append(f'<text x="{left + scale * v + 4:.1f}" y="{y0 + k * bar + bar - 1}" font-size="9">'
+                         f'{decimal(v, 2, lang)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -141,7 +142,8 @@ def write_report(
     """
     lang = lang or current_lang()
     env = Environment(loader=PackageLoader("assoc_ai_core", "templates"), autoescape=select_autoescape(["html"]))
-    env.globals.update(tr=lambda fr, en: tr(fr, en, lang), pct=lambda v: percent(v, lang) if v is not None else "—")
+    env.globals.update(tr=lambda fr, en: tr(fr, en, lang), pct=lambda v: percent(v, lang) if v is not None else "—",
+                       num=lambda v, digits=2: decimal(v, digits, lang) if v is not None else "—")
     meta = dict(getattr(model, "metadata_", {}) or {})
     top_terms = {}
     if model is not None:

@@ -107,3 +107,17 @@ def test_training_says_what_it_left_out_in_plain_words(example_mailbox, tmp_path
     assert "1 message(s) hors de tout dossier de catégorie" in r.output and "a-la-racine.eml" in r.output
     assert "Attention : Catégories avec un seul exemple" in r.output and "Seule" in r.output
     assert "UserWarning" not in r.output and ".py:" not in r.output  # no Python warning dump for a volunteer
+
+
+def test_numbers_are_written_the_way_each_language_writes_them(example_mailbox, tmp_path):
+    import re
+
+    model = tmp_path / "m.skops"
+    r = run(["train", str(example_mailbox / "train"), "-o", str(model)])
+    assert re.search(r"F1 macro \d,\d{3}\.", r.output), r.output
+    card = model.with_suffix(".card.md").read_text(encoding="utf-8")
+    assert re.search(r"F1 macro \d,\d{3}", card) and re.search(r"Seuil de ce modèle : \d,\d{2} ", card)
+    r = run(["evaluate", str(model), str(example_mailbox / "train")])
+    assert "précision  rappel  F1" in r.output and re.search(r"F1 macro \d,\d{3}", r.output)
+    r = run(["train", str(example_mailbox / "train"), "-o", str(model)], env={"ASSOC_AI_LANG": "en"})
+    assert re.search(r"macro-F1 \d\.\d{3}\.", r.output), r.output

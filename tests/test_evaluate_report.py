@@ -64,3 +64,12 @@ def test_report_renders_in_headless_chromium(result, trained_model, tmp_path):
 def test_report_in_english(result, trained_model, tmp_path):
     text = write_report(result, tmp_path / "r.html", model=trained_model, lang="en").read_text(encoding="utf-8")
     assert "Confusion matrix" in text and "Matrice" not in text
+    assert f'<div class="v">{result["macro_f1"]:.2f}</div>' in text
+
+
+def test_report_numbers_have_a_decimal_comma_in_french(result, trained_model, tmp_path):
+    text = write_report(result, tmp_path / "r.html", model=trained_model, lang="fr").read_text(encoding="utf-8")
+    comma = f"{result['macro_f1']:.2f}".replace(".", ",")
+    assert f'<div class="v">{comma}</div>' in text
+    f1 = next(iter(result["per_class"].values()))["f1"]
+    assert f'font-size="9">{f1:.2f}'.replace(".", ",") in text
