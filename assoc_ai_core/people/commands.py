@@ -19,7 +19,7 @@ import click
 
 from ..cli import ErrorReportingGroup
 from ..errors import DataError
-from ..i18n import current_lang, percent, tr
+from ..i18n import current_lang, decimal, percent, tr
 
 __all__ = ["people", "train_task", "evaluate_task", "predict_task", "explain_task", "is_people_model"]
 
@@ -75,7 +75,8 @@ def train_task(
                   f"Model written: {output} ({model.metadata_['model_version']})", lang))
     if m.get("roc_auc") is not None:
         click.echo(tr(
-            f"Vérification chronologique sur {m['n']} personnes : AUC {m['roc_auc']:.3f}, Brier {m['brier']:.3f}, "
+            f"Vérification chronologique sur {m['n']} personnes : AUC {decimal(m['roc_auc'], 3, 'fr')}, "
+            f"Brier {decimal(m['brier'], 3, 'fr')}, "
             f"taux réel {percent(m['base_rate'], lang)}, probabilité moyenne {percent(m['mean_prediction'], lang)}.",
             f"Chronological check on {m['n']} people: AUC {m['roc_auc']:.3f}, Brier {m['brier']:.3f}, "
             f"actual rate {percent(m['base_rate'], lang)}, mean probability {percent(m['mean_prediction'], lang)}.", lang))
@@ -107,8 +108,8 @@ def evaluate_task(model_path: str, data: str, json_out: str | None = None, html_
         result = evaluate_people_model(model, data, lang=lang)
     m = result.get("metrics") or {}
     if m.get("roc_auc") is not None:
-        click.echo(tr(f"{m['n']} personnes : AUC {m['roc_auc']:.3f}, Brier {m['brier']:.3f}, précision moyenne "
-                      f"{m['average_precision']:.3f}.",
+        click.echo(tr(f"{m['n']} personnes : AUC {decimal(m['roc_auc'], 3, 'fr')}, Brier {decimal(m['brier'], 3, 'fr')}, "
+                      f"précision moyenne {decimal(m['average_precision'], 3, 'fr')}.",
                       f"{m['n']} people: AUC {m['roc_auc']:.3f}, Brier {m['brier']:.3f}, average precision "
                       f"{m['average_precision']:.3f}.", lang))
     if result.get("in_sample"):

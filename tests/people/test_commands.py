@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -115,4 +116,5 @@ def test_example_script_runs_as_a_dry_run(capsys):
     module["main"]([])
     out = capsys.readouterr().out
     assert "Vérification chronologique" in out and "Rien n'a été écrit" in out
+    assert re.search(r"AUC \d,\d{3}, Brier \d,\d{3}", out)  # French numbers take a decimal comma
     assert "'create': " in out
