@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from assoc_ai_core.i18n import percent, tr
+from assoc_ai_core.i18n import decimal, percent, tr
 from assoc_ai_core.people.dataset import connector_from_config, load_people
 from assoc_ai_core.people.tasks import predict_people, scores_from_predictions, train_people_model
 
@@ -59,7 +59,7 @@ def main(argv: list[str]) -> None:
 
         model = train_people_model(people, "donor-propensity")
         m = model.metadata_["evaluation"]["metrics"]
-        print(tr(f"Vérification chronologique : AUC {m['roc_auc']:.2f}, taux réel {percent(m['base_rate'])}, "
+        print(tr(f"Vérification chronologique : AUC {decimal(m['roc_auc'], 2, 'fr')}, taux réel {percent(m['base_rate'])}, "
                  f"probabilité moyenne {percent(m['mean_prediction'])}",
                  f"Chronological check: AUC {m['roc_auc']:.2f}, actual rate {percent(m['base_rate'])}, "
                  f"mean probability {percent(m['mean_prediction'])}"))
