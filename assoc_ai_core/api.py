@@ -13,14 +13,21 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Sequence
 
-from .cleaning import clean
-from .errors import DataError
-from .evaluate import evaluate
-from .explain import Explanation, explain, explain_many, explain_model
-from .i18n import tr
-from .model import MailClassifier
-from .parsing import message_from_text
-from .records import Message, Prediction
+from assoc_ai_core.errors import DataError
+from assoc_ai_core.i18n import tr
+from assoc_ai_core.mail.cleaning import clean
+from assoc_ai_core.mail.evaluate import evaluate
+from assoc_ai_core.mail.explain import Explanation, explain, explain_many, explain_model
+from assoc_ai_core.mail.model import MailClassifier
+from assoc_ai_core.mail.parsing import message_from_text, parse_message
+from assoc_ai_core.mail.pseudonymise import pseudonymise
+from assoc_ai_core.mail.sources import load_dataset
+from assoc_ai_core.records.mail import Message, Prediction
+
+__all__ = [
+    "clean", "train", "predict", "explain", "explain_many", "explain_model", "evaluate",
+    "load_dataset", "parse_message", "pseudonymise", "MailClassifier", "Explanation", "Message", "Prediction",
+]
 
 
 def _as_messages(items: Sequence[Message | str]) -> list[Message]:

@@ -19,19 +19,19 @@ import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import IncompatibleModelError, ModelError, UntrustedModelError
-from .i18n import tr
+from assoc_ai_core.errors import IncompatibleModelError, ModelError, UntrustedModelError
+from assoc_ai_core.i18n import tr
 
 META_MEMBER = "assoc_ai.json"
 
 # Types our models contain beyond skops' defaults; reviewed by hand, extend with care.
 TRUSTED_TYPES: tuple[str, ...] = (
-    "assoc_ai_core.model.MailClassifier",
-    "assoc_ai_core.model._QuietLogisticRegression",
-    "assoc_ai_core.model.CompactTfidfVectorizer",
-    "assoc_ai_core.model.OptionalTfidfVectorizer",
-    "assoc_ai_core.cleaning.TextCleaner",
-    "assoc_ai_core.embeddings.SentenceEmbedder",
+    "assoc_ai_core.mail.model.MailClassifier",
+    "assoc_ai_core.mail.model._QuietLogisticRegression",
+    "assoc_ai_core.mail.model.CompactTfidfVectorizer",
+    "assoc_ai_core.mail.model.OptionalTfidfVectorizer",
+    "assoc_ai_core.mail.cleaning.TextCleaner",
+    "assoc_ai_core.mail.embeddings.SentenceEmbedder",
     "sklearn.compose._column_transformer.ColumnTransformer",
     "sklearn.feature_extraction.text.TfidfVectorizer",
     "sklearn.feature_extraction.text.TfidfTransformer",
@@ -49,9 +49,11 @@ TRUSTED_TYPES: tuple[str, ...] = (
 )
 
 
-def _format_version() -> int:
-    from .model import FORMAT_VERSION
+# The model-file format: bumped when a saved model can no longer be read by this code.
+FORMAT_VERSION = 1
 
+
+def _format_version() -> int:
     return FORMAT_VERSION
 
 

@@ -189,7 +189,7 @@ def profile_job(server, mails: list[bytes], model, categories: list[str], work: 
     import cProfile
     import pstats
 
-    from assoc_ai_core.triage import TriageJob, TriageSettings
+    from assoc_ai_core.jobs.triage import TriageJob, TriageSettings
 
     user, password = server.add_user()
     fill(server, user, password, mails)
@@ -213,7 +213,7 @@ def profile_job(server, mails: list[bytes], model, categories: list[str], work: 
     stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
     wanted = {
         "decide a page: clean, predict, explain (TriageJob._decide)": ("assoc_ai_core/triage.py", "_decide"),
-        "explain (assoc_ai_core.explain.explain_many)": ("assoc_ai_core/explain.py", "explain_many"),
+        "explain (assoc_ai_core.mail.explain.explain_many)": ("assoc_ai_core/explain.py", "explain_many"),
         "clean (MailClassifier.transform_clean)": ("assoc_ai_core/model.py", "transform_clean"),
         "predict (MailClassifier.predictions)": ("assoc_ai_core/model.py", "predictions"),
         "parse (parse_message)": ("assoc_ai_core/parsing.py", "parse_message"),
@@ -246,8 +246,8 @@ def main() -> None:
 
     from assoc_ai_core.api import train
     from assoc_ai_core.persistence import save_model
-    from assoc_ai_core.sources import load_dataset
-    from assoc_ai_core.state import StateStore
+    from assoc_ai_core.mail.sources import load_dataset
+    from assoc_ai_core.jobs.state import StateStore
     from assoc_ai_imap.testing import DovecotServer
 
     logging.getLogger("assoc_ai_imap").setLevel(logging.ERROR)  # the loopback "no TLS" notice, once per connection

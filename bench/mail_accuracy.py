@@ -30,9 +30,9 @@ SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 
 from assoc_ai_core import train  # noqa: E402
-from assoc_ai_core.evaluate import evaluate  # noqa: E402
-from assoc_ai_core.parsing import message_from_text, parse_message  # noqa: E402
-from assoc_ai_core.sources import load_dataset  # noqa: E402
+from assoc_ai_core.mail.evaluate import evaluate  # noqa: E402
+from assoc_ai_core.mail.parsing import message_from_text, parse_message  # noqa: E402
+from assoc_ai_core.mail.sources import load_dataset  # noqa: E402
 
 warnings.filterwarnings("ignore")
 REFERENCE = {
@@ -66,7 +66,7 @@ def bench_devA(args: argparse.Namespace) -> dict:
         auto += int(mask.sum())
         auto_ok += int((p[mask] == y[te][mask]).sum())
     pred, conf, truth = np.array(pred), np.array(conf), np.array(truth)
-    from assoc_ai_core.model import _threshold_for
+    from assoc_ai_core.mail.model import _threshold_for
 
     correct = pred == truth
     return {

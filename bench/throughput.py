@@ -59,7 +59,7 @@ def part_predict(semantic: bool) -> dict:
     sys.path.insert(0, str(ROOT))
     from assoc_ai_core import load_dataset, train
     from assoc_ai_core.api import predict
-    from assoc_ai_core.parsing import parse_message
+    from assoc_ai_core.mail.parsing import parse_message
 
     model = train(load_dataset(SHARED / "corpora" / "devA").labelled(),
                   **({"embeddings": "use-multilingual"} if semantic else {}))
@@ -89,7 +89,7 @@ def part_train(semantic: bool) -> dict:
 
     sys.path.insert(0, str(ROOT))
     from assoc_ai_core import train
-    from assoc_ai_core.parsing import parse_message
+    from assoc_ai_core.mail.parsing import parse_message
 
     msgs = []
     with gzip.open(SHARED / "data" / "enron_foldering" / "messages.jsonl.gz", "rt", encoding="utf-8") as fh:

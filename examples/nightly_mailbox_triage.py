@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from assoc_ai_core.errors import AssocAIError
-from assoc_ai_core.triage import TriageSettings, build_connector, run_triage
+from assoc_ai_core.jobs.triage import TriageSettings, build_connector, run_triage
 
 
 def deliver(settings: TriageSettings, folder: Path) -> int:

@@ -49,7 +49,7 @@ def main(argv: list[str]) -> None:
         config = demo_config(Path(tmp.name))
     try:
         from assoc_ai_core.default_plugins import people_files
-        from assoc_ai_core.plugins import connector_registry, register_plugin
+        from assoc_ai_core.ext.plugins import connector_registry, register_plugin
 
         if "files" not in connector_registry().ids():  # older cores: the files connector is not a default plugin yet
             register_plugin(people_files, name="assoc_ai_core.default_plugins.people_files")

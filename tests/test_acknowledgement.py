@@ -11,11 +11,11 @@ from pathlib import Path
 import aiosmtpd.controller as aiosmtpd_controller
 import pytest
 
-from assoc_ai_core.acknowledgement import Acknowledger, AckSettings, NoticeSender, may_acknowledge
+from assoc_ai_core.jobs.acknowledgement import Acknowledger, AckSettings, NoticeSender, may_acknowledge
 from assoc_ai_core.errors import ConfigError
-from assoc_ai_core.forwarding import SmtpSettings
-from assoc_ai_core.parsing import parse_message
-from assoc_ai_core.state import SenderPrivacy, StateStore
+from assoc_ai_core.jobs.forwarding import SmtpSettings
+from assoc_ai_core.mail.parsing import parse_message
+from assoc_ai_core.jobs.state import SenderPrivacy, StateStore
 
 ASSO = "contact@jardins.example"
 

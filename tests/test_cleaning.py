@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import clone
 
-from assoc_ai_core.cleaning import TextCleaner, clean, clean_message, detect_language, strip_signature
-from assoc_ai_core.parsing import parse_message
-from assoc_ai_core.records import Message
+from assoc_ai_core.mail.cleaning import TextCleaner, clean, clean_message, detect_language, strip_signature
+from assoc_ai_core.mail.parsing import parse_message
+from assoc_ai_core.records.mail import Message
 
 
 def msg(text: str, subject: str = "Question") -> Message:
@@ -115,8 +115,8 @@ def test_melusine_french_mail_cleaning(shared_dir):
 
 
 def test_meta_tokens_name_recipient_domains_but_digest_addresses():
-    from assoc_ai_core.cleaning import clean_message, meta_tokens
-    from assoc_ai_core.parsing import parse_message
+    from assoc_ai_core.mail.cleaning import clean_message, meta_tokens
+    from assoc_ai_core.mail.parsing import parse_message
 
     raw = (b"From: Marie <marie@exemple.fr>\r\nTo: info@asso.org\r\nCc: presse@journal-local.fr\r\n"
            b"Subject: Article\r\n\r\nBonjour, un article sur votre f\xc3\xaate ?\r\n")
@@ -128,7 +128,7 @@ def test_meta_tokens_name_recipient_domains_but_digest_addresses():
 
 
 def test_cleaning_reads_only_the_opening_of_a_very_long_mail():
-    from assoc_ai_core.cleaning import MAX_BODY_CHARS, SCAN_CHARS, clean_message
+    from assoc_ai_core.mail.cleaning import MAX_BODY_CHARS, SCAN_CHARS, clean_message
 
     body = "Je souhaite adhérer à l'association.\n" + ("ligne de journal technique\n" * 5000)
     cleaned = clean_message(body)
@@ -137,7 +137,7 @@ def test_cleaning_reads_only_the_opening_of_a_very_long_mail():
 
 
 def test_cheap_candidate_search_finds_what_the_full_pattern_finds():
-    from assoc_ai_core.cleaning import _CANDIDATE, _candidate
+    from assoc_ai_core.mail.cleaning import _CANDIDATE, _candidate
 
     bodies = [
         "Merci !\n\nLe 3 mars 2025 à 10:00, Marie <m@x.fr> a écrit :\n> texte",

@@ -6,11 +6,11 @@ import json
 
 from click.testing import CliRunner
 
-from assoc_ai_core.cli import cli, main  # noqa: F401 - main wires optional commands
+from assoc_ai_core.cli.main import cli, main  # noqa: F401 - main wires optional commands
 
 
 def run(args, env=None):
-    from assoc_ai_core.cli import _wire_optional_commands
+    from assoc_ai_core.cli.main import _wire_optional_commands
 
     _wire_optional_commands()
     return CliRunner().invoke(cli, args, env=env or {}, catch_exceptions=False)

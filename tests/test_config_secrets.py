@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from assoc_ai_core.cli import cli
-from assoc_ai_core.cli_triage import add_commands
-from assoc_ai_core.conformance import kit_messages, kit_model
+from assoc_ai_core.cli.main import cli
+from assoc_ai_core.cli.triage import add_commands
+from assoc_ai_core.testing.mailbox import kit_messages, kit_model
 from assoc_ai_core.errors import ConfigError
-from assoc_ai_core.mailboxes.local import LocalMailConfig, LocalMailConnector
-from assoc_ai_core.triage import TriageSettings
+from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
+from assoc_ai_core.jobs.triage import TriageSettings
 
 add_commands(cli)
 SECRET = "Tr3s-s3cret-SMTP-value"

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from assoc_ai_core.conformance import (
+from assoc_ai_core.testing.mailbox import (
     CheckSkipped, MailboxHarness, check_capabilities_are_declared, check_construct_does_no_io,
     check_move_is_idempotent,
 )
-from assoc_ai_core.connectors import Capability, MailboxConnector
-from assoc_ai_core.mailboxes.local import LocalMailConfig, LocalMailConnector
+from assoc_ai_core.ext.connectors import Capability, MailboxConnector
+from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
 from assoc_ai_core.testing import local_harness_for, parametrize_mailbox_checks
 
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from assoc_ai_core import hookspecs
+from assoc_ai_core.ext import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -30,10 +30,10 @@ HOOKS_PAGE = DOCS / "plugins" / "hooks.md"
 
 # The public API the reference must cover (one ``::: module`` block each).
 REFERENCE_MODULES = (
-    "assoc_ai_core.api", "assoc_ai_core.model", "assoc_ai_core.explain", "assoc_ai_core.evaluate",
-    "assoc_ai_core.persistence", "assoc_ai_core.cleaning", "assoc_ai_core.parsing", "assoc_ai_core.connectors",
-    "assoc_ai_core.config", "assoc_ai_core.hookspecs", "assoc_ai_core.errors", "assoc_ai_core.people.records",
-    "assoc_ai_core.people.connector",
+    "assoc_ai_core.api", "assoc_ai_core.mail.model", "assoc_ai_core.mail.explain", "assoc_ai_core.mail.evaluate",
+    "assoc_ai_core.persistence", "assoc_ai_core.mail.cleaning", "assoc_ai_core.mail.parsing", "assoc_ai_core.ext.connectors",
+    "assoc_ai_core.ext.config", "assoc_ai_core.ext.hookspecs", "assoc_ai_core.errors", "assoc_ai_core.records.people",
+    "assoc_ai_core.ext.crm",
 )
 
 
@@ -84,8 +84,8 @@ def test_reference_pages_are_generated_from_docstrings(site: Path) -> None:
               for m in re.finditer(r"^::: ([\w.]+)\s*$", p.read_text(encoding="utf-8"), re.MULTILINE)}
     assert set(REFERENCE_MODULES) <= blocks, f"no reference page for {sorted(set(REFERENCE_MODULES) - blocks)}"
     html = _page(site, "reference/connectors.md")
-    assert 'id="assoc_ai_core.connectors.MailboxConnector"' in html
-    assert 'id="assoc_ai_core.connectors.MailboxConnector.fetch_new"' in html
+    assert 'id="assoc_ai_core.ext.connectors.MailboxConnector"' in html
+    assert 'id="assoc_ai_core.ext.connectors.MailboxConnector.fetch_new"' in html
     for page in (site / "reference").rglob("index.html"):
         text = page.read_text(encoding="utf-8")
         assert not re.search(r":(class|func|meth|mod|data):<code>", text), f"raw Sphinx role left in {page}"
@@ -216,7 +216,7 @@ def test_skeleton_plugin_tests_pass() -> None:
                           cwd=SKELETON, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
     assert done.returncode == 0, done.stdout + done.stderr
-    from assoc_ai_core.people.conformance import CRM_CHECKS
+    from assoc_ai_core.testing.crm import CRM_CHECKS
 
     passed = re.search(r"(\d+) passed", done.stdout)
     assert passed and int(passed.group(1)) >= len(CRM_CHECKS) + 4, done.stdout
@@ -226,7 +226,7 @@ def test_skeleton_plugin_tests_pass() -> None:
 @pytest.fixture
 def skeleton_plugin(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The skeleton module known to the plugin manager: by its entry point if installed, else by hand."""
-    from assoc_ai_core import plugins
+    from assoc_ai_core.ext import plugins
 
     try:
         import assoc_ai_skeleton
@@ -246,8 +246,8 @@ def skeleton_plugin(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 def test_skeleton_is_found_through_its_hook_and_conforms(skeleton_plugin: Any, tmp_path: Path) -> None:
     """The host resolves ``skeleton`` to the plugin's class, and that class passes the whole CRM kit."""
-    from assoc_ai_core.people.conformance import check_crm_connector
-    from assoc_ai_core.plugins import connector_registry, get_connector_class
+    from assoc_ai_core.testing.crm import check_crm_connector
+    from assoc_ai_core.ext.plugins import connector_registry, get_connector_class
 
     cls = get_connector_class("skeleton")
     assert cls is skeleton_plugin.SkeletonConnector

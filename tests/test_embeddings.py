@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from assoc_ai_core import explain, load_model, predict, save_model, train
-from assoc_ai_core.embeddings import SentenceEmbedder, available
+from assoc_ai_core.mail.embeddings import SentenceEmbedder, available
 
 
 def test_extra_is_installed_for_the_suite():
@@ -25,7 +25,7 @@ def test_embeddings_bring_french_and_english_requests_together():
 
 
 def test_semantic_model_trains_predicts_explains_and_round_trips(example_mailbox, tmp_path):
-    from assoc_ai_core.sources import load_dataset
+    from assoc_ai_core.mail.sources import load_dataset
 
     ds = load_dataset(example_mailbox / "train")
     model = train(ds.messages, embeddings="use-multilingual")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from assoc_ai_core import evaluate
-from assoc_ai_core.evaluate import chronological_split
-from assoc_ai_core.report import write_report
-from assoc_ai_core.sources import load_dataset
+from assoc_ai_core.mail.evaluate import chronological_split
+from assoc_ai_core.mail.report import write_report
+from assoc_ai_core.mail.sources import load_dataset
 
 
 @pytest.fixture(scope="module")

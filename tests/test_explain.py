@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from assoc_ai_core import explain, explain_model
-from assoc_ai_core.sources import load_dataset
+from assoc_ai_core.mail.sources import load_dataset
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +55,9 @@ def test_batched_numpy_sharing_gives_the_word_by_word_explanation(trained_model,
     # path builds them as strings.  Both must give every word the same push.
     import sys
 
-    from assoc_ai_core.explain import _layout, explain_many
+    from assoc_ai_core.mail.explain import _layout, explain_many
 
-    monkeypatch.setattr(sys.modules["assoc_ai_core.explain"], "_GRAMS_BATCH", 3)  # several blocks of words
+    monkeypatch.setattr(sys.modules["assoc_ai_core.mail.explain"], "_GRAMS_BATCH", 3)  # several blocks of words
     fast = explain_many(trained_model, new_messages, top_k=1000)
     layout = _layout(trained_model.pipeline_.named_steps["features"])
     assert layout.char_index is not None, "the example model must use the numpy path"
@@ -84,7 +84,7 @@ def test_placeholders_are_shown_as_what_they_stand_for(trained_model):
 
 
 def test_sentence_names_each_content_word_once():
-    from assoc_ai_core.explain import Explanation, sentence
+    from assoc_ai_core.mail.explain import Explanation, sentence
 
     exp = Explanation(label="Autre", probability=0.9, runner_up="Evenement", runner_up_probability=0.05,
                       toward=[("jusqu", 0.9), ("jusqu'à", 0.8), ("l’adhésion", 0.7), ("adhésion", 0.6),

@@ -16,11 +16,11 @@ import pytest
 import aiosmtpd.controller as aiosmtpd_controller  # a test dependency: a real SMTP server on 127.0.0.1
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from assoc_ai_core.config import Secret
-from assoc_ai_core.conformance import sample_mail
+from assoc_ai_core.ext.config import Secret
+from assoc_ai_core.testing.mailbox import sample_mail
 from assoc_ai_core.errors import AuthError, ConnectorError, TransientError
-from assoc_ai_core.forwarding import SmtpForwarder, SmtpSettings, build_forward, should_forward
-from assoc_ai_core.parsing import parse_message
+from assoc_ai_core.jobs.forwarding import SmtpForwarder, SmtpSettings, build_forward, should_forward
+from assoc_ai_core.mail.parsing import parse_message
 
 USER, PASSWORD = "relais@asso.example", "s3cr3t-smtp-Pa55"
 
@@ -189,10 +189,10 @@ def test_settings_validation(monkeypatch) -> None:
 
 def test_triage_forwards_through_smtp_once(plain_server, tmp_path: Path, monkeypatch) -> None:
     """The job with an [smtp] section and a real server: one forward per message, even over two runs."""
-    from assoc_ai_core.conformance import kit_messages, kit_model
-    from assoc_ai_core.mailboxes.local import LocalMailConfig, LocalMailConnector
+    from assoc_ai_core.testing.mailbox import kit_messages, kit_model
+    from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
     from assoc_ai_core.persistence import save_model
-    from assoc_ai_core.triage import TriageJob
+    from assoc_ai_core.jobs.triage import TriageJob
 
     handler, port = plain_server
     model = save_model(kit_model(), tmp_path / "m.skops")

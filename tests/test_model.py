@@ -8,8 +8,8 @@ from sklearn.base import clone
 
 from assoc_ai_core import predict, train
 from assoc_ai_core.errors import DataError
-from assoc_ai_core.model import MailClassifier, _threshold_for
-from assoc_ai_core.sources import load_dataset
+from assoc_ai_core.mail.model import MailClassifier, _threshold_for
+from assoc_ai_core.mail.sources import load_dataset
 
 
 def test_trained_model_metadata(trained_model):
@@ -90,7 +90,7 @@ def test_bad_training_data_gives_clear_errors():
 
 
 def test_unreadable_message_goes_to_review(trained_model):
-    from assoc_ai_core.parsing import parse_message
+    from assoc_ai_core.mail.parsing import parse_message
 
     p = predict(trained_model, [parse_message(b"")])[0]
     assert p.decision == "review" and p.label is None and p.reason == "message vide"
@@ -104,7 +104,7 @@ def test_estimator_conventions():
 
 
 def test_default_model_vocabulary_holds_no_personal_data():
-    from assoc_ai_core.parsing import parse_message
+    from assoc_ai_core.mail.parsing import parse_message
 
     def mail(i: int, label: str, body: str) -> object:
         raw = (f"From: Gwendoline Kerhervé <gwen{i}@breizh.example>\nSubject: {label}\n\n"
@@ -122,8 +122,8 @@ def test_default_model_vocabulary_holds_no_personal_data():
 
 def test_block_weights_search_rescales_exactly_what_the_final_features_weigh(example_mailbox):
     """The search rescales weight-1 blocks; the final model builds them weighted: both must agree."""
-    from assoc_ai_core.cleaning import TextCleaner
-    from assoc_ai_core.model import _block_scale, build_features
+    from assoc_ai_core.mail.cleaning import TextCleaner
+    from assoc_ai_core.mail.model import _block_scale, build_features
 
     msgs = load_dataset(example_mailbox / "train").labelled()
     cleaned = TextCleaner().transform(msgs)
@@ -151,7 +151,7 @@ def test_block_weights_chosen_by_cross_validation_and_recorded(example_mailbox):
 
 
 def test_english_stop_words_keep_the_words_that_name_requests():
-    from assoc_ai_core.model import build_features
+    from assoc_ai_core.mail.model import build_features
 
     word = build_features(10).transformers[0][1]
     stop = set(word.stop_words)
@@ -172,7 +172,7 @@ def test_training_twice_gives_the_same_model(example_mailbox):
 
 
 def test_category_names_as_words():
-    from assoc_ai_core.model import label_text
+    from assoc_ai_core.mail.model import label_text
 
     assert label_text("QuestionGenerale") == "Question Generale"
     assert label_text("Dons/recus_fiscaux") == "recus fiscaux"  # the parent folder is shared by its sub-folders
@@ -183,8 +183,8 @@ def test_category_names_as_words():
 
 
 def test_category_names_teach_the_model_a_little(tmp_path):
-    from assoc_ai_core.model import MailClassifier
-    from assoc_ai_core.parsing import message_from_text
+    from assoc_ai_core.mail.model import MailClassifier
+    from assoc_ai_core.mail.parsing import message_from_text
 
     examples = {
         "Bénévolat": ["Je peux aider le samedi matin.", "Disponible pour donner un coup de main au marché.",
@@ -211,7 +211,7 @@ def test_category_names_teach_the_model_a_little(tmp_path):
 
 
 def test_name_words_most_mail_holds_are_left_out():
-    from assoc_ai_core.model import _distinctive_names
+    from assoc_ai_core.mail.model import _distinctive_names
 
     texts = ["Enron news today", "enron meeting", "Enron gas", "travel plans"]
     assert _distinctive_names(["enron t s", "Travel Club"], texts) == ["t s", "Travel Club"]

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from assoc_ai_core.cli import cli
-from assoc_ai_core.cli_triage import add_commands as add_triage_commands
-from assoc_ai_core.cli_trust import add_commands as add_trust_commands
-from assoc_ai_core.modelcard import build_card, language_of, per_language
+from assoc_ai_core.cli.main import cli
+from assoc_ai_core.cli.triage import add_commands as add_triage_commands
+from assoc_ai_core.cli.trust import add_commands as add_trust_commands
+from assoc_ai_core.trust.modelcard import build_card, language_of, per_language
 
 add_triage_commands(cli)
 add_trust_commands(cli)
@@ -19,7 +19,7 @@ add_trust_commands(cli)
 @pytest.fixture(scope="module")
 def newer_mail(shared_dir: Path, trained_model) -> list:
     """devA mail of the categories the example model knows (another association, so honestly unseen)."""
-    from assoc_ai_core.sources import load_dataset
+    from assoc_ai_core.mail.sources import load_dataset
 
     known = set(trained_model.classes_)
     return [m for m in load_dataset(shared_dir / "corpora" / "devA").labelled() if m.label in known]
@@ -56,7 +56,7 @@ def test_card_has_every_section_in_markdown_and_html(trained_model, newer_mail) 
 
 def test_model_card_command_on_a_file_and_a_registry_version(tmp_path: Path, trained_model) -> None:
     from assoc_ai_core.persistence import save_model
-    from assoc_ai_core.registry import ModelRegistry
+    from assoc_ai_core.jobs.registry import ModelRegistry
 
     path = save_model(trained_model, tmp_path / "m.skops")
     out = tmp_path / "cards"

@@ -12,11 +12,11 @@ import aiosmtpd.controller as aiosmtpd_controller
 import pytest
 from click.testing import CliRunner
 
-from assoc_ai_core.cli import cli
-from assoc_ai_core.cli_trust import add_commands
+from assoc_ai_core.cli.main import cli
+from assoc_ai_core.cli.trust import add_commands
 from assoc_ai_core.errors import ConfigError
-from assoc_ai_core.monitoring import MonitorSettings, monitor, monitoring_html
-from assoc_ai_core.state import SenderPrivacy, StateStore
+from assoc_ai_core.jobs.monitoring import MonitorSettings, monitor, monitoring_html
+from assoc_ai_core.jobs.state import SenderPrivacy, StateStore
 
 add_commands(cli)
 META = {"expected_auto_share": 0.8, "per_class": {"Adhesion": {"examples": 50}, "Benevolat": {"examples": 50}}}
@@ -108,7 +108,7 @@ def test_monitor_command_mails_the_alert(tmp_path: Path, store) -> None:
     controller = aiosmtpd_controller.Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        from assoc_ai_core.registry import ModelRegistry
+        from assoc_ai_core.jobs.registry import ModelRegistry
         cfg = tmp_path / "c.toml"
         cfg.write_text('[mailbox]\nconnector = "local"\npath = "Maildir"\n[triage]\nstate = "state/s.sqlite"\n'
                        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nstarttls = false\nsender = "ia@asso.example"\n'

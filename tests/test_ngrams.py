@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from assoc_ai_core.cleaning import clean
-from assoc_ai_core.model import WORD_TOKEN, CompactTfidfVectorizer
-from assoc_ai_core.ngrams import CharNgramIndex
-from assoc_ai_core.parsing import parse_message
+from assoc_ai_core.mail.cleaning import clean
+from assoc_ai_core.mail.model import WORD_TOKEN, CompactTfidfVectorizer
+from assoc_ai_core.mail.ngrams import CharNgramIndex
+from assoc_ai_core.mail.parsing import parse_message
 from assoc_ai_core.persistence import load_model, save_model
-from assoc_ai_core.stopwords import ENGLISH_STOP_WORDS, FRENCH_STOP_WORDS
+from assoc_ai_core.mail.stopwords import ENGLISH_STOP_WORDS, FRENCH_STOP_WORDS
 
 ODD = [
     "", "   \n\t ", "a", "ab", "é à ü ø", "Jørgen ÆØÅ", "日本語のテキスト", "x\u00a8y ¨", "\udce9t\udce9",
@@ -85,7 +85,7 @@ def test_a_character_outside_the_vocabulary_does_not_shift_an_ngram():
 
 
 def test_large_batches_are_counted_in_chunks(monkeypatch, real_texts):
-    from assoc_ai_core import ngrams
+    from assoc_ai_core.mail import ngrams
 
     vec = CompactTfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=1).fit(real_texts[:300])
     monkeypatch.setattr(ngrams, "_CHUNK_CHARS", 5_000)  # many chunks, including one-document ones
@@ -94,7 +94,7 @@ def test_large_batches_are_counted_in_chunks(monkeypatch, real_texts):
 
 
 def test_many_documents_are_counted_a_batch_at_a_time(monkeypatch, real_texts):
-    from assoc_ai_core import model
+    from assoc_ai_core.mail import model
 
     monkeypatch.setattr(model, "DOCS_PER_BATCH", 7)
     for vec in (CompactTfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5)),

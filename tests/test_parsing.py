@@ -8,7 +8,7 @@ import tarfile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assoc_ai_core.parsing import decode_bytes, decode_header, parse_message
+from assoc_ai_core.mail.parsing import decode_bytes, decode_header, parse_message
 
 HEAD = b"From: =?utf-8?q?H=C3=A9l=C3=A8ne?= <helene@exemple.test>\r\nTo: info@asso.test\r\nMessage-ID: <abc@x>\r\n"
 
@@ -135,7 +135,7 @@ def test_parse_never_raises_on_random_mime_bodies(body: str):
 
 
 def test_every_devA_message_reads(shared_dir):
-    from assoc_ai_core.sources import load_dataset
+    from assoc_ai_core.mail.sources import load_dataset
 
     ds = load_dataset(shared_dir / "corpora" / "devA")
     assert len(ds.messages) == 210
@@ -169,7 +169,7 @@ def test_raw_8bit_headers_are_decoded_not_blanked():
 def test_simple_address_headers_read_as_the_standard_parser_reads_them():
     import email.utils
 
-    from assoc_ai_core.parsing import _addresses, _sender
+    from assoc_ai_core.mail.parsing import _addresses, _sender
 
     values = [
         "marie@exemple.fr", "Marie Dupont <marie@exemple.fr>", "<marie@exemple.fr>",

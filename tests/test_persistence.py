@@ -25,7 +25,7 @@ class Sneaky:
 
 
 def test_round_trip_gives_identical_predictions(trained_model, example_mailbox, tmp_path):
-    from assoc_ai_core.sources import load_dataset
+    from assoc_ai_core.mail.sources import load_dataset
 
     path = save_model(trained_model, tmp_path / "m.skops")
     loaded = load_model(path)

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from assoc_ai_core import plugins
-from assoc_ai_core.connectors import Capability, ConnectorRegistry, MailboxConnector
+from assoc_ai_core.ext import plugins
+from assoc_ai_core.ext.connectors import Capability, ConnectorRegistry, MailboxConnector
 from assoc_ai_core.errors import PluginError, UnknownConnectorError
 
 GOOD = '''
 from dataclasses import dataclass
 from assoc_ai_core import hookimpl
-from assoc_ai_core.connectors import MailboxConnector, Capability
+from assoc_ai_core.ext.connectors import MailboxConnector, Capability
 
 @dataclass(frozen=True)
 class Cfg:

@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from assoc_ai_core.cli import cli
-from assoc_ai_core.cli_trust import add_commands as add_trust_commands
-from assoc_ai_core.cli_triage import add_commands as add_triage_commands
-from assoc_ai_core.mailboxes.local import LocalMailConfig, LocalMailConnector
-from assoc_ai_core.connectors import MailRef
-from assoc_ai_core.privacy import (Identity, PrivacyPolicy, apply_retention, drop_erased, erase_person, export_person,
+from assoc_ai_core.cli.main import cli
+from assoc_ai_core.cli.trust import add_commands as add_trust_commands
+from assoc_ai_core.cli.triage import add_commands as add_triage_commands
+from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
+from assoc_ai_core.ext.connectors import MailRef
+from assoc_ai_core.trust.privacy import (Identity, PrivacyPolicy, apply_retention, drop_erased, erase_person, export_person,
                                    load_trust_config, models_to_retrain, clear_retrain_marks)
-from assoc_ai_core.state import StateStore
-from assoc_ai_core.triage import TriageJob
+from assoc_ai_core.jobs.state import StateStore
+from assoc_ai_core.jobs.triage import TriageJob
 
 add_triage_commands(cli)
 add_trust_commands(cli)
@@ -92,8 +92,8 @@ def scan(root: Path, needles: list[str], *, skip: tuple[Path, ...]) -> list[str]
 def job_setup(tmp_path: Path):
     """A trained model (that saw the person's mail) in the registry, two runs of the job, corrections, people files."""
     from assoc_ai_core import load_dataset, train
-    from assoc_ai_core.parsing import parse_message
-    from assoc_ai_core.registry import ModelRegistry
+    from assoc_ai_core.mail.parsing import parse_message
+    from assoc_ai_core.jobs.registry import ModelRegistry
 
     ds = load_dataset(ROOT / "examples" / "mailbox" / "train")
     extra = [parse_message(mail(EMAIL, NAME, s, b), label="Benevolat") for s, b in BENEVOLE]
@@ -216,8 +216,8 @@ def test_erase_leaves_no_byte_of_the_person_anywhere(job_setup) -> None:
 
 
 def test_retrain_excludes_erased_examples(job_setup) -> None:
-    from assoc_ai_core.parsing import parse_message
-    from assoc_ai_core.registry import retrain
+    from assoc_ai_core.mail.parsing import parse_message
+    from assoc_ai_core.jobs.retrain import retrain
 
     config = job_setup["config"]
     erase_person(config, email=EMAIL, names=[NAME], apply=True)
@@ -234,13 +234,13 @@ def test_retrain_excludes_erased_examples(job_setup) -> None:
 
 
 def test_retention_pseudonymises_old_text_and_training_still_works(job_setup) -> None:
-    from assoc_ai_core.registry import correction_examples
+    from assoc_ai_core.jobs.retrain import correction_examples
 
     config = job_setup["config"]
     later = datetime.now(timezone.utc) + timedelta(days=400)
     with StateStore(config.settings.state_path) as state:
         assert state.execute("SELECT COUNT(*) FROM messages WHERE sender_raw IS NOT NULL").fetchone()[0] == 3
-        from assoc_ai_core.privacy import retention_for_job
+        from assoc_ai_core.trust.privacy import retention_for_job
 
         result = retention_for_job(config.settings, state, now=later)  # what the job calls, policy read from the file
         assert (result.corrections, result.decisions) == (2, 3)

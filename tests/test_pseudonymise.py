@@ -1,6 +1,6 @@
 """Personal data replaced by typed placeholders."""
 
-from assoc_ai_core.pseudonymise import pseudonymise
+from assoc_ai_core.mail.pseudonymise import pseudonymise
 
 
 def test_emails_urls_phones():

@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from assoc_ai_core.cli import cli
-from assoc_ai_core.cli_triage import add_commands
-from assoc_ai_core.conformance import kit_messages, kit_model, sample_mail
-from assoc_ai_core.connectors import MailRef
+from assoc_ai_core.cli.main import cli
+from assoc_ai_core.cli.triage import add_commands
+from assoc_ai_core.testing.mailbox import kit_messages, kit_model, sample_mail
+from assoc_ai_core.ext.connectors import MailRef
 from assoc_ai_core.errors import ConfigError
-from assoc_ai_core.mailboxes.local import LocalMailConfig, LocalMailConnector
-from assoc_ai_core.registry import ModelRegistry, retrain
-from assoc_ai_core.triage import TriageJob
+from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
+from assoc_ai_core.jobs.registry import ModelRegistry
+from assoc_ai_core.jobs.retrain import retrain
+from assoc_ai_core.jobs.triage import TriageJob
 
 add_commands(cli)
 
@@ -115,7 +116,7 @@ def test_retrain_learns_the_corrections_and_promotes(job_with_corrections) -> No
 
 
 def test_worse_candidate_is_kept_aside(job_with_corrections, monkeypatch: pytest.MonkeyPatch) -> None:
-    import assoc_ai_core.registry as registry_module
+    import assoc_ai_core.jobs.retrain as registry_module
 
     cfg, _ = job_with_corrections
     scores = iter([0.25, 0.75])  # candidate first, live model second: the unit under test is the rule
@@ -131,7 +132,7 @@ def test_retrain_needs_enough_corrections(tmp_path: Path) -> None:
     cfg.write_text('[mailbox]\nconnector = "local"\npath = "M"\ncreate = true\n[triage]\nstate = "s.sqlite"\n',
                    encoding="utf-8")
     assert retrain(cfg).version is None
-    from assoc_ai_core.state import StateStore
+    from assoc_ai_core.jobs.state import StateStore
 
     StateStore(tmp_path / "s.sqlite").close()
     result = retrain(cfg)

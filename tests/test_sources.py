@@ -8,7 +8,7 @@ import mailbox
 import pytest
 
 from assoc_ai_core.errors import DataError
-from assoc_ai_core.sources import load_dataset
+from assoc_ai_core.mail.sources import load_dataset
 
 RAW = b"From: a@x.test\nSubject: %s\nMessage-ID: <%s@x>\n\nCorps %s\n"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from assoc_ai_core.errors import ConfigError
-from assoc_ai_core.state import SCHEMA_VERSION, SenderPrivacy, StateStore, pseudonymise_address
+from assoc_ai_core.jobs.state import SCHEMA_VERSION, SenderPrivacy, StateStore, pseudonymise_address
 
 
 def _decide(state: StateStore, privacy: SenderPrivacy, key: str, *, dry_run: bool = False, status: str = "pending",

@@ -3,7 +3,7 @@
 The job hands the messages of a page whose plan is only labels and moves to
 ``add_label_many`` / ``move_many``; these tests check that it does (and keeps
 tags and forwards one message at a time), that the default batch methods of
-:class:`~assoc_ai_core.connectors.MailboxConnector` loop over the single ones
+:class:`~assoc_ai_core.ext.connectors.MailboxConnector` loop over the single ones
 for connectors that do not override them, that a failing batch falls back to
 one message at a time, and that a run killed anywhere inside a batch — even
 half-way through one batched call — is finished by the next run with every
@@ -18,12 +18,12 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import pytest
 
-from assoc_ai_core.conformance import SimulatedCrash, mailbox_census, run_kit_driver
-from assoc_ai_core.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
+from assoc_ai_core.testing.mailbox import SimulatedCrash, mailbox_census, run_kit_driver
+from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
 from assoc_ai_core.errors import CapabilityError, ConnectorError
-from assoc_ai_core.mailboxes.local import LocalMailConfig, LocalMailConnector
-from assoc_ai_core.state import StateStore
-from assoc_ai_core.triage import TriageJob, TriageSettings
+from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
+from assoc_ai_core.jobs.state import StateStore
+from assoc_ai_core.jobs.triage import TriageJob, TriageSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW = ROOT / "examples" / "mailbox" / "new"

@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from assoc_ai_core.cli import cli
-from assoc_ai_core.cli_triage import add_commands
-from assoc_ai_core.conformance import RecordingForwarder, assert_exactly_once, kit_messages, mailbox_census, sample_mail
-from assoc_ai_core.connectors import MailRef
+from assoc_ai_core.cli.main import cli
+from assoc_ai_core.cli.triage import add_commands
+from assoc_ai_core.testing.mailbox import RecordingForwarder, assert_exactly_once, kit_messages, mailbox_census, sample_mail
+from assoc_ai_core.ext.connectors import MailRef
 from assoc_ai_core.errors import CapabilityError, ConfigError, TransientError
-from assoc_ai_core.mailboxes.local import LocalMailConfig, LocalMailConnector
-from assoc_ai_core.mailboxes.subject import read_subject
-from assoc_ai_core.state import StateStore
-from assoc_ai_core.triage import TriageJob, TriageSettings
+from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
+from assoc_ai_core.ext.subject import read_subject
+from assoc_ai_core.jobs.state import StateStore
+from assoc_ai_core.jobs.triage import TriageJob, TriageSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW = ROOT / "examples" / "mailbox" / "new"
@@ -210,7 +210,7 @@ def test_correction_is_detected_with_pseudonymised_text(tmp_path: Path, model_fi
     assert moved.effective_category == "Benevolat" and moved.current_folder == CATEGORIES["Benevolat"]
     stored = json.loads(row["text"])
     assert stored["text"] and stored["subject"]
-    from assoc_ai_core.parsing import parse_message
+    from assoc_ai_core.mail.parsing import parse_message
 
     sender = parse_message(raw).sender
     assert sender and sender not in row["text"]
@@ -267,7 +267,7 @@ def test_failed_action_is_retried_next_run(tmp_path: Path, model_file: Path) -> 
 
 # ------------------------------------------------------------------ subprocesses: SIGKILL and SIGTERM
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "assoc_ai_core.cli", *args]
+    return [sys.executable, "-m", "assoc_ai_core.cli.main", *args]
 
 
 def test_cli_run_killed_with_sigkill_then_rerun_is_exactly_once(tmp_path: Path, model_file: Path) -> None:
@@ -416,7 +416,7 @@ def test_train_from_mailbox_cli(tmp_path: Path, model_file: Path, example_mailbo
 
 
 def test_train_from_mailbox_needs_two_category_folders(tmp_path: Path, model_file: Path) -> None:
-    from assoc_ai_core.triage import train_from_mailbox
+    from assoc_ai_core.jobs.triage import train_from_mailbox
 
     cfg = tmp_path / "one.toml"
     cfg.write_text('[mailbox]\nconnector = "local"\npath = "Maildir"\ncreate = true\n'
@@ -429,8 +429,8 @@ def test_killed_between_tagged_copy_and_removal_of_the_original(tmp_path: Path, 
     """The hardest instant of a subject tag: the tagged copy is on disk, the original not yet removed."""
     import hashlib
 
-    from assoc_ai_core.conformance import SimulatedCrash
-    from assoc_ai_core.mailboxes.subject import with_tag
+    from assoc_ai_core.testing.mailbox import SimulatedCrash
+    from assoc_ai_core.ext.subject import with_tag
 
     cfg = write_config(tmp_path, model_file)
     conn = maildir(tmp_path)
@@ -512,7 +512,7 @@ def test_html_report_includes_the_monitoring_of_the_job(tmp_path: Path, model_fi
     with TriageJob(cfg) as job:
         job.run_once()
     html = tmp_path / "report.html"
-    from assoc_ai_core.cli import _wire_optional_commands
+    from assoc_ai_core.cli.main import _wire_optional_commands
 
     _wire_optional_commands()
     r = CliRunner().invoke(cli, ["evaluate", str(model_file), str(example_mailbox / "train"), "--html", str(html),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..connectors import ConnectorRegistry
-from ..hookspecs import hookimpl
+from assoc_ai_core.ext.connectors import ConnectorRegistry
+from assoc_ai_core.ext.hookspecs import hookimpl
 
 
 @hookimpl
 def register_connectors(registry: ConnectorRegistry) -> None:
     """Register the credential-free local mail connector."""
-    from ..mailboxes.local import LocalMailConnector
+    from assoc_ai_core.default_plugins.local_mailbox import LocalMailConnector
 
     registry.add(LocalMailConnector, plugin="assoc-ai-core")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..connectors import ConnectorRegistry
-from ..hookspecs import hookimpl
+from assoc_ai_core.ext.connectors import ConnectorRegistry
+from assoc_ai_core.ext.hookspecs import hookimpl
 
 
 @hookimpl
 def register_connectors(registry: ConnectorRegistry) -> None:
     """Register the credential-free files connector (id ``files``)."""
-    from ..people.files_connector import FilesConnector
+    from assoc_ai_core.people.files_connector import FilesConnector
 
     registry.add_crm(FilesConnector, plugin="assoc-ai-core")

@@ -7,8 +7,8 @@ assoc-ai-core[people]``).
 
 from __future__ import annotations
 
-from .connector import CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
-from .records import (
+from assoc_ai_core.ext.crm import CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
+from assoc_ai_core.records.people import (
     RECORD_TYPES,
     FieldSpec,
     Gift,

@@ -20,8 +20,8 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import betaln, logsumexp
 
-from ..errors import DataError
-from ..i18n import tr
+from assoc_ai_core.errors import DataError
+from assoc_ai_core.i18n import tr
 
 __all__ = ["BGBB", "bgbb_log_likelihood", "fit_bgbb"]
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from ..errors import ConfigError, DataError
-from ..i18n import tr
-from .records import (
+from assoc_ai_core.errors import ConfigError, DataError
+from assoc_ai_core.i18n import tr
+from assoc_ai_core.records.people import (
     RECORD_TYPES,
     Gift,
     Membership,
@@ -28,7 +28,7 @@ from .records import (
 if TYPE_CHECKING:  # annotations only: pandas stays optional
     import pandas as pd
 
-    from .connector import CrmConnector
+    from assoc_ai_core.ext.crm import CrmConnector
 
 __all__ = ["PeopleData", "load_people", "connector_from_config", "require_pandas"]
 
@@ -111,9 +111,9 @@ def _to_naive_datetime(pd: Any, series: "pd.Series") -> "pd.Series":
 
 def connector_from_config(path: str | Path) -> "CrmConnector":
     """Build the CRM connector described by the ``[crm]`` section of a TOML config file."""
-    from ..config import build_config, load_config
-    from ..plugins import get_connector_class
-    from .connector import CrmConnector
+    from assoc_ai_core.ext.config import build_config, load_config
+    from assoc_ai_core.ext.plugins import get_connector_class
+    from assoc_ai_core.ext.crm import CrmConnector
 
     data = load_config(path)
     section = data.get("crm")
@@ -144,8 +144,8 @@ def connector_from_config(path: str | Path) -> "CrmConnector":
 
 def load_people(source: "str | Path | CrmConnector | PeopleData") -> PeopleData:
     """Read every record type from ``source`` (folder or file of exports, TOML config, connector)."""
-    from .connector import CrmConnector
-    from .files_connector import FilesConfig, FilesConnector
+    from assoc_ai_core.ext.crm import CrmConnector
+    from assoc_ai_core.people.files_connector import FilesConfig, FilesConnector
 
     if isinstance(source, PeopleData):
         return source

@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ..errors import DataError
-from ..i18n import tr
-from .cleaning import clean_person, fold
-from .records import Person
+from assoc_ai_core.errors import DataError
+from assoc_ai_core.i18n import tr
+from assoc_ai_core.people.cleaning import clean_person, fold
+from assoc_ai_core.records.people import Person
 
 __all__ = ["find_duplicates", "MergeProposal", "WEIGHTS"]
 

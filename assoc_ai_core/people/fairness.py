@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..i18n import percent, tr
-from .cleaning import department_of, fold
+from assoc_ai_core.i18n import percent, tr
+from assoc_ai_core.people.cleaning import department_of, fold
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .dataset import PeopleData
+    from assoc_ai_core.people.dataset import PeopleData
 
 __all__ = ["fairness_report", "FairnessReport", "sensitive_attributes", "age_band", "normalize_gender"]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Iterable
 
-from .dataset import PeopleData, require_pandas
+from assoc_ai_core.people.dataset import PeopleData, require_pandas
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,8 +88,8 @@ def as_timestamp(value: date | datetime | str | None) -> "pd.Timestamp":
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError) as exc:
-        from ..errors import DataError
-        from ..i18n import tr
+        from assoc_ai_core.errors import DataError
+        from assoc_ai_core.i18n import tr
 
         raise DataError(tr(f"Date de référence illisible : {value!r}. Écrivez-la AAAA-MM-JJ (ex. 2024-12-31).",
                            f"Unreadable reference date: {value!r}. Write it YYYY-MM-DD (e.g. 2024-12-31).")) from exc

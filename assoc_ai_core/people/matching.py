@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import __version__
-from ..errors import DataError
-from ..i18n import tr
-from .cleaning import department_of, fold, split_list
-from .dataset import PeopleData, load_people, require_pandas
-from .features import NEVER_MONTHS, as_timestamp
-from .metrics import classification_metrics
-from .model import Explanation, Factor, PeopleModel, describe_factor, sentence
-from .records import VolunteerMission
+from assoc_ai_core import __version__
+from assoc_ai_core.errors import DataError
+from assoc_ai_core.i18n import tr
+from assoc_ai_core.people.cleaning import department_of, fold, split_list
+from assoc_ai_core.people.dataset import PeopleData, load_people, require_pandas
+from assoc_ai_core.people.features import NEVER_MONTHS, as_timestamp
+from assoc_ai_core.people.metrics import classification_metrics
+from assoc_ai_core.people.model import Explanation, Factor, PeopleModel, describe_factor, sentence
+from assoc_ai_core.records.people import VolunteerMission
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -31,9 +31,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from ..errors import DataError, ModelError
-from ..i18n import percent, tr
-from .features import BY_NAME, NEVER_MONTHS
+from assoc_ai_core.errors import DataError, ModelError
+from assoc_ai_core.i18n import percent, tr
+from assoc_ai_core.people.features import BY_NAME, NEVER_MONTHS
 
 __all__ = ["PeopleModel", "Explanation", "Factor", "describe_factor", "FORMAT_VERSION"]
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from ..i18n import percent, tr
-from .cleaning import department_of, email_issue, fold, normalize_phone, normalize_postcode
-from .dataset import PeopleData
+from assoc_ai_core.i18n import percent, tr
+from assoc_ai_core.people.cleaning import department_of, email_issue, fold, normalize_phone, normalize_postcode
+from assoc_ai_core.people.dataset import PeopleData
 
 __all__ = ["quality_report", "QualityReport", "ColumnQuality"]
 

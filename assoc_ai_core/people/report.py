@@ -12,7 +12,7 @@ import html
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..i18n import current_lang, percent, tr
+from assoc_ai_core.i18n import current_lang, percent, tr
 
 __all__ = ["render_people_report", "write_people_report", "svg_calibration", "svg_gains", "svg_bars"]
 

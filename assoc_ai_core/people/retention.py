@@ -25,9 +25,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import DataError
-from ..i18n import percent, tr
-from .dataset import PeopleData, load_people, require_pandas
+from assoc_ai_core.errors import DataError
+from assoc_ai_core.i18n import percent, tr
+from assoc_ai_core.people.dataset import PeopleData, load_people, require_pandas
 
 __all__ = ["retention_report", "RetentionReport", "retention_history", "AMOUNT_BANDS"]
 

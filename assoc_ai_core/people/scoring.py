@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
-from ..i18n import tr
+from assoc_ai_core.errors import DataError
+from assoc_ai_core.i18n import tr
 
 __all__ = ["score_table", "ScoringResult", "score_partition", "write_feature_table"]
 
@@ -51,7 +51,7 @@ class ScoringResult:
 
 @functools.lru_cache(maxsize=4)
 def _model(path: str) -> Any:
-    from .store import load_people_model
+    from assoc_ai_core.people.store import load_people_model
 
     return load_people_model(path)
 
@@ -113,7 +113,7 @@ def score_table(
     import dask
     import pandas as pd
 
-    from .store import is_people_model
+    from assoc_ai_core.people.store import is_people_model
 
     model_path = str(Path(model_path).resolve())
     if not is_people_model(model_path):
@@ -177,9 +177,9 @@ def score_table(
 
 def write_feature_table(data: Any, path: str | Path, *, as_of: Any = None) -> Path:
     """Write the feature table of ``data`` as of ``as_of`` (default: end of data) for :func:`score_table`."""
-    from .dataset import load_people
-    from .features import as_timestamp, build_features
-    from .tasks import data_end
+    from assoc_ai_core.people.dataset import load_people
+    from assoc_ai_core.people.features import as_timestamp, build_features
+    from assoc_ai_core.people.tasks import data_end
 
     people = load_people(data)
     frames = people.frames()

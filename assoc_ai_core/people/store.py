@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
-from ..i18n import tr
+from assoc_ai_core.errors import ModelError
+from assoc_ai_core.i18n import tr
 
 __all__ = ["PEOPLE_TRUSTED_TYPES", "save_people_model", "load_people_model", "is_people_model"]
 
@@ -32,15 +32,15 @@ PEOPLE_TRUSTED_TYPES: tuple[str, ...] = (
 
 def save_people_model(model: Any, path: str | os.PathLike[str]) -> Path:
     """Write a people model (``.skops``) atomically."""
-    from ..persistence import save_model
+    from assoc_ai_core.persistence import save_model
 
     return save_model(model, path)
 
 
 def load_people_model(path: str | os.PathLike[str]) -> Any:
     """Load a people model, refusing any type outside the reviewed lists."""
-    from ..persistence import load_model
-    from .model import PeopleModel
+    from assoc_ai_core.persistence import load_model
+    from assoc_ai_core.people.model import PeopleModel
 
     model = load_model(path, trusted=PEOPLE_TRUSTED_TYPES)
     if not isinstance(model, PeopleModel):
@@ -50,7 +50,7 @@ def load_people_model(path: str | os.PathLike[str]) -> Any:
 
 def is_people_model(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is a model file written for a people task (reads only its metadata)."""
-    from ..persistence import read_metadata
+    from assoc_ai_core.persistence import read_metadata
 
     try:
         meta = read_metadata(path)

@@ -13,8 +13,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .dataset import PeopleData
-from .records import Gift, Membership, Participation, Person, RecurringPlan, VolunteerHours, VolunteerMission
+from assoc_ai_core.people.dataset import PeopleData
+from assoc_ai_core.records.people import Gift, Membership, Participation, Person, RecurringPlan, VolunteerHours, VolunteerMission
 
 __all__ = ["generate_people", "write_exports", "SKILLS"]
 
@@ -213,7 +213,7 @@ def _near_copy(person: Person, k: int, rng: Any, *, source: str) -> Person:
 
 
 def _ascii(text: str) -> str:
-    from .cleaning import fold
+    from assoc_ai_core.people.cleaning import fold
 
     return "".join(c for c in fold(text) if c.isalnum())
 

@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
-from ..i18n import tr
+from assoc_ai_core.errors import DataError
+from assoc_ai_core.i18n import tr
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 CSV_SUFFIXES = (".csv", ".txt", ".tsv")

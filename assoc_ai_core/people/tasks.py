@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from .. import __version__
-from ..errors import DataError
-from ..i18n import tr
-from .dataset import PeopleData, load_people, require_pandas
-from .features import BY_NAME, as_timestamp, build_features
-from .metrics import best_threshold, calibration_bins, classification_metrics, lift_table, threshold_metrics
-from .model import Explanation, PeopleModel
-from .records import Score
+from assoc_ai_core import __version__
+from assoc_ai_core.errors import DataError
+from assoc_ai_core.i18n import tr
+from assoc_ai_core.people.dataset import PeopleData, load_people, require_pandas
+from assoc_ai_core.people.features import BY_NAME, as_timestamp, build_features
+from assoc_ai_core.people.metrics import best_threshold, calibration_bins, classification_metrics, lift_table, threshold_metrics
+from assoc_ai_core.people.model import Explanation, PeopleModel
+from assoc_ai_core.records.people import Score
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,7 +72,7 @@ def _any_givers(frames: dict[str, "pd.DataFrame"], start: "pd.Timestamp", end: "
 
 
 def _renewers(frames: dict[str, "pd.DataFrame"], start: "pd.Timestamp", end: "pd.Timestamp") -> set[str]:
-    from .features import _membership_starts
+    from assoc_ai_core.people.features import _membership_starts
 
     pd = require_pandas()
     m = _membership_starts(pd, frames["membership"])
@@ -296,7 +296,7 @@ def _measure(
         out["permutation_importance"] = dict(sorted(((k, v) for k, v in imp.items() if k in model.features_),
                                                     key=lambda kv: -kv[1]))
     if fairness_attributes and len(np.unique(yt)) == 2:
-        from .fairness import fairness_report, sensitive_attributes
+        from assoc_ai_core.people.fairness import fairness_report, sensitive_attributes
 
         attrs = sensitive_attributes(people, X.index.get_level_values("person_id"), as_of, fairness_attributes)
         out["fairness"] = fairness_report(yt, p, attrs, threshold=threshold, bound=fairness_bound).to_dict()

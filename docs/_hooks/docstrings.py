@@ -1,7 +1,7 @@
 """MkDocs hook: render the Sphinx-flavoured bits of the core's docstrings cleanly in the API reference.
 
 The docstrings are numpydoc (like scikit-learn's, which our users read side by
-side) and use Sphinx roles (``:class:`~assoc_ai_core.records.Message```) and
+side) and use Sphinx roles (``:class:`~assoc_ai_core.records.mail.Message```) and
 ``.. versionadded::`` lines.  mkdocstrings renders Markdown, so without this
 hook the roles would show as raw text.  Here a role becomes a cross-reference
 to the object's entry in the reference when there is one (mkdocs-autorefs

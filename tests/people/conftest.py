@@ -49,7 +49,7 @@ def donor_model_path(donor_model, tmp_path_factory: pytest.TempPathFactory) -> P
 def files_plugin():
     """Make sure the embedded files connector is registered (it is a default plugin once wired in plugins.py)."""
     from assoc_ai_core.default_plugins import people_files
-    from assoc_ai_core.plugins import connector_registry, register_plugin
+    from assoc_ai_core.ext.plugins import connector_registry, register_plugin
 
     if "files" not in connector_registry().ids():
         register_plugin(people_files, name="assoc_ai_core.default_plugins.people_files")

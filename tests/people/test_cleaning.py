@@ -20,7 +20,7 @@ from assoc_ai_core.people.cleaning import (
     parse_number,
 )
 from assoc_ai_core.people.dataset import PeopleData
-from assoc_ai_core.people.records import Gift, Person
+from assoc_ai_core.records.people import Gift, Person
 
 
 @pytest.mark.parametrize("raw, expected", [

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from assoc_ai_core.people.commands import (
+from assoc_ai_core.cli.people import (
     evaluate_task,
     explain_task,
     is_people_model,

@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from assoc_ai_core.people.conformance import CRM_CHECKS, check_reads_people_and_resumes
+from assoc_ai_core.testing.crm import CRM_CHECKS, check_reads_people_and_resumes
 from assoc_ai_core.people.files_connector import FilesConfig, FilesConnector
-from assoc_ai_core.people.records import RecordPage
+from assoc_ai_core.records.people import RecordPage
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_core_import_stays_light(tmp_path):
     (tmp_path / "personnes.csv").write_text("Identifiant;Nom\n1;Durand\n", encoding="utf-8")
     code = ("import sys\n"
             "for m in ('pandas', 'dask', 'distributed', 'fairlearn', 'openpyxl', 'recordlinkage'): sys.modules[m] = None\n"
-            "import assoc_ai_core, assoc_ai_core.people, assoc_ai_core.people.commands, assoc_ai_core.people.tasks\n"
+            "import assoc_ai_core, assoc_ai_core.people, assoc_ai_core.cli.people, assoc_ai_core.people.tasks\n"
             "from assoc_ai_core.default_plugins import people_files\n"
             "from assoc_ai_core.people.files_connector import FilesConfig, FilesConnector\n"
             f"print([p.last_name for p in FilesConnector(FilesConfig(path={str(tmp_path)!r})).read_all('person')])\n")

@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from assoc_ai_core.connectors import Capability
+from assoc_ai_core.ext.connectors import Capability
 from assoc_ai_core.errors import CapabilityError
-from assoc_ai_core.people.connector import CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
-from assoc_ai_core.people.records import (
+from assoc_ai_core.ext.crm import CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
+from assoc_ai_core.records.people import (
     RECORD_TYPES,
     Gift,
     Person,

@@ -9,7 +9,7 @@ import pytest
 
 from assoc_ai_core.people.dataset import PeopleData
 from assoc_ai_core.people.features import FEATURE_NAMES, NEVER_MONTHS, build_features
-from assoc_ai_core.people.records import Gift, Membership, Participation, Person, RecurringPlan, VolunteerHours
+from assoc_ai_core.records.people import Gift, Membership, Participation, Person, RecurringPlan, VolunteerHours
 
 AS_OF = "2024-01-01"
 

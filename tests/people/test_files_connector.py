@@ -10,7 +10,7 @@ import pytest
 
 from assoc_ai_core.errors import ConfigError, DataError
 from assoc_ai_core.people.files_connector import FilesConfig, FilesConnector
-from assoc_ai_core.people.records import Score, score_field_names
+from assoc_ai_core.records.people import Score, score_field_names
 
 
 def _digest(path: Path) -> str:

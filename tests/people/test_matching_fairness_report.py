@@ -9,7 +9,7 @@ import pytest
 
 from assoc_ai_core.errors import DataError
 from assoc_ai_core.people.dataset import PeopleData
-from assoc_ai_core.people.records import Person, VolunteerHours, VolunteerMission
+from assoc_ai_core.records.people import Person, VolunteerHours, VolunteerMission
 
 
 def _small_world() -> PeopleData:

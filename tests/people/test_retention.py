@@ -8,7 +8,7 @@ import pytest
 
 from assoc_ai_core.errors import DataError
 from assoc_ai_core.people.dataset import PeopleData
-from assoc_ai_core.people.records import Gift, Person
+from assoc_ai_core.records.people import Gift, Person
 from assoc_ai_core.people.retention import retention_history, retention_report
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 # --8<-- [start:hook]
 # hookspecs is a light module: plugins are imported at every start of assoc-ai, so keep imports cheap.
-from assoc_ai_core.connectors import ConnectorRegistry
-from assoc_ai_core.hookspecs import hookimpl
+from assoc_ai_core.ext.connectors import ConnectorRegistry
+from assoc_ai_core.ext.hookspecs import hookimpl
 
 from .connector import SkeletonConfig, SkeletonConnector
 

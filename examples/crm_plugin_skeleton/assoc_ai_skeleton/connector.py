@@ -21,11 +21,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping
 
-from assoc_ai_core.connectors import Capability
+from assoc_ai_core.ext.connectors import Capability
 from assoc_ai_core.errors import ConfigError, ConnectorError, DataError
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.people.connector import CrmConnector, advance_cursor, is_after_cursor
-from assoc_ai_core.people.records import Person, RecordPage
+from assoc_ai_core.ext.crm import CrmConnector, advance_cursor, is_after_cursor
+from assoc_ai_core.records.people import Person, RecordPage
 
 __all__ = ["SkeletonConfig", "SkeletonConnector"]
 

@@ -11,7 +11,7 @@ import pytest
 
 import assoc_ai_skeleton
 from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError, DataError
-from assoc_ai_core.people.conformance import CRM_CHECKS
+from assoc_ai_core.testing.crm import CRM_CHECKS
 from assoc_ai_skeleton import SkeletonConfig, SkeletonConnector
 # --8<-- [end:imports]
 
@@ -119,7 +119,7 @@ def test_errors_say_what_is_wrong_without_showing_data(tmp_path: Path, monkeypat
 @pytest.fixture
 def registered() -> Iterator[None]:
     """The plugin known to assoc-ai: found by its entry point when installed, else registered by hand."""
-    from assoc_ai_core import plugins
+    from assoc_ai_core.ext import plugins
 
     plugins.load_plugins()
     if plugins.pm.has_plugin("skeleton"):
@@ -136,7 +136,7 @@ def registered() -> Iterator[None]:
 def test_the_host_finds_and_builds_it(registered: None, people_file: Path, tmp_path: Path) -> None:
     """Through the hook, the host finds the class and builds it from the [crm] section of a configuration."""
     from assoc_ai_core.people.dataset import connector_from_config
-    from assoc_ai_core.plugins import get_connector_class
+    from assoc_ai_core.ext.plugins import get_connector_class
 
     assert get_connector_class("skeleton") is SkeletonConnector
     config = tmp_path / "assoc_ai.toml"

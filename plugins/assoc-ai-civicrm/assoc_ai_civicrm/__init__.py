@@ -6,8 +6,8 @@ Registered through the ``assoc_ai`` entry point; the host builds
 
 from __future__ import annotations
 
-from assoc_ai_core.connectors import ConnectorRegistry
-from assoc_ai_core.hookspecs import hookimpl
+from assoc_ai_core.ext.connectors import ConnectorRegistry
+from assoc_ai_core.ext.hookspecs import hookimpl
 
 from .connector import CiviCrmConfig, CiviCrmConnector
 

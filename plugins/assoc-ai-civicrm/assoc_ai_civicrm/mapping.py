@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
-from assoc_ai_core.people.records import Gift, Membership, Participation, Person, RecurringPlan, VolunteerHours
+from assoc_ai_core.records.people import Gift, Membership, Participation, Person, RecurringPlan, VolunteerHours
 
 SOURCE = "civicrm"
 

@@ -9,10 +9,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from assoc_ai_core.config import Secret, build_config
-from assoc_ai_core.connectors import ConnectorRegistry
+from assoc_ai_core.ext.config import Secret, build_config
+from assoc_ai_core.ext.connectors import ConnectorRegistry
 from assoc_ai_core.errors import AuthError, CapabilityError, ConfigError, ConnectorError, TransientError
-from assoc_ai_core.people.records import Gift, Membership, Participation, Person, RecurringPlan, Score, VolunteerHours
+from assoc_ai_core.records.people import Gift, Membership, Participation, Person, RecurringPlan, Score, VolunteerHours
 from assoc_ai_civicrm import CiviCrmConfig, CiviCrmConnector
 from civicrm_fake import API_KEY, SITE_KEY, FakeCiviCRM
 

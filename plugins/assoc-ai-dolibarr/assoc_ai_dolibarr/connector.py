@@ -7,12 +7,12 @@ from datetime import date, datetime, timezone
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from assoc_ai_core.config import Secret
-from assoc_ai_core.connectors import Capability
+from assoc_ai_core.ext.config import Secret
+from assoc_ai_core.ext.connectors import Capability
 from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.people.connector import CURSOR_KEY, CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
-from assoc_ai_core.people.records import (FieldSpec, Gift, Membership, Person, RecordDiff, RecordPage, Score,
+from assoc_ai_core.ext.crm import CURSOR_KEY, CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
+from assoc_ai_core.records.people import (FieldSpec, Gift, Membership, Person, RecordDiff, RecordPage, Score,
                                           WriteReport, score_field_names)
 
 from .client import DolibarrClient, NotFound

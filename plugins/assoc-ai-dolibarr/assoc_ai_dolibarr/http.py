@@ -1,4 +1,4 @@
-"""HTTP plumbing for the Dolibarr API: the core's shared helpers (assoc_ai_core.webapi), bound to this connector."""
+"""HTTP plumbing for the Dolibarr API: the core's shared helpers (assoc_ai_core.ext.http), bound to this connector."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import requests
 import tenacity
 
-from assoc_ai_core import webapi
-from assoc_ai_core.webapi import RateLimited, parse_retry_after
+from assoc_ai_core.ext import http as webapi
+from assoc_ai_core.ext.http import RateLimited, parse_retry_after
 
 __all__ = ["CONNECTOR_ID", "RateLimited", "check_base_url", "parse_retry_after", "retrying", "send"]
 

@@ -9,10 +9,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from assoc_ai_core.config import Secret, build_config
-from assoc_ai_core.connectors import ConnectorRegistry
+from assoc_ai_core.ext.config import Secret, build_config
+from assoc_ai_core.ext.connectors import ConnectorRegistry
 from assoc_ai_core.errors import AuthError, CapabilityError, TransientError
-from assoc_ai_core.people.records import Gift, Membership, Person, Score
+from assoc_ai_core.records.people import Gift, Membership, Person, Score
 from assoc_ai_dolibarr import DolibarrConfig, DolibarrConnector
 from dolibarr_fake import ADMIN_KEY, API_KEY, FakeDolibarr, ts
 

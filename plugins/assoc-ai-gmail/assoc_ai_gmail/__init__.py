@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from assoc_ai_core.hookspecs import hookimpl
+from assoc_ai_core.ext.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     import click
 
-    from assoc_ai_core.connectors import ConnectorRegistry
+    from assoc_ai_core.ext.connectors import ConnectorRegistry
 
 __version__ = "0.1.0"
 __all__ = ["GmailConnector", "GmailConfig", "register_connectors", "register_commands", "__version__"]

@@ -24,12 +24,12 @@ import googleapiclient.discovery
 import httplib2
 from googleapiclient.http import BatchHttpRequest
 
-from assoc_ai_core.config import Secret
-from assoc_ai_core.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
+from assoc_ai_core.ext.config import Secret
+from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
 from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError, TransientError
-from assoc_ai_core.forwarding import ForwardError
+from assoc_ai_core.jobs.forwarding import ForwardError
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.parsing import parse_message
+from assoc_ai_core.mail.parsing import parse_message
 
 from . import credentials as creds_mod
 from .calls import ApiCaller, GmailBadRequest, GmailConflict, GmailNotFound, rejected_before_processing

@@ -13,7 +13,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import compat32
 
-from assoc_ai_core.parsing import decode_header
+from assoc_ai_core.mail.parsing import decode_header
 
 from .settings import AUTO_SUBMITTED
 

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # the loopback server module liv
 
 from gmail_loopback import FakeGmail  # noqa: E402
 
-from assoc_ai_core.config import Secret  # noqa: E402
+from assoc_ai_core.ext.config import Secret  # noqa: E402
 from assoc_ai_gmail.connector import GmailConfig, GmailConnector  # noqa: E402
 
 

@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 from click.testing import CliRunner
 
-from assoc_ai_core.config import Secret, build_config
+from assoc_ai_core.ext.config import Secret, build_config
 from assoc_ai_core.errors import AuthError, ConfigError
 from assoc_ai_gmail.cli import CONSOLE_REDIRECT_URI, extract_code, gmail
 from assoc_ai_gmail.connector import GmailConfig, GmailConnector

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assoc_ai_core.connectors import MailRef
+from assoc_ai_core.ext.connectors import MailRef
 from assoc_ai_core.errors import TransientError
 from assoc_ai_gmail.connector import GmailConnector
 

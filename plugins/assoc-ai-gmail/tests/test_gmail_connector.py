@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from assoc_ai_core.config import Secret, build_config, load_config, redact
-from assoc_ai_core.connectors import Capability, ConnectorRegistry, MailRef
+from assoc_ai_core.ext.config import Secret, build_config, load_config, redact
+from assoc_ai_core.ext.connectors import Capability, ConnectorRegistry, MailRef
 from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError
-from assoc_ai_core.parsing import parse_message
+from assoc_ai_core.mail.parsing import parse_message
 from assoc_ai_gmail import register_connectors
 from assoc_ai_gmail.connector import GmailConfig, GmailConnector
 

@@ -6,7 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from assoc_ai_core.triage import TriageSettings, build_connector
+from assoc_ai_core.jobs.triage import TriageSettings, build_connector
 from assoc_ai_gmail.cli import auth
 from assoc_ai_gmail.connector import GmailConfig, GmailConnector
 

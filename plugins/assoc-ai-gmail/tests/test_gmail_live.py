@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from assoc_ai_core.conformance import MailboxHarness
-from assoc_ai_core.config import build_config, load_config
+from assoc_ai_core.testing.mailbox import MailboxHarness
+from assoc_ai_core.ext.config import build_config, load_config
 from assoc_ai_core.testing import parametrize_mailbox_checks
 from assoc_ai_gmail.connector import GmailConfig, GmailConnector
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from assoc_ai_core.config import Secret
-from assoc_ai_core.connectors import MailRef
+from assoc_ai_core.ext.config import Secret
+from assoc_ai_core.ext.connectors import MailRef
 from assoc_ai_core.errors import AuthError, ConnectorError, TransientError
-from assoc_ai_core.forwarding import ForwardError
+from assoc_ai_core.jobs.forwarding import ForwardError
 from assoc_ai_gmail.calls import retry_after_seconds
 from assoc_ai_gmail.connector import GmailConfig, GmailConnector
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from assoc_ai_core.connectors import Page
+from assoc_ai_core.ext.connectors import Page
 from assoc_ai_gmail.connector import GmailConnector
 
 

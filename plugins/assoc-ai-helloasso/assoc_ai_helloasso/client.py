@@ -8,7 +8,7 @@ from typing import Any, Iterator, Mapping
 
 import requests
 
-from assoc_ai_core.config import Secret
+from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.errors import AuthError, ConnectorError
 from assoc_ai_core.i18n import tr
 

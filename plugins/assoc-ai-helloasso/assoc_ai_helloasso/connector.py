@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
-from assoc_ai_core.config import Secret
-from assoc_ai_core.connectors import Capability
+from assoc_ai_core.ext.config import Secret
+from assoc_ai_core.ext.connectors import Capability
 from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.people.connector import CURSOR_KEY, CrmConnector, advance_cursor, is_after_cursor
-from assoc_ai_core.people.records import RecordPage
+from assoc_ai_core.ext.crm import CURSOR_KEY, CrmConnector, advance_cursor, is_after_cursor
+from assoc_ai_core.records.people import RecordPage
 
 from . import mapping
 from .client import HelloAssoClient

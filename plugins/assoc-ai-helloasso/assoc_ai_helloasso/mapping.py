@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Any, Mapping
 
-from assoc_ai_core.people.records import Gift, Membership, Participation, Person, RecurringPlan
+from assoc_ai_core.records.people import Gift, Membership, Participation, Person, RecurringPlan
 
 SOURCE = "helloasso"
 

@@ -9,11 +9,11 @@ from typing import Any, Iterator
 
 import pytest
 
-from assoc_ai_core.config import Secret, build_config
+from assoc_ai_core.ext.config import Secret, build_config
 from assoc_ai_core.errors import AuthError, CapabilityError, ConfigError, ConnectorError, TransientError
-from assoc_ai_core.people.records import Gift, Membership, Participation, Person, RecurringPlan, Score
-from assoc_ai_core.connectors import ConnectorRegistry
-from assoc_ai_core.plugins import describe_connector
+from assoc_ai_core.records.people import Gift, Membership, Participation, Person, RecurringPlan, Score
+from assoc_ai_core.ext.connectors import ConnectorRegistry
+from assoc_ai_core.ext.plugins import describe_connector
 from assoc_ai_helloasso import HelloAssoConfig, HelloAssoConnector
 from helloasso_fake import CLIENT_ID, CLIENT_SECRET, ORG, T0, FakeHelloAsso
 

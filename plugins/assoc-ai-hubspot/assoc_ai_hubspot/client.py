@@ -26,10 +26,10 @@ from hubspot.crm.objects.exceptions import ApiException as ObjectsApiException
 from hubspot.crm.properties.exceptions import ApiException as PropertiesApiException
 from urllib3.util.retry import Retry
 
-from assoc_ai_core.config import Secret
+from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, TransientError
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.webapi import parse_retry_after, retry_after_wait
+from assoc_ai_core.ext.http import parse_retry_after, retry_after_wait
 
 log = logging.getLogger(__name__)
 

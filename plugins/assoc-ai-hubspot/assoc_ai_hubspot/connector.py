@@ -22,12 +22,12 @@ from hubspot.crm.objects import (BatchInputSimplePublicObjectBatchInput, BatchRe
                                  PublicObjectSearchRequest)
 from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate
 
-from assoc_ai_core.config import Secret
-from assoc_ai_core.connectors import Capability
+from assoc_ai_core.ext.config import Secret
+from assoc_ai_core.ext.connectors import Capability
 from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.people.connector import CURSOR_KEY, CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
-from assoc_ai_core.people.records import FieldSpec, RecordDiff, RecordPage, Score, WriteReport, score_field_names
+from assoc_ai_core.ext.crm import CURSOR_KEY, CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
+from assoc_ai_core.records.people import FieldSpec, RecordDiff, RecordPage, Score, WriteReport, score_field_names
 
 from . import mapping as m
 from .client import CONNECTOR_ID, DEFAULT_HOST, AlreadyExists, HubSpotApi, NotFound, check_base_url

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.people.records import Gift, Membership, Person
+from assoc_ai_core.records.people import Gift, Membership, Person
 
 SOURCE = "hubspot"
 TRUE_WORDS = frozenset({"true", "yes", "oui", "1", "on"})

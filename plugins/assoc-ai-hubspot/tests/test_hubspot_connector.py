@@ -11,10 +11,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from assoc_ai_core.config import Secret, build_config
-from assoc_ai_core.connectors import ConnectorRegistry
+from assoc_ai_core.ext.config import Secret, build_config
+from assoc_ai_core.ext.connectors import ConnectorRegistry
 from assoc_ai_core.errors import AuthError, CapabilityError, ConfigError, ConnectorError, TransientError
-from assoc_ai_core.people.records import Gift, Membership, Person, Score
+from assoc_ai_core.records.people import Gift, Membership, Person, Score
 from assoc_ai_hubspot import HubSpotConfig, HubSpotConnector
 from assoc_ai_hubspot.connector import LIST_KEY
 from hubspot_fake import DONATIONS_PIPELINE, MEMBERSHIPS, PLEDGED, RECEIVED, TOKEN, FakeHubSpot, make_cert

@@ -11,8 +11,8 @@ import os
 
 import pytest
 
-from assoc_ai_core.config import Secret
-from assoc_ai_core.people.records import Score
+from assoc_ai_core.ext.config import Secret
+from assoc_ai_core.records.people import Score
 from assoc_ai_hubspot import HubSpotConfig, HubSpotConnector
 
 

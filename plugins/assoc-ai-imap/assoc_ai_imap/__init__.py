@@ -12,8 +12,8 @@ entry-point group; a job then names it in its configuration::
 
 from __future__ import annotations
 
-from assoc_ai_core.connectors import ConnectorRegistry
-from assoc_ai_core.hookspecs import hookimpl
+from assoc_ai_core.ext.connectors import ConnectorRegistry
+from assoc_ai_core.ext.hookspecs import hookimpl
 
 from .config import ImapConfig
 from .connector import ImapConnector

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from assoc_ai_core.config import Secret
+from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.i18n import tr
 

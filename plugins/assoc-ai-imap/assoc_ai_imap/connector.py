@@ -21,7 +21,7 @@ from imapclient import IMAPClient
 from imapclient import exceptions as imap_exc
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from assoc_ai_core.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
+from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
 from assoc_ai_core.errors import (
     AssocAIError,
     AuthError,
@@ -230,7 +230,7 @@ class ImapConnector(MailboxConnector):
     def _secret_from_hooks(self, field: str) -> Any:
         """Ask plugins (``resolve_secret`` hook) each time we connect: tokens expire, a plugin renews them."""
         try:
-            from assoc_ai_core.plugins import load_plugins
+            from assoc_ai_core.ext.plugins import load_plugins
 
             value = load_plugins().hook.resolve_secret(connector_id=self.id, field=field)
         except AssocAIError:
@@ -240,7 +240,7 @@ class ImapConnector(MailboxConnector):
             return None
         if value is None:
             return None
-        from assoc_ai_core.config import Secret
+        from assoc_ai_core.ext.config import Secret
 
         return value if isinstance(value, Secret) else Secret(str(value))
 

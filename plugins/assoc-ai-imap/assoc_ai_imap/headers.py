@@ -12,7 +12,7 @@ from email.header import Header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from assoc_ai_core.parsing import decode_bytes, decode_header, stable_key
+from assoc_ai_core.mail.parsing import decode_bytes, decode_header, stable_key
 
 from .settings import MARKER_HEADER
 
@@ -57,7 +57,7 @@ def header_value(raw_or_head: bytes, name: str, *, repair_8bit: bool = False) ->
     """Decoded text of the first ``name`` header (RFC 2047 words decoded), or None.
 
     Without ``repair_8bit`` the text is decoded exactly as
-    ``assoc_ai_core.parsing`` does, so keys computed here match the core's;
+    ``assoc_ai_core.mail.parsing`` does, so keys computed here match the core's;
     with it, raw 8-bit bytes (UTF-8 or Windows-1252, common though not
     allowed in headers) are decoded too.
     """
@@ -86,7 +86,7 @@ def original_key(raw_or_head: bytes) -> str | None:
 
 
 def message_key(raw: bytes) -> str:
-    """The stable key of a message, equal to ``assoc_ai_core.parsing.parse_message(raw).key``.
+    """The stable key of a message, equal to ``assoc_ai_core.mail.parsing.parse_message(raw).key``.
 
     A copy made by :func:`tag_subject_bytes` has the same key as its original
     (for mail without a usable Message-ID, the copy carries the key as one).

@@ -18,14 +18,14 @@ import pytest
 from imap_support import Mailbox, make_mail
 from imapclient import IMAPClient
 
-from assoc_ai_core.conformance import (
+from assoc_ai_core.testing.mailbox import (
     CATEGORY_A, CATEGORY_B, FOLDER_A, FOLDER_B, REVIEW, SimulatedCrash, kit_messages, kit_model, run_kit_driver,
 )
-from assoc_ai_core.connectors import MailRef
+from assoc_ai_core.ext.connectors import MailRef
 from assoc_ai_core.errors import ConnectorError
-from assoc_ai_core.parsing import parse_message
-from assoc_ai_core.state import StateStore
-from assoc_ai_core.triage import TriageJob, TriageSettings
+from assoc_ai_core.mail.parsing import parse_message
+from assoc_ai_core.jobs.state import StateStore
+from assoc_ai_core.jobs.triage import TriageJob, TriageSettings
 from assoc_ai_imap import ImapConnector
 from assoc_ai_imap.keywords import to_keyword
 

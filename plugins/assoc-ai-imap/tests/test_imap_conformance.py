@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 
-from assoc_ai_core.conformance import MailboxHarness
+from assoc_ai_core.testing.mailbox import MailboxHarness
 from assoc_ai_core.testing import parametrize_mailbox_checks
 from assoc_ai_imap import ImapConnector
 from assoc_ai_imap.testing import DovecotServer

@@ -8,9 +8,9 @@ import time
 import pytest
 from imap_support import CAPABILITIES_WITHOUT_UIDPLUS, Mailbox, make_mail
 
-from assoc_ai_core.connectors import Capability, MailRef
+from assoc_ai_core.ext.connectors import Capability, MailRef
 from assoc_ai_core.errors import CapabilityError, ConnectorError
-from assoc_ai_core.parsing import parse_message
+from assoc_ai_core.mail.parsing import parse_message
 from assoc_ai_imap import ImapConnector
 from assoc_ai_imap import headers as hdr
 from assoc_ai_imap.settings import LOCATE_SEARCH_LIMIT

@@ -11,7 +11,7 @@ import pytest
 from imapclient import exceptions as imap_exc
 
 from assoc_ai_core.errors import AuthError, CapabilityError, ConnectorError, TransientError
-from assoc_ai_core.parsing import parse_message
+from assoc_ai_core.mail.parsing import parse_message
 from assoc_ai_imap import headers as hdr
 from assoc_ai_imap.errors import translate
 from assoc_ai_imap.folders import FolderNames

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from imap_support import Mailbox
 
-from assoc_ai_core import plugins
-from assoc_ai_core.config import Secret, build_config, load_config, redact
-from assoc_ai_core.connectors import Capability
+from assoc_ai_core.ext import plugins
+from assoc_ai_core.ext.config import Secret, build_config, load_config, redact
+from assoc_ai_core.ext.connectors import Capability
 from assoc_ai_core.errors import ConfigError, MissingSecretError
 from assoc_ai_imap import ImapConfig, ImapConnector
 
@@ -82,7 +82,7 @@ def test_example_configuration_builds(monkeypatch: pytest.MonkeyPatch) -> None:
     assert data["mailbox"]["connector"] == "imap"
     assert config.tls in ("ssl", "starttls") and config.verify_tls
     assert config.password is not None and config.password.get() == "exemple"
-    from assoc_ai_core.triage import TriageSettings
+    from assoc_ai_core.jobs.triage import TriageSettings
 
     settings = TriageSettings.load(EXAMPLE)  # what `assoc-ai triage run --config` reads
     assert settings.connector == "imap" and settings.review_folder == "À vérifier"

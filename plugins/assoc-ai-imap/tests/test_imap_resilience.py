@@ -188,9 +188,9 @@ def test_xoauth2_login(oauth2_server) -> None:
 
 
 def test_xoauth2_token_from_another_plugin(oauth2_server, monkeypatch: pytest.MonkeyPatch) -> None:
-    from assoc_ai_core import plugins
-    from assoc_ai_core.hookspecs import hookimpl
-    from assoc_ai_core.plugins import load_plugins
+    from assoc_ai_core.ext import plugins
+    from assoc_ai_core.ext.hookspecs import hookimpl
+    from assoc_ai_core.ext.plugins import load_plugins
 
     monkeypatch.setenv("ASSOC_AI_LOAD_PLUGINS", "assoc-ai-imap")  # only this plugin and the test's provider
     plugins.reset_for_tests()
@@ -220,8 +220,8 @@ def test_xoauth2_token_from_another_plugin(oauth2_server, monkeypatch: pytest.Mo
 
 def test_a_configured_password_is_used_without_asking_plugins(mailbox: Mailbox,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from assoc_ai_core import plugins
-    from assoc_ai_core.hookspecs import hookimpl
+    from assoc_ai_core.ext import plugins
+    from assoc_ai_core.ext.hookspecs import hookimpl
 
     monkeypatch.setenv("ASSOC_AI_LOAD_PLUGINS", "assoc-ai-imap")
     plugins.reset_for_tests()
@@ -245,7 +245,7 @@ def test_a_configured_password_is_used_without_asking_plugins(mailbox: Mailbox,
 
 
 def test_no_secret_anywhere_is_a_clear_error(mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    from assoc_ai_core import plugins
+    from assoc_ai_core.ext import plugins
 
     monkeypatch.setenv("ASSOC_AI_LOAD_PLUGINS", "")  # no installed plugin may answer for the secret
     plugins.reset_for_tests()

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from imap_support import Mailbox
 
-from assoc_ai_core.parsing import parse_message
-from assoc_ai_core.state import StateStore
+from assoc_ai_core.mail.parsing import parse_message
+from assoc_ai_core.jobs.state import StateStore
 from assoc_ai_imap import headers as hdr
 from assoc_ai_imap.testing import DovecotServer
 
@@ -46,7 +46,7 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model trained on the example mailbox's sorted folders, saved with skops."""
     from assoc_ai_core.api import train
     from assoc_ai_core.persistence import save_model
-    from assoc_ai_core.sources import load_dataset
+    from assoc_ai_core.mail.sources import load_dataset
 
     assert (EXAMPLE / "train").is_dir(), "examples/mailbox/train is part of the repository"
     path = tmp_path_factory.mktemp("model") / "model.skops"
@@ -213,7 +213,7 @@ def test_triage_killed_mid_batch_then_corrected_then_resynced(triage_mailbox, mo
 
 def test_training_from_folders_volunteers_sorted_over_imap(mailbox: Mailbox, tmp_path: Path) -> None:
     """`assoc-ai train --from-mailbox`: the category folders of the IMAP mailbox are the training set."""
-    from assoc_ai_core.triage import TriageSettings, train_from_mailbox
+    from assoc_ai_core.jobs.triage import TriageSettings, train_from_mailbox
 
     categories = {"Adhesion": "Adhésions", "Evenement": "Sorties/Événements", "Presse": "Presse"}
     with mailbox.server.client(mailbox.user, mailbox.password) as client:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from assoc_ai_core.hookspecs import hookimpl
+from assoc_ai_core.ext.hookspecs import hookimpl
 
 from .config import M365Config
 from .connector import M365Connector
@@ -16,7 +16,7 @@ from .connector import M365Connector
 if TYPE_CHECKING:
     import click
 
-    from assoc_ai_core.connectors import ConnectorRegistry
+    from assoc_ai_core.ext.connectors import ConnectorRegistry
 
 __all__ = ["M365Config", "M365Connector", "register_commands", "register_connectors"]
 __version__ = "0.1.0"

@@ -142,7 +142,7 @@ def auth(client_id: str, tenant: str, cache_path: str, mailbox: str, authority_h
               help=tr("Fichier de configuration TOML.", "TOML configuration file."))
 def check(config_path: str) -> None:
     """Open the connector from a configuration file and print the mailbox's folders."""
-    from assoc_ai_core.config import build_config, load_config
+    from assoc_ai_core.ext.config import build_config, load_config
 
     from .config import M365Config
     from .connector import M365Connector

@@ -40,10 +40,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
 from urllib.parse import quote
 
-from assoc_ai_core.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
+from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
 from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.parsing import decode_header, stable_key
+from assoc_ai_core.mail.parsing import decode_header, stable_key
 
 from .auth import TokenProvider
 from .config import CONNECTOR_ID, M365Config
@@ -495,7 +495,7 @@ class M365Connector(MailboxConnector):
 
 def _forward_error(message: str, *, maybe_sent: bool) -> ConnectorError:
     """The core's ForwardError, so the triage journal records a maybe-sent forward as *uncertain* (never resent)."""
-    from assoc_ai_core.forwarding import ForwardError
+    from assoc_ai_core.jobs.forwarding import ForwardError
 
     err = ForwardError(message, maybe_sent=maybe_sent)
     err.connector_id = CONNECTOR_ID

@@ -20,7 +20,7 @@ import email.utils
 import hashlib
 from email.message import EmailMessage
 
-from assoc_ai_core.parsing import decode_header
+from assoc_ai_core.mail.parsing import decode_header
 
 AUTO_FORWARD_NOTE_FR = "Message transféré automatiquement par assoc-ai : l'original est en pièce jointe."
 AUTO_FORWARD_NOTE_EN = "Message forwarded automatically by assoc-ai: the original is attached."

@@ -28,7 +28,7 @@ import urllib3
 
 from assoc_ai_core.errors import AuthError, ConnectorError, TransientError
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.webapi import parse_retry_after
+from assoc_ai_core.ext.http import parse_retry_after
 
 from .auth import TokenProvider, auth_command_hint, tls_message
 from .config import CONNECTOR_ID, M365Config

@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from assoc_ai_core.config import Secret
+from assoc_ai_core.ext.config import Secret
 from assoc_ai_m365 import M365Config, M365Connector
 from m365_fakeserver import TENANT, FakeM365, FakeMailbox, make_tls_files
 from m365_support import APP_ID, APP_SECRET, MAILBOX, PUBLIC_APP_ID, VOLUNTEER

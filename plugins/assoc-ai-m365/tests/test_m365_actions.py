@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import pytest
 
-from assoc_ai_core.connectors import Capability, MailRef
+from assoc_ai_core.ext.connectors import Capability, MailRef
 from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError
 from assoc_ai_m365 import M365Config, M365Connector
 from m365_support import MAILBOX, mail
@@ -221,7 +221,7 @@ def test_capabilities_and_config_are_what_the_host_expects(make_config: Callable
 
 
 def test_forward_is_not_repeated_when_graph_may_have_sent_it(connector: M365Connector, box: FakeMailbox, fake: FakeM365) -> None:
-    from assoc_ai_core.forwarding import ForwardError
+    from assoc_ai_core.jobs.forwarding import ForwardError
 
     raw = mail(1)
     box.deliver(raw)
@@ -238,7 +238,7 @@ def test_forward_is_not_repeated_when_graph_may_have_sent_it(connector: M365Conn
 def test_forward_throttled_is_retried_and_a_refusal_is_reported_as_not_sent(
     connector: M365Connector, box: FakeMailbox, fake: FakeM365
 ) -> None:
-    from assoc_ai_core.forwarding import ForwardError
+    from assoc_ai_core.jobs.forwarding import ForwardError
 
     raw = mail(1)
     box.deliver(raw)

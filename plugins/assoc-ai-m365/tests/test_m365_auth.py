@@ -16,7 +16,7 @@ import msal
 import pytest
 from click.testing import CliRunner
 
-from assoc_ai_core.config import Secret
+from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.errors import AuthError
 from assoc_ai_m365 import M365Config, M365Connector, register_commands
 from assoc_ai_m365.auth import load_token_cache, save_token_cache

@@ -14,14 +14,14 @@ from typing import Callable
 
 import pytest
 
-from assoc_ai_core.conformance import (
+from assoc_ai_core.testing.mailbox import (
     CATEGORY_A, CATEGORY_B, FOLDER_A, FOLDER_B, REVIEW, MailboxHarness, RecordingForwarder, SimulatedCrash, kit_config,
     kit_messages, kit_model, mailbox_census, sample_mail,
 )
-from assoc_ai_core.parsing import parse_message
-from assoc_ai_core.state import StateStore
+from assoc_ai_core.mail.parsing import parse_message
+from assoc_ai_core.jobs.state import StateStore
 from assoc_ai_core.testing import parametrize_mailbox_checks
-from assoc_ai_core.triage import TriageJob, TriageSettings
+from assoc_ai_core.jobs.triage import TriageJob, TriageSettings
 from assoc_ai_m365 import M365Config, M365Connector
 from m365_fakeserver import TENANT, FakeM365, FakeMailbox
 from m365_support import APP_ID, APP_SECRET, MAILBOX
@@ -183,7 +183,7 @@ def test_triage_crashed_at_each_journal_step_then_rerun_is_exactly_once(
 _DRIVER = """
 import json, sys, time
 from assoc_ai_core.persistence import load_model
-from assoc_ai_core.triage import TriageJob, TriageSettings
+from assoc_ai_core.jobs.triage import TriageJob, TriageSettings
 
 cfg = json.loads(open(sys.argv[1], encoding="utf-8").read())
 

@@ -13,8 +13,8 @@ import os
 
 import pytest
 
-from assoc_ai_core.config import build_config, load_config
-from assoc_ai_core.parsing import parse_message
+from assoc_ai_core.ext.config import build_config, load_config
+from assoc_ai_core.mail.parsing import parse_message
 from assoc_ai_m365 import M365Config, M365Connector
 
 pytestmark = pytest.mark.live

@@ -9,7 +9,7 @@ from typing import Callable
 import pytest
 from click.testing import CliRunner
 
-from assoc_ai_core.config import Secret, build_config, load_config
+from assoc_ai_core.ext.config import Secret, build_config, load_config
 from assoc_ai_core.errors import ConfigError
 from assoc_ai_m365 import M365Config, M365Connector
 from m365_fakeserver import TENANT, FakeM365
@@ -19,7 +19,7 @@ from m365_support import APP_ID, APP_SECRET, MAILBOX, mail
 def test_entry_point_registers_the_connector_and_its_command() -> None:
     eps = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="assoc_ai")}
     assert eps.get("m365") == "assoc_ai_m365"
-    from assoc_ai_core.plugins import connector_registry, describe_connector
+    from assoc_ai_core.ext.plugins import connector_registry, describe_connector
 
     cls = connector_registry().get("m365")
     assert cls is M365Connector
@@ -65,7 +65,7 @@ def test_config_from_a_toml_file_resolves_the_secret_reference(fake: FakeM365, t
 
 
 def test_cli_check_signs_in_and_lists_folders(fake: FakeM365, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from assoc_ai_core import cli as core_cli
+    from assoc_ai_core.cli import main as core_cli
 
     monkeypatch.setenv("ASSOC_AI_TEST_M365_SECRET", APP_SECRET)
     fake.mailboxes[MAILBOX].folder_by_path("IA/Adhésion")
@@ -79,7 +79,7 @@ def test_cli_check_signs_in_and_lists_folders(fake: FakeM365, tmp_path: Path, mo
 
 def test_cli_reports_a_refused_sign_in_with_exit_code_3(fake: FakeM365, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from assoc_ai_core import cli as core_cli
+    from assoc_ai_core.cli import main as core_cli
 
     monkeypatch.setenv("ASSOC_AI_TEST_M365_SECRET", "not-the-secret")
     core_cli._wire_optional_commands()
@@ -130,7 +130,7 @@ def test_folder_names_come_back_spelt_like_the_configuration(connector: M365Conn
 
 
 def test_the_shipped_example_configuration_is_valid() -> None:
-    from assoc_ai_core.triage import TriageSettings
+    from assoc_ai_core.jobs.triage import TriageSettings
 
     example = Path(__file__).resolve().parents[3] / "examples" / "m365_triage.toml"
     settings = TriageSettings.from_mapping(load_config(example), base_dir=example.parent)

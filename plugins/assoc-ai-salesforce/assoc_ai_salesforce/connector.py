@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
-from assoc_ai_core.config import Secret
-from assoc_ai_core.connectors import Capability
+from assoc_ai_core.ext.config import Secret
+from assoc_ai_core.ext.connectors import Capability
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.people.connector import CURSOR_KEY, CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
-from assoc_ai_core.people.records import (FieldSpec, Gift, Membership, Person, RecordDiff, RecordPage, RecurringPlan,
+from assoc_ai_core.ext.crm import CURSOR_KEY, CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
+from assoc_ai_core.records.people import (FieldSpec, Gift, Membership, Person, RecordDiff, RecordPage, RecurringPlan,
                                           Score, WriteReport, score_field_names)
 
 from .session import SalesforceSession, check_https

@@ -26,7 +26,7 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from assoc_ai_core.config import Secret
+from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, TransientError
 from assoc_ai_core.i18n import tr
 

@@ -9,10 +9,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from assoc_ai_core.config import Secret
-from assoc_ai_core.connectors import ConnectorRegistry
+from assoc_ai_core.ext.config import Secret
+from assoc_ai_core.ext.connectors import ConnectorRegistry
 from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, TransientError
-from assoc_ai_core.people.records import Gift, Membership, Person, RecurringPlan, Score
+from assoc_ai_core.records.people import Gift, Membership, Person, RecurringPlan, Score
 from assoc_ai_salesforce import SalesforceConfig, SalesforceConnector
 from salesforce_fake import CLIENT_ID, CLIENT_SECRET, FakeSalesforce, make_cert
 

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from assoc_ai_core.config import Secret
+from assoc_ai_core.ext.config import Secret
 from assoc_ai_salesforce import SalesforceConfig, SalesforceConnector
 
 NEEDED = ("ASSOC_AI_SALESFORCE_DOMAIN_URL", "ASSOC_AI_SALESFORCE_CLIENT_ID", "ASSOC_AI_SALESFORCE_CLIENT_SECRET")

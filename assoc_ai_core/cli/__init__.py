@@ -1,0 +1,5 @@
+"""The ``assoc-ai`` command line: one module per command group.
+
+The CLI uses only the public functions of the layers below; heavy modules
+are imported inside each command, so ``assoc-ai --help`` stays fast.
+"""

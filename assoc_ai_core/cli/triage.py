@@ -1,0 +1,383 @@
+"""Command-line commands of the triage job (wired into ``assoc-ai`` by :func:`add_commands`).
+
+``triage run|watch``, ``audit``, ``retrain``, ``model list|current|rollback``,
+``config show``, ``plugins``, ``connectors``; and the ``train --from-mailbox``
+implementation.  Exit codes are listed in ``docs/scheduled-jobs.md``.
+Secrets never reach the output: ``config show`` redacts them.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+
+from assoc_ai_core.errors import ConfigError
+from assoc_ai_core.i18n import decimal, percent, tr
+
+CONFIG_HELP = tr("Fichier de configuration TOML (défaut : $ASSOC_AI_CONFIG, puis ./assoc_ai.toml).",
+                 "TOML configuration file (default: $ASSOC_AI_CONFIG, then ./assoc_ai.toml).")
+
+
+def _config_path(value: str | None) -> str:
+    path = value or os.environ.get("ASSOC_AI_CONFIG") or "assoc_ai.toml"
+    if not Path(path).is_file():
+        raise ConfigError(tr(
+            f"Fichier de configuration introuvable : {path}. Donnez --config FICHIER "
+            "(modèle : examples/assoc_ai.example.toml).",
+            f"Configuration file not found: {path}. Pass --config FILE (template: examples/assoc_ai.example.toml).",
+        ))
+    return path
+
+
+def _settings(config_path: str | None) -> Any:
+    from assoc_ai_core.jobs.triage import TriageSettings
+
+    return TriageSettings.load(_config_path(config_path))
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(tr(f"Écrit : {output}", f"Written: {output}"), err=True)
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+# ===================================================================== triage
+@click.group("triage", help=tr("Trier la boîte mail partagée (tâche planifiée).", "Triage the shared mailbox (scheduled job)."))
+def triage_group() -> None:
+    """The triage job."""
+
+
+def _print_report(report: Any, as_json: bool) -> None:
+    if as_json:
+        data = {"run_id": report.run_id, "dry_run": report.dry_run, **report.stats(), "stopped": report.stopped,
+                "exit_code": report.exit_code}
+        if report.dry_run:
+            data["would"] = report.would
+        click.echo(json.dumps(data, ensure_ascii=False, indent=1))
+        return
+    if report.dry_run and report.would:
+        click.echo(tr("Simulation — rien n'a été modifié dans la boîte :", "Dry run — nothing was changed in the mailbox:"))
+        for w in report.would:
+            actions = ", ".join(f"{a['kind']} → {a['target']}" for a in w["actions"]) or "-"
+            prob = percent(w["probability"]) if w["probability"] is not None else "—"
+            click.echo(f"  {w['key']}: {w['decision']} {w['category'] or '—'} ({prob}) ⇒ {actions}")
+    click.echo(report.summary())
+
+
+@triage_group.command("run", help=tr("Un passage : reprise, corrections, nouveau courrier ; puis s'arrête.",
+                                     "One pass: resume, corrections, new mail; then exit."))
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--once", is_flag=True, default=True, help=tr("Un seul passage (par défaut ; voir « triage watch »).",
+                                                           "A single pass (the default; see 'triage watch')."))
+@click.option("--dry-run", is_flag=True, default=None,
+              help=tr("Décider et noter « ferait », sans rien toucher dans la boîte.",
+                      "Decide and record 'would do', without touching the mailbox."))
+@click.option("--json", "as_json", is_flag=True, help=tr("Résumé en JSON.", "Summary as JSON."))
+@click.pass_context
+def triage_run(ctx: click.Context, config_path: str | None, once: bool, dry_run: bool | None, as_json: bool) -> None:
+    """Run one pass of the triage job."""
+    from assoc_ai_core.jobs.triage import run_triage
+
+    report = run_triage(_settings(config_path), dry_run=dry_run or None, watch=False)
+    _print_report(report, as_json)
+    ctx.exit(report.exit_code)
+
+
+@triage_group.command("watch", help=tr("Trier en continu (attente de courrier ou interrogation périodique) "
+                                       "jusqu'à SIGTERM/SIGINT.",
+                                       "Triage continuously (wait for mail or poll) until SIGTERM/SIGINT."))
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--dry-run", is_flag=True, default=None, help=tr("Simulation.", "Dry run."))
+@click.pass_context
+def triage_watch(ctx: click.Context, config_path: str | None, dry_run: bool | None) -> None:
+    """Run until stopped; a stop signal ends the current message, commits, exits 0."""
+    from assoc_ai_core.jobs.triage import run_triage
+
+    report = run_triage(_settings(config_path), dry_run=dry_run or None, watch=True)
+    click.echo(report.summary())
+    ctx.exit(0)
+
+
+# ====================================================================== audit
+AUDIT_COLUMNS = ("decided_at", "key", "decision", "category", "probability", "runner_up", "runner_up_probability",
+                 "reason", "source_folder", "current_folder", "sender", "model_version", "status", "dry_run")
+
+
+def _parse_since(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(tr(f"date attendue au format AAAA-MM-JJ (reçu {value!r})",
+                                    f"expected a date as YYYY-MM-DD (got {value!r})"), param_hint="--since") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def audit_rows(config_path: str | None, *, sender: str | None = None, since: str | None = None,
+               state_path: str | None = None) -> list[dict[str, Any]]:
+    """Rows of the audit trail (decisions with their journal and corrections), filtered."""
+    from assoc_ai_core.jobs.state import SenderPrivacy, StateStore
+
+    settings = None
+    if config_path or os.environ.get("ASSOC_AI_CONFIG") or (state_path is None and Path("assoc_ai.toml").is_file()):
+        settings = _settings(config_path)
+    path = Path(state_path) if state_path else (settings.state_path if settings else None)
+    if path is None:
+        raise ConfigError(tr("Donnez --config FICHIER (ou --state FICHIER.sqlite).",
+                             "Pass --config FILE (or --state FILE.sqlite)."))
+    if not path.is_file():
+        raise ConfigError(tr(f"Fichier d'état introuvable : {path} (aucun tri n'a encore tourné ?).",
+                             f"State file not found: {path} (has the triage never run?)."))
+    sender_hash = sender_raw = None
+    if sender:
+        key_file = settings.key_file if settings else path.with_name(path.stem + ".key")
+        if not key_file.is_file():
+            raise ConfigError(tr(f"Clé de pseudonymisation introuvable : {key_file}. Sans elle, impossible de "
+                                 "retrouver un expéditeur.",
+                                 f"Pseudonymisation key not found: {key_file}. Without it a sender cannot be found."))
+        privacy = SenderPrivacy.from_key_file(key_file)
+        sender_hash, sender_raw = privacy.hash(sender), sender.strip().lower()
+    with StateStore(path) as state:
+        records = state.audit(sender_hash=sender_hash, sender_raw=sender_raw, since=since)
+        rows = []
+        corrections: dict[str, list[dict[str, Any]]] = {}
+        for c in state.corrections():
+            corrections.setdefault(c["key"], []).append(
+                {k: c[k] for k in ("from_category", "from_folder", "to_category", "to_folder", "detected_at")})
+        for r in records:
+            row = {
+                "decided_at": r.decided_at, "key": r.key, "decision": r.decision, "category": r.category,
+                "probability": r.probability, "runner_up": r.runner_up,
+                "runner_up_probability": r.runner_up_probability, "reason": r.reason,
+                "source_folder": r.source_folder, "current_folder": r.current_folder,
+                "sender": r.sender_raw or r.sender_pseudo, "model_version": r.model_version, "status": r.status,
+                "dry_run": r.dry_run, "instance": r.instance, "explanation": r.explanation,
+                "actions": [{"kind": a.kind, "target": a.target, "status": a.status, "at": a.done_at or a.created_at}
+                            for a in state.actions_for(r.instance, r.key)],
+                "corrections": corrections.get(r.key, []),
+            }
+            rows.append(row)
+    return rows
+
+
+def format_audit(rows: Sequence[dict[str, Any]], fmt: str) -> str:
+    """Render audit rows as ``table``, ``csv`` or ``json``."""
+    if fmt == "json":
+        return json.dumps(list(rows), ensure_ascii=False, indent=1) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(AUDIT_COLUMNS) + ["actions", "corrections"], extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            flat = dict(row)
+            flat["actions"] = "; ".join(f"{a['kind']}:{a['target']}:{a['status']}" for a in row["actions"])
+            flat["corrections"] = "; ".join(f"{c['from_category']}->{c['to_category']}" for c in row["corrections"])
+            writer.writerow(flat)
+        return buf.getvalue()
+    if not rows:
+        return tr("Aucune décision enregistrée.", "No decision recorded.") + "\n"
+    lines = [f"{'date':<25} {'decision':<8} {'category':<16} {'p':>5}  {'runner-up':<16} {'sender':<26} key"]
+    for r in rows:
+        p = f"{r['probability']:.2f}" if r["probability"] is not None else "—"
+        mark = " (dry-run)" if r["dry_run"] else ""
+        lines.append(f"{r['decided_at']:<25} {r['decision']:<8} {str(r['category'] or '—'):<16} {p:>5}  "
+                     f"{str(r['runner_up'] or '—'):<16} {str(r['sender'] or '—'):<26} {r['key']}{mark}")
+        if r["reason"]:
+            lines.append(f"{'':<25} {r['reason']}")
+        for c in r["corrections"]:
+            lines.append(f"{'':<25} correction: {c['from_category'] or '—'} → {c['to_category']} ({c['detected_at']})")
+    return "\n".join(lines) + "\n"
+
+
+@click.command("audit", help=tr(
+    "Relire les décisions (qui, quoi, pourquoi) ; --sender pour une demande d'accès RGPD.",
+    "Read back decisions (what, why, which model); --sender for a GDPR access request.",
+))
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--state", "state_path", type=click.Path(), help=tr("Fichier d'état (sans --config).", "State file (without --config)."))
+@click.option("--sender", help=tr("Adresse de l'expéditeur (retrouvée par son empreinte).", "Sender address (found by its keyed hash)."))
+@click.option("--since", help=tr("Depuis cette date (AAAA-MM-JJ).", "Since this date (YYYY-MM-DD)."))
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--output", "output", type=click.Path(), help=tr("Écrire dans ce fichier.", "Write to this file."))
+def audit(config_path: str | None, state_path: str | None, sender: str | None, since: str | None, fmt: str,
+          output: str | None) -> None:
+    """Print the audit trail."""
+    rows = audit_rows(config_path, sender=sender, since=_parse_since(since), state_path=state_path)
+    _emit(format_audit(rows, fmt), output)
+
+
+# ==================================================================== models
+@click.command("retrain", help=tr(
+    "Ré-entraîner avec les corrections ; la nouvelle version n'est mise en service que si elle n'est pas moins bonne.",
+    "Retrain with the corrections; the new version goes live only if it is not worse.",
+))
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--json", "as_json", is_flag=True)
+def retrain_cmd(config_path: str | None, as_json: bool) -> None:
+    """Train a candidate, compare on recent corrections, promote if not worse."""
+    from assoc_ai_core.jobs.retrain import retrain
+    from assoc_ai_core.trust.modelcard import card_beside_model
+
+    result = retrain(_settings(config_path),
+                     on_stored=lambda model, path, version: card_beside_model(model, path, version=version))
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(result), ensure_ascii=False, indent=1, default=str))
+    else:
+        click.echo(result.summary())
+
+
+@click.group("model", help=tr("Versions du modèle : liste, version en service, retour arrière.",
+                              "Model versions: list, live version, rollback."))
+def model_group() -> None:
+    """Model versions."""
+
+
+def _registry(config_path: str | None) -> Any:
+    from assoc_ai_core.jobs.registry import ModelRegistry
+
+    return ModelRegistry(_settings(config_path).models_dir)
+
+
+@model_group.command("list", help=tr("Lister les versions.", "List versions."))
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--json", "as_json", is_flag=True)
+def model_list(config_path: str | None, as_json: bool) -> None:
+    """Every stored version, the live one marked with ``*``."""
+    versions = _registry(config_path).list()
+    if as_json:
+        click.echo(json.dumps([v.to_dict() for v in versions], ensure_ascii=False, indent=1, default=str))
+        return
+    if not versions:
+        click.echo(tr("Aucune version enregistrée.", "No version stored."))
+        return
+    for v in versions:
+        ev = v.info.get("evaluation", {})
+        acc = ev.get("candidate_accuracy")
+        extra = f" holdout {percent(acc)}" if isinstance(acc, (int, float)) else ""
+        click.echo(f"{'*' if v.current else ' '} {v.version}  {v.info.get('created_at', '?')}  "
+                   f"{v.info.get('source', '?')}  n={v.info.get('n_train', '?')}{extra}")
+
+
+@model_group.command("current", help=tr("Afficher la version en service.", "Show the live version."))
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+def model_current(config_path: str | None) -> None:
+    """Print the live version (or the configured model file when the registry is empty)."""
+    settings = _settings(config_path)
+    from assoc_ai_core.jobs.registry import ModelRegistry
+
+    current = ModelRegistry(settings.models_dir).current()
+    if current:
+        click.echo(current)
+    elif settings.model_path:
+        click.echo(tr(f"aucune version ; fichier configuré : {settings.model_path}",
+                      f"no version; configured file: {settings.model_path}"))
+    else:
+        click.echo(tr("aucun modèle", "no model"))
+
+
+@model_group.command("rollback", help=tr("Remettre en service une version antérieure.", "Put an earlier version back in service."))
+@click.argument("version")
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+def model_rollback(version: str, config_path: str | None) -> None:
+    """Make ``VERSION`` the live model again (later versions are kept)."""
+    _registry(config_path).rollback(version)
+    click.echo(tr(f"Version en service : {version}", f"Live version: {version}"))
+
+
+# ==================================================================== config
+@click.group("config", help=tr("Configuration.", "Configuration."))
+def config_group() -> None:
+    """Configuration commands."""
+
+
+@config_group.command("show", help=tr("Afficher la configuration, secrets masqués, et la vérifier.",
+                                      "Show the configuration with secrets hidden, and check it."))
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+def config_show(config_path: str | None) -> None:
+    """Print the configuration (secrets replaced by ``***``; references shown as references)."""
+    from assoc_ai_core.ext.config import load_config, redact
+    from assoc_ai_core.jobs.triage import TriageSettings
+
+    path = _config_path(config_path)
+    data = load_config(path)
+    shown = redact({k: v for k, v in data.items() if not k.startswith("_")})
+    click.echo(json.dumps(shown, ensure_ascii=False, indent=2))
+    TriageSettings.from_mapping(data, base_dir=Path(path).resolve().parent, config_path=Path(path))
+    click.echo(tr("Configuration valide.", "Configuration is valid."), err=True)
+
+
+# =================================================================== plugins
+@click.command("plugins", help=tr("Plugins installés (JSON).", "Installed plugins (JSON)."))
+def plugins_cmd() -> None:
+    """JSON list of plugins: name, distribution, version, hooks, connectors, load error."""
+    from assoc_ai_core.ext.plugins import get_plugins
+
+    click.echo(json.dumps([dataclasses.asdict(p) for p in get_plugins()], ensure_ascii=False, indent=1))
+
+
+@click.command("connectors", help=tr("Connecteurs disponibles : id, capacités, champs de configuration (JSON).",
+                                     "Available connectors: id, capabilities, configuration fields (JSON)."))
+def connectors_cmd() -> None:
+    """JSON list of connectors with their capabilities and config fields (secrets flagged)."""
+    from assoc_ai_core.ext.plugins import connector_registry, describe_connector
+
+    registry = connector_registry()
+    out = []
+    for cid in registry.ids():
+        info = describe_connector(registry.get(cid))
+        info["plugin"] = registry.origin(cid)
+        out.append(info)
+    click.echo(json.dumps(out, ensure_ascii=False, indent=1))
+
+
+# ==================================================================== train
+def train_from_mailbox_command(config_path: str, output: str) -> None:
+    """``assoc-ai train --from-mailbox --config FILE -o MODEL``: learn from the category folders, save."""
+    from assoc_ai_core.persistence import save_model
+    from assoc_ai_core.jobs.triage import train_from_mailbox
+
+    model = train_from_mailbox(_settings(config_path))
+    save_model(model, output)
+    md = getattr(model, "metadata_", {})
+    click.echo(tr(
+        f"Modèle écrit : {output} ({md.get('n_train', '?')} messages, {len(md.get('labels', []))} catégories).\n"
+        f"Validation croisée : F1 macro {decimal(md.get('cv_macro_f1', 0), 3, 'fr')} ; "
+        f"{percent(md.get('expected_auto_share', 0))} du courrier serait classé automatiquement.",
+        f"Model written: {output} ({md.get('n_train', '?')} messages, {len(md.get('labels', []))} categories).\n"
+        f"Cross-validation: macro-F1 {md.get('cv_macro_f1', 0):.3f}; "
+        f"{percent(md.get('expected_auto_share', 0))} of mail would be routed automatically.",
+    ))
+
+
+# ==================================================================== wiring
+COMMANDS: tuple[click.Command, ...] = (triage_group, audit, retrain_cmd, model_group, config_group, plugins_cmd,
+                                       connectors_cmd)
+
+
+def add_commands(cli: click.Group) -> None:
+    """Add the triage commands to ``cli``; existing commands are kept, existing groups are extended."""
+    for command in COMMANDS:
+        name = command.name or ""
+        existing = cli.commands.get(name)
+        if existing is None:
+            cli.add_command(command)
+        elif isinstance(existing, click.Group) and isinstance(command, click.Group) and existing is not command:
+            for sub_name, sub in command.commands.items():
+                existing.commands.setdefault(sub_name, sub)
+
+
+

@@ -1,0 +1,172 @@
+"""The CRM connector contract: read people records incrementally, write scores back safely.
+
+A CRM plugin subclasses :class:`CrmConnector`, sets ``id``, ``Config``,
+``capabilities`` and ``record_types``, and implements :meth:`iter_records`;
+plugins that can write also implement :meth:`write_scores` (and usually
+:meth:`ensure_fields`) and add ``Capability.WRITE_SCORES``.
+
+Rules every CRM connector follows:
+
+* ``iter_records`` yields :class:`~assoc_ai_core.records.people.RecordPage`
+  objects; the host stores ``page.cursor`` only after handling the page, and
+  passes it back on the next run, which must then yield only records created or
+  modified since.  :func:`advance_cursor` / :func:`is_after_cursor` implement
+  the usual "last-modified + ids at that instant" cursor so records sharing a
+  timestamp are neither lost nor read twice.
+* ``write_scores`` defaults to ``dry_run=True`` and always returns the diff
+  (before/after per record).  It is idempotent by CRM id: writing the same
+  scores twice changes nothing the second time.  :func:`plan_score_writes`
+  builds that diff from the values currently in the CRM.
+* Upstream exceptions are wrapped in :mod:`assoc_ai_core.errors` classes.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from datetime import datetime, timezone
+from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
+
+from assoc_ai_core.ext.connectors import Capability, Connector
+from assoc_ai_core.errors import CapabilityError, DataError
+from assoc_ai_core.ext.values import parse_number
+from assoc_ai_core.i18n import tr
+from assoc_ai_core.records.people import FieldSpec, RecordDiff, RecordPage, Score, WriteReport, score_field_specs
+
+__all__ = ["CrmConnector", "advance_cursor", "is_after_cursor", "plan_score_writes", "CURSOR_KEY"]
+
+CURSOR_KEY = "modified_after"
+
+
+class CrmConnector(Connector):
+    """Base of every CRM connector (kind ``"crm"``)."""
+
+    kind: ClassVar[str] = "crm"
+    record_types: ClassVar[frozenset[str]] = frozenset()
+
+    @abstractmethod
+    def iter_records(
+        self, record_type: str, cursor: Mapping[str, Any] | None = None, *, page_size: int = 100
+    ) -> Iterator[RecordPage]:
+        """Yield pages of ``record_type`` records modified since ``cursor`` (everything when None)."""
+
+    def write_scores(self, scores: Sequence[Score], *, dry_run: bool = True) -> WriteReport:
+        """Write scores to the people they concern; with ``dry_run`` only return the diff."""
+        self.require(Capability.WRITE_SCORES)
+        raise CapabilityError("write_scores", connector_id=self.id)  # pragma: no cover - require() raised
+
+    def ensure_fields(self, fields: Sequence[FieldSpec] | None = None, *, task: str = "", dry_run: bool = True) -> WriteReport:
+        """Create the custom fields scores need (``fields`` or those of ``task``); no-op for existing ones."""
+        self.require(Capability.WRITE_SCORES)
+        raise CapabilityError("ensure_fields", connector_id=self.id)  # pragma: no cover
+
+    def check_record_type(self, record_type: str) -> None:
+        """Raise a clear error when this connector cannot read ``record_type``."""
+        if record_type not in self.record_types:
+            known = ", ".join(sorted(self.record_types)) or "-"
+            raise CapabilityError(
+                tr(
+                    f"Le connecteur « {self.id} » ne fournit pas d'enregistrements « {record_type} ». "
+                    f"Types disponibles : {known}.",
+                    f"Connector '{self.id}' does not provide '{record_type}' records. Available types: {known}.",
+                ),
+                connector_id=self.id,
+            )
+
+    @staticmethod
+    def fields_for(task: str, fields: Sequence[FieldSpec] | None = None) -> list[FieldSpec]:
+        """``fields`` if given, else the standard score fields of ``task``."""
+        if fields:
+            return list(fields)
+        if not task:
+            raise DataError(tr("Indiquez les champs ou la tâche.", "Give the fields or the task."))
+        return score_field_specs(task)
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def is_after_cursor(record: Any, cursor: Mapping[str, Any] | None) -> bool:
+    """True when ``record`` was created or modified after ``cursor`` (always True without cursor).
+
+    Records without a ``modified`` date cannot be placed on the timeline: they
+    are read on a full read only, so connectors whose CRM gives no dates must
+    use another cursor (the files connector uses the file's digest).
+    """
+    if not cursor or not cursor.get(CURSOR_KEY):
+        return True
+    modified = getattr(record, "modified", None)
+    if modified is None:
+        return False
+    mark = _as_utc(datetime.fromisoformat(str(cursor[CURSOR_KEY])))
+    when = _as_utc(modified)
+    if when != mark:
+        return when > mark
+    return str(record.source_id) not in set(map(str, cursor.get("ids_at", ())))
+
+
+def advance_cursor(cursor: Mapping[str, Any] | None, records: Iterable[Any]) -> dict[str, Any]:
+    """The cursor after ``records``: latest ``modified`` seen and the ids modified at that instant."""
+    out: dict[str, Any] = dict(cursor or {})
+    mark = _as_utc(datetime.fromisoformat(str(out[CURSOR_KEY]))) if out.get(CURSOR_KEY) else None
+    ids_at: set[str] = set(map(str, out.get("ids_at", ()))) if mark else set()
+    for record in records:
+        modified = getattr(record, "modified", None)
+        if modified is None:
+            continue
+        when = _as_utc(modified)
+        if mark is None or when > mark:
+            mark, ids_at = when, {str(record.source_id)}
+        elif when == mark:
+            ids_at.add(str(record.source_id))
+    if mark is not None:
+        out[CURSOR_KEY] = mark.isoformat()
+        out["ids_at"] = sorted(ids_at)
+    return out
+
+
+def plan_score_writes(
+    current: Mapping[str, Mapping[str, Any] | None],
+    scores: Sequence[Score],
+    *,
+    dry_run: bool = True,
+    prefix: str = "assoc_ai",
+    target: str = "",
+) -> WriteReport:
+    """Diff ``scores`` against the values now in the CRM.
+
+    ``current`` maps each known person id to its current score-field values
+    (``None`` or ``{}`` when the fields are empty).  Scores for ids not in
+    ``current`` are skipped with a reason (never create a person from a score);
+    a person scored twice keeps the last score.
+    """
+    last: dict[str, Score] = {}
+    for score in scores:
+        last[str(score.person_id)] = score
+    diffs: list[RecordDiff] = []
+    skipped: list[tuple[str, str]] = []
+    for pid, score in last.items():
+        if pid not in current:
+            skipped.append((pid, tr("personne inconnue dans le CRM", "person not found in the CRM")))
+            continue
+        after = score.as_fields(prefix)
+        existing = dict(current[pid] or {})
+        before = {k: existing.get(k) for k in after}
+        if all(_same(before[k], v) for k, v in after.items()):
+            action = "unchanged"
+        elif all(before[k] in (None, "") for k in after):
+            action = "create"
+        else:
+            action = "update"
+        diffs.append(RecordDiff(record_id=pid, action=action, before=before, after=after))
+    return WriteReport(dry_run=dry_run, diffs=tuple(diffs), skipped=tuple(skipped), target=target)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(b, float):
+        number = parse_number(a) if isinstance(a, str) else a
+        try:
+            return number is not None and abs(float(number) - b) < 5e-5
+        except (TypeError, ValueError):
+            return False
+    return ("" if a is None else str(a)) == ("" if b is None else str(b))

@@ -1,0 +1,69 @@
+"""Header helpers every mailbox connector needs: decode encoded-words and charsets, and the audit key.
+
+They sit in the contract layer, below the mail model, so a connector can tag,
+key and read a raw message without importing the classifier.
+"""
+
+from __future__ import annotations
+
+import email.header
+import hashlib
+
+__all__ = ["stable_key", "decode_header", "decode_bytes"]
+
+_SINGLE_BYTE = {"us-ascii", "ascii", "utf-8", "utf8", "latin-1", "latin1", "l1", "cp1252", "windows-1252"}
+
+
+def stable_key(message_id: str, raw: bytes) -> str:
+    """The audit key of a message: its Message-ID, else a digest of its bytes."""
+    mid = message_id.strip().strip("<>").strip()
+    if mid and " " not in mid and len(mid) < 500:
+        return mid
+    return "sha256:" + hashlib.sha256(raw).hexdigest()[:32]
+
+
+def decode_header(value: str | None) -> str:
+    """Decode RFC 2047 encoded-words of a header into text, tolerating broken ones."""
+    if not value:
+        return ""
+    value = str(value)
+    if "=?" not in value:
+        return " ".join(value.split())
+    try:
+        parts = email.header.decode_header(value)
+    except Exception:
+        return " ".join(value.split())
+    out = []
+    for chunk, charset in parts:
+        out.append(decode_bytes(chunk, charset)[0] if isinstance(chunk, bytes) else chunk)
+    return " ".join("".join(out).split())
+
+
+def decode_bytes(data: bytes, declared: str | None) -> tuple[str, str | None]:
+    """Decode body bytes whatever the declared charset says; return (text, defect or None).
+
+    Valid UTF-8 wins over a declared Western single-byte charset (a UTF-8 body
+    mislabelled Latin-1 is common, the reverse almost never validates); bytes
+    that are not valid in the declared charset fall back to Windows-1252,
+    which also covers Latin-1 text.
+    """
+    cs = (declared or "").strip().strip('"').lower()
+    if cs in ("", "us-ascii", "ascii") or cs in _SINGLE_BYTE or cs.startswith(("iso-8859", "windows-125")):
+        try:
+            text = data.decode("utf-8")
+            defect = None if cs in ("", "utf-8", "utf8", "us-ascii", "ascii") or text.isascii() else f"charset {cs} but UTF-8 bytes"
+            return text, defect
+        except UnicodeDecodeError:
+            pass
+        if cs in ("", "us-ascii", "ascii", "utf-8", "utf8"):
+            return data.decode("cp1252", errors="replace"), (f"charset {cs or 'undeclared'} but 8-bit bytes")
+        if cs in ("iso-8859-1", "latin-1", "latin1", "l1"):
+            cs = "cp1252"  # what mailers mean by Latin-1 in practice (curly quotes, euro sign)
+    try:
+        return data.decode(cs), None
+    except (LookupError, UnicodeDecodeError):
+        pass
+    try:
+        return data.decode("utf-8"), f"charset {cs} failed, read as UTF-8"
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace"), f"charset {cs} failed, read as Windows-1252"

@@ -1,0 +1,161 @@
+"""Model versions of a triage job: keep every model, say which one is live, roll back.
+
+Layout (a ``models/`` folder next to the state file unless ``[model] registry``
+says otherwise)::
+
+    models/
+      v0001.skops      the model (skops format, no pickle)
+      v0001.json       how it was made and how it scored (evaluation, metadata)
+      v0002.skops
+      v0002.json
+      current          one line: the live version ("v0002")
+
+``promote`` and ``rollback`` only rewrite ``current`` (atomically), so the job
+always loads a complete model.  Nothing is ever deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from assoc_ai_core.errors import ConfigError, ModelError
+from assoc_ai_core.i18n import tr
+
+_VERSION_RE = re.compile(r"^v(\d{4,})$")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One stored model: its version name, file and recorded information."""
+
+    version: str
+    path: Path
+    info: Mapping[str, Any] = field(default_factory=dict)
+    current: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON output."""
+        return {"version": self.version, "path": str(self.path), "current": self.current, **dict(self.info)}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """Short SHA-256 of a file, used to name a model that is not in a registry."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:12]
+
+
+class ModelRegistry:
+    """The ``models/`` folder of a job."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry({str(self.directory)!r})"
+
+    def _versions(self) -> list[str]:
+        if not self.directory.is_dir():
+            return []
+        names = [p.stem for p in self.directory.glob("v*.skops") if _VERSION_RE.match(p.stem)]
+        return sorted(names, key=lambda v: int(v[1:]))
+
+    def current(self) -> str | None:
+        """The live version, or None when the registry is empty."""
+        pointer = self.directory / "current"
+        try:
+            version = pointer.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        return version or None
+
+    def path(self, version: str) -> Path:
+        """File of ``version``; clear error when it does not exist."""
+        if not _VERSION_RE.match(version or "") or not (self.directory / f"{version}.skops").is_file():
+            known = ", ".join(self._versions()) or "-"
+            raise ConfigError(tr(
+                f"Version de modèle inconnue : {version}. Versions disponibles : {known} (assoc-ai model list).",
+                f"Unknown model version: {version}. Available versions: {known} (assoc-ai model list).",
+            ))
+        return self.directory / f"{version}.skops"
+
+    def info(self, version: str) -> dict[str, Any]:
+        """The JSON record of ``version`` (empty when missing)."""
+        try:
+            return json.loads((self.directory / f"{version}.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def list(self) -> list[ModelVersion]:
+        """Every stored version, oldest first."""
+        live = self.current()
+        return [ModelVersion(v, self.directory / f"{v}.skops", self.info(v), v == live) for v in self._versions()]
+
+    def add(self, model: Any, info: Mapping[str, Any], *, promote: bool = False) -> str:
+        """Store ``model`` as the next version with ``info``; promote it when asked. Returns the version."""
+        from assoc_ai_core.persistence import save_model
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        existing = self._versions()
+        number = int(existing[-1][1:]) + 1 if existing else 1
+        version = f"v{number:04d}"
+        save_model(model, self.directory / f"{version}.skops")  # written atomically by save_model
+        record = {"version": version, "model_metadata": _jsonable(getattr(model, "metadata_", {})), **dict(info)}
+        _atomic_write(self.directory / f"{version}.json",
+                      json.dumps(record, ensure_ascii=False, indent=2, default=str).encode("utf-8"))
+        if promote:
+            self.promote(version)
+        return version
+
+    def promote(self, version: str) -> None:
+        """Make ``version`` the live model."""
+        self.path(version)
+        _atomic_write(self.directory / "current", (version + "\n").encode("ascii"))
+
+    def rollback(self, version: str) -> None:
+        """Go back to an earlier ``version`` (the later ones are kept)."""
+        self.promote(version)
+
+    def load(self, version: str | None = None) -> tuple[Any, str]:
+        """Load ``version`` (default: the live one); returns (model, version)."""
+        from assoc_ai_core.persistence import load_model
+
+        version = version or self.current()
+        if version is None:
+            raise ModelError(tr(
+                f"Aucun modèle dans {self.directory}. Entraînez-en un : assoc-ai train --from-mailbox --config …",
+                f"No model in {self.directory}. Train one: assoc-ai train --from-mailbox --config …",
+            ))
+        return load_model(self.path(version)), version
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return {}
+
+
+# ============================================================================ retraining

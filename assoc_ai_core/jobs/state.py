@@ -1,0 +1,585 @@
+"""The triage job's memory and audit trail: one SQLite file.
+
+What it holds (see ``docs/audit-trail.md`` for every column):
+
+* ``cursors`` — where reading stopped, per (mailbox instance, folder);
+* ``messages`` — one row per message decided: stable key, where it came from
+  and where it is now, the sender pseudonymised *and* as a keyed hash (to answer
+  an access request without keeping the address), the decision, category,
+  probability, runner-up, explanation, model version, time and reason;
+* ``actions`` — the journal: an *intent* row is committed before each mailbox
+  action and marked *done* after it, so a run killed at any point can be
+  finished by the next one (actions are idempotent; forwarding is never retried
+  when it may have gone out);
+* ``corrections`` — messages a person moved to another category after the
+  decision, with the pseudonymised text kept for retraining;
+* ``runs`` — one row per run: start/end, counts, review share, category mix,
+  mean confidence (for monitoring).
+
+The file uses WAL journaling (readers — ``assoc-ai audit`` — never block the
+job) and ``synchronous=FULL`` (an intent is on disk before the action
+starts).  The schema version is SQLite's ``user_version``; migrations run in
+one transaction when the file is opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets as _secrets
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from assoc_ai_core.errors import ConfigError
+from assoc_ai_core.i18n import tr
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE cursors (
+        instance TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        cursor TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (instance, folder)
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        instance TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        status TEXT NOT NULL DEFAULT 'running',
+        dry_run INTEGER NOT NULL DEFAULT 0,
+        model_version TEXT,
+        pid INTEGER,
+        fetched INTEGER NOT NULL DEFAULT 0,
+        auto INTEGER NOT NULL DEFAULT 0,
+        review INTEGER NOT NULL DEFAULT 0,
+        errors INTEGER NOT NULL DEFAULT 0,
+        skipped INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        forwarded INTEGER NOT NULL DEFAULT 0,
+        recovered INTEGER NOT NULL DEFAULT 0,
+        corrections INTEGER NOT NULL DEFAULT 0,
+        review_share REAL,
+        mean_confidence REAL,
+        category_mix TEXT,
+        exit_code INTEGER,
+        message TEXT
+    );
+    CREATE TABLE messages (
+        instance TEXT NOT NULL,
+        key TEXT NOT NULL,
+        run_id INTEGER,
+        dry_run INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL,
+        source_folder TEXT,
+        source_uid TEXT,
+        current_folder TEXT,
+        current_uid TEXT,
+        sender_pseudo TEXT,
+        sender_hash TEXT,
+        sender_raw TEXT,
+        decision TEXT NOT NULL,
+        category TEXT,
+        probability REAL,
+        runner_up TEXT,
+        runner_up_probability REAL,
+        explanation TEXT,
+        model_version TEXT,
+        reason TEXT,
+        plan TEXT NOT NULL DEFAULT '[]',
+        effective_category TEXT,
+        decided_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        gone_at TEXT,
+        PRIMARY KEY (instance, key)
+    );
+    CREATE INDEX messages_sender ON messages (sender_hash);
+    CREATE INDEX messages_decided ON messages (decided_at);
+    CREATE INDEX messages_status ON messages (instance, status);
+    CREATE TABLE actions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        instance TEXT NOT NULL,
+        key TEXT NOT NULL,
+        run_id INTEGER,
+        step INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT,
+        status TEXT NOT NULL,
+        ref_folder TEXT,
+        ref_uid TEXT,
+        result_folder TEXT,
+        result_uid TEXT,
+        detail TEXT,
+        created_at TEXT NOT NULL,
+        done_at TEXT
+    );
+    CREATE INDEX actions_message ON actions (instance, key, step);
+    CREATE TABLE corrections (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        instance TEXT NOT NULL,
+        key TEXT NOT NULL,
+        from_category TEXT,
+        from_folder TEXT,
+        to_category TEXT NOT NULL,
+        to_folder TEXT NOT NULL,
+        detected_at TEXT NOT NULL,
+        model_version TEXT,
+        text TEXT
+    );
+    CREATE INDEX corrections_time ON corrections (detected_at);
+    """,
+}
+
+
+def now_iso() -> str:
+    """Current UTC time as ISO 8601 with seconds (how every time is stored)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def pseudonymise_address(address: str) -> str:
+    """A readable but non-identifying form of an address: ``m…@exemple.fr``."""
+    address = (address or "").strip().lower()
+    if "@" not in address:
+        return "…" if address else ""
+    local, _, domain = address.rpartition("@")
+    return f"{local[:1]}…@{domain}"
+
+
+class SenderPrivacy:
+    """Turns a sender address into what the audit trail stores.
+
+    The keyed hash (HMAC-SHA256 with a secret key) lets ``assoc-ai audit
+    --sender`` find every decision about one person without storing their
+    address; without the key nobody can test guesses against the hashes.
+    """
+
+    def __init__(self, key: bytes, *, store_raw: bool = False) -> None:
+        if len(key) < 16:
+            raise ValueError("privacy key too short")
+        self._key = key
+        self.store_raw = store_raw
+
+    def __repr__(self) -> str:
+        return f"SenderPrivacy(key=***, store_raw={self.store_raw})"
+
+    @classmethod
+    def from_key_file(cls, path: str | os.PathLike[str], *, store_raw: bool = False) -> "SenderPrivacy":
+        """Read the key file, creating it (random, mode 600) the first time."""
+        p = Path(path)
+        if not p.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write(_secrets.token_hex(32) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        text = p.read_text(encoding="ascii").strip()
+        try:
+            key = bytes.fromhex(text)
+        except ValueError:
+            key = text.encode("utf-8")
+        return cls(key, store_raw=store_raw)
+
+    def hash(self, address: str) -> str:
+        """Keyed hash of a normalised (trimmed, lower-case) address."""
+        norm = (address or "").strip().lower()
+        return hmac.new(self._key, norm.encode("utf-8"), hashlib.sha256).hexdigest() if norm else ""
+
+    def pseudonym(self, address: str) -> str:
+        """Readable pseudonym of an address (see :func:`pseudonymise_address`)."""
+        return pseudonymise_address(address)
+
+    def raw(self, address: str) -> str | None:
+        """The address itself when the configuration opts in, else None."""
+        return (address or "").strip().lower() or None if self.store_raw else None
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """One row of ``messages``."""
+
+    instance: str
+    key: str
+    run_id: int | None
+    dry_run: bool
+    status: str
+    source_folder: str | None
+    source_uid: str | None
+    current_folder: str | None
+    current_uid: str | None
+    sender_pseudo: str | None
+    sender_hash: str | None
+    sender_raw: str | None
+    decision: str
+    category: str | None
+    probability: float | None
+    runner_up: str | None
+    runner_up_probability: float | None
+    explanation: Any
+    model_version: str | None
+    reason: str | None
+    plan: list[dict[str, Any]]
+    effective_category: str | None
+    decided_at: str
+    updated_at: str
+    gone_at: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "MessageRecord":
+        """Build from a database row (JSON columns decoded)."""
+        d = dict(row)
+        d["dry_run"] = bool(d["dry_run"])
+        d["plan"] = json.loads(d["plan"] or "[]")
+        d["explanation"] = json.loads(d["explanation"]) if d["explanation"] else None
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    """One row of the ``actions`` journal."""
+
+    id: int
+    instance: str
+    key: str
+    run_id: int | None
+    step: int
+    kind: str
+    target: str | None
+    status: str
+    ref_folder: str | None
+    ref_uid: str | None
+    result_folder: str | None
+    result_uid: str | None
+    detail: str | None
+    created_at: str
+    done_at: str | None
+
+
+class StateStore:
+    """The SQLite state file of one triage job (cursors, decisions, journal, corrections, runs)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(tr(
+                f"Impossible d'ouvrir le fichier d'état {self.path} : {exc}. Vérifiez [triage] state et les droits.",
+                f"Cannot open the state file {self.path}: {exc}. Check [triage] state and permissions.",
+            )) from exc
+        self._db.row_factory = sqlite3.Row
+        self._depth = 0
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise ConfigError(tr(
+                f"{self.path} n'est pas un fichier d'état assoc-ai lisible ({exc}).",
+                f"{self.path} is not a readable assoc-ai state file ({exc}).",
+            )) from exc
+
+    # ----------------------------------------------------------------- plumbing
+    def close(self) -> None:
+        """Close the database; safe to call twice."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None  # type: ignore[assignment]
+
+    def __enter__(self) -> "StateStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the file (SQLite ``user_version``)."""
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise ConfigError(tr(
+                f"{self.path} a été écrit par une version plus récente d'assoc-ai (schéma {version}). "
+                "Mettez assoc-ai à jour.",
+                f"{self.path} was written by a newer assoc-ai (schema {version}). Upgrade assoc-ai.",
+            ))
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            # another process may have migrated while we waited for the write lock
+            version = self.schema_version
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[v].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on error); nested calls join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self._db
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> sqlite3.Cursor:
+        """Run one statement (in autocommit mode unless inside :meth:`transaction`)."""
+        return self._db.execute(sql, params)
+
+    # ------------------------------------------------------------------ cursors
+    def get_cursor(self, instance: str, folder: str) -> dict[str, Any] | None:
+        """The stored cursor of a folder, or None."""
+        row = self._db.execute("SELECT cursor FROM cursors WHERE instance=? AND folder=?", (instance, folder)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_cursor(self, instance: str, folder: str, cursor: Mapping[str, Any]) -> None:
+        """Store a folder's cursor (after its page was handled)."""
+        self._db.execute(
+            "INSERT INTO cursors (instance, folder, cursor, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (instance, folder) DO UPDATE SET cursor=excluded.cursor, updated_at=excluded.updated_at",
+            (instance, folder, json.dumps(dict(cursor), ensure_ascii=False), now_iso()),
+        )
+
+    # --------------------------------------------------------------------- runs
+    def start_run(self, instance: str, *, dry_run: bool, model_version: str | None) -> int:
+        """Open a run row and return its id."""
+        cur = self._db.execute(
+            "INSERT INTO runs (instance, started_at, dry_run, model_version, pid) VALUES (?, ?, ?, ?, ?)",
+            (instance, now_iso(), int(dry_run), model_version, os.getpid()),
+        )
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, *, status: str, exit_code: int, stats: Mapping[str, Any], message: str = "") -> None:
+        """Close a run row with its counts and summary figures."""
+        columns = ("fetched", "auto", "review", "errors", "skipped", "failed", "forwarded", "recovered",
+                   "corrections", "review_share", "mean_confidence")
+        values = [stats.get(c, None if c in ("review_share", "mean_confidence") else 0) for c in columns]
+        mix = stats.get("category_mix")
+        self._db.execute(
+            f"UPDATE runs SET ended_at=?, status=?, exit_code=?, message=?, category_mix=?, "
+            f"{', '.join(c + '=?' for c in columns)} WHERE id=?",
+            (now_iso(), status, exit_code, message, json.dumps(mix, ensure_ascii=False) if mix is not None else None,
+             *values, run_id),
+        )
+
+    def runs(self, instance: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The most recent runs, newest first."""
+        sql = "SELECT * FROM runs" + (" WHERE instance=?" if instance else "") + " ORDER BY id DESC LIMIT ?"
+        rows = self._db.execute(sql, ((instance, limit) if instance else (limit,))).fetchall()
+        out = []
+        for row in rows:
+            d = dict(row)
+            d["category_mix"] = json.loads(d["category_mix"]) if d["category_mix"] else {}
+            out.append(d)
+        return out
+
+    def mark_abandoned_runs(self) -> int:
+        """Close runs left 'running' by a killed process; returns how many."""
+        cur = self._db.execute("UPDATE runs SET status='killed', ended_at=? WHERE status='running'", (now_iso(),))
+        return cur.rowcount
+
+    # ----------------------------------------------------------------- messages
+    def get_message(self, instance: str, key: str) -> MessageRecord | None:
+        """The decision recorded for ``key``, if any."""
+        row = self._db.execute("SELECT * FROM messages WHERE instance=? AND key=?", (instance, key)).fetchone()
+        return MessageRecord.from_row(row) if row else None
+
+    def get_messages(self, instance: str, keys: Sequence[str]) -> dict[str, MessageRecord]:
+        """The decisions recorded for several keys at once (a page's), by key; unknown keys are left out."""
+        out: dict[str, MessageRecord] = {}
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), 500):  # stays under SQLite's limit on bound parameters
+            chunk = wanted[start:start + 500]
+            rows = self._db.execute(
+                f"SELECT * FROM messages WHERE instance=? AND key IN ({','.join('?' * len(chunk))})",
+                (instance, *chunk)).fetchall()
+            for row in rows:
+                record = MessageRecord.from_row(row)
+                out[record.key] = record
+        return out
+
+    def record_decision(self, *, instance: str, key: str, run_id: int, dry_run: bool, status: str,
+                        folder: str, uid: str, sender: str, privacy: SenderPrivacy, decision: str,
+                        category: str | None, probability: float | None, runner_up: str | None,
+                        runner_up_probability: float | None, explanation: Any, model_version: str | None,
+                        reason: str | None, plan: Sequence[Mapping[str, Any]]) -> None:
+        """Insert (or, over a dry-run row, replace) the decision about one message."""
+        now = now_iso()
+        effective = category if decision == "auto" else None
+        self._db.execute(
+            "INSERT INTO messages (instance, key, run_id, dry_run, status, source_folder, source_uid, current_folder,"
+            " current_uid, sender_pseudo, sender_hash, sender_raw, decision, category, probability, runner_up,"
+            " runner_up_probability, explanation, model_version, reason, plan, effective_category, decided_at,"
+            " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT (instance, key) DO UPDATE SET run_id=excluded.run_id, dry_run=excluded.dry_run,"
+            " status=excluded.status, source_folder=excluded.source_folder, source_uid=excluded.source_uid,"
+            " current_folder=excluded.current_folder, current_uid=excluded.current_uid,"
+            " sender_pseudo=excluded.sender_pseudo, sender_hash=excluded.sender_hash, sender_raw=excluded.sender_raw,"
+            " decision=excluded.decision, category=excluded.category, probability=excluded.probability,"
+            " runner_up=excluded.runner_up, runner_up_probability=excluded.runner_up_probability,"
+            " explanation=excluded.explanation, model_version=excluded.model_version, reason=excluded.reason,"
+            " plan=excluded.plan, effective_category=excluded.effective_category, decided_at=excluded.decided_at,"
+            " updated_at=excluded.updated_at WHERE messages.dry_run = 1",
+            (instance, key, run_id, int(dry_run), status, folder, uid, folder, uid, privacy.pseudonym(sender),
+             privacy.hash(sender), privacy.raw(sender), decision, category, probability, runner_up,
+             runner_up_probability, json.dumps(explanation, ensure_ascii=False) if explanation is not None else None,
+             model_version, reason, json.dumps(list(plan), ensure_ascii=False), effective, now, now),
+        )
+
+    def set_message_status(self, instance: str, key: str, status: str, *, reason: str | None = None) -> None:
+        """Change a message's status (``pending``, ``done``, ``failed``, ``lost``)."""
+        if reason is None:
+            self._db.execute("UPDATE messages SET status=?, updated_at=? WHERE instance=? AND key=?",
+                             (status, now_iso(), instance, key))
+        else:
+            self._db.execute("UPDATE messages SET status=?, reason=?, updated_at=? WHERE instance=? AND key=?",
+                             (status, reason, now_iso(), instance, key))
+
+    def set_location(self, instance: str, key: str, folder: str, uid: str, *, effective_category: str | None = None,
+                     change_category: bool = False) -> None:
+        """Remember where a message is now (and, after a correction, its new category)."""
+        if change_category:
+            self._db.execute(
+                "UPDATE messages SET current_folder=?, current_uid=?, effective_category=?, gone_at=NULL, updated_at=?"
+                " WHERE instance=? AND key=?", (folder, uid, effective_category, now_iso(), instance, key))
+        else:
+            self._db.execute(
+                "UPDATE messages SET current_folder=?, current_uid=?, gone_at=NULL, updated_at=? WHERE instance=? AND key=?",
+                (folder, uid, now_iso(), instance, key))
+
+    def mark_gone(self, instance: str, key: str) -> None:
+        """Note that a message can no longer be found (deleted by a person)."""
+        self._db.execute("UPDATE messages SET gone_at=COALESCE(gone_at, ?) WHERE instance=? AND key=?",
+                         (now_iso(), instance, key))
+
+    def messages_with_status(self, instance: str, status: str) -> list[MessageRecord]:
+        """Real (not dry-run) messages in one status, oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM messages WHERE instance=? AND status=? AND dry_run=0 ORDER BY decided_at, key",
+            (instance, status)).fetchall()
+        return [MessageRecord.from_row(r) for r in rows]
+
+    def decided_since(self, instance: str, since: str) -> list[MessageRecord]:
+        """Real messages fully handled since ``since`` and still findable (for correction checks)."""
+        rows = self._db.execute(
+            "SELECT * FROM messages WHERE instance=? AND dry_run=0 AND status='done' AND decided_at>=? "
+            "AND gone_at IS NULL AND current_folder IS NOT NULL ORDER BY decided_at", (instance, since)).fetchall()
+        return [MessageRecord.from_row(r) for r in rows]
+
+    def auto_keys(self, instance: str | None = None) -> set[str]:
+        """Keys the model routed automatically and nobody corrected (not to be learnt from again)."""
+        sql = ("SELECT key FROM messages WHERE dry_run=0 AND decision='auto' AND category IS effective_category"
+               + (" AND instance=?" if instance else ""))
+        return {r[0] for r in self._db.execute(sql, (instance,) if instance else ())}
+
+    def audit(self, *, sender_hash: str | None = None, sender_raw: str | None = None, since: str | None = None,
+              instance: str | None = None) -> list[MessageRecord]:
+        """Decisions for the audit command, oldest first, filtered by sender and date."""
+        where, params = [], []
+        if instance:
+            where.append("instance=?")
+            params.append(instance)
+        if sender_hash or sender_raw:
+            clauses = []
+            if sender_hash:
+                clauses.append("sender_hash=?")
+                params.append(sender_hash)
+            if sender_raw:
+                clauses.append("sender_raw=?")
+                params.append(sender_raw)
+            where.append("(" + " OR ".join(clauses) + ")")
+        if since:
+            where.append("decided_at>=?")
+            params.append(since)
+        sql = "SELECT * FROM messages" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY decided_at, key"
+        return [MessageRecord.from_row(r) for r in self._db.execute(sql, params).fetchall()]
+
+    # ------------------------------------------------------------------ actions
+    def add_intent(self, *, instance: str, key: str, run_id: int, step: int, kind: str, target: str | None,
+                   folder: str | None, uid: str | None, status: str = "intent", detail: str | None = None) -> int:
+        """Journal an action *before* doing it (``status='would'`` in dry-run); returns its id."""
+        cur = self._db.execute(
+            "INSERT INTO actions (instance, key, run_id, step, kind, target, status, ref_folder, ref_uid, detail,"
+            " created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (instance, key, run_id, step, kind, target, status, folder, uid, detail, now_iso()),
+        )
+        return int(cur.lastrowid)
+
+    def finish_action(self, action_id: int, status: str, *, folder: str | None = None, uid: str | None = None,
+                      detail: str | None = None) -> None:
+        """Mark a journalled action ``done`` / ``skipped`` / ``failed`` / ``uncertain``."""
+        self._db.execute(
+            "UPDATE actions SET status=?, result_folder=?, result_uid=?, detail=COALESCE(?, detail), done_at=?"
+            " WHERE id=?", (status, folder, uid, detail, now_iso(), action_id))
+
+    def last_action(self, instance: str, key: str, step: int) -> ActionRecord | None:
+        """The latest journal row of one step of one message's plan."""
+        row = self._db.execute(
+            "SELECT * FROM actions WHERE instance=? AND key=? AND step=? ORDER BY id DESC LIMIT 1",
+            (instance, key, step)).fetchone()
+        return ActionRecord(**dict(row)) if row else None
+
+    def actions_for(self, instance: str, key: str) -> list[ActionRecord]:
+        """Every journal row of one message, in order."""
+        rows = self._db.execute("SELECT * FROM actions WHERE instance=? AND key=? ORDER BY id",
+                                (instance, key)).fetchall()
+        return [ActionRecord(**dict(r)) for r in rows]
+
+    def clear_would(self, instance: str, key: str) -> None:
+        """Drop 'would do' rows of a message about to be handled for real (they described a dry run)."""
+        self._db.execute("DELETE FROM actions WHERE instance=? AND key=? AND status='would'", (instance, key))
+
+    # -------------------------------------------------------------- corrections
+    def record_correction(self, *, instance: str, key: str, from_category: str | None, from_folder: str | None,
+                          to_category: str, to_folder: str, model_version: str | None, text: str | None) -> int:
+        """Record that a person moved a message to another category."""
+        cur = self._db.execute(
+            "INSERT INTO corrections (instance, key, from_category, from_folder, to_category, to_folder,"
+            " detected_at, model_version, text) VALUES (?,?,?,?,?,?,?,?,?)",
+            (instance, key, from_category, from_folder, to_category, to_folder, now_iso(), model_version, text),
+        )
+        return int(cur.lastrowid)
+
+    def set_correction_text(self, correction_id: int, text: str | None) -> None:
+        """Attach the pseudonymised text of a corrected message (for retraining)."""
+        self._db.execute("UPDATE corrections SET text=? WHERE id=?", (text, correction_id))
+
+    def corrections(self, instance: str | None = None, *, since: str | None = None) -> list[dict[str, Any]]:
+        """Corrections, oldest first (``text`` is a JSON string or None)."""
+        where, params = [], []
+        if instance:
+            where.append("instance=?")
+            params.append(instance)
+        if since:
+            where.append("detected_at>=?")
+            params.append(since)
+        sql = "SELECT * FROM corrections" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        return [dict(r) for r in self._db.execute(sql, params).fetchall()]

@@ -1,0 +1,434 @@
+"""From a message to the text that carries its intent.
+
+``clean`` keeps the subject and the *new* text of a mail: quoted history of a
+reply is dropped (it is usually about another topic), but when the mail is a
+forward the forwarded message is kept, because that is the actual request.
+Signatures, mobile footers and legal disclaimers are removed.  Quote and
+forward detection uses quotequail (French, English and a dozen other mailers'
+markers); this module adds what it does not cover: telling a forward from an
+Outlook-style reply, and stripping signatures.
+
+``TextCleaner`` is the same thing as a scikit-learn transformer; it outputs two
+columns, the cleaned text and a few *meta tokens* (sender domain, attachment
+types, automated mail, language) that the model can weigh separately.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import quotequail
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from assoc_ai_core.mail.parsing import message_from_text
+from assoc_ai_core.mail.pseudonymise import _EMAIL_RE, _URL_RE, EMAIL, URL, pseudonymise
+from assoc_ai_core.records.mail import Message
+
+# Subject prefixes of replies and forwards in the languages an association meets.
+_REPLY_PREFIX = re.compile(r"^\s*((re|ré|rép|réf|aw|sv|antw|r)\s*(\[\d+\])?\s*:\s*)+", re.I)
+_FWD_PREFIX = re.compile(r"^\s*((fwd?|tr|trans|transf|wg|rv|enc)\s*:\s*)+", re.I)
+_ANY_PREFIX = re.compile(r"^\s*((re|ré|rép|réf|aw|sv|antw|r|fwd?|tr|trans|transf|wg|rv|enc)\s*(\[\d+\])?\s*:\s*)+", re.I)
+
+_SIG_DASHES = re.compile(r"^(-- ?|__+|—)$")
+_MOBILE = re.compile(
+    r"^(envoy[ée] (de|depuis) (mon|ma|l'application)|sent from my|get outlook for|t[ée]l[ée]chargez outlook|"
+    r"obtenir outlook pour|envoy[ée] avec|sent with|sent via|envoy[ée] à partir de)\b.*$",
+    re.I,
+)
+_DISCLAIMER = re.compile(
+    r"(ce (message|courriel|e-?mail)( et (toutes )?(les|ses) pi[eè]ces jointes)?.{0,40}(confidentiel|destin[ée]s? exclusivement|usage exclusif)|"
+    r"this (e-?mail|message)( and any (files|attachments))?.{0,60}(confidential|intended (solely|only))|"
+    r"pensez (à|a) l'environnement|please consider the environment|avis de confidentialit[ée]|"
+    r"confidentiality notice|disclaimer\s*:|if you (are not|have received this).{0,40}(intended|in error)|"
+    r"si vous (n'[êe]tes pas|avez re[çc]u ce).{0,60}(destinataire|par erreur))",
+    re.I,
+)
+# Every disclaimer pattern holds one of these words; looked for with ``in`` on the lower-cased text,
+# which is many times faster than a case-insensitive search.
+_DISCLAIMER_HINTS = ("confidenti", "intended", "exclusi", "environ", "disclaimer", "in error", "destinataire",
+                     "par erreur")
+_CLOSING = re.compile(
+    r"^(bien )?(cordialement|amicalement|sinc[èe]rement|chaleureusement|bien (à|a) (vous|toi)|bien des choses|"
+    r"salutations( distingu[ée]es| cordiales)?|bonne (journ[ée]e|soir[ée]e|fin de journ[ée]e)|"
+    r"(avec )?mes (meilleures |sinc[èe]res )?salutations|(tr[èe]s )?belle journ[ée]e|à bient[ôo]t|"
+    r"(best|kind|warm|many thanks and)( regards| wishes)?|regards|cheers|sincerely( yours)?|yours (sincerely|truly|faithfully)|"
+    r"thanks( again| in advance)?|thank you|merci( beaucoup| d'avance| par avance| encore)?|"
+    r"je vous (prie|remercie).{0,80})[ ,.!]*$",
+    re.I,
+)
+_HEADER_LINE = re.compile(r"^\*?(de|from|envoy[ée]( le)?|sent|date|[àa]|to|cc|objet|subject)\s?\*?\s?:", re.I)
+_SEPARATOR = re.compile(r"^\s*-{2,}\s*(original message|message d'origine|message original|forwarded message|message transf[ée]r[ée])\s*-{2,}\s*$", re.I)
+_QUOTED = re.compile(r"^\s*>")
+# Lines that can start a reply or forward in the formats quotequail knows; a
+# cheap first pass so quotequail only runs where it can succeed.  Bare "> "
+# blocks with no attribution line above need no library: they are dropped below.
+_ATTRIBUTION_WORDS = r"wrote|[ée]crit|schrieb|escribi[óo]|escreveu|schreef|skrev|geschreven|написал"
+_CANDIDATE = re.compile(
+    rf"(^.{{0,300}}\b({_ATTRIBUTION_WORDS})\b.{{0,40}}$"
+    r"|^\s*-{2,}\s*(original|forwarded|message|mensaje|urspr|oorspronkelijk|doorgestuurd|weitergeleitet|origineel|vidarebefordrat)"
+    r"|^\s*(begin forwarded|d[ée]but du message r[ée]exp[ée]di|anfang der weitergeleiteten|inicio del mensaje)"
+    r"|^\s*_{30,34}\s*$|^\s*\*?(de|from|von|da|van|från)\s?\*?\s?:|^\d{4}/\d{1,2}/\d{1,2} )",
+    re.I | re.M,
+)
+# The same search in two cheaper parts (``_candidate`` gives the same line as ``_CANDIDATE``): the
+# attribution words are found with ``str.find`` in the lower-cased body, then checked in place; the
+# markers at the start of a line are matched after a newline, a literal the regex engine jumps to.
+_ATTRIBUTION_KEYS = ("wrote", "écrit", "ecrit", "schrieb", "escribi", "escreveu", "schreef", "skrev", "geschreven",
+                     "написал")
+_ATTRIBUTION_AT = re.compile(rf"\b({_ATTRIBUTION_WORDS})\b", re.I)
+_LINE_MARKER = re.compile(
+    r"\n(\s*-{2,}\s*(original|forwarded|message|mensaje|urspr|oorspronkelijk|doorgestuurd|weitergeleitet|origineel|vidarebefordrat)"
+    r"|\s*(begin forwarded|d[ée]but du message r[ée]exp[ée]di|anfang der weitergeleiteten|inicio del mensaje)"
+    r"|\s*_{30,34}\s*$|\s*\*?(de|from|von|da|van|från)\s?\*?\s?:|\d{4}/\d{1,2}/\d{1,2} )",
+    re.I | re.M,
+)
+_SPACES = re.compile(r"[ \t\u00a0\u200b\ufeff]+")
+_BLANKS = re.compile(r"\n\s*\n+")
+_WORDISH = re.compile(r"\w+")
+_TWO_WORDS = re.compile(r"\w\W+\w")  # two words somewhere: found at the first pair, not by listing all
+
+MAX_BODY_CHARS = 3000
+CHAR_FEATURE_CHARS = 600
+MAX_RECIPIENT_TOKENS = 50  # a mailing list with hundreds of recipients says "list", not who
+HISTORY_CHARS = 1500
+SCAN_CHARS = 4 * MAX_BODY_CHARS
+_WINDOW_LINES = 3  # the intent of a mail is in its first paragraphs; long tails only add noise and time
+
+
+@dataclass(frozen=True)
+class CleanedMail:
+    """A cleaned message: the text used for classification and what was found on the way."""
+
+    text: str
+    subject: str
+    body: str
+    kind: str  # "new", "reply" or "forward"
+    lang: str
+    history: str = ""  # quoted history of a reply (kept apart: context, often another topic)
+
+
+_TRAILING = re.compile(r"[^\S\n]+(?=\n|\Z)")
+
+
+def _normalise(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # Whole-text passes rather than a loop over lines: same result, a fraction of the time on long mail.
+    return _TRAILING.sub("", _SPACES.sub(" ", text))
+
+
+def _looks_like_outlook_block(lines: Sequence[str], start: int) -> bool:
+    """A 'De : / Envoyé : / Objet :' header block begins at ``start``."""
+    window = [l for l in lines[start : start + 7] if l.strip()]
+    return sum(1 for l in window if _HEADER_LINE.match(l.strip())) >= 2
+
+
+def _candidate(body: str, lowered: str, pos: int) -> tuple[int, int] | None:
+    """(start, end) of the first line from ``pos`` that ``_CANDIDATE`` matches, as its search would give."""
+    if len(lowered) != len(body):  # lower-casing changed offsets (rare scripts): the plain search
+        m = _CANDIDATE.search(body, pos)
+        return (m.start(), m.end()) if m else None
+    attribution = None
+    hits = []
+    for key in _ATTRIBUTION_KEYS:
+        at = lowered.find(key, pos)
+        while at >= 0:
+            hits.append(at)
+            at = lowered.find(key, at + 1)
+    for at in sorted(hits):
+        word = _ATTRIBUTION_AT.match(body, at)
+        line_start = body.rfind("\n", 0, at) + 1
+        if word is None or line_start < pos:
+            continue
+        line_end = body.find("\n", word.end())
+        line_end = len(body) if line_end < 0 else line_end
+        if at - line_start <= 300 and line_end - word.end() <= 40:
+            attribution = (line_start, line_end)
+            break
+    # "\n" + body: a newline at index j of it is a line starting at index j of the body.
+    marker = _LINE_MARKER.search("\n" + body, pos)
+    if marker is not None and (attribution is None or marker.start() < attribution[0]):
+        return marker.start(), marker.end() - 1
+    return attribution
+
+
+def _unwrap(body: str) -> dict[str, str] | None:
+    """quotequail.unwrap, run only where a reply or forward marker can be.
+
+    quotequail tries every pattern on every line, which on long mail costs
+    more than everything else we do.  A cheap scan finds lines that could
+    start a quote or a forward; quotequail looks at a short window from a few
+    lines above each (markers are wrapped over up to three lines), and only
+    when it recognises a forward does it read the rest of the body (a reply's
+    quoted history is dropped anyway, unless its new text is below the quote).  The text before
+    the window is put back in front of ``text_top``.
+    """
+    pos = 0
+    lowered = body.lower()
+    for _ in range(2):
+        span = _candidate(body, lowered, pos)
+        if span is None:
+            return None
+        start, span_end = span
+        for _ in range(2):  # back to the start of the line, then one line above (wrapped "a\nécrit :")
+            start = body.rfind("\n", 0, max(start - 1, 0) if start else 0)
+            if start <= 0:
+                start = 0
+                break
+        window_end = span_end
+        for _ in range(_WINDOW_LINES):
+            nxt = body.find("\n", window_end + 1)
+            if nxt < 0:
+                window_end = len(body)
+                break
+            window_end = nxt
+        try:
+            found = quotequail.unwrap(body[start:window_end])
+            needs_all = found is not None and (found.get("type") == "forward" or not (found.get("text_top") or "").strip())
+            if needs_all and window_end < len(body):
+                found = quotequail.unwrap(body[start:])  # a forward's content is the request: read all of it
+        except Exception:  # quotequail is heuristic; a failure must not lose the mail
+            return None
+        if found is not None:
+            head = body[:start]
+            if head.strip():
+                found = dict(found)
+                found["text_top"] = (head + "\n" + (found.get("text_top") or "")).strip()
+            return found
+        pos = max(window_end, span_end + 1)
+    return None
+
+
+def _split_history(body: str, subject: str) -> tuple[str, str, str]:
+    """Return (kind, new_text, forwarded_text) of a body."""
+    lines = body.split("\n")
+    is_fwd_subject = bool(_FWD_PREFIX.match(subject))
+    is_reply_subject = bool(_REPLY_PREFIX.match(subject))
+    found = _unwrap(body)
+    if found:
+        top = found.get("text_top", "") or ""
+        inner = found.get("text", "") or ""
+        bottom = found.get("text_bottom", "") or ""
+        top = "\n".join(l for l in top.split("\n") if not _SEPARATOR.match(l))
+        kind = found.get("type")
+        if kind == "forward" and not is_fwd_subject:
+            # quotequail calls every Outlook header block a forward; in a reply it is history
+            short_note = len(_WORDISH.findall(top)) < 40
+            says_forward = re.search(r"transf[ée]r|forward|ci-dessous|below|fais suivre|relai", top, re.I)
+            if is_reply_subject or not (short_note or says_forward):
+                kind = "reply"
+        if kind == "forward":
+            fwd_subject = found.get("subject", "")
+            inner_kind, inner_new, _ = _split_history(inner, fwd_subject)
+            return "forward", (top + "\n" + bottom).strip(), (fwd_subject + "\n" + inner_new).strip()
+        if kind == "reply":
+            new = top.strip() or bottom.strip()
+            if new:
+                return "reply", new, "\x00" + inner
+    # No marker quotequail knows: drop '>' lines and cut at a bare Outlook block or separator.
+    kept: list[str] = []
+    quoted: list[str] = []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if _SEPARATOR.match(stripped) or (_HEADER_LINE.match(stripped) and _looks_like_outlook_block(lines, i) and kept):
+            kind = "reply" if any(k.strip() for k in kept) else "new"
+            return kind, "\n".join(kept), "\x00" + "\n".join(lines[i:])
+        if _QUOTED.match(line):
+            quoted.append(line.lstrip("> "))
+            continue
+        kept.append(line)
+    kind = "reply" if len(kept) < len(lines) else "new"
+    return kind, "\n".join(kept), ("\x00" + "\n".join(quoted)) if quoted else ""
+
+
+def strip_signature(text: str) -> str:
+    """Remove signature blocks, mobile footers and legal disclaimers from a body."""
+    lines = text.split("\n")
+    out: list[str] = []
+    for line in lines:
+        s = line.strip()
+        if _SIG_DASHES.match(s):
+            break  # "-- " is the standard signature delimiter: the rest is signature
+        if _MOBILE.match(s):
+            continue
+        out.append(line)
+    # Disclaimers come as paragraphs: drop the paragraph from its first matching line.  Every
+    # disclaimer pattern holds one of the hint words, so most mail skips the costly search.
+    joined = "\n".join(out)
+    lowered = joined.lower()
+    if any(hint in lowered for hint in _DISCLAIMER_HINTS):
+        kept_pars = [par for par in _BLANKS.split(joined) if not _DISCLAIMER.search(par.replace("\n", " "))]
+        out = "\n\n".join(kept_pars).split("\n")
+    else:
+        out = _BLANKS.sub("\n\n", joined).split("\n")
+    # Closing formula: everything after the last one near the end is name + contact details.
+    non_empty = [i for i, l in enumerate(out) if l.strip()]
+    for idx in reversed(non_empty[-12:] if len(non_empty) > 1 else []):
+        if _CLOSING.match(out[idx].strip()) and idx != non_empty[0]:
+            out = out[:idx]
+            break
+    return "\n".join(out).strip()
+
+
+_LANG_LOCK = threading.Lock()
+_LANG_ID: Any = None
+
+
+def detect_language(text: str) -> str:
+    """ISO code of the text's language among fr, en, de, es, it, nl, pt ("und" when too short)."""
+    global _LANG_ID
+    if not _TWO_WORDS.search(text):
+        return "und"
+    if _LANG_ID is None:
+        with _LANG_LOCK:
+            if _LANG_ID is None:
+                from py3langid.langid import _load_identifier
+
+                identifier = _load_identifier(langs=["fr", "en", "de", "es", "it", "nl", "pt"])
+                # The identifier keeps its 97-language table (28 MB) to allow a later reset; we never
+                # reset, so only the seven languages' columns stay in memory.
+                if hasattr(identifier, "_full_model"):
+                    identifier._full_model = (identifier.nb_ptc, identifier.nb_pc, identifier.nb_classes)
+                _LANG_ID = identifier
+    return str(_LANG_ID.classify(text[:200])[0])
+
+
+def clean_message(message: Message | str, *, keep_signature: bool = False, pseudonymize: bool = False) -> CleanedMail:
+    """Clean one message (or a plain string treated as a message body)."""
+    msg = message_from_text(message) if isinstance(message, str) else message
+    subject = _ANY_PREFIX.sub("", msg.subject or "").strip()
+    # What is kept is at most MAX_BODY_CHARS of new text and HISTORY_CHARS of quote: reading further
+    # into a very long mail (a newsletter, a pasted log) only costs time.
+    body = _normalise((msg.text or "")[:SCAN_CHARS])
+    kind, new, forwarded = _split_history(body, msg.subject or "")
+    history = ""
+    if forwarded.startswith("\x00"):  # a reply's quoted history, not a forwarded request
+        history, forwarded = forwarded[1:][:HISTORY_CHARS], ""
+    if not keep_signature:
+        new = strip_signature(new)
+        forwarded = strip_signature(forwarded)
+    body_text = (new + ("\n\n" + forwarded if forwarded else "")).strip()
+    body_text = _BLANKS.sub("\n\n", body_text)[:MAX_BODY_CHARS]
+    if pseudonymize:
+        body_text = pseudonymise(body_text, names=(msg.sender_name,))
+        subject = pseudonymise(subject, names=(msg.sender_name,))
+        history = pseudonymise(history, names=(msg.sender_name,))
+    else:
+        # Addresses and links are one-off strings: as placeholders they generalise
+        # (a newsletter "has links") and stay out of explanations.
+        body_text = _URL_RE.sub(URL, _EMAIL_RE.sub(EMAIL, body_text))
+        history = _URL_RE.sub(URL, _EMAIL_RE.sub(EMAIL, history))
+    lang = detect_language(subject + "\n" + body_text)
+    text = (subject + "\n\n" + body_text).strip()
+    return CleanedMail(text=text, subject=subject, body=body_text, kind=kind, lang=lang, history=history)
+
+
+def _digest(address: str) -> str:
+    return hashlib.blake2b(address.lower().encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+
+
+def _domain_token(domain: str) -> str:
+    return domain.replace(".", "_").replace("-", "_")
+
+
+def meta_tokens(message: Message, cleaned: CleanedMail) -> str:
+    """Space-separated tokens describing a message beyond its words."""
+    tokens = [f"lang_{cleaned.lang}", f"kind_{cleaned.kind}"]
+    # Who writes and to whom: regular correspondents and aliases (info@ vs tresorier@) are strong hints.
+    # Addresses enter the model only as short digests, so no address is readable in a model file.
+    if message.sender:
+        tokens.append("sender_" + _digest(message.sender))
+    recipients = (message.to + message.cc)[:MAX_RECIPIENT_TOKENS]
+    for rcpt in recipients:
+        tokens.append("rcpt_" + _digest(rcpt))
+    domain = message.sender_domain
+    if domain:
+        tokens.append("from_" + _domain_token(domain))
+        tokens.append("fromtld_" + domain.rsplit(".", 1)[-1])
+    # Organisations written to (a partner's domain, a press agency) name a thread's topic even when
+    # the people change; a domain is not a person, so it stays readable.
+    for rcpt_domain in sorted({r.rpartition("@")[2].lower() for r in recipients if "@" in r}):
+        tokens.append("rcptdom_" + _domain_token(rcpt_domain))
+    for att in message.attachments[:10]:
+        tokens.append("att_" + att.content_type.replace("/", "_").replace("-", "_").replace(".", "_").replace("+", "_"))
+    if message.attachments:
+        tokens.append("has_attachment")
+    if message.is_automated:
+        tokens.append("automated")
+    if message.html:
+        tokens.append("html_only")
+    if not cleaned.body:
+        tokens.append("empty_body")
+    return " ".join(tokens)
+
+
+def clean(
+    messages: Iterable[Message | str], *, keep_signature: bool = False, pseudonymize: bool = False
+) -> list[str]:
+    """Cleaned intent text (subject + new body) of each message or string.
+
+    >>> clean(["Bonjour,\\nje souhaite adhérer.\\n\\nCordialement,\\nMarie\\n06 12 34 56 78"])
+    ['Bonjour,\\nje souhaite adhérer.']
+    """
+    return [clean_message(m, keep_signature=keep_signature, pseudonymize=pseudonymize).text for m in messages]
+
+
+class TextCleaner(TransformerMixin, BaseEstimator):
+    """scikit-learn transformer: messages (or strings) to a 3-column array.
+
+    Columns: cleaned text, meta tokens, the first ``CHAR_FEATURE_CHARS``
+    characters of the text (character n-grams are the costliest features;
+    the opening of a mail carries its intent), and the quoted history of a
+    reply (weighed lightly by the model: context, often on another topic).
+
+    Stateless: ``fit`` learns nothing, so cleaning can be done once before a
+    cross-validated search and the pipeline still holds the whole recipe.
+
+    Parameters
+    ----------
+    keep_signature : bool
+        Keep signature blocks (default drops them).
+    pseudonymize : bool
+        Replace personal data by typed placeholders before the model sees the text.
+    """
+
+    def __init__(self, keep_signature: bool = False, pseudonymize: bool = False) -> None:
+        self.keep_signature = keep_signature
+        self.pseudonymize = pseudonymize
+
+    def fit(self, X: Iterable[Any], y: Any = None) -> "TextCleaner":
+        """Nothing to learn; present for the pipeline contract."""
+        self.n_features_in_ = 1
+        return self
+
+    def transform(self, X: Iterable[Any]) -> np.ndarray:
+        """Clean each message; returns an object array (n, 4): text, meta tokens, text head, quoted history."""
+        if isinstance(X, np.ndarray) and X.ndim == 2:
+            return X  # already cleaned (cleaning is done once before cross-validation)
+        rows = []
+        for item in X:
+            msg = message_from_text(item) if isinstance(item, str) else item
+            cleaned = clean_message(msg, keep_signature=self.keep_signature, pseudonymize=self.pseudonymize)
+            rows.append((cleaned.text, meta_tokens(msg, cleaned), cleaned.history))
+        out = np.empty((len(rows), 4), dtype=object)
+        for i, (text, meta, history) in enumerate(rows):
+            out[i, 0] = text
+            out[i, 1] = meta
+            out[i, 2] = text[:CHAR_FEATURE_CHARS]
+            out[i, 3] = history
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the two output columns."""
+        return np.asarray(["text", "meta", "text_head", "history"], dtype=object)
+
+    def __sklearn_tags__(self):  # noqa: D105 - inputs are messages, not numbers
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = False
+        return tags

@@ -1,0 +1,220 @@
+"""Where mail enters: folders of .eml files, Maildir, mbox, CSV and JSONL.
+
+In every layout the *folder* (or mbox file, or ``label`` column) is the
+category, as in a mailbox sorted by hand.  Reading never stops on a bad
+message: it is kept as a :class:`~assoc_ai_core.records.mail.Message` with
+``error`` set, and listed in ``Dataset.problems`` with its path and reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import mailbox
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from assoc_ai_core.errors import DataError
+from assoc_ai_core.i18n import tr
+from assoc_ai_core.mail.parsing import message_from_text, parse_message
+from assoc_ai_core.records.mail import Message
+
+MAIL_SUFFIXES = {"", ".eml", ".msg822", ".txt", ".mail"}
+SKIP_NAMES = {"labels.csv", "readme.md", "readme", "readme.txt", "expected.csv", ".ds_store", "thumbs.db"}
+TEXT_COLUMNS = ("text", "body", "message", "content", "texte", "corps", "utterance")
+LABEL_COLUMNS = ("label", "category", "categorie", "catégorie", "intent", "folder", "dossier")
+
+
+@dataclass
+class Dataset:
+    """Messages read from a source, with their labels when the layout gives them."""
+
+    messages: list[Message] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def labels(self) -> list[str | None]:
+        """Label of each message (None when unknown)."""
+        return [m.label for m in self.messages]
+
+    def readable(self) -> list[Message]:
+        """Messages that could be read (``error`` is None)."""
+        return [m for m in self.messages if m.error is None]
+
+    def labelled(self) -> list[Message]:
+        """Readable messages that have a label."""
+        return [m for m in self.messages if m.error is None and m.label]
+
+
+def _read_file(path: Path, label: str | None) -> Message:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        reason = tr(f"fichier illisible : {exc.strerror}", f"cannot read file: {exc.strerror}")
+        return Message(key=f"file:{path}", source=str(path), label=label, error=reason)
+    return parse_message(raw, source=str(path), label=label)
+
+
+def _is_maildir(path: Path) -> bool:
+    return (path / "cur").is_dir() and (path / "new").is_dir()
+
+
+def iter_messages(path: str | os.PathLike[str], *, labelled: bool = True) -> Iterator[Message]:
+    """Yield every message under ``path``, whatever the layout (see module doc)."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(tr(f"Chemin introuvable : {p}", f"Path not found: {p}"))
+    if p.is_file():
+        yield from _iter_file(p, label=None)
+        return
+    if _is_maildir(p):
+        yield from _iter_maildir(p, label=None)
+        subs = sorted(d for d in p.iterdir() if d.is_dir() and d.name.startswith(".") and _is_maildir(d))
+        for sub in subs:  # Maildir++ sub-folders: ".Adhesion", ".IA.Adhesion"
+            yield from _iter_maildir(sub, label=sub.name.lstrip(".").replace(".", "/"))
+        return
+    entries = sorted(p.iterdir())
+    files = [e for e in entries if e.is_file() and e.name.lower() not in SKIP_NAMES and not e.name.startswith(".")]
+    dirs = [e for e in entries if e.is_dir() and not e.name.startswith(".")]
+    for f in files:
+        yield from _iter_file(f, label=None)
+    for d in dirs:
+        yield from _iter_tree(d, label=d.name if labelled else None)
+
+
+def _iter_tree(root: Path, label: str | None) -> Iterator[Message]:
+    if _is_maildir(root):
+        yield from _iter_maildir(root, label)
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.lower() in SKIP_NAMES or name.startswith("."):
+                continue
+            f = Path(dirpath) / name
+            yield from _iter_file(f, label)
+
+
+def _iter_file(f: Path, label: str | None) -> Iterator[Message]:
+    suffix = "".join(f.suffixes[-2:]).lower() if f.name.endswith(".gz") else f.suffix.lower()
+    if suffix in (".csv", ".jsonl", ".jsonl.gz", ".json", ".csv.gz"):
+        yield from _iter_table(f)
+    elif suffix in (".mbox", ".mbx") or (suffix == "" and _looks_like_mbox(f)):
+        mbox_label = label if label is not None else (f.stem if suffix else None)
+        yield from _iter_mbox(f, mbox_label)
+    elif suffix in MAIL_SUFFIXES or suffix.isdigit() or suffix.startswith(".") and suffix[1:].isalnum():
+        yield _read_file(f, label)
+
+
+def _looks_like_mbox(f: Path) -> bool:
+    try:
+        with f.open("rb") as fh:
+            head = fh.read(5)
+            if head != b"From ":
+                return False
+            fh.seek(0)
+            data = fh.read(200_000)
+    except OSError:
+        return False
+    return data.count(b"\nFrom ") >= 1
+
+
+def _iter_maildir(root: Path, label: str | None) -> Iterator[Message]:
+    for sub in ("new", "cur"):
+        d = root / sub
+        for name in sorted(os.listdir(d)):
+            if not name.startswith("."):
+                yield _read_file(d / name, label)
+
+
+def _iter_mbox(f: Path, label: str | None) -> Iterator[Message]:
+    box = mailbox.mbox(str(f), create=False)
+    try:
+        for i, key in enumerate(box.iterkeys()):
+            source = f"{f}#{i}"
+            try:
+                raw = box.get_bytes(key)
+            except Exception as exc:  # a damaged mbox entry must not hide the others
+                yield Message(key=f"mbox:{f}#{i}", source=source, label=label, error=tr(f"entrée mbox illisible : {exc}", f"unreadable mbox entry: {exc}"))
+                continue
+            yield parse_message(raw, source=source, label=label)
+    finally:
+        box.close()
+
+
+def _pick(columns: list[str], wanted: tuple[str, ...]) -> str | None:
+    lower = {c.lower().strip(): c for c in columns}
+    for w in wanted:
+        if w in lower:
+            return lower[w]
+    return None
+
+
+def _iter_table(f: Path) -> Iterator[Message]:
+    opener = gzip.open if f.name.endswith(".gz") else open
+    if ".jsonl" in f.name or f.suffix == ".json":
+        with opener(f, "rt", encoding="utf-8", errors="replace") as fh:
+            for i, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    reason = tr(f"ligne JSON invalide : {exc.msg}", f"invalid JSON line: {exc.msg}")
+                    yield Message(key=f"row:{f}:{i}", source=f"{f}:{i}", error=reason)
+                    continue
+                yield _row_message(row, f, i)
+        return
+    with opener(f, "rt", encoding="utf-8-sig", errors="replace", newline="") as fh:
+        sample = fh.read(4096)
+        fh.seek(0)
+        try:
+            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+        except csv.Error:
+            dialect = csv.excel
+        reader = csv.DictReader(fh, dialect=dialect)
+        for i, row in enumerate(reader, 2):
+            yield _row_message(row, f, i)
+
+
+def _row_message(row: dict, f: Path, i: int) -> Message:
+    columns = list(row)
+    raw_col = _pick(columns, ("raw", "eml", "rfc822"))
+    text_col = _pick(columns, TEXT_COLUMNS)
+    label_col = _pick(columns, LABEL_COLUMNS)
+    subject_col = _pick(columns, ("subject", "objet", "sujet", "header"))
+    label = str(row[label_col]).strip() if label_col and row.get(label_col) not in (None, "") else None
+    source = f"{f}:{i}"
+    if raw_col and row.get(raw_col):
+        return parse_message(str(row[raw_col]).encode("utf-8", "surrogateescape"), source=source, label=label)
+    if not text_col:
+        raise DataError(tr(
+            f"{f} : aucune colonne de texte trouvée (attendu l'une de : {', '.join(TEXT_COLUMNS)}, ou 'raw').",
+            f"{f}: no text column found (expected one of: {', '.join(TEXT_COLUMNS)}, or 'raw').",
+        ))
+    text = str(row.get(text_col) or "")
+    subject = str(row.get(subject_col) or "") if subject_col else ""
+    msg = message_from_text(text, subject=subject, label=label)
+    from dataclasses import replace
+
+    if not text.strip() and not subject.strip():
+        return replace(msg, key=f"row:{f}:{i}", source=source, error=tr("texte vide", "empty text"))
+    return replace(msg, source=source)
+
+
+def load_dataset(path: str | os.PathLike[str], *, labelled: bool = True, progress: bool = False) -> Dataset:
+    """Read every message under ``path``; problems are collected, never raised."""
+    ds = Dataset()
+    it = iter_messages(path, labelled=labelled)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc=tr("Lecture", "Reading"), unit=" msg", leave=False)
+    for msg in it:
+        ds.messages.append(msg)
+        if msg.error:
+            ds.problems.append((msg.source or msg.key, msg.error))
+    return ds
