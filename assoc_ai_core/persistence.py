@@ -16,8 +16,9 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from assoc_ai_core.errors import IncompatibleModelError, ModelError, UntrustedModelError
 from assoc_ai_core.i18n import tr

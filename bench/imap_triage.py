@@ -244,11 +244,12 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    from assoc_ai_core.api import train
-    from assoc_ai_core.persistence import save_model
-    from assoc_ai_core.mail.sources import load_dataset
-    from assoc_ai_core.jobs.state import StateStore
     from assoc_ai_imap.testing import DovecotServer
+
+    from assoc_ai_core.api import train
+    from assoc_ai_core.jobs.state import StateStore
+    from assoc_ai_core.mail.sources import load_dataset
+    from assoc_ai_core.persistence import save_model
 
     logging.getLogger("assoc_ai_imap").setLevel(logging.ERROR)  # the loopback "no TLS" notice, once per connection
     mails = real_mail(args.messages)

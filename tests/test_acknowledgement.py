@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
@@ -11,11 +11,11 @@ from pathlib import Path
 import aiosmtpd.controller as aiosmtpd_controller
 import pytest
 
-from assoc_ai_core.jobs.acknowledgement import Acknowledger, AckSettings, NoticeSender, may_acknowledge
 from assoc_ai_core.errors import ConfigError
+from assoc_ai_core.jobs.acknowledgement import Acknowledger, AckSettings, NoticeSender, may_acknowledge
 from assoc_ai_core.jobs.forwarding import SmtpSettings
-from assoc_ai_core.mail.parsing import parse_message
 from assoc_ai_core.jobs.state import SenderPrivacy, StateStore
+from assoc_ai_core.mail.parsing import parse_message
 
 ASSO = "contact@jardins.example"
 
@@ -61,7 +61,7 @@ def test_sends_bilingual_rfc3834_reply_once_per_period(tmp_path: Path, server) -
     handler, port = server
     ack, state = make(tmp_path, port, period_days=30)
     msg = parse_message(raw())
-    t0 = datetime(2024, 6, 1, tzinfo=timezone.utc)
+    t0 = datetime(2024, 6, 1, tzinfo=UTC)
     assert ack.acknowledge(msg, "Adhesion", now=t0) == (True, "")
     [(mail_from, rcpts, data)] = handler.envelopes
     assert mail_from == ASSO and rcpts == ["marie@exemple.fr"]

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from assoc_ai_core.cli.main import cli
 from assoc_ai_core.cli.triage import add_commands
-from assoc_ai_core.testing.mailbox import kit_messages, kit_model
-from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
+from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.jobs.triage import TriageSettings
+from assoc_ai_core.testing.mailbox import kit_messages, kit_model
 
 add_commands(cli)
 SECRET = "Tr3s-s3cret-SMTP-value"

@@ -6,13 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
+from assoc_ai_core.ext.connectors import Capability, MailboxConnector
+from assoc_ai_core.testing import local_harness_for, parametrize_mailbox_checks
 from assoc_ai_core.testing.mailbox import (
-    CheckSkipped, MailboxHarness, check_capabilities_are_declared, check_construct_does_no_io,
+    CheckSkipped,
+    MailboxHarness,
+    check_capabilities_are_declared,
+    check_construct_does_no_io,
     check_move_is_idempotent,
 )
-from assoc_ai_core.ext.connectors import Capability, MailboxConnector
-from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
-from assoc_ai_core.testing import local_harness_for, parametrize_mailbox_checks
 
 
 @parametrize_mailbox_checks()

@@ -15,9 +15,10 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from html import unescape
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -40,8 +41,8 @@ REFERENCE_MODULES = (
 def _mkdocs(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run this interpreter's mkdocs (the venv's), failing clearly when the docs extra is not installed."""
     try:
-        import mkdocs  # noqa: F401
         import material  # noqa: F401
+        import mkdocs  # noqa: F401
         import mkdocstrings  # noqa: F401
     except ImportError as exc:
         pytest.fail(f"the documentation tools are not installed ({exc.name}): pip install -e '.[docs]'")
@@ -202,7 +203,7 @@ def test_hooks_page_catches_a_changed_signature() -> None:
     """The comparison is strict: a renamed parameter would not match its section."""
     sections = _hook_sections()
 
-    def register_connectors(reg: "ConnectorRegistry") -> None:  # noqa: F821 - the annotation is only text
+    def register_connectors(reg: ConnectorRegistry) -> None:  # noqa: F821 - the annotation is only text
         """Same hook, renamed parameter."""
 
     assert signature_text(register_connectors) == "register_connectors(reg: ConnectorRegistry) -> None"
@@ -246,8 +247,8 @@ def skeleton_plugin(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 def test_skeleton_is_found_through_its_hook_and_conforms(skeleton_plugin: Any, tmp_path: Path) -> None:
     """The host resolves ``skeleton`` to the plugin's class, and that class passes the whole CRM kit."""
-    from assoc_ai_core.testing.crm import check_crm_connector
     from assoc_ai_core.ext.plugins import connector_registry, get_connector_class
+    from assoc_ai_core.testing.crm import check_crm_connector
 
     cls = get_connector_class("skeleton")
     assert cls is skeleton_plugin.SkeletonConnector

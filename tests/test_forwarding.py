@@ -11,16 +11,15 @@ import ssl
 from email.policy import default as default_policy
 from pathlib import Path
 
-import pytest
-
 import aiosmtpd.controller as aiosmtpd_controller  # a test dependency: a real SMTP server on 127.0.0.1
+import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from assoc_ai_core.ext.config import Secret
-from assoc_ai_core.testing.mailbox import sample_mail
 from assoc_ai_core.errors import AuthError, ConnectorError, TransientError
+from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.jobs.forwarding import SmtpForwarder, SmtpSettings, build_forward, should_forward
 from assoc_ai_core.mail.parsing import parse_message
+from assoc_ai_core.testing.mailbox import sample_mail
 
 USER, PASSWORD = "relais@asso.example", "s3cr3t-smtp-Pa55"
 
@@ -52,7 +51,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=1))
@@ -189,10 +188,10 @@ def test_settings_validation(monkeypatch) -> None:
 
 def test_triage_forwards_through_smtp_once(plain_server, tmp_path: Path, monkeypatch) -> None:
     """The job with an [smtp] section and a real server: one forward per message, even over two runs."""
-    from assoc_ai_core.testing.mailbox import kit_messages, kit_model
     from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
-    from assoc_ai_core.persistence import save_model
     from assoc_ai_core.jobs.triage import TriageJob
+    from assoc_ai_core.persistence import save_model
+    from assoc_ai_core.testing.mailbox import kit_messages, kit_model
 
     handler, port = plain_server
     model = save_model(kit_model(), tmp_path / "m.skops")

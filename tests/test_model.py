@@ -108,7 +108,7 @@ def test_default_model_vocabulary_holds_no_personal_data():
 
     def mail(i: int, label: str, body: str) -> object:
         raw = (f"From: Gwendoline Kerhervé <gwen{i}@breizh.example>\nSubject: {label}\n\n"
-               f"{body}\nGwendoline Kerhervé, 06 12 34 56 78, gwen{i}@breizh.example\n").encode("utf-8")
+               f"{body}\nGwendoline Kerhervé, 06 12 34 56 78, gwen{i}@breizh.example\n").encode()
         return parse_message(raw, label=label)
 
     msgs = [mail(i, "Adhesion", "je veux adhérer, cotisation") for i in range(4)]

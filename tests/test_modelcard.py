@@ -55,8 +55,8 @@ def test_card_has_every_section_in_markdown_and_html(trained_model, newer_mail) 
 
 
 def test_model_card_command_on_a_file_and_a_registry_version(tmp_path: Path, trained_model) -> None:
-    from assoc_ai_core.persistence import save_model
     from assoc_ai_core.jobs.registry import ModelRegistry
+    from assoc_ai_core.persistence import save_model
 
     path = save_model(trained_model, tmp_path / "m.skops")
     out = tmp_path / "cards"

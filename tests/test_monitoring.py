@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
@@ -52,7 +52,7 @@ def store(tmp_path: Path):
     state.close()
 
 
-NOW = datetime(2024, 6, 30, tzinfo=timezone.utc)
+NOW = datetime(2024, 6, 30, tzinfo=UTC)
 
 
 def test_normal_weeks_raise_no_flag(store) -> None:
@@ -91,7 +91,7 @@ def test_small_windows_do_not_cry_wolf(store) -> None:
 def test_monitor_command_mails_the_alert(tmp_path: Path, store) -> None:
     state, privacy = store
     for d in (3, 1):
-        fill(state, privacy, when=datetime.now(timezone.utc) - timedelta(days=d), n=30, review=25,
+        fill(state, privacy, when=datetime.now(UTC) - timedelta(days=d), n=30, review=25,
              mix={"Adhesion": 15, "Benevolat": 15})
 
     class Collect:
@@ -108,14 +108,14 @@ def test_monitor_command_mails_the_alert(tmp_path: Path, store) -> None:
     controller = aiosmtpd_controller.Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        from assoc_ai_core.jobs.registry import ModelRegistry
         cfg = tmp_path / "c.toml"
         cfg.write_text('[mailbox]\nconnector = "local"\npath = "Maildir"\n[triage]\nstate = "state/s.sqlite"\n'
                        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nstarttls = false\nsender = "ia@asso.example"\n'
                        '[monitor]\nalert_to = "bureau@asso.example"\nlang = "fr"\n', encoding="utf-8")
         (tmp_path / "state" / "models").mkdir()
-        from assoc_ai_core.persistence import save_model
         from sklearn.base import BaseEstimator
+
+        from assoc_ai_core.persistence import save_model
 
         class Meta(BaseEstimator):
             metadata_ = META

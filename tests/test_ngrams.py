@@ -12,8 +12,8 @@ from assoc_ai_core.mail.cleaning import clean
 from assoc_ai_core.mail.model import WORD_TOKEN, CompactTfidfVectorizer
 from assoc_ai_core.mail.ngrams import CharNgramIndex
 from assoc_ai_core.mail.parsing import parse_message
-from assoc_ai_core.persistence import load_model, save_model
 from assoc_ai_core.mail.stopwords import ENGLISH_STOP_WORDS, FRENCH_STOP_WORDS
+from assoc_ai_core.persistence import load_model, save_model
 
 ODD = [
     "", "   \n\t ", "a", "ab", "é à ü ø", "Jørgen ÆØÅ", "日本語のテキスト", "x\u00a8y ¨", "\udce9t\udce9",

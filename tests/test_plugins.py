@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from assoc_ai_core.errors import PluginError, UnknownConnectorError
 from assoc_ai_core.ext import plugins
 from assoc_ai_core.ext.connectors import Capability, ConnectorRegistry, MailboxConnector
-from assoc_ai_core.errors import PluginError, UnknownConnectorError
 
 GOOD = '''
 from dataclasses import dataclass

@@ -6,23 +6,32 @@ import json
 import sqlite3
 import unicodedata
 import zipfile
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from assoc_ai_core.cli.main import cli
-from assoc_ai_core.cli.trust import add_commands as add_trust_commands
 from assoc_ai_core.cli.triage import add_commands as add_triage_commands
+from assoc_ai_core.cli.trust import add_commands as add_trust_commands
 from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
 from assoc_ai_core.ext.connectors import MailRef
-from assoc_ai_core.trust.privacy import (Identity, PrivacyPolicy, apply_retention, drop_erased, erase_person, export_person,
-                                   load_trust_config, models_to_retrain, clear_retrain_marks)
 from assoc_ai_core.jobs.state import StateStore
 from assoc_ai_core.jobs.triage import TriageJob
+from assoc_ai_core.trust.privacy import (
+    Identity,
+    PrivacyPolicy,
+    apply_retention,
+    clear_retrain_marks,
+    drop_erased,
+    erase_person,
+    export_person,
+    load_trust_config,
+    models_to_retrain,
+)
 
 add_triage_commands(cli)
 add_trust_commands(cli)
@@ -47,7 +56,7 @@ def mail(sender: str, name: str, subject: str, body: str, *, date: datetime | No
     msg["From"] = f"{name} <{sender}>"
     msg["To"] = "contact@jardins-colline.example"
     msg["Subject"] = subject
-    msg["Date"] = format_datetime(date or datetime(2024, 5, 2, 10, 0, tzinfo=timezone.utc))
+    msg["Date"] = format_datetime(date or datetime(2024, 5, 2, 10, 0, tzinfo=UTC))
     msg["Message-ID"] = make_msgid(domain="mail.example")
     msg.set_content(body + f"\n\nBien à vous,\n{name}\n{sender}\n")
     return msg.as_bytes()
@@ -92,8 +101,8 @@ def scan(root: Path, needles: list[str], *, skip: tuple[Path, ...]) -> list[str]
 def job_setup(tmp_path: Path):
     """A trained model (that saw the person's mail) in the registry, two runs of the job, corrections, people files."""
     from assoc_ai_core import load_dataset, train
-    from assoc_ai_core.mail.parsing import parse_message
     from assoc_ai_core.jobs.registry import ModelRegistry
+    from assoc_ai_core.mail.parsing import parse_message
 
     ds = load_dataset(ROOT / "examples" / "mailbox" / "train")
     extra = [parse_message(mail(EMAIL, NAME, s, b), label="Benevolat") for s, b in BENEVOLE]
@@ -216,8 +225,8 @@ def test_erase_leaves_no_byte_of_the_person_anywhere(job_setup) -> None:
 
 
 def test_retrain_excludes_erased_examples(job_setup) -> None:
-    from assoc_ai_core.mail.parsing import parse_message
     from assoc_ai_core.jobs.retrain import retrain
+    from assoc_ai_core.mail.parsing import parse_message
 
     config = job_setup["config"]
     erase_person(config, email=EMAIL, names=[NAME], apply=True)
@@ -237,7 +246,7 @@ def test_retention_pseudonymises_old_text_and_training_still_works(job_setup) ->
     from assoc_ai_core.jobs.retrain import correction_examples
 
     config = job_setup["config"]
-    later = datetime.now(timezone.utc) + timedelta(days=400)
+    later = datetime.now(UTC) + timedelta(days=400)
     with StateStore(config.settings.state_path) as state:
         assert state.execute("SELECT COUNT(*) FROM messages WHERE sender_raw IS NOT NULL").fetchone()[0] == 3
         from assoc_ai_core.trust.privacy import retention_for_job

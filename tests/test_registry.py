@@ -10,13 +10,13 @@ from click.testing import CliRunner
 
 from assoc_ai_core.cli.main import cli
 from assoc_ai_core.cli.triage import add_commands
-from assoc_ai_core.testing.mailbox import kit_messages, kit_model, sample_mail
-from assoc_ai_core.ext.connectors import MailRef
-from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
+from assoc_ai_core.errors import ConfigError
+from assoc_ai_core.ext.connectors import MailRef
 from assoc_ai_core.jobs.registry import ModelRegistry
 from assoc_ai_core.jobs.retrain import retrain
 from assoc_ai_core.jobs.triage import TriageJob
+from assoc_ai_core.testing.mailbox import kit_messages, kit_model, sample_mail
 
 add_commands(cli)
 

@@ -13,17 +13,18 @@ message once, in one folder, labelled once.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import pytest
 
-from assoc_ai_core.testing.mailbox import SimulatedCrash, mailbox_census, run_kit_driver
-from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
-from assoc_ai_core.errors import CapabilityError, ConnectorError
 from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
+from assoc_ai_core.errors import CapabilityError, ConnectorError
+from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
 from assoc_ai_core.jobs.state import StateStore
 from assoc_ai_core.jobs.triage import TriageJob, TriageSettings
+from assoc_ai_core.testing.mailbox import SimulatedCrash, mailbox_census, run_kit_driver
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW = ROOT / "examples" / "mailbox" / "new"

@@ -15,13 +15,19 @@ from click.testing import CliRunner
 
 from assoc_ai_core.cli.main import cli
 from assoc_ai_core.cli.triage import add_commands
-from assoc_ai_core.testing.mailbox import RecordingForwarder, assert_exactly_once, kit_messages, mailbox_census, sample_mail
-from assoc_ai_core.ext.connectors import MailRef
-from assoc_ai_core.errors import CapabilityError, ConfigError, TransientError
 from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
+from assoc_ai_core.errors import CapabilityError, ConfigError, TransientError
+from assoc_ai_core.ext.connectors import MailRef
 from assoc_ai_core.ext.subject import read_subject
 from assoc_ai_core.jobs.state import StateStore
 from assoc_ai_core.jobs.triage import TriageJob, TriageSettings
+from assoc_ai_core.testing.mailbox import (
+    RecordingForwarder,
+    assert_exactly_once,
+    kit_messages,
+    mailbox_census,
+    sample_mail,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW = ROOT / "examples" / "mailbox" / "new"
@@ -429,8 +435,8 @@ def test_killed_between_tagged_copy_and_removal_of_the_original(tmp_path: Path, 
     """The hardest instant of a subject tag: the tagged copy is on disk, the original not yet removed."""
     import hashlib
 
-    from assoc_ai_core.testing.mailbox import SimulatedCrash
     from assoc_ai_core.ext.subject import with_tag
+    from assoc_ai_core.testing.mailbox import SimulatedCrash
 
     cfg = write_config(tmp_path, model_file)
     conn = maildir(tmp_path)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import click
 
@@ -134,8 +134,8 @@ def train(data: str | None, output: str | None, target_precision: float, semanti
     if not data or not output:
         raise click.UsageError(tr("Usage : assoc-ai train DONNÉES -o MODÈLE", "Usage: assoc-ai train DATA -o MODEL"))
     from assoc_ai_core.api import train as train_model
-    from assoc_ai_core.persistence import save_model
     from assoc_ai_core.mail.sources import load_dataset
+    from assoc_ai_core.persistence import save_model
 
     ds = load_dataset(data, progress=sys.stderr.isatty())
     _report_problems(ds.problems)
@@ -402,9 +402,9 @@ def demo(mailbox: str, out_dir: str, lang: str | None) -> None:
     """Train on MAILBOX/train, classify MAILBOX/new, write the model and report in --out."""
     from assoc_ai_core.api import train as train_model
     from assoc_ai_core.mail.evaluate import evaluate as run_eval
-    from assoc_ai_core.persistence import load_model, save_model
     from assoc_ai_core.mail.report import write_report
     from assoc_ai_core.mail.sources import load_dataset
+    from assoc_ai_core.persistence import load_model, save_model
 
     lang = lang or current_lang()
     root = Path(mailbox)

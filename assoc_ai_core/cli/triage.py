@@ -13,10 +13,10 @@ import dataclasses
 import io
 import json
 import os
-import sys
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import click
 
@@ -123,8 +123,8 @@ def _parse_since(value: str | None) -> str | None:
         raise click.BadParameter(tr(f"date attendue au format AAAA-MM-JJ (reçu {value!r})",
                                     f"expected a date as YYYY-MM-DD (got {value!r})"), param_hint="--since") from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).isoformat(timespec="seconds")
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def audit_rows(config_path: str | None, *, sender: str | None = None, since: str | None = None,
@@ -347,8 +347,8 @@ def connectors_cmd() -> None:
 # ==================================================================== train
 def train_from_mailbox_command(config_path: str, output: str) -> None:
     """``assoc-ai train --from-mailbox --config FILE -o MODEL``: learn from the category folders, save."""
-    from assoc_ai_core.persistence import save_model
     from assoc_ai_core.jobs.triage import train_from_mailbox
+    from assoc_ai_core.persistence import save_model
 
     model = train_from_mailbox(_settings(config_path))
     save_model(model, output)

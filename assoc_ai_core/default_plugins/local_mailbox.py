@@ -44,15 +44,16 @@ import mailbox
 import os
 import socket
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
-from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
 from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError
+from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
+from assoc_ai_core.ext.subject import is_tagged, message_key, with_tag
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.mail.sources import MAIL_SUFFIXES, SKIP_NAMES
-from assoc_ai_core.ext.subject import is_tagged, message_key, with_tag
 
 log = logging.getLogger(__name__)
 

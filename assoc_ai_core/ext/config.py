@@ -15,8 +15,9 @@ import stat
 import tomllib
 import typing
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from assoc_ai_core.errors import ConfigError, MissingSecretError
 from assoc_ai_core.i18n import tr

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 from assoc_ai_core.errors import CapabilityError, UnknownConnectorError
 from assoc_ai_core.i18n import tr
@@ -96,7 +97,7 @@ class Connector(ABC):
     def close(self) -> None:
         """Release connections; safe to call twice and never raises."""
 
-    def __enter__(self) -> "Connector":
+    def __enter__(self) -> Connector:
         self.open()
         return self
 

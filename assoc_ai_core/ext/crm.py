@@ -23,11 +23,12 @@ Rules every CRM connector follows:
 from __future__ import annotations
 
 from abc import abstractmethod
-from datetime import datetime, timezone
-from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
-from assoc_ai_core.ext.connectors import Capability, Connector
 from assoc_ai_core.errors import CapabilityError, DataError
+from assoc_ai_core.ext.connectors import Capability, Connector
 from assoc_ai_core.ext.values import parse_number
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.records.people import FieldSpec, RecordDiff, RecordPage, Score, WriteReport, score_field_specs
@@ -83,7 +84,7 @@ class CrmConnector(Connector):
 
 
 def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def is_after_cursor(record: Any, cursor: Mapping[str, Any] | None) -> bool:

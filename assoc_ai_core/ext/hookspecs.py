@@ -31,7 +31,7 @@ _hookspec = pluggy.HookspecMarker(PROJECT)
 
 
 @_hookspec
-def register_connectors(registry: "ConnectorRegistry") -> None:
+def register_connectors(registry: ConnectorRegistry) -> None:
     """Register connector classes.
 
     .. versionadded:: 0.1
@@ -47,7 +47,7 @@ def register_connectors(registry: "ConnectorRegistry") -> None:
 
 
 @_hookspec
-def register_commands(cli: "click.Group") -> None:
+def register_commands(cli: click.Group) -> None:
     """Add sub-commands to the ``assoc-ai`` command line (e.g. ``assoc-ai gmail auth``).
 
     .. versionadded:: 0.1
@@ -55,7 +55,7 @@ def register_commands(cli: "click.Group") -> None:
 
 
 @_hookspec(firstresult=True)
-def resolve_secret(connector_id: str, field: str) -> "str | None":
+def resolve_secret(connector_id: str, field: str) -> str | None:
     """Return a secret for ``connector_id``'s ``field``, or None to let the next provider try.
 
     ``firstresult``: the first non-None answer wins.  Used when the config names
@@ -66,7 +66,7 @@ def resolve_secret(connector_id: str, field: str) -> "str | None":
 
 
 @_hookspec
-def decision_recorded(record: "dict[str, Any]") -> None:
+def decision_recorded(record: dict[str, Any]) -> None:
     """Observe one automated decision just written to the audit trail (notifications, exports).
 
     The record holds no message text, only the audit fields.  Return value ignored.

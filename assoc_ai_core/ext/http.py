@@ -12,10 +12,9 @@ from __future__ import annotations
 import email.utils
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-from typing import TYPE_CHECKING
 
 import tenacity
 

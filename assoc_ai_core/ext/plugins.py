@@ -21,9 +21,9 @@ from typing import Any
 
 import pluggy
 
+from assoc_ai_core.errors import PluginError
 from assoc_ai_core.ext import hookspecs
 from assoc_ai_core.ext.connectors import Capability, Connector, ConnectorRegistry
-from assoc_ai_core.errors import PluginError
 from assoc_ai_core.i18n import tr
 
 log = logging.getLogger(__name__)

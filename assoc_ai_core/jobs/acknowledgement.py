@@ -17,15 +17,16 @@ which team it went, and how to reach a person.  RFC 3834 rules are kept:
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from assoc_ai_core.errors import ConfigError
-from assoc_ai_core.jobs.forwarding import ForwardError, SmtpForwarder
 from assoc_ai_core.i18n import tr
+from assoc_ai_core.jobs.forwarding import ForwardError, SmtpForwarder
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS acknowledgements (
     sender_hash TEXT PRIMARY KEY,
@@ -46,7 +47,7 @@ class AckSettings:
     teams: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_mapping(cls, section: Mapping[str, Any]) -> "AckSettings":
+    def from_mapping(cls, section: Mapping[str, Any]) -> AckSettings:
         """Check the ``[acknowledgement]`` section."""
         allowed = {"enabled", "period_days", "contact", "lang", "teams"}
         unknown = sorted(set(section) - allowed)
@@ -177,7 +178,7 @@ class Acknowledger:
                                  (self.privacy.hash(address),)).fetchone()
         if row is None:
             return False
-        since = (now or datetime.now(timezone.utc)) - timedelta(days=self.settings.period_days)
+        since = (now or datetime.now(UTC)) - timedelta(days=self.settings.period_days)
         return datetime.fromisoformat(row[0]) > since
 
     def acknowledge(self, message: Any, category: str, *, decision: str = "auto",
@@ -197,7 +198,7 @@ class Acknowledger:
         if self.sender is None:
             raise ConfigError(tr("Une section [smtp] est nécessaire pour envoyer les accusés de réception.",
                                  "An [smtp] section is needed to send acknowledgements."))
-        when = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+        when = (now or datetime.now(UTC)).isoformat(timespec="seconds")
         # recorded before sending: a crash after the send must not lead to a second reply
         with self.state.transaction() as db:
             db.execute("INSERT INTO acknowledgements (sender_hash, last_sent_at, sent, last_category) VALUES (?,?,1,?)"

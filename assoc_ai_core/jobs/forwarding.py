@@ -20,18 +20,19 @@ import email.utils
 import logging
 import smtplib
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.mime.message import MIMEMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.parser import BytesParser
 from email.policy import compat32
-from typing import Any, Mapping
+from typing import Any
 
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from assoc_ai_core.ext.config import Secret, build_config
 from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, TransientError
+from assoc_ai_core.ext.config import Secret, build_config
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.records.mail import Message
 
@@ -85,7 +86,7 @@ class SmtpSettings:
         return address
 
     @classmethod
-    def from_section(cls, section: Mapping[str, Any]) -> "SmtpSettings":
+    def from_section(cls, section: Mapping[str, Any]) -> SmtpSettings:
         """Build from the ``[smtp]`` TOML table (secret references resolved)."""
         return build_config(cls, section, where="smtp")
 

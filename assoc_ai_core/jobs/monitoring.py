@@ -19,9 +19,10 @@ category), and with the mailbox's own history (sender domains, corrections):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.i18n import percent, tr
@@ -42,7 +43,7 @@ class MonitorSettings:
     lang: str | None = None
 
     @classmethod
-    def from_mapping(cls, section: Mapping[str, Any]) -> "MonitorSettings":
+    def from_mapping(cls, section: Mapping[str, Any]) -> MonitorSettings:
         """Check the ``[monitor]`` section."""
         allowed = set(cls.__dataclass_fields__)
         unknown = sorted(set(section) - allowed)
@@ -125,7 +126,7 @@ class MonitorReport:
 
 def _parse(ts: str) -> datetime:
     dt = datetime.fromisoformat(ts)
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def monitor(state: Any, metadata: Mapping[str, Any], settings: MonitorSettings | None = None, *,
@@ -134,7 +135,7 @@ def monitor(state: Any, metadata: Mapping[str, Any], settings: MonitorSettings |
     s = settings or MonitorSettings()
     t = lambda fr, en: tr(fr, en, s.lang)  # noqa: E731
     pct = lambda v: percent(v, s.lang)  # noqa: E731
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     start = (now - timedelta(days=s.window_days)).isoformat(timespec="seconds")
     runs = [r for r in reversed(state.runs(instance, limit=10_000)) if not r["dry_run"]]
     series = [{k: r[k] for k in ("id", "started_at", "status", "model_version", "fetched", "auto", "review", "errors",
@@ -212,9 +213,9 @@ def monitor(state: Any, metadata: Mapping[str, Any], settings: MonitorSettings |
 
 def monitor_from_config(config: Any, *, now: datetime | None = None) -> MonitorReport:
     """:func:`monitor` for a configured job (its state file and live model)."""
-    from assoc_ai_core.persistence import read_metadata
     from assoc_ai_core.jobs.registry import ModelRegistry
     from assoc_ai_core.jobs.state import StateStore
+    from assoc_ai_core.persistence import read_metadata
 
     settings = config.settings
     ms = MonitorSettings.from_mapping(config.section("monitor"))

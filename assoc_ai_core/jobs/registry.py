@@ -20,9 +20,10 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from assoc_ai_core.errors import ConfigError, ModelError
 from assoc_ai_core.i18n import tr

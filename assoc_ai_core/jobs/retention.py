@@ -11,10 +11,11 @@ import json
 import logging
 import os
 import sqlite3
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.ext.config import load_config
@@ -60,12 +61,12 @@ CREATE TABLE IF NOT EXISTS privacy_retention_runs (
 
 def utc_now() -> datetime:
     """Now, in UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso_utc(dt: datetime) -> str:
     """``dt`` as an ISO 8601 UTC timestamp to the second."""
-    return dt.astimezone(timezone.utc).isoformat(timespec="seconds")
+    return dt.astimezone(UTC).isoformat(timespec="seconds")
 
 
 # ============================================================================ settings
@@ -87,7 +88,7 @@ class PrivacyPolicy:
     people_files: tuple[Path, ...] = ()
 
     @classmethod
-    def from_mapping(cls, section: Mapping[str, Any], *, base_dir: str | os.PathLike[str] = ".") -> "PrivacyPolicy":
+    def from_mapping(cls, section: Mapping[str, Any], *, base_dir: str | os.PathLike[str] = ".") -> PrivacyPolicy:
         """Check the ``[privacy]`` section; errors name the key and the fix."""
         days = section.get("retention_days_text")
         if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):

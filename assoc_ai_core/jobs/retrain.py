@@ -8,9 +8,10 @@ stores the candidate in the :class:`~assoc_ai_core.jobs.registry.ModelRegistry`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from assoc_ai_core.api import predict, train
 from assoc_ai_core.errors import ConfigError, ModelError

@@ -30,11 +30,12 @@ import json
 import os
 import secrets as _secrets
 import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.i18n import tr
@@ -142,7 +143,7 @@ _MIGRATIONS: dict[int, str] = {
 
 def now_iso() -> str:
     """Current UTC time as ISO 8601 with seconds (how every time is stored)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def pseudonymise_address(address: str) -> str:
@@ -172,7 +173,7 @@ class SenderPrivacy:
         return f"SenderPrivacy(key=***, store_raw={self.store_raw})"
 
     @classmethod
-    def from_key_file(cls, path: str | os.PathLike[str], *, store_raw: bool = False) -> "SenderPrivacy":
+    def from_key_file(cls, path: str | os.PathLike[str], *, store_raw: bool = False) -> SenderPrivacy:
         """Read the key file, creating it (random, mode 600) the first time."""
         p = Path(path)
         if not p.exists():
@@ -234,7 +235,7 @@ class MessageRecord:
     gone_at: str | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "MessageRecord":
+    def from_row(cls, row: sqlite3.Row) -> MessageRecord:
         """Build from a database row (JSON columns decoded)."""
         d = dict(row)
         d["dry_run"] = bool(d["dry_run"])
@@ -298,7 +299,7 @@ class StateStore:
             self._db.close()
             self._db = None  # type: ignore[assignment]
 
-    def __enter__(self) -> "StateStore":
+    def __enter__(self) -> StateStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -44,19 +44,20 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
+from assoc_ai_core.errors import AssocAIError, AuthError, ConfigError, ConnectorError, DataError, TransientError
 from assoc_ai_core.ext.config import build_config, load_config
 from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef
-from assoc_ai_core.errors import AssocAIError, AuthError, ConfigError, ConnectorError, DataError, TransientError
 from assoc_ai_core.files import try_lock, unlock
 from assoc_ai_core.i18n import tr
+from assoc_ai_core.jobs.state import MessageRecord, SenderPrivacy, StateStore
 from assoc_ai_core.mail.parsing import parse_message
 from assoc_ai_core.records.mail import Message
-from assoc_ai_core.jobs.state import MessageRecord, SenderPrivacy, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +126,14 @@ class TriageSettings:
         return {c.folder: c.name for c in self.categories.values() if c.folder}
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "TriageSettings":
+    def load(cls, path: str | os.PathLike[str]) -> TriageSettings:
         """Read and check a configuration file."""
         data = load_config(path)
         return cls.from_mapping(data, base_dir=Path(path).resolve().parent, config_path=Path(path))
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] = ".",
-                     config_path: Path | None = None) -> "TriageSettings":
+                     config_path: Path | None = None) -> TriageSettings:
         """Check a loaded configuration and turn it into settings; errors name the key and the fix."""
         base = Path(base_dir)
 
@@ -291,7 +292,7 @@ class TriageSettings:
         )
 
 
-def as_settings(config: "TriageSettings | str | os.PathLike[str] | Mapping[str, Any]") -> TriageSettings:
+def as_settings(config: TriageSettings | str | os.PathLike[str] | Mapping[str, Any]) -> TriageSettings:
     """Accept settings, a configuration file path or an already-loaded mapping."""
     if isinstance(config, TriageSettings):
         return config
@@ -361,7 +362,7 @@ class StopFlag:
         return self._set
 
     @contextlib.contextmanager
-    def handle_signals(self) -> Iterator["StopFlag"]:
+    def handle_signals(self) -> Iterator[StopFlag]:
         """Install SIGTERM/SIGINT handlers for the duration (a second signal stops at once)."""
         previous: dict[int, Any] = {}
 
@@ -440,7 +441,7 @@ class RunReport:
             f"{self.recovered} resumed, {self.corrections} corrections.",
         )
 
-    def add(self, other: "RunReport") -> None:
+    def add(self, other: RunReport) -> None:
         """Accumulate another pass (watch mode)."""
         for name in ("fetched", "auto", "review", "errors", "skipped", "failed", "forwarded", "recovered", "corrections"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -541,7 +542,7 @@ class TriageJob:
         self._corrections_checked = -math.inf
 
     # ------------------------------------------------------------------ life cycle
-    def __enter__(self) -> "TriageJob":
+    def __enter__(self) -> TriageJob:
         self.open()
         return self
 
@@ -1258,7 +1259,7 @@ class TriageJob:
     # ------------------------------------------------------------------ corrections
     def _detect_corrections(self, report: RunReport) -> None:
         s, state = self.settings, self.state
-        since = (datetime.now(timezone.utc) - timedelta(days=s.correction_window_days)).isoformat(timespec="seconds")
+        since = (datetime.now(UTC) - timedelta(days=s.correction_window_days)).isoformat(timespec="seconds")
         records = state.decided_since(s.instance, since)
         if not records:
             return

@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import quotequail
@@ -400,7 +401,7 @@ class TextCleaner(TransformerMixin, BaseEstimator):
         self.keep_signature = keep_signature
         self.pseudonymize = pseudonymize
 
-    def fit(self, X: Iterable[Any], y: Any = None) -> "TextCleaner":
+    def fit(self, X: Iterable[Any], y: Any = None) -> TextCleaner:
         """Nothing to learn; present for the pipeline contract."""
         self.n_features_in_ = 1
         return self

@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -27,7 +28,7 @@ from assoc_ai_core.errors import ModelError
 from assoc_ai_core.i18n import tr
 
 MODELS = ("use-multilingual",)
-_CACHE: "OrderedDict[str, np.ndarray]" = OrderedDict()
+_CACHE: OrderedDict[str, np.ndarray] = OrderedDict()
 _CACHE_MAX = 50_000
 _LOCK = threading.Lock()
 _ENCODER: Any = None
@@ -75,7 +76,7 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         self.model = model
         self.max_chars = max_chars
 
-    def fit(self, X: Iterable[str], y: Any = None) -> "SentenceEmbedder":
+    def fit(self, X: Iterable[str], y: Any = None) -> SentenceEmbedder:
         """Nothing to learn (the encoder is pre-trained)."""
         if self.model not in MODELS:
             raise ValueError(f"unknown embedding model {self.model!r}; known: {', '.join(MODELS)}")

@@ -6,8 +6,9 @@ newer): categories drift, senders change.  :func:`chronological_split` does it.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
@@ -18,7 +19,7 @@ from assoc_ai_core.mail.model import PRECISION_LEVELS, _threshold_for, coverage_
 from assoc_ai_core.mail.pseudonymise import pseudonymise
 from assoc_ai_core.records.mail import Message
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def chronological_split(messages: Sequence[Message], test_size: float = 0.3) -> tuple[list[Message], list[Message]]:

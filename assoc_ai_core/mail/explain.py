@@ -14,18 +14,18 @@ from __future__ import annotations
 import re
 import weakref
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from assoc_ai_core.i18n import current_lang, percent, tr
 from assoc_ai_core.mail.ngrams import CharNgramIndex
 from assoc_ai_core.mail.parsing import message_from_text
-from assoc_ai_core.records.mail import Message
 from assoc_ai_core.mail.stopwords import FRENCH_STOP_WORDS
-
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+from assoc_ai_core.records.mail import Message
 
 _FUNCTION_WORDS = FRENCH_STOP_WORDS | ENGLISH_STOP_WORDS | frozenset(
     "pas plus moi toi n'ai j'ai c'est l'on qu'il d'un d'une sous sans".split()
@@ -143,7 +143,7 @@ def _class_weights(clf: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(coef), np.asarray(intercept)
 
 
-_NAMES: "weakref.WeakKeyDictionary[Any, np.ndarray]" = weakref.WeakKeyDictionary()
+_NAMES: weakref.WeakKeyDictionary[Any, np.ndarray] = weakref.WeakKeyDictionary()
 
 
 def _feature_names(features: Any) -> np.ndarray:
@@ -170,7 +170,7 @@ class _Layout:
     char_index: CharNgramIndex | None  # None: the character n-grams are shared the plain way
 
 
-_LAYOUTS: "weakref.WeakKeyDictionary[Any, _Layout]" = weakref.WeakKeyDictionary()
+_LAYOUTS: weakref.WeakKeyDictionary[Any, _Layout] = weakref.WeakKeyDictionary()
 
 
 def _layout(features: Any) -> _Layout:

@@ -17,8 +17,9 @@ import hashlib
 import platform
 import re
 import warnings
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,20 +29,20 @@ from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.svm import LinearSVC
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
-from assoc_ai_core.mail.cleaning import TextCleaner
 from assoc_ai_core.errors import DataError
-from assoc_ai_core.persistence import FORMAT_VERSION
 from assoc_ai_core.i18n import tr
+from assoc_ai_core.mail.cleaning import TextCleaner
 from assoc_ai_core.mail.ngrams import CharNgramIndex, WordNgramIndex
 from assoc_ai_core.mail.parsing import message_from_text
-from assoc_ai_core.records.mail import Message, Prediction
 from assoc_ai_core.mail.stopwords import ENGLISH_STOP_WORDS, FRENCH_STOP_WORDS
+from assoc_ai_core.persistence import FORMAT_VERSION
+from assoc_ai_core.records.mail import Message, Prediction
 
 META_WEIGHT = 0.25
 HISTORY_WEIGHT = 0.3
@@ -129,7 +130,7 @@ class OptionalTfidfVectorizer(CompactTfidfVectorizer):
     refuses empty blocks) instead of stopping the training.
     """
 
-    def fit(self, raw_documents: Any, y: Any = None) -> "OptionalTfidfVectorizer":
+    def fit(self, raw_documents: Any, y: Any = None) -> OptionalTfidfVectorizer:
         """Fit, or remember that the documents held no term."""
         self.fit_transform(raw_documents)
         return self
@@ -290,7 +291,7 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: Sequence[Message | str], y: Sequence[str], *, progress: Any = None) -> "MailClassifier":
+    def fit(self, X: Sequence[Message | str], y: Sequence[str], *, progress: Any = None) -> MailClassifier:
         """Clean, search C by cross-validation, calibrate, choose the threshold, refit on everything."""
         if not 0.5 <= float(self.target_precision) < 1.0:
             raise ValueError(tr("La précision visée doit être entre 0,5 et 0,999.",
@@ -422,7 +423,7 @@ class MailClassifier(ClassifierMixin, BaseEstimator):
             "sklearn_version": sklearn.__version__,
             "numpy_version": np.__version__,
             "python_version": platform.python_version(),
-            "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "n_train": int(n),
             "train_sha256": digest.hexdigest(),
             "labels": [str(c) for c in classes],
@@ -522,7 +523,7 @@ class _QuietLogisticRegression(LogisticRegression):
     optimum for ranking; the warning would only alarm volunteers.
     """
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "_QuietLogisticRegression":
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> _QuietLogisticRegression:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             return super().fit(X, y, sample_weight=sample_weight)

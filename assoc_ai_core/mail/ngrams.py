@@ -18,7 +18,8 @@ words and pairs.  Otherwise the caller keeps scikit-learn's own path.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -122,7 +123,7 @@ class CharNgramIndex:
         self.n_features = n_features
 
     @classmethod
-    def build(cls, vocabulary: dict[str, int], ngram_range: tuple[int, int]) -> "CharNgramIndex | None":
+    def build(cls, vocabulary: dict[str, int], ngram_range: tuple[int, int]) -> CharNgramIndex | None:
         """Index a fitted vocabulary, or None when the fast path cannot reproduce scikit-learn exactly."""
         min_n, max_n = ngram_range
         if not (1 <= min_n <= 3 and max_n <= 64 // _BITS):
@@ -226,7 +227,7 @@ class WordNgramIndex:
 
     @classmethod
     def build(cls, vocabulary: dict[str, int], ngram_range: tuple[int, int],
-              stop_words: frozenset[str] | None) -> "WordNgramIndex | None":
+              stop_words: frozenset[str] | None) -> WordNgramIndex | None:
         """Index a fitted vocabulary, or None when the fast path cannot reproduce scikit-learn exactly."""
         min_n, max_n = ngram_range
         if not 1 <= min_n <= max_n <= 2:

@@ -13,14 +13,14 @@ import email.header
 import email.utils
 import hashlib
 import re
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from email.message import Message as _EmailMessage
 from email.policy import compat32
-from typing import Iterable
 
-from assoc_ai_core.mail.html import html_to_text
 from assoc_ai_core.ext.headers import decode_bytes, decode_header, stable_key
 from assoc_ai_core.i18n import tr
+from assoc_ai_core.mail.html import html_to_text
 from assoc_ai_core.records.mail import Attachment, Message
 
 KEPT_HEADERS = (
@@ -116,7 +116,7 @@ def _parse_date(value: str | None) -> datetime | None:
     if dt is None:
         return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import phonenumbers
 from stdnum import iban as _iban
@@ -147,7 +147,7 @@ def _fold(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _names_pattern(words: tuple[str, ...]) -> "re.Pattern[str]":
+def _names_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.I)
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import html
 import os
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
@@ -164,7 +165,7 @@ def write_report(
     page = env.get_template("report.html").render(
         lang=lang, result=result, has_eval=has_eval, meta=meta, charts=charts, top_terms=top_terms,
         predictions=list(predictions or []), monitoring=Markup(monitoring) if monitoring else "",
-        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

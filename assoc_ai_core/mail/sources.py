@@ -13,9 +13,9 @@ import gzip
 import json
 import mailbox
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from assoc_ai_core.errors import DataError
 from assoc_ai_core.i18n import tr

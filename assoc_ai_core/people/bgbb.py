@@ -13,8 +13,8 @@ recency/frequency summary (one row per pattern, weighted by its count).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy.optimize import minimize

@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import re
 import unicodedata
+from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Any, Iterable
+from typing import Any
 
 from assoc_ai_core.ext.values import parse_number
 from assoc_ai_core.records.people import Person

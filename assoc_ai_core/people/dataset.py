@@ -8,9 +8,10 @@ instance.  :meth:`PeopleData.frames` gives pandas tables for the feature code.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from assoc_ai_core.errors import ConfigError, DataError
 from assoc_ai_core.i18n import tr
@@ -74,7 +75,7 @@ class PeopleData:
         for record in records:
             self.records(type(record).record_type).append(record)
 
-    def frames(self) -> dict[str, "pd.DataFrame"]:
+    def frames(self) -> dict[str, pd.DataFrame]:
         """One pandas DataFrame per record type (columns = the record's fields, ``raw`` dropped)."""
         pd = require_pandas()
         out = {}
@@ -104,16 +105,16 @@ class PeopleData:
         return {rtype: len(self.records(rtype)) for rtype in RECORD_TYPES}
 
 
-def _to_naive_datetime(pd: Any, series: "pd.Series") -> "pd.Series":
+def _to_naive_datetime(pd: Any, series: pd.Series) -> pd.Series:
     converted = pd.to_datetime(series, errors="coerce", utc=True)
     return converted.dt.tz_localize(None)
 
 
-def connector_from_config(path: str | Path) -> "CrmConnector":
+def connector_from_config(path: str | Path) -> CrmConnector:
     """Build the CRM connector described by the ``[crm]`` section of a TOML config file."""
     from assoc_ai_core.ext.config import build_config, load_config
-    from assoc_ai_core.ext.plugins import get_connector_class
     from assoc_ai_core.ext.crm import CrmConnector
+    from assoc_ai_core.ext.plugins import get_connector_class
 
     data = load_config(path)
     section = data.get("crm")
@@ -142,7 +143,7 @@ def connector_from_config(path: str | Path) -> "CrmConnector":
     return cls(config)
 
 
-def load_people(source: "str | Path | CrmConnector | PeopleData") -> PeopleData:
+def load_people(source: str | Path | CrmConnector | PeopleData) -> PeopleData:
     """Read every record type from ``source`` (folder or file of exports, TOML config, connector)."""
     from assoc_ai_core.ext.crm import CrmConnector
     from assoc_ai_core.people.files_connector import FilesConfig, FilesConnector

@@ -11,8 +11,9 @@ is a list of proposals with their score and the fields that agree.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from assoc_ai_core.errors import DataError
 from assoc_ai_core.i18n import tr

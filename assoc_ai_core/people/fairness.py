@@ -15,8 +15,9 @@ a model input, and only as the person declared it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -97,8 +98,8 @@ def _noise(metric: str, rows: list[dict[str, Any]], yt: np.ndarray, yp: np.ndarr
 
 
 def sensitive_attributes(
-    people: "PeopleData", ids: Iterable[str], as_of: Any, attributes: Sequence[str] = ("gender", "age_band", "department"),
-) -> "pd.DataFrame":
+    people: PeopleData, ids: Iterable[str], as_of: Any, attributes: Sequence[str] = ("gender", "age_band", "department"),
+) -> pd.DataFrame:
     """The group of each person for each attribute (``gender``, ``age_band``, ``department``, ``city``)."""
     import pandas as pd
 
@@ -166,7 +167,7 @@ class FairnessReport:
 def fairness_report(
     y_true: Sequence[int],
     probabilities: Sequence[float],
-    attributes: "pd.DataFrame | Mapping[str, Sequence[str]]",
+    attributes: pd.DataFrame | Mapping[str, Sequence[str]],
     *,
     threshold: float = 0.5,
     bound: float = 0.1,

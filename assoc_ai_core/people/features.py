@@ -12,9 +12,10 @@ debit says little about who answers an appeal.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from assoc_ai_core.people.dataset import PeopleData, require_pandas
 
@@ -80,7 +81,7 @@ FEATURE_NAMES = tuple(f.name for f in FEATURES)
 BY_NAME = {f.name: f for f in FEATURES}
 
 
-def as_timestamp(value: date | datetime | str | None) -> "pd.Timestamp":
+def as_timestamp(value: date | datetime | str | None) -> pd.Timestamp:
     """A naive pandas Timestamp at midnight of ``value`` (ISO string, date or datetime)."""
     pd = require_pandas()
     if value is None:
@@ -98,11 +99,11 @@ def as_timestamp(value: date | datetime | str | None) -> "pd.Timestamp":
     return ts.normalize()
 
 
-def _months_between(pd: Any, later: "pd.Timestamp", earlier: "pd.Series") -> "pd.Series":
+def _months_between(pd: Any, later: pd.Timestamp, earlier: pd.Series) -> pd.Series:
     return (later - earlier).dt.days / 30.4375
 
 
-def person_table(frames: dict[str, "pd.DataFrame"], as_of: Any) -> "pd.DataFrame":
+def person_table(frames: dict[str, pd.DataFrame], as_of: Any) -> pd.DataFrame:
     """People known at ``as_of`` (created before it, or with any activity before it), indexed by id."""
     pd = require_pandas()
     t = as_timestamp(as_of)
@@ -118,12 +119,12 @@ def person_table(frames: dict[str, "pd.DataFrame"], as_of: Any) -> "pd.DataFrame
 
 
 def build_features(
-    data: PeopleData | dict[str, "pd.DataFrame"],
+    data: PeopleData | dict[str, pd.DataFrame],
     as_of: Any,
     *,
     persons: Iterable[str] | None = None,
     include_do_not_profile: bool = False,
-) -> "pd.DataFrame":
+) -> pd.DataFrame:
     """The feature table of every person known at ``as_of`` (rows indexed by person id, columns :data:`FEATURE_NAMES`).
 
     People flagged ``do_not_profile`` are left out unless
@@ -246,7 +247,7 @@ def build_features(
     return out[list(FEATURE_NAMES)].astype(float)
 
 
-def _membership_starts(pd: Any, frame: "pd.DataFrame") -> "pd.DataFrame":
+def _membership_starts(pd: Any, frame: pd.DataFrame) -> pd.DataFrame:
     """Memberships with a start date (from ``start``, else the first year written in ``season``)."""
     if not len(frame):
         return pd.DataFrame({"person_id": [], "start": pd.Series([], dtype="datetime64[ns]"), "season_key": [], "fee": []})
@@ -261,7 +262,7 @@ def _membership_starts(pd: Any, frame: "pd.DataFrame") -> "pd.DataFrame":
     return f[f["start"].notna()]
 
 
-def _streaks(members: "pd.DataFrame") -> "pd.Series":
+def _streaks(members: pd.DataFrame) -> pd.Series:
     """Length of the run of consecutive seasons ending with each person's latest one."""
     import pandas as pd
 

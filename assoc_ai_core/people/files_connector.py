@@ -30,18 +30,19 @@ import os
 import re
 import tempfile
 import typing
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
-from assoc_ai_core.ext.connectors import Capability
 from assoc_ai_core.errors import ConfigError, DataError
+from assoc_ai_core.ext.connectors import Capability
+from assoc_ai_core.ext.crm import CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.people.cleaning import fold, parse_bool, parse_date, parse_datetime, parse_number, split_list
-from assoc_ai_core.ext.crm import CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
-from assoc_ai_core.records.people import RECORD_TYPES, FieldSpec, RecordDiff, RecordPage, Score, WriteReport
 from assoc_ai_core.people.tabular import CSV_SUFFIXES, EXCEL_SUFFIXES, Table, decode_bytes, read_table, sniff_delimiter
+from assoc_ai_core.records.people import RECORD_TYPES, FieldSpec, RecordDiff, RecordPage, Score, WriteReport
 
 __all__ = ["FilesConnector", "FilesConfig", "FILE_NAMES", "COLUMN_SYNONYMS"]
 

@@ -13,7 +13,7 @@ comes with its factors.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,7 +51,7 @@ def _skills_from_raw(raw: Any) -> set[str]:
     return out
 
 
-def volunteer_profiles(people: PeopleData, as_of: Any) -> "pd.DataFrame":
+def volunteer_profiles(people: PeopleData, as_of: Any) -> pd.DataFrame:
     """One row per volunteer known at ``as_of``: skills, usual weekdays, place, hours, missions, recency."""
     pd = require_pandas()
     t = as_timestamp(as_of)
@@ -87,7 +87,7 @@ def volunteer_profiles(people: PeopleData, as_of: Any) -> "pd.DataFrame":
     return frame.set_index("person_id")
 
 
-def pair_features(mission: VolunteerMission, profiles: "pd.DataFrame") -> "pd.DataFrame":
+def pair_features(mission: VolunteerMission, profiles: pd.DataFrame) -> pd.DataFrame:
     """The :data:`PAIR_FEATURES` of every volunteer in ``profiles`` for ``mission``."""
     pd = require_pandas()
     wanted = {fold(s) for s in mission.skills}
@@ -115,7 +115,7 @@ def pair_features(mission: VolunteerMission, profiles: "pd.DataFrame") -> "pd.Da
     return frame.set_index("person_id")
 
 
-def _mission_dates(people: PeopleData) -> dict[str, "pd.Timestamp"]:
+def _mission_dates(people: PeopleData) -> dict[str, pd.Timestamp]:
     pd = require_pandas()
     first: dict[str, Any] = {}
     for h in people.hours:
@@ -137,7 +137,7 @@ def _mission_by_id(people: PeopleData, mission_id: str) -> VolunteerMission:
     raise DataError(tr(f"Mission inconnue : {mission_id}. Missions : {known}.", f"Unknown mission: {mission_id}. Missions: {known}."))
 
 
-def _examples(people: PeopleData, missions: list[VolunteerMission], starts: dict[str, Any]) -> tuple["pd.DataFrame", "pd.Series"]:
+def _examples(people: PeopleData, missions: list[VolunteerMission], starts: dict[str, Any]) -> tuple[pd.DataFrame, pd.Series]:
     pd = require_pandas()
     takers: dict[str, set[str]] = {}
     for h in people.hours:
@@ -188,7 +188,7 @@ def train_matching(data: Any, *, test_share: float = 0.25, random_state: int = 0
     X_all, y_all = _examples(people, missions, starts)
     final = PeopleModel(**params).fit(X_all, y_all.to_numpy(), groups=X_all.index.get_level_values("mission"))
     final.threshold_ = 0.5
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     final.metadata_ = {
         "kind": "people", "task": TASK, "model_version": f"{TASK}-{now:%Y%m%d%H%M}", "trained_at": now.isoformat(),
         "assoc_ai_version": __version__, "features": list(PAIR_FEATURES), "weights": final.global_weights(),
@@ -197,7 +197,7 @@ def train_matching(data: Any, *, test_share: float = 0.25, random_state: int = 0
     return final
 
 
-def _hit_rate(X: "pd.DataFrame", y: "pd.Series", p: np.ndarray, k: int) -> float:
+def _hit_rate(X: pd.DataFrame, y: pd.Series, p: np.ndarray, k: int) -> float:
     """Share of missions where at least one real taker is among the top ``k`` ranked volunteers."""
     frame = X.assign(p=p, y=y.to_numpy())
     hits, total = 0, 0
@@ -218,7 +218,7 @@ def rank_volunteers(
     mission = _mission_by_id(people, mission_id)
     pd = require_pandas()
     t = as_timestamp(as_of) if as_of is not None else (
-        as_timestamp(mission.start) if mission.start else as_timestamp(datetime.now(timezone.utc).date()))
+        as_timestamp(mission.start) if mission.start else as_timestamp(datetime.now(UTC).date()))
     pairs = pair_features(mission, volunteer_profiles(people, t))
     if not len(pairs):
         return []
@@ -230,7 +230,7 @@ def rank_volunteers(
     return exps[:top_k]
 
 
-def _default_explanations(pairs: "pd.DataFrame", lang: str | None) -> list[Explanation]:
+def _default_explanations(pairs: pd.DataFrame, lang: str | None) -> list[Explanation]:
     out = []
     for pid, row in pairs.iterrows():
         contributions = {}

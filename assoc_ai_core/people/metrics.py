@@ -6,7 +6,8 @@ predicted probabilities (or scores) and returns JSON-ready numbers.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def lift_table(y: Sequence[int], p: Sequence[float], n_groups: int = 10) -> list
             "share_contacted": seen / n,
             "share_of_positives": float(hits / total) if total else 0.0,
             "rate": float(yt[chunk].mean()) if len(chunk) else 0.0,
-            "lift": float((yt[chunk].mean() / rate)) if rate and len(chunk) else 0.0,
+            "lift": float(yt[chunk].mean() / rate) if rate and len(chunk) else 0.0,
             "cumulative_lift": float((hits / seen) / rate) if rate else 0.0,
         })
     return out

@@ -18,8 +18,9 @@ typical value), computed from the model but not additive.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -237,7 +238,7 @@ class PeopleModel(ClassifierMixin, BaseEstimator):
                 M[:, j] = np.log1p(np.maximum(M[:, j], 0.0))
         return M
 
-    def fit(self, X: Any, y: Sequence[int], groups: Sequence[Any] | None = None) -> "PeopleModel":
+    def fit(self, X: Any, y: Sequence[int], groups: Sequence[Any] | None = None) -> PeopleModel:
         """Fit and calibrate on ``X`` (DataFrame or array) and 0/1 labels ``y``."""
         if self.features is not None:
             self.features_ = list(self.features)

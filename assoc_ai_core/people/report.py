@@ -9,8 +9,9 @@ to the model, the fairness table, and the retention table.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from assoc_ai_core.i18n import current_lang, percent, tr
 

@@ -143,7 +143,7 @@ def retention_report(data: Any, *, year: int | None = None, current_end: Any = N
     p0 = c0 - pd.DateOffset(years=1)
     pp0 = p0 - pd.DateOffset(years=1)
 
-    def by_donor(start: Any, end: Any) -> "pd.Series":
+    def by_donor(start: Any, end: Any) -> pd.Series:
         w = gifts[(gifts["date"] >= start) & (gifts["date"] < end)]
         return w.groupby("person_id")["amount"].sum()
 

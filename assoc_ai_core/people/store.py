@@ -39,8 +39,8 @@ def save_people_model(model: Any, path: str | os.PathLike[str]) -> Path:
 
 def load_people_model(path: str | os.PathLike[str]) -> Any:
     """Load a people model, refusing any type outside the reviewed lists."""
-    from assoc_ai_core.persistence import load_model
     from assoc_ai_core.people.model import PeopleModel
+    from assoc_ai_core.persistence import load_model
 
     model = load_model(path, trusted=PEOPLE_TRUSTED_TYPES)
     if not isinstance(model, PeopleModel):

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from assoc_ai_core.people.dataset import PeopleData
-from assoc_ai_core.records.people import Gift, Membership, Participation, Person, RecurringPlan, VolunteerHours, VolunteerMission
+from assoc_ai_core.records.people import (
+    Gift,
+    Membership,
+    Participation,
+    Person,
+    RecurringPlan,
+    VolunteerHours,
+    VolunteerMission,
+)
 
 __all__ = ["generate_people", "write_exports", "SKILLS"]
 

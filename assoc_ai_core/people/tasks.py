@@ -22,9 +22,10 @@ Volunteer–mission matching lives in :mod:`assoc_ai_core.people.matching`.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,7 +34,13 @@ from assoc_ai_core.errors import DataError
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.people.dataset import PeopleData, load_people, require_pandas
 from assoc_ai_core.people.features import BY_NAME, as_timestamp, build_features
-from assoc_ai_core.people.metrics import best_threshold, calibration_bins, classification_metrics, lift_table, threshold_metrics
+from assoc_ai_core.people.metrics import (
+    best_threshold,
+    calibration_bins,
+    classification_metrics,
+    lift_table,
+    threshold_metrics,
+)
 from assoc_ai_core.people.model import Explanation, PeopleModel
 from assoc_ai_core.records.people import Score
 
@@ -54,24 +61,24 @@ class TaskSpec:
     fr: str
     en: str
     features: tuple[str, ...]
-    population: Callable[["pd.DataFrame"], "pd.Series"]
-    outcome: Callable[[dict[str, "pd.DataFrame"], "pd.Timestamp", "pd.Timestamp"], set[str]]
+    population: Callable[[pd.DataFrame], pd.Series]
+    outcome: Callable[[dict[str, pd.DataFrame], pd.Timestamp, pd.Timestamp], set[str]]
     positive_is_outcome: bool = True  # False: the probability is that the outcome does NOT happen (churn)
     aliases: tuple[str, ...] = ()
 
 
-def _one_off_givers(frames: dict[str, "pd.DataFrame"], start: "pd.Timestamp", end: "pd.Timestamp") -> set[str]:
+def _one_off_givers(frames: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp) -> set[str]:
     g = frames["gift"]
     window = g[(g["date"] >= start) & (g["date"] < end) & ~g["recurring"].eq(True)]
     return set(window["person_id"].astype(str))
 
 
-def _any_givers(frames: dict[str, "pd.DataFrame"], start: "pd.Timestamp", end: "pd.Timestamp") -> set[str]:
+def _any_givers(frames: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp) -> set[str]:
     g = frames["gift"]
     return set(g.loc[(g["date"] >= start) & (g["date"] < end), "person_id"].astype(str))
 
 
-def _renewers(frames: dict[str, "pd.DataFrame"], start: "pd.Timestamp", end: "pd.Timestamp") -> set[str]:
+def _renewers(frames: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp) -> set[str]:
     from assoc_ai_core.people.features import _membership_starts
 
     pd = require_pandas()
@@ -125,7 +132,7 @@ def get_task(name: str) -> TaskSpec:
     raise DataError(tr(f"Tâche inconnue « {name} ». Tâches : {known}.", f"Unknown task '{name}'. Tasks: {known}."))
 
 
-def data_end(frames: dict[str, "pd.DataFrame"]) -> "pd.Timestamp":
+def data_end(frames: dict[str, pd.DataFrame]) -> pd.Timestamp:
     """The day after the latest dated record: outcomes are known up to (not including) this day."""
     pd = require_pandas()
     stamps = [frames[t][c].max() for t, c in (("gift", "date"), ("participation", "date"), ("volunteer_hours", "date"),
@@ -137,7 +144,7 @@ def data_end(frames: dict[str, "pd.DataFrame"]) -> "pd.Timestamp":
     return as_timestamp(max(stamps)) + pd.Timedelta(days=1)
 
 
-def data_start(frames: dict[str, "pd.DataFrame"]) -> "pd.Timestamp":
+def data_start(frames: dict[str, pd.DataFrame]) -> pd.Timestamp:
     """The earliest dated record."""
     pd = require_pandas()
     stamps = [frames[t][c].min() for t, c in (("gift", "date"), ("participation", "date"), ("volunteer_hours", "date"),
@@ -147,8 +154,8 @@ def data_start(frames: dict[str, "pd.DataFrame"]) -> "pd.Timestamp":
 
 
 def snapshot_dates(
-    frames: dict[str, "pd.DataFrame"], horizon_months: int = 12, *, step_months: int = 6, min_history_months: int = 12,
-) -> tuple[list["pd.Timestamp"], "pd.Timestamp"]:
+    frames: dict[str, pd.DataFrame], horizon_months: int = 12, *, step_months: int = 6, min_history_months: int = 12,
+) -> tuple[list[pd.Timestamp], pd.Timestamp]:
     """Training dates (oldest first) and the test date of the chronological protocol."""
     pd = require_pandas()
     end, start = data_end(frames), data_start(frames)
@@ -175,8 +182,8 @@ def snapshot_dates(
 
 
 def build_examples(
-    frames: dict[str, "pd.DataFrame"], spec: TaskSpec, dates: Sequence["pd.Timestamp"], horizon_months: int,
-) -> tuple["pd.DataFrame", "pd.Series"]:
+    frames: dict[str, pd.DataFrame], spec: TaskSpec, dates: Sequence[pd.Timestamp], horizon_months: int,
+) -> tuple[pd.DataFrame, pd.Series]:
     """Features and 0/1 outcomes of the task's population at each date (index: as_of, person_id)."""
     pd = require_pandas()
     parts, labels = [], []
@@ -199,7 +206,7 @@ def _log_features(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(n for n in names if n in BY_NAME and BY_NAME[n].log)
 
 
-def _check_examples(spec: TaskSpec, X: "pd.DataFrame", y: "pd.Series", where: str) -> None:
+def _check_examples(spec: TaskSpec, X: pd.DataFrame, y: pd.Series, where: str) -> None:
     if len(X) < 20 or y.nunique() < 2 or min(int(y.sum()), int(len(y) - y.sum())) < 5:
         raise DataError(
             tr(
@@ -248,7 +255,7 @@ def train_people_model(
     all_dates = list(train_dates) + [test_date]
     final = PeopleModel(**params).fit(X_all, y_all.to_numpy(), groups=X_all.index.get_level_values("person_id"))
     final.threshold_ = threshold
-    trained_at = datetime.now(timezone.utc)
+    trained_at = datetime.now(UTC)
     digest = hashlib.sha256(f"{spec.name}|{trained_at.isoformat()}|{len(X_all)}".encode()).hexdigest()[:8]
     import sklearn
 
@@ -273,8 +280,8 @@ def train_people_model(
 
 
 def _measure(
-    model: PeopleModel, spec: TaskSpec, people: PeopleData, frames: dict[str, "pd.DataFrame"], X: "pd.DataFrame",
-    y: "pd.Series", as_of: "pd.Timestamp", threshold: float, *, fairness_attributes: Sequence[str],
+    model: PeopleModel, spec: TaskSpec, people: PeopleData, frames: dict[str, pd.DataFrame], X: pd.DataFrame,
+    y: pd.Series, as_of: pd.Timestamp, threshold: float, *, fairness_attributes: Sequence[str],
     fairness_bound: float, importance: bool,
 ) -> dict[str, Any]:
     yt = y.to_numpy()
@@ -328,7 +335,7 @@ def evaluate_people_model(model: PeopleModel, data: Any, *, lang: str | None = N
     return result
 
 
-def _scoring_frame(model: PeopleModel, data: Any, as_of: Any) -> tuple[PeopleData, "pd.DataFrame", "pd.Timestamp"]:
+def _scoring_frame(model: PeopleModel, data: Any, as_of: Any) -> tuple[PeopleData, pd.DataFrame, pd.Timestamp]:
     spec = get_task(model.task)
     people = load_people(data)
     frames = people.frames()
@@ -340,7 +347,7 @@ def _scoring_frame(model: PeopleModel, data: Any, as_of: Any) -> tuple[PeopleDat
 
 def predict_people(
     model: PeopleModel, data: Any, *, as_of: Any = None, lang: str | None = None, top_k: int = 3,
-) -> "pd.DataFrame":
+) -> pd.DataFrame:
     """Score the task's population as of ``as_of`` (default: end of the data), best first, with explanations."""
     pd = require_pandas()
     people, feats, t = _scoring_frame(model, data, as_of)
@@ -382,10 +389,10 @@ def explain_person(
     return model.explain(row, top_k=top_k, lang=lang, as_of_year=t.year)[0]
 
 
-def scores_from_predictions(model: PeopleModel, predictions: "pd.DataFrame", *, source: str = "") -> list[Score]:
+def scores_from_predictions(model: PeopleModel, predictions: pd.DataFrame, *, source: str = "") -> list[Score]:
     """Turn :func:`predict_people` rows into :class:`Score` records ready for ``write_scores``."""
     version = str(getattr(model, "metadata_", {}).get("model_version", ""))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return [
         Score(person_id=str(r.person_id), task=model.task, probability=float(r.probability), explanation=str(r.explanation),
               model_version=version, scored_at=now, source=source)

@@ -7,9 +7,9 @@ process without surprises.  People data (donors, members) lives in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping
 
 
 @dataclass(frozen=True, slots=True)

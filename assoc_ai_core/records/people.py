@@ -14,9 +14,10 @@ donation scale.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 __all__ = [
     "Person", "Gift", "RecurringPlan", "Membership", "Participation", "VolunteerMission", "VolunteerHours",

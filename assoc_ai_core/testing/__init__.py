@@ -15,8 +15,9 @@ runs them all at once.  Heavy modules are imported only when a fixture is used.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -73,8 +74,8 @@ def local_maildir(tmp_path: Path) -> Path:
 
 def local_harness_for(root: Path) -> Any:
     """A conformance harness over the Maildir at ``root`` with the built-in ``local`` connector."""
-    from assoc_ai_core.testing.mailbox import MailboxHarness
     from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
+    from assoc_ai_core.testing.mailbox import MailboxHarness
 
     for sub in ("cur", "new", "tmp"):
         (root / sub).mkdir(parents=True, exist_ok=True)

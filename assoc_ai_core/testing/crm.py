@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from assoc_ai_core.ext.connectors import Capability
 from assoc_ai_core.errors import AssocAIError, CapabilityError
+from assoc_ai_core.ext.connectors import Capability
 from assoc_ai_core.ext.crm import CrmConnector
 from assoc_ai_core.records.people import RECORD_TYPES, RecordPage, Score
 

@@ -34,11 +34,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import format_datetime, make_msgid
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
 
@@ -81,7 +82,7 @@ def sample_mail(subject: str = "Bonjour", body: str = "Bonjour,\nune question.\n
 
     lines = [f"From: {sender}", f"To: {to}",
              "Subject: " + (subject if subject.isascii() else Header(subject, "utf-8").encode()),
-             "Date: " + format_datetime(date or datetime(2025, 3, 4, 10, 0, tzinfo=timezone.utc))]
+             "Date: " + format_datetime(date or datetime(2025, 3, 4, 10, 0, tzinfo=UTC))]
     if message_id is True:
         lines.append("Message-ID: " + make_msgid(domain="exemple.org"))
     elif isinstance(message_id, str):

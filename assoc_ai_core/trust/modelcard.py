@@ -11,9 +11,10 @@ English mail, found with :func:`assoc_ai_core.mail.cleaning.detect_language`).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from assoc_ai_core.errors import ConfigError, DataError
 from assoc_ai_core.i18n import decimal, percent, tr
@@ -229,8 +230,8 @@ def card_for_reference(ref: str, *, config_path: str | None = None, data: str | 
                                  "version du registre (ex. v0002).",
                                  f"Model not found: {ref}. Give a .skops file, or --config for a registry "
                                  "version (e.g. v0002).", lang))
-        from assoc_ai_core.trust.privacy import load_trust_config
         from assoc_ai_core.jobs.registry import ModelRegistry
+        from assoc_ai_core.trust.privacy import load_trust_config
 
         settings = load_trust_config(config_path).settings
         model, version = ModelRegistry(settings.models_dir).load(ref)

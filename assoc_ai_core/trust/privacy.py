@@ -36,13 +36,13 @@ import os
 import re
 import sqlite3
 import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
-from assoc_ai_core.ext.config import load_config
 from assoc_ai_core.errors import ConfigError, DataError, TransientError
+from assoc_ai_core.ext.config import load_config
 from assoc_ai_core.files import try_lock, unlock
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.jobs.registry import ModelRegistry
@@ -50,19 +50,19 @@ from assoc_ai_core.jobs.retention import (
     PRIVACY_KEYS,
     PrivacyPolicy,
     RetentionResult,
-    iso_utc,
-    utc_now,
-    sender_privacy,
     apply_retention,
     clear_retrain_marks,
     drop_erased,
     ensure_schema,
     erased_hashes,
+    iso_utc,
     json_or_none,
     models_to_retrain,
     policy_of,
     retention_for_job,
+    sender_privacy,
     split_config,
+    utc_now,
 )
 from assoc_ai_core.jobs.state import StateStore
 from assoc_ai_core.jobs.triage import TriageSettings

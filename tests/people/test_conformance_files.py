@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from assoc_ai_core.testing.crm import CRM_CHECKS, check_reads_people_and_resumes
 from assoc_ai_core.people.files_connector import FilesConfig, FilesConnector
 from assoc_ai_core.records.people import RecordPage
+from assoc_ai_core.testing.crm import CRM_CHECKS, check_reads_people_and_resumes
 
 
 @pytest.fixture

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from assoc_ai_core.ext.connectors import Capability
 from assoc_ai_core.errors import CapabilityError
+from assoc_ai_core.ext.connectors import Capability
 from assoc_ai_core.ext.crm import CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
 from assoc_ai_core.records.people import (
     RECORD_TYPES,
@@ -43,7 +43,7 @@ def test_score_fields_are_stable_names():
 
 
 def _at(minute: int) -> datetime:
-    return datetime(2024, 5, 1, 10, minute, tzinfo=timezone.utc)
+    return datetime(2024, 5, 1, 10, minute, tzinfo=UTC)
 
 
 def test_cursor_keeps_records_sharing_the_last_timestamp():

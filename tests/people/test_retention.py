@@ -8,8 +8,8 @@ import pytest
 
 from assoc_ai_core.errors import DataError
 from assoc_ai_core.people.dataset import PeopleData
-from assoc_ai_core.records.people import Gift, Person
 from assoc_ai_core.people.retention import retention_history, retention_report
+from assoc_ai_core.records.people import Gift, Person
 
 
 def _gift(pid: str, year: int, amount: float, month: int = 6) -> Gift:

@@ -16,15 +16,16 @@ reading of ``self._rows`` (API calls, page by page); everything else stays.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, ClassVar
 
-from assoc_ai_core.ext.connectors import Capability
 from assoc_ai_core.errors import ConfigError, ConnectorError, DataError
-from assoc_ai_core.i18n import tr
+from assoc_ai_core.ext.connectors import Capability
 from assoc_ai_core.ext.crm import CrmConnector, advance_cursor, is_after_cursor
+from assoc_ai_core.i18n import tr
 from assoc_ai_core.records.people import Person, RecordPage
 
 __all__ = ["SkeletonConfig", "SkeletonConnector"]
@@ -136,6 +137,6 @@ class SkeletonConnector(CrmConnector):
 def _timeline(person: Person) -> tuple[datetime, str]:
     """Sort key: modification time (UTC; undated first), then id, so pages follow the cursor's order."""
     when = person.modified or datetime.min
-    when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     return when, person.source_id
 # --8<-- [end:person]

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 # --8<-- [start:imports]
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
-
-import pytest
+from typing import Any
 
 import assoc_ai_skeleton
+import pytest
+from assoc_ai_skeleton import SkeletonConfig, SkeletonConnector
+
 from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError, DataError
 from assoc_ai_core.testing.crm import CRM_CHECKS
-from assoc_ai_skeleton import SkeletonConfig, SkeletonConnector
+
 # --8<-- [end:imports]
 
 # --8<-- [start:fixtures]
@@ -135,8 +137,8 @@ def registered() -> Iterator[None]:
 # --8<-- [start:host]
 def test_the_host_finds_and_builds_it(registered: None, people_file: Path, tmp_path: Path) -> None:
     """Through the hook, the host finds the class and builds it from the [crm] section of a configuration."""
-    from assoc_ai_core.people.dataset import connector_from_config
     from assoc_ai_core.ext.plugins import get_connector_class
+    from assoc_ai_core.people.dataset import connector_from_config
 
     assert get_connector_class("skeleton") is SkeletonConnector
     config = tmp_path / "assoc_ai.toml"

@@ -7,15 +7,16 @@ updated in place so re-running never piles notes up.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.ext.connectors import Capability
-from assoc_ai_core.errors import ConfigError
-from assoc_ai_core.i18n import tr
 from assoc_ai_core.ext.crm import CURSOR_KEY, CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
+from assoc_ai_core.i18n import tr
 from assoc_ai_core.records.people import FieldSpec, RecordDiff, RecordPage, Score, WriteReport, score_field_names
 
 from . import mapping

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from assoc_ai_core.records.people import Gift, Membership, Participation, Person, RecurringPlan, VolunteerHours

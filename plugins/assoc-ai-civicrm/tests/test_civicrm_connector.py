@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import date
 from importlib.metadata import entry_points
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
-from assoc_ai_core.ext.config import Secret, build_config
-from assoc_ai_core.ext.connectors import ConnectorRegistry
-from assoc_ai_core.errors import AuthError, CapabilityError, ConfigError, ConnectorError, TransientError
-from assoc_ai_core.records.people import Gift, Membership, Participation, Person, RecurringPlan, Score, VolunteerHours
 from assoc_ai_civicrm import CiviCrmConfig, CiviCrmConnector
 from civicrm_fake import API_KEY, SITE_KEY, FakeCiviCRM
+
+from assoc_ai_core.errors import AuthError, CapabilityError, ConfigError, ConnectorError, TransientError
+from assoc_ai_core.ext.config import Secret, build_config
+from assoc_ai_core.ext.connectors import ConnectorRegistry
+from assoc_ai_core.records.people import Gift, Membership, Participation, Person, RecurringPlan, Score, VolunteerHours
 
 GROUP = "assoc_ai_scores"
 

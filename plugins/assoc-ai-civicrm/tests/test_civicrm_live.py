@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from assoc_ai_civicrm import CiviCrmConfig, CiviCrmConnector
 
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.records.people import Score
-from assoc_ai_civicrm import CiviCrmConfig, CiviCrmConnector
 
 
 @pytest.mark.live

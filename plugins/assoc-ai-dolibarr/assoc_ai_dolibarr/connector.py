@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.ext.connectors import Capability
-from assoc_ai_core.errors import ConfigError
-from assoc_ai_core.i18n import tr
 from assoc_ai_core.ext.crm import CURSOR_KEY, CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
-from assoc_ai_core.records.people import (FieldSpec, Gift, Membership, Person, RecordDiff, RecordPage, Score,
-                                          WriteReport, score_field_names)
+from assoc_ai_core.i18n import tr
+from assoc_ai_core.records.people import (
+    FieldSpec,
+    Gift,
+    Membership,
+    Person,
+    RecordDiff,
+    RecordPage,
+    Score,
+    WriteReport,
+    score_field_names,
+)
 
 from .client import DolibarrClient, NotFound
 from .http import check_base_url
@@ -53,7 +63,7 @@ def _ts(value: Any) -> datetime | None:
     if value in (None, "", 0, "0"):
         return None
     try:
-        return datetime.fromtimestamp(int(float(value)), tz=timezone.utc)
+        return datetime.fromtimestamp(int(float(value)), tz=UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
 

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import date
 from importlib.metadata import entry_points
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
-from assoc_ai_core.ext.config import Secret, build_config
-from assoc_ai_core.ext.connectors import ConnectorRegistry
-from assoc_ai_core.errors import AuthError, CapabilityError, TransientError
-from assoc_ai_core.records.people import Gift, Membership, Person, Score
 from assoc_ai_dolibarr import DolibarrConfig, DolibarrConnector
 from dolibarr_fake import ADMIN_KEY, API_KEY, FakeDolibarr, ts
+
+from assoc_ai_core.errors import AuthError, CapabilityError, TransientError
+from assoc_ai_core.ext.config import Secret, build_config
+from assoc_ai_core.ext.connectors import ConnectorRegistry
+from assoc_ai_core.records.people import Gift, Membership, Person, Score
 
 
 @pytest.fixture()

@@ -8,10 +8,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from assoc_ai_dolibarr import DolibarrConfig, DolibarrConnector
 
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.records.people import Score
-from assoc_ai_dolibarr import DolibarrConfig, DolibarrConnector
 
 
 @pytest.mark.live

@@ -21,7 +21,7 @@ __all__ = ["GmailConnector", "GmailConfig", "register_connectors", "register_com
 
 
 @hookimpl
-def register_connectors(registry: "ConnectorRegistry") -> None:
+def register_connectors(registry: ConnectorRegistry) -> None:
     """Register :class:`~assoc_ai_gmail.connector.GmailConnector` under the id ``gmail``."""
     from .connector import GmailConnector
 
@@ -29,7 +29,7 @@ def register_connectors(registry: "ConnectorRegistry") -> None:
 
 
 @hookimpl
-def register_commands(cli: "click.Group") -> None:
+def register_commands(cli: click.Group) -> None:
     """Add ``assoc-ai gmail auth`` (one-time Google consent, token stored privately)."""
     from .cli import gmail
 

@@ -13,8 +13,9 @@ import email.utils
 import json
 import logging
 import time
-from datetime import timezone
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC
+from typing import Any
 
 import httplib2
 import tenacity
@@ -97,7 +98,7 @@ def retry_after_seconds(exc: BaseException, *, now: Callable[[], float] = time.t
     if when is None:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now())
 
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import click
 
-from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.errors import AuthError, ConfigError, TransientError
+from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.i18n import tr
 
 from .credentials import write_keyring, write_private_file

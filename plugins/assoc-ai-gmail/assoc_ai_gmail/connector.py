@@ -16,19 +16,20 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 import google_auth_httplib2
 import googleapiclient.discovery
 import httplib2
 from googleapiclient.http import BatchHttpRequest
 
+from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError, TransientError
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
-from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError, TransientError
-from assoc_ai_core.jobs.forwarding import ForwardError
 from assoc_ai_core.i18n import tr
+from assoc_ai_core.jobs.forwarding import ForwardError
 from assoc_ai_core.mail.parsing import parse_message
 
 from . import credentials as creds_mod

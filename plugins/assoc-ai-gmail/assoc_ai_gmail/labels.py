@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.i18n import tr

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the loopback server module lives beside the tests
 
+from assoc_ai_gmail.connector import GmailConfig, GmailConnector  # noqa: E402
 from gmail_loopback import FakeGmail  # noqa: E402
 
 from assoc_ai_core.ext.config import Secret  # noqa: E402
-from assoc_ai_gmail.connector import GmailConfig, GmailConnector  # noqa: E402
 
 
 @pytest.fixture

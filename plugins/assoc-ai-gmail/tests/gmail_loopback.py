@@ -27,9 +27,10 @@ import secrets
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 SCOPE_MODIFY = "https://www.googleapis.com/auth/gmail.modify"
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
@@ -149,7 +150,7 @@ class FakeGmail:
 
     # -- server lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> "FakeGmail":
+    def start(self) -> FakeGmail:
         """Listen on a free loopback port in a background thread."""
         fake = self
 

@@ -12,16 +12,16 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from click.testing import CliRunner
-
-from assoc_ai_core.ext.config import Secret, build_config
-from assoc_ai_core.errors import AuthError, ConfigError
 from assoc_ai_gmail.cli import CONSOLE_REDIRECT_URI, extract_code, gmail
 from assoc_ai_gmail.connector import GmailConfig, GmailConnector
+from click.testing import CliRunner
+
+from assoc_ai_core.errors import AuthError, ConfigError
+from assoc_ai_core.ext.config import Secret, build_config
 
 ASSOC_AI = Path(sys.executable).with_name("assoc-ai")
 
@@ -61,7 +61,7 @@ class Command:
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen([str(ASSOC_AI), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, env=env)
-        self.lines: "queue.Queue[str | None]" = queue.Queue()
+        self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
 
@@ -269,7 +269,6 @@ def test_extract_code_checks_state_and_errors() -> None:
 
 def test_plugin_command_is_registered_in_the_core_cli() -> None:
     import click
-
     from assoc_ai_gmail import register_commands
 
     group = click.Group("assoc-ai")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from assoc_ai_core.ext.connectors import MailRef
-from assoc_ai_core.errors import TransientError
 from assoc_ai_gmail.connector import GmailConnector
+
+from assoc_ai_core.errors import TransientError
+from assoc_ai_core.ext.connectors import MailRef
 
 BATCH = r"POST /batch/gmail/v1$"
 GET_ONE = r"GET /gmail/v1/users/me/messages/[0-9a-f]+$"

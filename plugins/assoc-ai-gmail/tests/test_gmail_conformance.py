@@ -10,15 +10,13 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import re
 from pathlib import Path
 
-import pytest
+from assoc_ai_gmail.connector import GmailConfig, GmailConnector
 
-from assoc_ai_core.testing.mailbox import MailboxHarness, kit_config
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.testing import parametrize_mailbox_checks
-from assoc_ai_gmail.connector import GmailConfig, GmailConnector
+from assoc_ai_core.testing.mailbox import MailboxHarness, kit_config
 
 TOKEN_ENV = "ASSOC_AI_GMAIL_KIT_TOKEN"
 
@@ -60,9 +58,9 @@ def forwards_by_original(fake_gmail) -> dict[str, int]:
 
 def assert_gmail_exactly_once(conn: GmailConnector, fake_gmail, raws: list[bytes], state_path: Path) -> None:
     """The kit's exactly-once rule, Gmail style: one copy, byte-identical, where the state says, tag *label* once."""
-    from assoc_ai_core.testing.mailbox import CATEGORY_A, CATEGORY_B, FOLDER_A, FOLDER_B, REVIEW, mailbox_census
-    from assoc_ai_core.mail.parsing import parse_message
     from assoc_ai_core.jobs.state import StateStore
+    from assoc_ai_core.mail.parsing import parse_message
+    from assoc_ai_core.testing.mailbox import CATEGORY_A, CATEGORY_B, FOLDER_A, FOLDER_B, REVIEW, mailbox_census
 
     census = mailbox_census(conn)
     by_key = {parse_message(r).key: r for r in raws}
@@ -123,8 +121,8 @@ def test_killed_mid_batch_is_exactly_once_without_subject_tags(tmp_path: Path, f
 
 def test_sigkill_mid_batch_is_exactly_once_without_subject_tags(tmp_path: Path, fake_gmail, token_json: str) -> None:
     """The job in a real subprocess, SIGKILLed after a native forward, after a tag label, before an action."""
-    from assoc_ai_core.testing.mailbox import _kit_batch, _run_driver, kit_model
     from assoc_ai_core.persistence import save_model
+    from assoc_ai_core.testing.mailbox import _kit_batch, _run_driver, kit_model
 
     harness = gmail_harness(fake_gmail, token_json)
     conn = harness.make()
@@ -145,8 +143,8 @@ def test_sigkill_mid_batch_is_exactly_once_without_subject_tags(tmp_path: Path, 
 
 
 def test_second_triage_run_fetches_nothing_new(tmp_path: Path, fake_gmail, token_json: str) -> None:
-    from assoc_ai_core.testing.mailbox import RecordingForwarder, kit_messages, kit_model
     from assoc_ai_core.jobs.triage import TriageJob, TriageSettings
+    from assoc_ai_core.testing.mailbox import RecordingForwarder, kit_messages, kit_model
 
     harness = gmail_harness(fake_gmail, token_json)
     for raw, _ in kit_messages(2, seed=5):
@@ -168,10 +166,18 @@ def test_second_triage_run_fetches_nothing_new(tmp_path: Path, fake_gmail, token
 
 def test_label_changed_in_gmail_web_ui_is_a_correction(tmp_path: Path, fake_gmail, token_json: str) -> None:
     """A volunteer relabels a sorted message directly on the server: the next run records a correction."""
-    from assoc_ai_core.testing.mailbox import (CATEGORY_A, CATEGORY_B, FOLDER_A, FOLDER_B, REVIEW, RecordingForwarder,
-                                           kit_messages, kit_model)
-    from assoc_ai_core.mail.parsing import parse_message
     from assoc_ai_core.jobs.triage import TriageJob, TriageSettings
+    from assoc_ai_core.mail.parsing import parse_message
+    from assoc_ai_core.testing.mailbox import (
+        CATEGORY_A,
+        CATEGORY_B,
+        FOLDER_A,
+        FOLDER_B,
+        REVIEW,
+        RecordingForwarder,
+        kit_messages,
+        kit_model,
+    )
 
     harness = gmail_harness(fake_gmail, token_json)
     raw = kit_messages(1, seed=11)[0][0]  # an Adhésion sample

@@ -9,13 +9,13 @@ import os
 from pathlib import Path
 
 import pytest
-
-from assoc_ai_core.ext.config import Secret, build_config, load_config, redact
-from assoc_ai_core.ext.connectors import Capability, ConnectorRegistry, MailRef
-from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError
-from assoc_ai_core.mail.parsing import parse_message
 from assoc_ai_gmail import register_connectors
 from assoc_ai_gmail.connector import GmailConfig, GmailConnector
+
+from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError
+from assoc_ai_core.ext.config import Secret, build_config, load_config, redact
+from assoc_ai_core.ext.connectors import Capability, ConnectorRegistry, MailRef
+from assoc_ai_core.mail.parsing import parse_message
 
 
 def test_plugin_registers_gmail_connector_by_entry_point() -> None:

@@ -6,9 +6,10 @@ import re
 import tomllib
 from pathlib import Path
 
-from assoc_ai_core.jobs.triage import TriageSettings, build_connector
 from assoc_ai_gmail.cli import auth
 from assoc_ai_gmail.connector import GmailConfig, GmailConnector
+
+from assoc_ai_core.jobs.triage import TriageSettings, build_connector
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "gmail_triage.toml"

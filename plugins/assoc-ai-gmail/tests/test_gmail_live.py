@@ -27,11 +27,11 @@ import secrets
 from pathlib import Path
 
 import pytest
+from assoc_ai_gmail.connector import GmailConfig, GmailConnector
 
-from assoc_ai_core.testing.mailbox import MailboxHarness
 from assoc_ai_core.ext.config import build_config, load_config
 from assoc_ai_core.testing import parametrize_mailbox_checks
-from assoc_ai_gmail.connector import GmailConfig, GmailConnector
+from assoc_ai_core.testing.mailbox import MailboxHarness
 
 pytestmark = pytest.mark.live
 

@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
-
-from assoc_ai_core.ext.config import Secret
-from assoc_ai_core.ext.connectors import MailRef
-from assoc_ai_core.errors import AuthError, ConnectorError, TransientError
-from assoc_ai_core.jobs.forwarding import ForwardError
 from assoc_ai_gmail.calls import retry_after_seconds
 from assoc_ai_gmail.connector import GmailConfig, GmailConnector
+
+from assoc_ai_core.errors import AuthError, ConnectorError, TransientError
+from assoc_ai_core.ext.config import Secret
+from assoc_ai_core.ext.connectors import MailRef
+from assoc_ai_core.jobs.forwarding import ForwardError
 
 MESSAGES = r"GET /gmail/v1/users/me/messages$"
 
@@ -248,9 +248,8 @@ def test_401_after_refresh_is_an_auth_error_with_googles_words(connector: GmailC
 
 
 def test_token_endpoint_outage_is_transient_but_refused_grant_is_auth() -> None:
-    from google.auth.exceptions import RefreshError
-
     from assoc_ai_gmail.calls import is_retryable, translate
+    from google.auth.exceptions import RefreshError
 
     outage = RefreshError("Unable to refresh: 503 Service Unavailable", {}, retryable=True)
     refused = RefreshError("invalid_grant: Token has been expired or revoked.", {}, retryable=False)

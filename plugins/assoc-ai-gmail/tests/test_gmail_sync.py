@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
+
+from assoc_ai_gmail.connector import GmailConnector
 
 from assoc_ai_core.ext.connectors import Page
-from assoc_ai_gmail.connector import GmailConnector
 
 
 def keys(pages: list[Page]) -> list[str]:

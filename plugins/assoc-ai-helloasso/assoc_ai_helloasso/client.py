@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import requests
 
-from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.errors import AuthError, ConnectorError
+from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.i18n import tr
 
 from .http import CONNECTOR_ID, retrying, send

@@ -6,22 +6,23 @@ custom field on a payer), so ``write_scores`` raises CapabilityError.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
+from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.ext.connectors import Capability
-from assoc_ai_core.errors import ConfigError
-from assoc_ai_core.i18n import tr
 from assoc_ai_core.ext.crm import CURSOR_KEY, CrmConnector, advance_cursor, is_after_cursor
+from assoc_ai_core.i18n import tr
 from assoc_ai_core.records.people import RecordPage
 
 from . import mapping
 from .client import HelloAssoClient
 from .http import check_base_url
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_PAGE_SIZE = 100  # the v5 API caps pageSize at 100
 
 

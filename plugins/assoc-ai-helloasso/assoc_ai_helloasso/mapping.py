@@ -7,8 +7,9 @@ Amounts are in cents in the API and in euros in the records.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
 
 from assoc_ai_core.records.people import Gift, Membership, Participation, Person, RecurringPlan
 
@@ -30,7 +31,7 @@ def parse_dt(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _day(value: Any) -> date | None:

@@ -15,7 +15,7 @@ import json
 import secrets
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 ORG = "amis-du-vieux-quartier"
 CLIENT_ID = "a1b2c3d4e5f6"
 CLIENT_SECRET = "s3cr3t-for-tests-only"
-T0 = datetime(2024, 1, 15, 9, 30, tzinfo=timezone.utc)
+T0 = datetime(2024, 1, 15, 9, 30, tzinfo=UTC)
 
 FORMS = [
     {"formSlug": "dons-libres", "formType": "Donation", "title": "Soutenez le patrimoine du quartier"},

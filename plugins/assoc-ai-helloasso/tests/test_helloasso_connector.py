@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import time
-from importlib.metadata import entry_points
+from collections.abc import Iterator
 from datetime import date, timedelta
-from typing import Any, Iterator
+from importlib.metadata import entry_points
+from typing import Any
 
 import pytest
-
-from assoc_ai_core.ext.config import Secret, build_config
-from assoc_ai_core.errors import AuthError, CapabilityError, ConfigError, ConnectorError, TransientError
-from assoc_ai_core.records.people import Gift, Membership, Participation, Person, RecurringPlan, Score
-from assoc_ai_core.ext.connectors import ConnectorRegistry
-from assoc_ai_core.ext.plugins import describe_connector
 from assoc_ai_helloasso import HelloAssoConfig, HelloAssoConnector
 from helloasso_fake import CLIENT_ID, CLIENT_SECRET, ORG, T0, FakeHelloAsso
+
+from assoc_ai_core.errors import AuthError, CapabilityError, ConfigError, ConnectorError, TransientError
+from assoc_ai_core.ext.config import Secret, build_config
+from assoc_ai_core.ext.connectors import ConnectorRegistry
+from assoc_ai_core.ext.plugins import describe_connector
+from assoc_ai_core.records.people import Gift, Membership, Participation, Person, RecurringPlan, Score
 
 
 @pytest.fixture()

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from assoc_ai_helloasso import HelloAssoConfig, HelloAssoConnector
 
 from assoc_ai_core.ext.config import Secret
-from assoc_ai_helloasso import HelloAssoConfig, HelloAssoConnector
 
 NEEDED = ("ASSOC_AI_HELLOASSO_CLIENT_ID", "ASSOC_AI_HELLOASSO_CLIENT_SECRET", "ASSOC_AI_HELLOASSO_ORG")
 

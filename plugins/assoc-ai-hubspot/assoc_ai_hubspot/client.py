@@ -14,8 +14,9 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
-from datetime import datetime, timezone
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import hubspot
@@ -26,10 +27,10 @@ from hubspot.crm.objects.exceptions import ApiException as ObjectsApiException
 from hubspot.crm.properties.exceptions import ApiException as PropertiesApiException
 from urllib3.util.retry import Retry
 
-from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, TransientError
-from assoc_ai_core.i18n import tr
+from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.ext.http import parse_retry_after, retry_after_wait
+from assoc_ai_core.i18n import tr
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +238,7 @@ class HubSpotApi:
         if not value:
             return None
         try:
-            return email.utils.parsedate_to_datetime(value).astimezone(timezone.utc)
+            return email.utils.parsedate_to_datetime(value).astimezone(UTC)
         except (TypeError, ValueError):
             return None
 

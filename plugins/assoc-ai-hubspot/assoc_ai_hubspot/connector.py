@@ -13,20 +13,24 @@ never lose a change.  Scores go to contact properties, in a property group
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, ClassVar, Iterator, Mapping, NamedTuple, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, NamedTuple
 
 from hubspot.crm.associations.v4 import BatchInputPublicFetchAssociationsBatchRequest
-from hubspot.crm.objects import (BatchInputSimplePublicObjectBatchInput, BatchReadInputSimplePublicObjectId,
-                                 PublicObjectSearchRequest)
+from hubspot.crm.objects import (
+    BatchInputSimplePublicObjectBatchInput,
+    BatchReadInputSimplePublicObjectId,
+    PublicObjectSearchRequest,
+)
 from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate
 
+from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.ext.connectors import Capability
-from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError
-from assoc_ai_core.i18n import tr
 from assoc_ai_core.ext.crm import CURSOR_KEY, CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
+from assoc_ai_core.i18n import tr
 from assoc_ai_core.records.people import FieldSpec, RecordDiff, RecordPage, Score, WriteReport, score_field_names
 
 from . import mapping as m
@@ -204,7 +208,7 @@ class HubSpotConnector(CrmConnector):
                     otype, limit=limit, after=token, properties=props, _request_timeout=self.api.timeout),
                 f"GET /crm/v3/objects/{otype}")
             if not started:
-                now = self.api.server_time(headers) or datetime.now(timezone.utc)
+                now = self.api.server_time(headers) or datetime.now(UTC)
                 started = now.isoformat()
             rows = [(str(r.id), r.properties or {}) for r in data.results or []]
             seen = advance_cursor(seen, [_Stamp(rid, m.parse_datetime(p.get(modified))) for rid, p in rows])
@@ -239,7 +243,7 @@ class HubSpotConnector(CrmConnector):
         state: dict[str, Any] = dict(cursor)
         anchor = datetime.fromisoformat(str(state[CURSOR_KEY]))
         # The search index trails writes by seconds: what changed just now is left for the next run.
-        until = datetime.now(timezone.utc) - timedelta(seconds=max(0.0, float(self.config.search_settle_seconds)))
+        until = datetime.now(UTC) - timedelta(seconds=max(0.0, float(self.config.search_settle_seconds)))
         extra = om.search_filters() if om else []
         offset: str | None = None
         while True:
@@ -435,6 +439,6 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return str(value)
 

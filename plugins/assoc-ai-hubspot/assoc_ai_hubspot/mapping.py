@@ -10,9 +10,10 @@ checked when the configuration is built, so a typo fails before any call.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, date, datetime
+from typing import Any
 
 from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.i18n import tr
@@ -55,7 +56,7 @@ class ContactMapping:
     properties: Mapping[str, str] = field(default_factory=lambda: dict(CONTACT_DEFAULTS))
 
     @classmethod
-    def parse(cls, section: Mapping[str, Any] | None) -> "ContactMapping":
+    def parse(cls, section: Mapping[str, Any] | None) -> ContactMapping:
         """Build from ``[connectors.hubspot.contact]``; unknown keys are an error."""
         section = dict(section or {})
         unknown = sorted(set(section) - set(CONTACT_DEFAULTS))
@@ -89,7 +90,7 @@ class ObjectMapping:
     default_currency: str = "EUR"
 
     @classmethod
-    def parse(cls, record_type: str, section: Mapping[str, Any]) -> "ObjectMapping":
+    def parse(cls, record_type: str, section: Mapping[str, Any]) -> ObjectMapping:
         """Build from ``[connectors.hubspot.<record_type>]``; every mistake is a clear ConfigError."""
         fields = OBJECT_FIELDS[record_type]
         allowed = (*OBJECT_KEYS, *fields)
@@ -176,11 +177,11 @@ def parse_datetime(value: Any) -> datetime | None:
     text = str(value).strip()
     try:
         if text.isdigit():
-            return datetime.fromtimestamp(int(text) / 1000, tz=timezone.utc)
+            return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except (ValueError, OverflowError):
         return None
-    return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def parse_day(value: Any) -> date | None:

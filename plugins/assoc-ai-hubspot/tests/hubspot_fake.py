@@ -50,7 +50,7 @@ DATETIME_PROPS = {"createdate", "lastmodifieddate", "hs_lastmodifieddate", "clos
 
 def stamp(text: str) -> str:
     """HubSpot's timestamp format (UTC, milliseconds, ``Z``)."""
-    value = dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
+    value = dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
@@ -63,7 +63,7 @@ def _as_ms(value: Any) -> float | None:
         return float(text)
     parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.timestamp() * 1000
 
 
@@ -76,7 +76,7 @@ def make_cert(folder: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(hours=1))

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
-from assoc_ai_core.ext.config import Secret, build_config
-from assoc_ai_core.ext.connectors import ConnectorRegistry
-from assoc_ai_core.errors import AuthError, CapabilityError, ConfigError, ConnectorError, TransientError
-from assoc_ai_core.records.people import Gift, Membership, Person, Score
 from assoc_ai_hubspot import HubSpotConfig, HubSpotConnector
 from assoc_ai_hubspot.connector import LIST_KEY
 from hubspot_fake import DONATIONS_PIPELINE, MEMBERSHIPS, PLEDGED, RECEIVED, TOKEN, FakeHubSpot, make_cert
+
+from assoc_ai_core.errors import AuthError, CapabilityError, ConfigError, ConnectorError, TransientError
+from assoc_ai_core.ext.config import Secret, build_config
+from assoc_ai_core.ext.connectors import ConnectorRegistry
+from assoc_ai_core.records.people import Gift, Membership, Person, Score
 
 GIFT = {"object": "deals", "pipeline": DONATIONS_PIPELINE, "stages": [RECEIVED], "campaign": "campagne",
         "recurring": "don_mensuel", "association_label": "Donateur"}
@@ -144,7 +145,7 @@ def test_incremental_read_searches_lastmodifieddate(portal: FakeHubSpot) -> None
     (group,) = body["filterGroups"]
     since = group["filters"][0]
     assert (since["propertyName"], since["operator"], since["value"]) == (
-        "lastmodifieddate", "GTE", str(int(datetime(2024, 3, 2, 8, tzinfo=timezone.utc).timestamp() * 1000)))
+        "lastmodifieddate", "GTE", str(int(datetime(2024, 3, 2, 8, tzinfo=UTC).timestamp() * 1000)))
     assert body["sorts"] == [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}]
     assert cursor2 == {"modified_after": "2024-03-02T08:00:00+00:00", "ids_at": ["102"]}
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from assoc_ai_hubspot import HubSpotConfig, HubSpotConnector
 
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.records.people import Score
-from assoc_ai_hubspot import HubSpotConfig, HubSpotConnector
 
 
 @pytest.mark.live

@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.errors import ConfigError
+from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.i18n import tr
 
 from .settings import DEFAULT_FOLDER, DEFAULT_PORTS, LOOPBACK_HOSTS, OAUTH2_MECHANISMS, TLS_MODES

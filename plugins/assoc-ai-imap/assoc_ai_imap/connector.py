@@ -14,14 +14,14 @@ import logging
 import re
 import ssl
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from imapclient import IMAPClient
 from imapclient import exceptions as imap_exc
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
 from assoc_ai_core.errors import (
     AssocAIError,
     AuthError,
@@ -30,6 +30,7 @@ from assoc_ai_core.errors import (
     MissingSecretError,
     TransientError,
 )
+from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
 from assoc_ai_core.i18n import tr
 
 from . import headers

@@ -120,7 +120,7 @@ def encode_subject(text: str, eol: bytes = b"\r\n") -> bytes:
 
 def marker_field(key: str, eol: bytes = b"\r\n") -> bytes:
     """Our marker header naming the original message's key."""
-    return f"{MARKER_HEADER}: tagged; original=<{key}>".encode("utf-8") + eol
+    return f"{MARKER_HEADER}: tagged; original=<{key}>".encode() + eol
 
 
 def marker_search_value(key: str) -> str:

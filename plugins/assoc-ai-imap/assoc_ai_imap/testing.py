@@ -25,8 +25,9 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from imapclient import IMAPClient
 
@@ -290,7 +291,7 @@ class DovecotServer:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
 
-    def __enter__(self) -> "DovecotServer":
+    def __enter__(self) -> DovecotServer:
         self.start()
         return self
 

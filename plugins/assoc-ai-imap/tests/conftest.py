@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from imap_support import CAPABILITIES_WITHOUT_MOVE, Mailbox
-
 from assoc_ai_imap.testing import DovecotServer, dovecot_available
+from imap_support import CAPABILITIES_WITHOUT_MOVE, Mailbox
 
 
 def _new_server(**kwargs: object) -> DovecotServer:

@@ -11,23 +11,32 @@ every message once, in one folder, with its keyword once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
+from assoc_ai_imap import ImapConnector
+from assoc_ai_imap.keywords import to_keyword
 from imap_support import Mailbox, make_mail
 from imapclient import IMAPClient
 
-from assoc_ai_core.testing.mailbox import (
-    CATEGORY_A, CATEGORY_B, FOLDER_A, FOLDER_B, REVIEW, SimulatedCrash, kit_messages, kit_model, run_kit_driver,
-)
-from assoc_ai_core.ext.connectors import MailRef
 from assoc_ai_core.errors import ConnectorError
-from assoc_ai_core.mail.parsing import parse_message
+from assoc_ai_core.ext.connectors import MailRef
 from assoc_ai_core.jobs.state import StateStore
 from assoc_ai_core.jobs.triage import TriageJob, TriageSettings
-from assoc_ai_imap import ImapConnector
-from assoc_ai_imap.keywords import to_keyword
+from assoc_ai_core.mail.parsing import parse_message
+from assoc_ai_core.testing.mailbox import (
+    CATEGORY_A,
+    CATEGORY_B,
+    FOLDER_A,
+    FOLDER_B,
+    REVIEW,
+    SimulatedCrash,
+    kit_messages,
+    kit_model,
+    run_kit_driver,
+)
 
 PASSWORD_ENV = "ASSOC_AI_TEST_IMAP_PASSWORD"
 FOLDERS = {CATEGORY_A: FOLDER_A, CATEGORY_B: FOLDER_B}

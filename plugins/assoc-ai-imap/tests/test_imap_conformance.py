@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
-from assoc_ai_core.testing.mailbox import MailboxHarness
-from assoc_ai_core.testing import parametrize_mailbox_checks
 from assoc_ai_imap import ImapConnector
 from assoc_ai_imap.testing import DovecotServer
+
+from assoc_ai_core.testing import parametrize_mailbox_checks
+from assoc_ai_core.testing.mailbox import MailboxHarness
 
 PASSWORD_ENV = "ASSOC_AI_TEST_IMAP_PASSWORD"
 

@@ -6,15 +6,15 @@ import threading
 import time
 
 import pytest
-from imap_support import CAPABILITIES_WITHOUT_UIDPLUS, Mailbox, make_mail
-
-from assoc_ai_core.ext.connectors import Capability, MailRef
-from assoc_ai_core.errors import CapabilityError, ConnectorError
-from assoc_ai_core.mail.parsing import parse_message
 from assoc_ai_imap import ImapConnector
 from assoc_ai_imap import headers as hdr
 from assoc_ai_imap.settings import LOCATE_SEARCH_LIMIT
 from assoc_ai_imap.testing import DovecotServer
+from imap_support import CAPABILITIES_WITHOUT_UIDPLUS, Mailbox, make_mail
+
+from assoc_ai_core.errors import CapabilityError, ConnectorError
+from assoc_ai_core.ext.connectors import Capability, MailRef
+from assoc_ai_core.mail.parsing import parse_message
 
 
 def _fetch_everything(conn: ImapConnector, folder: str = "INBOX", cursor=None, page_size: int = 100):

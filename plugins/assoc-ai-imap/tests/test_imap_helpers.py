@@ -8,14 +8,14 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from imapclient import exceptions as imap_exc
-
-from assoc_ai_core.errors import AuthError, CapabilityError, ConnectorError, TransientError
-from assoc_ai_core.mail.parsing import parse_message
 from assoc_ai_imap import headers as hdr
 from assoc_ai_imap.errors import translate
 from assoc_ai_imap.folders import FolderNames
 from assoc_ai_imap.keywords import to_keyword
+from imapclient import exceptions as imap_exc
+
+from assoc_ai_core.errors import AuthError, CapabilityError, ConnectorError, TransientError
+from assoc_ai_core.mail.parsing import parse_message
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared"
 DEV_A = SHARED / "corpora" / "devA"
@@ -76,7 +76,7 @@ def test_tagging_keeps_lf_line_endings_and_headerless_bodies() -> None:
 
 
 def test_eight_bit_subjects_are_read_and_reencoded() -> None:
-    raw = "Subject: Adhésion café\r\nMessage-ID: <z@y>\r\n\r\nx\r\n".encode("utf-8")
+    raw = "Subject: Adhésion café\r\nMessage-ID: <z@y>\r\n\r\nx\r\n".encode()
     tagged = hdr.tag_subject_bytes(raw, "[#Adhésion]", "z@y")
     assert hdr.subject(tagged) == "[#Adhésion] Adhésion café"
     assert hdr.split_head(tagged)[0].isascii()

@@ -7,13 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
+from assoc_ai_imap import ImapConfig, ImapConnector
 from imap_support import Mailbox
 
+from assoc_ai_core.errors import ConfigError, MissingSecretError
 from assoc_ai_core.ext import plugins
 from assoc_ai_core.ext.config import Secret, build_config, load_config, redact
 from assoc_ai_core.ext.connectors import Capability
-from assoc_ai_core.errors import ConfigError, MissingSecretError
-from assoc_ai_imap import ImapConfig, ImapConnector
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "imap_triage.toml"
 

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from assoc_ai_imap import ImapConnector
+from assoc_ai_imap.testing import DovecotServer
 from imap_support import Mailbox, make_mail
 
 from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, MissingSecretError, TransientError
-from assoc_ai_imap import ImapConnector
-from assoc_ai_imap.testing import DovecotServer
 
 
 def test_wrong_password_is_an_auth_error(private_dovecot: DovecotServer,

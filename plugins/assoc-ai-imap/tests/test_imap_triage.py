@@ -21,12 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from imap_support import Mailbox
-
-from assoc_ai_core.mail.parsing import parse_message
-from assoc_ai_core.jobs.state import StateStore
 from assoc_ai_imap import headers as hdr
 from assoc_ai_imap.testing import DovecotServer
+from imap_support import Mailbox
+
+from assoc_ai_core.jobs.state import StateStore
+from assoc_ai_core.mail.parsing import parse_message
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "mailbox"
@@ -45,8 +45,8 @@ PASSWORD_ENV = "ASSOC_AI_TEST_IMAP_PASSWORD"
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model trained on the example mailbox's sorted folders, saved with skops."""
     from assoc_ai_core.api import train
-    from assoc_ai_core.persistence import save_model
     from assoc_ai_core.mail.sources import load_dataset
+    from assoc_ai_core.persistence import save_model
 
     assert (EXAMPLE / "train").is_dir(), "examples/mailbox/train is part of the repository"
     path = tmp_path_factory.mktemp("model") / "model.skops"

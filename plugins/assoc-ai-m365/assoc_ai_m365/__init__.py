@@ -23,13 +23,13 @@ __version__ = "0.1.0"
 
 
 @hookimpl
-def register_connectors(registry: "ConnectorRegistry") -> None:
+def register_connectors(registry: ConnectorRegistry) -> None:
     """Register :class:`M365Connector` under the id ``m365``."""
     registry.add(M365Connector, plugin="assoc-ai-m365")
 
 
 @hookimpl
-def register_commands(cli: "click.Group") -> None:
+def register_commands(cli: click.Group) -> None:
     """Add ``assoc-ai m365 auth``."""
     from .commands import m365
 

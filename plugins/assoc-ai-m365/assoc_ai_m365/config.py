@@ -13,12 +13,12 @@ Two ways to sign in, chosen by which secret is given:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 from urllib.parse import urlsplit
 
-from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.errors import ConfigError
+from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.i18n import tr
 
 CONNECTOR_ID = "m365"

@@ -36,12 +36,13 @@ import email.parser
 import email.policy
 import email.utils
 import logging
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 from urllib.parse import quote
 
-from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
 from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError
+from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.mail.parsing import decode_header, stable_key
 

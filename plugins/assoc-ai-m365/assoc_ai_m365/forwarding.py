@@ -28,7 +28,7 @@ AUTO_FORWARD_NOTE_EN = "Message forwarded automatically by assoc-ai: the origina
 
 def forward_message_id(key: str, to: str, mailbox: str) -> str:
     """Deterministic Message-ID (with angle brackets) of the forward of ``key`` to ``to``."""
-    digest = hashlib.sha256(f"{key}\x00{to.strip().lower()}".encode("utf-8")).hexdigest()[:32]
+    digest = hashlib.sha256(f"{key}\x00{to.strip().lower()}".encode()).hexdigest()[:32]
     domain = mailbox.rpartition("@")[2] if "@" in mailbox else "assoc-ai.invalid"
     return f"<assoc-ai-fwd.{digest}@{domain}>"
 

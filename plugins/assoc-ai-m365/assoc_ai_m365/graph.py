@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -27,8 +28,8 @@ import tenacity
 import urllib3
 
 from assoc_ai_core.errors import AuthError, ConnectorError, TransientError
-from assoc_ai_core.i18n import tr
 from assoc_ai_core.ext.http import parse_retry_after
+from assoc_ai_core.i18n import tr
 
 from .auth import TokenProvider, auth_command_hint, tls_message
 from .config import CONNECTOR_ID, M365Config

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
-
-from assoc_ai_core.ext.config import Secret
 from assoc_ai_m365 import M365Config, M365Connector
 from m365_fakeserver import TENANT, FakeM365, FakeMailbox, make_tls_files
 from m365_support import APP_ID, APP_SECRET, MAILBOX, PUBLIC_APP_ID, VOLUNTEER
+
+from assoc_ai_core.ext.config import Secret
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -34,10 +34,11 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from cryptography import x509
@@ -60,7 +61,7 @@ WELL_KNOWN_FR = {
 # ---------------------------------------------------------------------------- TLS
 def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
     """A CA certificate and a server certificate for 127.0.0.1 signed by it: (ca.pem, cert.pem, key.pem)."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "assoc-ai test CA")])
     ca_cert = (
@@ -112,7 +113,7 @@ def _graph_id(prefix: str = "AAMkAGI2") -> str:
 
 
 def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _b64url(data: bytes) -> str:
@@ -332,7 +333,7 @@ class FakeM365:
                                         name="fake-m365", daemon=True)
 
     # ---- lifecycle
-    def start(self) -> "FakeM365":
+    def start(self) -> FakeM365:
         self._thread.start()
         return self
 

@@ -6,15 +6,16 @@ import email
 import email.policy
 import logging
 import unicodedata
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-
-from assoc_ai_core.ext.connectors import Capability, MailRef
-from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError
 from assoc_ai_m365 import M365Config, M365Connector
-from m365_support import MAILBOX, mail
 from m365_fakeserver import FakeM365, FakeMailbox
+from m365_support import MAILBOX, mail
+
+from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError
+from assoc_ai_core.ext.connectors import Capability, MailRef
 
 
 def first_ref(conn: M365Connector) -> MailRef:

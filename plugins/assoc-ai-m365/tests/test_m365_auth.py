@@ -8,20 +8,21 @@ import re
 import stat
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 import msal
 import pytest
-from click.testing import CliRunner
-
-from assoc_ai_core.ext.config import Secret
-from assoc_ai_core.errors import AuthError
 from assoc_ai_m365 import M365Config, M365Connector, register_commands
 from assoc_ai_m365.auth import load_token_cache, save_token_cache
-from m365_support import MAILBOX, PUBLIC_APP_ID, VOLUNTEER, mail
+from click.testing import CliRunner
 from m365_fakeserver import TENANT, FakeM365
+from m365_support import MAILBOX, PUBLIC_APP_ID, VOLUNTEER, mail
+
+from assoc_ai_core.errors import AuthError
+from assoc_ai_core.ext.config import Secret
 
 
 def mode_of(path: Path) -> int:

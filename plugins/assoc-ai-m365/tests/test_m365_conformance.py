@@ -9,22 +9,33 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
-
-from assoc_ai_core.testing.mailbox import (
-    CATEGORY_A, CATEGORY_B, FOLDER_A, FOLDER_B, REVIEW, MailboxHarness, RecordingForwarder, SimulatedCrash, kit_config,
-    kit_messages, kit_model, mailbox_census, sample_mail,
-)
-from assoc_ai_core.mail.parsing import parse_message
-from assoc_ai_core.jobs.state import StateStore
-from assoc_ai_core.testing import parametrize_mailbox_checks
-from assoc_ai_core.jobs.triage import TriageJob, TriageSettings
 from assoc_ai_m365 import M365Config, M365Connector
 from m365_fakeserver import TENANT, FakeM365, FakeMailbox
 from m365_support import APP_ID, APP_SECRET, MAILBOX
+
+from assoc_ai_core.jobs.state import StateStore
+from assoc_ai_core.jobs.triage import TriageJob, TriageSettings
+from assoc_ai_core.mail.parsing import parse_message
+from assoc_ai_core.testing import parametrize_mailbox_checks
+from assoc_ai_core.testing.mailbox import (
+    CATEGORY_A,
+    CATEGORY_B,
+    FOLDER_A,
+    FOLDER_B,
+    REVIEW,
+    MailboxHarness,
+    RecordingForwarder,
+    SimulatedCrash,
+    kit_config,
+    kit_messages,
+    kit_model,
+    mailbox_census,
+    sample_mail,
+)
 
 SECRET_ENV = "ASSOC_AI_M365_KIT_SECRET"
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from assoc_ai_m365 import M365Config, M365Connector
 
 from assoc_ai_core.ext.config import build_config, load_config
 from assoc_ai_core.mail.parsing import parse_message
-from assoc_ai_m365 import M365Config, M365Connector
 
 pytestmark = pytest.mark.live
 

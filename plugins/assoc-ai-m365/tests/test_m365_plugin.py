@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
-from click.testing import CliRunner
-
-from assoc_ai_core.ext.config import Secret, build_config, load_config
-from assoc_ai_core.errors import ConfigError
 from assoc_ai_m365 import M365Config, M365Connector
+from click.testing import CliRunner
 from m365_fakeserver import TENANT, FakeM365
 from m365_support import APP_ID, APP_SECRET, MAILBOX, mail
+
+from assoc_ai_core.errors import ConfigError
+from assoc_ai_core.ext.config import Secret, build_config, load_config
 
 
 def test_entry_point_registers_the_connector_and_its_command() -> None:

@@ -6,13 +6,13 @@ import logging
 from typing import Any
 
 import pytest
-
-from assoc_ai_core.ext.connectors import MailRef
-from assoc_ai_core.errors import ConnectorError
-from assoc_ai_core.mail.parsing import parse_message
 from assoc_ai_m365 import M365Connector
-from m365_support import mail
 from m365_fakeserver import FakeM365, FakeMailbox
+from m365_support import mail
+
+from assoc_ai_core.errors import ConnectorError
+from assoc_ai_core.ext.connectors import MailRef
+from assoc_ai_core.mail.parsing import parse_message
 
 
 def run(conn: M365Connector, cursor: Any, folder: str = "Inbox", page_size: int = 100) -> tuple[list[Any], Any, bool]:

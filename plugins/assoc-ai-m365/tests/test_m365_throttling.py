@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-
-from assoc_ai_core.errors import ConnectorError, TransientError
 from assoc_ai_m365 import M365Config, M365Connector
 from assoc_ai_m365.graph import parse_retry_after
-from m365_support import mail
 from m365_fakeserver import FakeM365, FakeMailbox
+from m365_support import mail
+
+from assoc_ai_core.errors import ConnectorError, TransientError
 
 
 def test_429_retry_after_is_honoured(connector: M365Connector, box: FakeMailbox, fake: FakeM365) -> None:

@@ -8,16 +8,27 @@ fields (``ensure_fields`` creates them through the Tooling API).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
 
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.ext.connectors import Capability
-from assoc_ai_core.i18n import tr
 from assoc_ai_core.ext.crm import CURSOR_KEY, CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
-from assoc_ai_core.records.people import (FieldSpec, Gift, Membership, Person, RecordDiff, RecordPage, RecurringPlan,
-                                          Score, WriteReport, score_field_names)
+from assoc_ai_core.i18n import tr
+from assoc_ai_core.records.people import (
+    FieldSpec,
+    Gift,
+    Membership,
+    Person,
+    RecordDiff,
+    RecordPage,
+    RecurringPlan,
+    Score,
+    WriteReport,
+    score_field_names,
+)
 
 from .session import SalesforceSession, check_https
 
@@ -66,7 +77,7 @@ def _dt(value: Any) -> datetime | None:
     if not value:
         return None
     parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00").replace("+0000", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _day(value: Any) -> date | None:
@@ -82,7 +93,7 @@ def _get(row: Mapping[str, Any], dotted: str) -> Any:
 
 
 def _soql_dt(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class SalesforceConnector(CrmConnector):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import email.utils
 import logging
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -26,8 +27,8 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, TransientError
+from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.i18n import tr
 
 log = logging.getLogger(__name__)

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
-from assoc_ai_core.ext.config import Secret
-from assoc_ai_core.ext.connectors import ConnectorRegistry
-from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, TransientError
-from assoc_ai_core.records.people import Gift, Membership, Person, RecurringPlan, Score
 from assoc_ai_salesforce import SalesforceConfig, SalesforceConnector
 from salesforce_fake import CLIENT_ID, CLIENT_SECRET, FakeSalesforce, make_cert
+
+from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, TransientError
+from assoc_ai_core.ext.config import Secret
+from assoc_ai_core.ext.connectors import ConnectorRegistry
+from assoc_ai_core.records.people import Gift, Membership, Person, RecurringPlan, Score
 
 FIELD_MAP = {"assoc_ai_donor_propensity": "AssocAI_Score__c", "assoc_ai_donor_propensity_why": "AssocAI_Explanation__c",
              "assoc_ai_donor_propensity_model": "AssocAI_Model__c"}

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from assoc_ai_salesforce import SalesforceConfig, SalesforceConnector
 
 from assoc_ai_core.ext.config import Secret
-from assoc_ai_salesforce import SalesforceConfig, SalesforceConnector
 
 NEEDED = ("ASSOC_AI_SALESFORCE_DOMAIN_URL", "ASSOC_AI_SALESFORCE_CLIENT_ID", "ASSOC_AI_SALESFORCE_CLIENT_SECRET")
 
