@@ -4,6 +4,10 @@ Public API::
 
     from assoc_ai_core import clean, train, predict, explain, explain_model, evaluate
     from assoc_ai_core import load_dataset, parse_message, save_model, load_model, hookimpl
+    from assoc_ai_core import MailClassifier, Explanation, Message, Prediction, AssocAIError
+
+The mail functions come from :mod:`assoc_ai_core.api`, which has a few more
+(reading folders, the HTML report, explaining a prediction).
 
 Names are resolved on first use, so ``import assoc_ai_core`` (and ``assoc-ai
 --help``) does not import scikit-learn, numpy or pandas.
@@ -38,10 +42,17 @@ _EXPORTS: dict[str, str] = {
     "AssocAIError": "assoc_ai_core.errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+# Written out (not built from _EXPORTS) so that linters and type checkers read it; a test checks both agree.
+__all__ = [
+    "__version__",
+    "clean", "train", "predict", "explain", "explain_many", "explain_model", "evaluate",
+    "load_dataset", "parse_message", "pseudonymise", "save_model", "load_model", "hookimpl",
+    "Message", "Prediction", "MailClassifier", "Explanation", "AssocAIError",
+]
 
 
 def __getattr__(name: str) -> Any:
+    """Import the module that defines a public name on first use (PEP 562)."""
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'assoc_ai_core' has no attribute {name!r}")
@@ -51,6 +62,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
+    """The public names, for ``dir()`` and completion, though most are not imported yet."""
     return sorted(__all__)
 
 

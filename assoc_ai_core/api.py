@@ -1,5 +1,9 @@
 """The volunteer's API: ``clean``, ``train``, ``predict``, ``explain``, ``evaluate`` on plain lists.
 
+This module is the mail layer's public face: the command line and the other
+layers above use these names, never the modules of :mod:`assoc_ai_core.mail`
+directly.  Everything in ``__all__`` is public and kept stable.
+
 >>> from assoc_ai_core import train, predict
 >>> model = train(["je veux adhérer", "cotisation 2025", "adhésion couple",
 ...                "stand au festival", "inscription à la visite", "programme de la fête"],
@@ -17,18 +21,31 @@ from typing import Any
 from assoc_ai_core.errors import DataError
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.mail.cleaning import clean
-from assoc_ai_core.mail.evaluate import evaluate
-from assoc_ai_core.mail.explain import Explanation, explain, explain_many, explain_model
+from assoc_ai_core.mail.embeddings import available as _embeddings_available
+from assoc_ai_core.mail.evaluate import chronological_split, evaluate
+from assoc_ai_core.mail.explain import Explanation, explain, explain_many, explain_model, sentence
 from assoc_ai_core.mail.model import MailClassifier
 from assoc_ai_core.mail.parsing import message_from_text, parse_message
 from assoc_ai_core.mail.pseudonymise import pseudonymise
-from assoc_ai_core.mail.sources import load_dataset
+from assoc_ai_core.mail.report import write_report
+from assoc_ai_core.mail.sources import Dataset, iter_messages, load_dataset
 from assoc_ai_core.records.mail import Message, Prediction
 
 __all__ = [
-    "clean", "train", "predict", "explain", "explain_many", "explain_model", "evaluate",
-    "load_dataset", "parse_message", "pseudonymise", "MailClassifier", "Explanation", "Message", "Prediction",
+    # learn, decide, explain, measure
+    "clean", "train", "predict", "explain", "explain_many", "explain_prediction", "explain_model", "evaluate",
+    "chronological_split", "write_report", "semantic_available",
+    # read mail
+    "load_dataset", "iter_messages", "parse_message", "message_from_text", "pseudonymise",
+    # the types these functions take and give
+    "MailClassifier", "Explanation", "Dataset", "Message", "Prediction", "SERIOUS_DEFECTS",
 ]
+
+# Parser defects that mean part of the message may be missing: a person must look.
+SERIOUS_DEFECTS = frozenset({
+    "CloseBoundaryNotFoundDefect", "StartBoundaryNotFoundDefect", "MultipartInvariantViolationDefect",
+    "NoBoundaryInMultipartDefect", "MissingHeaderBodySeparatorDefect",
+})
 
 
 def _as_messages(items: Sequence[Message | str]) -> list[Message]:
@@ -50,23 +67,15 @@ def train(
     :class:`MailClassifier` parameters.
     """
     msgs = _as_messages(messages)
-    if labels is None:
-        labels = [m.label for m in msgs]
-    pairs = [(m, l) for m, l in zip(msgs, labels) if l and m.error is None]
+    given: Sequence[str | None] = labels if labels is not None else [m.label for m in msgs]
+    pairs = [(m, lab) for m, lab in zip(msgs, given, strict=False) if lab and m.error is None]
     if not pairs:
         raise DataError(tr(
             "Aucun message étiqueté : rangez les messages dans un dossier par catégorie, ou donnez les étiquettes.",
             "No labelled message: put messages in one folder per category, or pass the labels.",
         ))
     model = MailClassifier(target_precision=target_precision, **params)
-    return model.fit([m for m, _ in pairs], [l for _, l in pairs], progress=progress)
-
-
-# Parser defects that mean part of the message may be missing: a person must look.
-SERIOUS_DEFECTS = frozenset({
-    "CloseBoundaryNotFoundDefect", "StartBoundaryNotFoundDefect", "MultipartInvariantViolationDefect",
-    "NoBoundaryInMultipartDefect", "MissingHeaderBodySeparatorDefect",
-})
+    return model.fit([m for m, _ in pairs], [lab for _, lab in pairs], progress=progress)
 
 
 def predict(model: MailClassifier, messages: Sequence[Message | str], *, cleaned: Any = None) -> list[Prediction]:
@@ -85,18 +94,40 @@ def predict(model: MailClassifier, messages: Sequence[Message | str], *, cleaned
     out: list[Prediction] = []
     for m in msgs:
         if m.error is None:
-            pred = next(preds)
-            serious = sorted(SERIOUS_DEFECTS.intersection(m.defects))
-            if serious and pred.decision == "auto":
-                pred = replace(pred, decision="review", reason=tr(
-                    f"message tronqué ou mal formé ({', '.join(serious)}) : une partie peut manquer",
-                    f"truncated or malformed message ({', '.join(serious)}): part of it may be missing",
-                ))
-            out.append(pred)
+            out.append(_review_if_damaged(m, next(preds)))
         else:
             out.append(Prediction(key=m.key, label=None, probability=0.0, runner_up=None,
                                   runner_up_probability=0.0, decision="review", reason=m.error))
     return out
 
 
-__all__ = ["clean", "train", "predict", "explain", "explain_many", "explain_model", "evaluate", "Explanation"]
+def _review_if_damaged(message: Message, pred: Prediction) -> Prediction:
+    """The prediction, sent to review when the parser says part of the message may be missing."""
+    serious = sorted(SERIOUS_DEFECTS.intersection(message.defects))
+    if not serious or pred.decision != "auto":
+        return pred
+    return replace(pred, decision="review", reason=tr(
+        f"message tronqué ou mal formé ({', '.join(serious)}) : une partie peut manquer",
+        f"truncated or malformed message ({', '.join(serious)}): part of it may be missing",
+    ))
+
+
+def explain_prediction(
+    model: MailClassifier, message: Message | str, prediction: Prediction, *, top_k: int = 8, lang: str | None = None,
+) -> Explanation:
+    """The explanation of ``prediction`` (from :func:`predict`), agreeing with its decision.
+
+    The model alone may be confident while :func:`predict` still sent the
+    message to review (a truncated message): the explanation then says
+    "to be checked" too, with the prediction's reason in its sentence.
+    """
+    exp = explain(model, message, top_k=top_k, lang=lang)
+    if prediction.decision == "review" and exp.decision == "auto":
+        exp.decision = "review"
+        exp.sentence = sentence(exp, lang=lang) + f" ({prediction.reason})"
+    return exp
+
+
+def semantic_available() -> bool:
+    """True when the ``semantic`` extra (multilingual sentence embeddings) is installed."""
+    return _embeddings_available()

@@ -4,7 +4,7 @@
 the target, flushed and fsynced, renamed over it, and the folder fsynced, so a
 crash leaves either the old file or the new one, never half of each.  Files
 that can hold personal data are created mode 0600 and their folders 0700,
-whatever the umask (:func:`private_dir`).
+whatever the umask (:func:`private_dir`, :func:`private_file`).
 
 The lock: a non-blocking exclusive lock on an open file, on Unix and on Windows.
 The triage job and the privacy commands take it on the state file's ``.lock``
@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "private_dir", "fsync_dir", "PRIVATE_FILE", "PRIVATE_DIR", "try_lock", "unlock"]
+__all__ = [
+    "atomic_write", "private_dir", "private_file", "fsync_dir", "PRIVATE_FILE", "PRIVATE_DIR", "try_lock", "unlock",
+    "acquire_lock", "release_lock",
+]
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
@@ -42,7 +46,10 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
 
 
 def private_dir(path: str | os.PathLike[str]) -> Path:
-    """Create ``path`` (and its parents) if needed; a folder created here is mode 0700 whatever the umask."""
+    """Create ``path`` (and its parents) if needed; a folder created here is mode 0700 whatever the umask.
+
+    An existing folder keeps its mode: it may be shared on purpose.
+    """
     p = Path(path)
     if not p.is_dir():
         p.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
@@ -51,11 +58,34 @@ def private_dir(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, mode: int = PRIVATE_FILE) -> Path:
+def private_file(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` empty with mode 0600 (whatever the umask) when it does not exist yet; returns it.
+
+    For files another library fills in place (SQLite): created here first, they
+    never exist with the umask's mode, not even for an instant.  An existing
+    file is left as it is.
+    """
+    p = Path(path)
+    try:
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    except FileExistsError:
+        return p
+    try:
+        os.chmod(p, PRIVATE_FILE)  # a umask can only remove bits, and 0o200 in it would make the file read-only
+    finally:
+        os.close(fd)
+    fsync_dir(p.parent)
+    return p
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, mode: int = PRIVATE_FILE,
+                 exclusive: bool = False) -> Path:
     """Replace ``path`` with ``data`` atomically and durably; the file gets ``mode`` whatever the umask.
 
     Text is written as UTF-8.  Readers see the old content or the new, never a
     mix; a crash leaves at most a hidden temporary file beside the target.
+    With ``exclusive=True`` an existing ``path`` is never replaced
+    (:class:`FileExistsError`): the first of two concurrent writers wins.
     """
     target = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
@@ -66,7 +96,11 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, mode: int =
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, target)
+        if exclusive:
+            os.link(tmp, target)  # unlike a rename, a link never replaces an existing file
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -75,7 +109,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, mode: int =
     return target
 
 
-if os.name == "nt":  # pragma: no cover - exercised on Windows only
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
 
     def try_lock(fd: int) -> bool:
@@ -106,3 +140,24 @@ else:
     def unlock(fd: int) -> None:
         """Release the lock."""
         fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def acquire_lock(path: str | os.PathLike[str]) -> int | None:
+    """Open (creating it 0600) and lock ``path`` without waiting: the open descriptor, or None when it is held.
+
+    Give the descriptor back to :func:`release_lock`.
+    """
+    fd = os.open(private_file(path), os.O_RDWR)
+    if try_lock(fd):
+        return fd
+    os.close(fd)
+    return None
+
+
+def release_lock(fd: int) -> None:
+    """Release a lock taken with :func:`acquire_lock` and close its descriptor."""
+    try:
+        with contextlib.suppress(OSError):
+            unlock(fd)
+    finally:
+        os.close(fd)

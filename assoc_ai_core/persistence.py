@@ -12,15 +12,16 @@ versions can be read (and compatibility checked) before the model is built.
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from assoc_ai_core.errors import IncompatibleModelError, ModelError, UntrustedModelError
+from assoc_ai_core.files import atomic_write, private_dir
 from assoc_ai_core.i18n import tr
 
 META_MEMBER = "assoc_ai.json"
@@ -59,25 +60,23 @@ def _format_version() -> int:
 
 
 def save_model(model: Any, path: str | os.PathLike[str]) -> Path:
-    """Write ``model`` to ``path`` (``.skops``) atomically and return the path."""
+    """Write ``model`` to ``path`` (``.skops``) atomically, mode 0600, and return the path.
+
+    A folder created for it is mode 0700: a model's vocabulary can hold words
+    of the mail it learnt from.
+    """
     import skops.io as sio
 
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent)
     meta = dict(getattr(model, "metadata_", {}) or {})
     meta.setdefault("format_version", _format_version())
     meta["model_class"] = f"{type(model).__module__}.{type(model).__qualname__}"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".skops", dir=str(target.parent))
-    os.close(fd)
-    try:
-        sio.dump(model, tmp)
-        with zipfile.ZipFile(tmp, "a") as zf:
-            zf.writestr(META_MEMBER, json.dumps(meta, ensure_ascii=False, indent=1, default=str))
-        os.replace(tmp, target)  # a crash mid-write never leaves a half model in place
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+    buffer = io.BytesIO()  # built in memory so the file on disk is only ever complete
+    sio.dump(model, buffer)
+    with zipfile.ZipFile(buffer, "a") as zf:
+        zf.writestr(META_MEMBER, json.dumps(meta, ensure_ascii=False, indent=1, default=str))
+    return atomic_write(target, buffer.getvalue())
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -90,12 +89,18 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         ))
     try:
         with zipfile.ZipFile(p) as zf:
-            return json.loads(zf.read(META_MEMBER).decode("utf-8"))
+            meta = json.loads(zf.read(META_MEMBER).decode("utf-8"))
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise ModelError(tr(
             f"{p} n'est pas un modèle assoc-ai ({exc}).",
             f"{p} is not an assoc-ai model ({exc}).",
         )) from exc
+    if not isinstance(meta, dict):
+        raise ModelError(tr(
+            f"{p} n'est pas un modèle assoc-ai (métadonnées illisibles).",
+            f"{p} is not an assoc-ai model (unreadable metadata).",
+        ))
+    return meta
 
 
 def load_model(path: str | os.PathLike[str], *, trusted: Sequence[str] = ()) -> Any:

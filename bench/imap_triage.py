@@ -212,14 +212,16 @@ def profile_job(server, mails: list[bytes], model, categories: list[str], work: 
         os.environ.pop(PASSWORD_ENV, None)
     stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
     wanted = {
-        "decide a page: clean, predict, explain (TriageJob._decide)": ("assoc_ai_core/triage.py", "_decide"),
-        "explain (assoc_ai_core.mail.explain.explain_many)": ("assoc_ai_core/explain.py", "explain_many"),
-        "clean (MailClassifier.transform_clean)": ("assoc_ai_core/model.py", "transform_clean"),
-        "predict (MailClassifier.predictions)": ("assoc_ai_core/model.py", "predictions"),
-        "parse (parse_message)": ("assoc_ai_core/parsing.py", "parse_message"),
-        "batched mailbox actions + journal (TriageJob._handle_batch)": ("assoc_ai_core/triage.py", "_handle_batch"),
-        "one-by-one mailbox actions + journal (TriageJob._execute)": ("assoc_ai_core/triage.py", "_execute"),
-        "IMAP connector calls (ImapConnector._call)": ("assoc_ai_imap/connector.py", "_call"),
+        "decide a page: clean, predict, explain (jobs.deciding.decide_page)": ("assoc_ai_core/jobs/deciding.py",
+                                                                              "decide_page"),
+        "explain (assoc_ai_core.mail.explain.explain_many)": ("assoc_ai_core/mail/explain.py", "explain_many"),
+        "clean (MailClassifier.transform_clean)": ("assoc_ai_core/mail/model.py", "transform_clean"),
+        "predict (MailClassifier.predictions)": ("assoc_ai_core/mail/model.py", "predictions"),
+        "parse (parse_message)": ("assoc_ai_core/mail/parsing.py", "parse_message"),
+        "batched mailbox actions + journal (TriageJob._handle_batch)": ("assoc_ai_core/jobs/triage.py",
+                                                                       "_handle_batch"),
+        "one-by-one mailbox actions + journal (Executor.execute)": ("assoc_ai_core/jobs/execute.py", "execute"),
+        "IMAP connector calls (ImapConnector._call)": ("assoc_ai_imap/session.py", "_call"),
         # the state store commits with an explicit COMMIT statement: its fsyncs are counted here
         "SQLite execute (COMMIT included)": ("~", "<method 'execute' of 'sqlite3.Connection' objects>"),
     }

@@ -53,7 +53,7 @@ def bench_devA(args: argparse.Namespace) -> dict:
     y = np.array([m.label for m in msgs])
     pred, conf, auto, auto_ok = [], [], 0, 0
     truth = []
-    for k, (tr, te) in enumerate(StratifiedKFold(5, shuffle=True, random_state=0).split(msgs, y)):
+    for tr, te in StratifiedKFold(5, shuffle=True, random_state=0).split(msgs, y):
         model = train([msgs[i] for i in tr], **_params(args))
         proba = model.predict_proba([msgs[i] for i in te])
         p = model.classes_[proba.argmax(1)]
@@ -65,7 +65,7 @@ def bench_devA(args: argparse.Namespace) -> dict:
         auto += int(mask.sum())
         auto_ok += int((p[mask] == y[te][mask]).sum())
     pred, conf, truth = np.array(pred), np.array(conf), np.array(truth)
-    from assoc_ai_core.mail.model import _threshold_for
+    from assoc_ai_core.mail.thresholds import threshold_for
 
     correct = pred == truth
     return {
@@ -73,7 +73,7 @@ def bench_devA(args: argparse.Namespace) -> dict:
         "accuracy": float(accuracy_score(truth, pred)),
         "auto_share_at_model_threshold": auto / len(truth),
         "precision_of_auto": auto_ok / max(1, auto),
-        "coverage_at_0.95_oracle": _threshold_for(conf, correct, 0.95)[1],
+        "coverage_at_0.95_oracle": threshold_for(conf, correct, 0.95)[1],
         "targets": {"macro_f1": 0.92, "auto_share_at_95": 0.85},
     }
 

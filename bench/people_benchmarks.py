@@ -95,9 +95,9 @@ def bench_bgbb() -> dict:
     seconds = time.perf_counter() - started
     out = {
         "donors": int(d.weights.sum()),
-        "fitted": dict(zip(("alpha", "beta", "gamma", "delta"), (round(v, 4) for v in fit.params))),
-        "published": dict(zip(("alpha", "beta", "gamma", "delta"), published)),
-        "max_abs_difference": round(max(abs(a - b) for a, b in zip(fit.params, published)), 4),
+        "fitted": dict(zip(("alpha", "beta", "gamma", "delta"), (round(v, 4) for v in fit.params), strict=True)),
+        "published": dict(zip(("alpha", "beta", "gamma", "delta"), published, strict=True)),
+        "max_abs_difference": round(max(abs(a - b) for a, b in zip(fit.params, published, strict=True)), 4),
         "log_likelihood_fitted": round(fit.log_likelihood, 2),
         "log_likelihood_published": round(bgbb_log_likelihood(published, *args), 2),
         "fit_seconds": round(seconds, 2),
@@ -206,9 +206,9 @@ def bench_throughput(rows: int, *, cluster: bool, workers: int = 2) -> dict:
             # a cluster of our own, reached by its address, so the workers' CPU time can be read before and after
             with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                               silence_logs=40) as local, Client(local) as client:
-                from assoc_ai_core.people.scoring import _model
+                from assoc_ai_core.people.scoring import cached_people_model
 
-                client.run(_model, str(Path(model_path).resolve()))  # imports and model loading are start-up, not scoring
+                client.run(cached_people_model, str(Path(model_path).resolve()))  # imports and model loading are start-up, not scoring
                 boot = time.perf_counter() - started
                 before = client.run(_cpu)
                 many = score_table(model_path, csv_path, folder / "many.csv", scheduler=local.scheduler_address,

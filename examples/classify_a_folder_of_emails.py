@@ -23,7 +23,7 @@ def main(sorted_mail: str, new_mail: str) -> None:
     print(f"{model.metadata_['expected_auto_share']:.0%} du courrier devrait être classé automatiquement.")
 
     new = load_dataset(new_mail, labelled=False).messages
-    for message, prediction in zip(new, predict(model, new)):
+    for message, prediction in zip(new, predict(model, new), strict=True):
         print(f"\n{message.source}: {prediction.label} ({prediction.probability:.0%}) -> {prediction.decision}")
         if message.error is None:
             print("  " + explain(model, message).sentence)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
 
-import aiosmtpd.controller as aiosmtpd_controller
 import pytest
 
 from assoc_ai_core.errors import ConfigError
@@ -16,31 +14,15 @@ from assoc_ai_core.jobs.acknowledgement import Acknowledger, AckSettings, Notice
 from assoc_ai_core.jobs.forwarding import SmtpSettings
 from assoc_ai_core.jobs.state import SenderPrivacy, StateStore
 from assoc_ai_core.mail.parsing import parse_message
+from assoc_ai_core.testing.smtp import SmtpSink
 
 ASSO = "contact@jardins.example"
 
 
-class Collect:
-    def __init__(self) -> None:
-        self.envelopes: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201 - aiosmtpd hook
-        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or envelope.content))
-        return "250 OK"
-
-
 @pytest.fixture
 def server():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    handler = Collect()
-    controller = aiosmtpd_controller.Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    with SmtpSink() as sink:
+        yield sink, sink.port
 
 
 def raw(sender: str = "Marie <marie@exemple.fr>", *, extra: str = "", subject: str = "Adhésion") -> bytes:
@@ -125,4 +107,6 @@ def test_off_by_default_and_config_errors_are_clear(tmp_path: Path, server) -> N
         AckSettings.from_mapping({"period_days": 0})
     with pytest.raises(ConfigError, match="inconnue"):
         AckSettings.from_mapping({"enable": True})
+    with pytest.raises(ConfigError, match="lang"):  # built directly, the settings are checked too
+        AckSettings(lang="de")
     assert may_acknowledge(parse_message(raw()))[0] is True

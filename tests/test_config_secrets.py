@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
-import socket
 from pathlib import Path
 
 import pytest
@@ -14,9 +14,11 @@ from click.testing import CliRunner
 from assoc_ai_core.cli.main import cli
 from assoc_ai_core.cli.triage import add_commands
 from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
-from assoc_ai_core.errors import ConfigError
+from assoc_ai_core.errors import ConfigError, MissingSecretError
+from assoc_ai_core.ext.config import Secret, build_config, is_secret_ref, redact
 from assoc_ai_core.jobs.triage import TriageSettings
 from assoc_ai_core.testing.mailbox import kit_messages, kit_model
+from assoc_ai_core.testing.smtp import SmtpSink
 
 add_commands(cli)
 SECRET = "Tr3s-s3cret-SMTP-value"
@@ -131,30 +133,8 @@ password = {{ env = "ASSOC_AI_TEST_SMTP_PW" }}
 
 @pytest.fixture
 def auth_server():
-    import aiosmtpd.controller as aiosmtpd
-    from aiosmtpd.smtp import AuthResult, LoginPassword
-
-    received: list[bytes] = []
-
-    class Handler:
-        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
-            received.append(envelope.content)
-            return "250 OK"
-
-    def check(server, session, envelope, mechanism, data):  # noqa: ANN001, ANN201
-        ok = isinstance(data, LoginPassword) and data.password.decode() == SECRET
-        return AuthResult(success=ok, handled=False)
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    controller = aiosmtpd.Controller(Handler(), hostname="127.0.0.1", port=port, authenticator=check,
-                                     auth_require_tls=False)
-    controller.start()
-    try:
-        yield port, received
-    finally:
-        controller.stop()
+    with SmtpSink(login="tri@asso.example", password=SECRET) as sink:
+        yield sink.port, sink.envelopes
 
 
 @pytest.mark.parametrize("password_ok", [True, False])
@@ -207,3 +187,40 @@ def test_plugins_and_connectors_commands_list_the_local_connector() -> None:
     assert {"read", "move", "label", "tag_subject", "create_folder", "watch"} == set(entry["capabilities"])
     assert [f["name"] for f in entry["config"]] == ["path", "create", "poll_interval"]
     assert entry["config"][0]["required"] is True and not any(f["secret"] for f in entry["config"])
+
+
+@dataclasses.dataclass(frozen=True)
+class _SecretConfig:
+    password: Secret
+    api_key: Secret | None = None
+
+
+def test_secret_references_are_read_from_env_and_file_without_plugins(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSOC_AI_TEST_PW", SECRET)
+    (tmp_path / "key").write_text("from-file\n", encoding="utf-8")
+    config = build_config(_SecretConfig, {"password": {"$env": "ASSOC_AI_TEST_PW"},
+                                          "api_key": {"file": str(tmp_path / "key")}}, where="smtp")
+    assert config.password == Secret(SECRET) and config.api_key == Secret("from-file")
+    assert SECRET not in repr(config) and build_config(_SecretConfig, {"password": "lit"}, where="s").api_key is None
+    monkeypatch.delenv("ASSOC_AI_TEST_PW")
+    with pytest.raises(MissingSecretError, match="ASSOC_AI_TEST_PW"):
+        build_config(_SecretConfig, {"password": {"env": "ASSOC_AI_TEST_PW"}}, where="smtp")
+    with pytest.raises(MissingSecretError, match=str(tmp_path / "absent")):
+        build_config(_SecretConfig, {"password": {"file": str(tmp_path / "absent")}}, where="smtp")
+
+
+def test_a_plugin_reference_needs_the_plugins_as_secret_source() -> None:
+    section = {"password": {"plugin": "keyring"}}
+    assert is_secret_ref(section["password"]) and redact(section) == section  # shown: it names no secret
+    with pytest.raises(MissingSecretError, match="keyring"):
+        build_config(_SecretConfig, section, where="smtp")
+    asked: list[tuple[str, str]] = []
+
+    def source(connector_id: str, field: str) -> Secret | None:
+        asked.append((connector_id, field))
+        return Secret("from-source")
+
+    assert build_config(_SecretConfig, section, where="smtp", secrets=source).password == Secret("from-source")
+    assert build_config(_SecretConfig, {"connector": "imap"}, where="mailbox", secrets=source).api_key is None
+    assert asked == [("smtp", "password"), ("imap", "password")]  # the connector id, else the section name

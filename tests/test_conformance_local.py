@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
 from assoc_ai_core.ext.connectors import Capability, MailboxConnector
+from assoc_ai_core.ext.subject import message_key, read_subject, with_tag
 from assoc_ai_core.testing import local_harness_for, parametrize_mailbox_checks
 from assoc_ai_core.testing.mailbox import (
     CheckSkipped,
@@ -15,6 +18,7 @@ from assoc_ai_core.testing.mailbox import (
     check_capabilities_are_declared,
     check_construct_does_no_io,
     check_move_is_idempotent,
+    sample_mail,
 )
 
 
@@ -111,3 +115,57 @@ def test_kit_skips_what_the_connector_does_not_claim(tmp_path: Path) -> None:
 def test_kit_catches_forward_claimed_but_not_implemented(tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match="forward"):
         check_capabilities_are_declared(_harness(_ClaimsTooMuch, tmp_path / "m"), tmp_path)
+
+
+# ---- the local connector's own guarantees
+
+def _maildir(root: Path) -> LocalMailConnector:
+    conn = LocalMailConnector(LocalMailConfig(path=str(root), create=True))
+    conn.open()
+    return conn
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_delivered_mail_and_new_folders_are_private(tmp_path: Path) -> None:
+    conn = _maildir(tmp_path / "Maildir")
+    ref = conn.deliver(sample_mail("Adhésion 2025", "x"))
+    conn.ensure_folder("IA/Adhésion")
+    [path] = (tmp_path / "Maildir" / "new").glob(f"{ref.uid}*")
+    assert _mode(path) == 0o600
+    for folder in (tmp_path / "Maildir", tmp_path / "Maildir" / ".IA.Adhésion" / "cur"):
+        assert _mode(folder) == 0o700
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640])
+def test_tagging_a_maildir_message_keeps_its_mode(tmp_path: Path, mode: int) -> None:
+    conn = _maildir(tmp_path / "Maildir")
+    ref = conn.deliver(sample_mail("Adhésion 2025", "x"))
+    [original] = (tmp_path / "Maildir" / "new").glob(f"{ref.uid}*")
+    os.chmod(original, mode)
+    tagged = conn.tag_subject(ref, "[#Adhésion]")
+    [copy] = (tmp_path / "Maildir" / "cur").glob(f"{tagged.uid}*")
+    assert not original.exists() and _mode(copy) == mode
+    assert read_subject(copy.read_bytes()) == "[#Adhésion] Adhésion 2025"
+    assert not list((tmp_path / "Maildir" / "tmp").iterdir())  # nothing left half-written
+
+
+def test_tagging_keeps_line_endings_of_a_message_without_body() -> None:
+    raw = b"From: a@b.c\nSubject: =?utf-8?q?Adh=C3=A9sion?= x\n"
+    tagged = with_tag(raw, "[#Adhésion]")
+    assert b"\r" not in tagged and tagged.endswith(b"\n\n")
+    assert read_subject(tagged) == "[#Adhésion] Adhésion x"
+    assert message_key(tagged) == message_key(raw)  # no Message-ID: the digest key is carried over
+    assert with_tag(tagged, "[#Adhésion]") == tagged
+    assert b"X-Assoc-AI" not in tagged  # the marker is for connectors that append copies (IMAP)
+    one_field = with_tag(b"Subject: Bonjour\r\n\r\ncorps\r\n", "[#Autre]")
+    assert one_field == b"Subject: [#Autre] Bonjour\r\nMessage-ID: <" + message_key(one_field).encode() + b">\r\n\r\ncorps\r\n"
+
+
+def test_eight_bit_subjects_are_read_as_text() -> None:
+    for charset in ("utf-8", "cp1252"):
+        raw = "Subject: Adhésion café\r\nMessage-ID: <z@y>\r\n\r\nx\r\n".encode(charset)
+        assert read_subject(raw) == "Adhésion café"
+        assert read_subject(with_tag(raw, "[#Adhésion]")) == "[#Adhésion] Adhésion café"

@@ -63,7 +63,7 @@ def test_batched_numpy_sharing_gives_the_word_by_word_explanation(trained_model,
     assert layout.char_index is not None, "the example model must use the numpy path"
     monkeypatch.setattr(layout, "char_index", None)
     slow = explain_many(trained_model, new_messages, top_k=1000)
-    for a, b in zip(fast, slow):
+    for a, b in zip(fast, slow, strict=True):
         assert (a.label, a.runner_up, a.sentence) == (b.label, b.runner_up, b.sentence)
         assert [t for t, _ in a.toward + a.against] == [t for t, _ in b.toward + b.against]
         assert np.allclose([w for _, w in a.toward + a.against], [w for _, w in b.toward + b.against], atol=1e-12)

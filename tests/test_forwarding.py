@@ -2,101 +2,40 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import email
-import ipaddress
 import logging
-import socket
-import ssl
 from email.policy import default as default_policy
 from pathlib import Path
 
-import aiosmtpd.controller as aiosmtpd_controller  # a test dependency: a real SMTP server on 127.0.0.1
 import pytest
-from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from assoc_ai_core.errors import AuthError, ConnectorError, TransientError
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.jobs.forwarding import SmtpForwarder, SmtpSettings, build_forward, should_forward
 from assoc_ai_core.mail.parsing import parse_message
+from assoc_ai_core.testing.loopback import make_cert
 from assoc_ai_core.testing.mailbox import sample_mail
+from assoc_ai_core.testing.smtp import SmtpSink, free_port
 
 USER, PASSWORD = "relais@asso.example", "s3cr3t-smtp-Pa55"
-
-
-class Collect:
-    """aiosmtpd handler keeping every accepted message."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201 - aiosmtpd hook
-        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or envelope.content))
-        return "250 OK"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (the CA a test client may choose to trust)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    folder = tmp_path_factory.mktemp("tls")
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
-def _authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN201 - aiosmtpd hook
-    ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == USER \
-        and auth_data.password.decode() == PASSWORD
-    return AuthResult(success=ok, handled=False)
+    return make_cert(tmp_path_factory.mktemp("tls"), "smtp")
 
 
 @pytest.fixture
 def plain_server():
-    handler = Collect()
-    controller = aiosmtpd_controller.Controller(handler, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    try:
-        yield handler, controller.port
-    finally:
-        controller.stop()
+    with SmtpSink() as sink:
+        yield sink, sink.port
 
 
 @pytest.fixture
 def tls_server(certificate):
-    cert_path, key_path = certificate
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_path, key_path)
-    handler = Collect()
-    controller = aiosmtpd_controller.Controller(
-        handler, hostname="127.0.0.1", port=_free_port(), tls_context=context, require_starttls=True,
-        authenticator=_authenticator, auth_required=True, auth_require_tls=True)
-    controller.start()
-    try:
-        yield handler, controller.port
-    finally:
-        controller.stop()
+    with SmtpSink(login=USER, password=PASSWORD, certificate=certificate) as sink:
+        yield sink, sink.port
 
 
 ORIGINAL = sample_mail("Cotisation 2025", "Bonjour,\nje joins mon règlement de cotisation.\nÉlise",
@@ -160,7 +99,7 @@ def test_wrong_password_is_an_auth_error_without_the_password(tls_server, certif
 
 
 def test_unreachable_server_is_transient_after_retries() -> None:
-    settings = SmtpSettings(host="127.0.0.1", port=_free_port(), starttls=False, sender="t@asso.example", timeout=2)
+    settings = SmtpSettings(host="127.0.0.1", port=free_port(), starttls=False, sender="t@asso.example", timeout=2)
     with pytest.raises(TransientError) as err:
         SmtpForwarder(settings).send(ORIGINAL, "t@asso.example", category="A", key="k")
     assert err.value.exit_code == 75

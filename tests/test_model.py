@@ -8,8 +8,9 @@ from sklearn.base import clone
 
 from assoc_ai_core import predict, train
 from assoc_ai_core.errors import DataError
-from assoc_ai_core.mail.model import MailClassifier, _threshold_for
+from assoc_ai_core.mail.model import MailClassifier
 from assoc_ai_core.mail.sources import load_dataset
+from assoc_ai_core.mail.thresholds import threshold_for
 
 
 def test_trained_model_metadata(trained_model):
@@ -30,7 +31,7 @@ def test_predictions_on_new_mail(trained_model, example_mailbox):
     preds = predict(trained_model, ds.messages)
     assert len(preds) == len(ds.messages)
     right = 0
-    for m, p in zip(ds.messages, preds):
+    for m, p in zip(ds.messages, preds, strict=True):
         assert p.key == m.key
         assert p.label != p.runner_up
         assert 0 <= p.runner_up_probability <= p.probability <= 1
@@ -56,9 +57,9 @@ def test_threshold_reaches_target_precision_on_cross_validation(trained_model):
 def test_threshold_rule():
     conf = np.array([0.99, 0.98, 0.9, 0.8, 0.7, 0.6])
     correct = np.array([True, True, True, False, True, False])
-    t, share, prec = _threshold_for(conf, correct, 0.95)
+    t, share, prec = threshold_for(conf, correct, 0.95)
     assert t == 0.9 and share == pytest.approx(0.5) and prec == 1.0
-    assert _threshold_for(conf, np.zeros(6, bool), 0.95)[1] == 0.0
+    assert threshold_for(conf, np.zeros(6, bool), 0.95)[1] == 0.0
 
 
 def test_five_examples_per_category_is_enough():
@@ -123,7 +124,8 @@ def test_default_model_vocabulary_holds_no_personal_data():
 def test_block_weights_search_rescales_exactly_what_the_final_features_weigh(example_mailbox):
     """The search rescales weight-1 blocks; the final model builds them weighted: both must agree."""
     from assoc_ai_core.mail.cleaning import TextCleaner
-    from assoc_ai_core.mail.model import _block_scale, build_features
+    from assoc_ai_core.mail.model import build_features
+    from assoc_ai_core.mail.search import block_scale
 
     msgs = load_dataset(example_mailbox / "train").labelled()
     cleaned = TextCleaner().transform(msgs)
@@ -131,7 +133,7 @@ def test_block_weights_search_rescales_exactly_what_the_final_features_weigh(exa
     X1 = unit.fit_transform(cleaned)
     weighted = build_features(len(msgs), meta_weight=0.5, history_weight=0.7)
     Xw = weighted.fit_transform(cleaned)
-    scaled = X1 @ np.diag(_block_scale(unit, X1.shape[1], (0.5, 0.7)))
+    scaled = X1 @ np.diag(block_scale(unit, X1.shape[1], (0.5, 0.7)))
     assert np.allclose(Xw.toarray(), scaled, atol=1e-6)
     meta = unit.output_indices_["meta"]
     assert meta.stop > meta.start and not np.allclose(X1.toarray()[:, meta], Xw.toarray()[:, meta])
@@ -172,7 +174,7 @@ def test_training_twice_gives_the_same_model(example_mailbox):
 
 
 def test_category_names_as_words():
-    from assoc_ai_core.mail.model import label_text
+    from assoc_ai_core.mail.label_names import label_text
 
     assert label_text("QuestionGenerale") == "Question Generale"
     assert label_text("Dons/recus_fiscaux") == "recus fiscaux"  # the parent folder is shared by its sub-folders
@@ -211,8 +213,8 @@ def test_category_names_teach_the_model_a_little(tmp_path):
 
 
 def test_name_words_most_mail_holds_are_left_out():
-    from assoc_ai_core.mail.model import _distinctive_names
+    from assoc_ai_core.mail.label_names import distinctive_names
 
     texts = ["Enron news today", "enron meeting", "Enron gas", "travel plans"]
-    assert _distinctive_names(["enron t s", "Travel Club"], texts) == ["t s", "Travel Club"]
-    assert _distinctive_names(["Adhesion"], []) == ["Adhesion"]
+    assert distinctive_names(["enron t s", "Travel Club"], texts) == ["t s", "Travel Club"]
+    assert distinctive_names(["Adhesion"], []) == ["Adhesion"]

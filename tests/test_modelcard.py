@@ -32,7 +32,7 @@ def test_per_language_accuracy_matches_predictions(trained_model, newer_mail) ->
     for lang in ("fr", "en"):
         group = [m for m in newer_mail if language_of(m) == lang]
         assert result[lang]["n"] == len(group) > 0
-        right = sum(p.label == m.label for p, m in zip(predict(trained_model, group), group))
+        right = sum(p.label == m.label for p, m in zip(predict(trained_model, group), group, strict=True))
         assert result[lang]["accuracy"] == pytest.approx(right / len(group))
     assert result["fr"]["n"] > result["en"]["n"]  # a French association's mailbox
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
 
-import aiosmtpd.controller as aiosmtpd_controller
 import pytest
 from click.testing import CliRunner
 
@@ -17,6 +15,7 @@ from assoc_ai_core.cli.trust import add_commands
 from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.jobs.monitoring import MonitorSettings, monitor, monitoring_html
 from assoc_ai_core.jobs.state import SenderPrivacy, StateStore
+from assoc_ai_core.testing.smtp import SmtpSink
 
 add_commands(cli)
 META = {"expected_auto_share": 0.8, "per_class": {"Adhesion": {"examples": 50}, "Benevolat": {"examples": 50}}}
@@ -94,19 +93,8 @@ def test_monitor_command_mails_the_alert(tmp_path: Path, store) -> None:
         fill(state, privacy, when=datetime.now(UTC) - timedelta(days=d), n=30, review=25,
              mix={"Adhesion": 15, "Benevolat": 15})
 
-    class Collect:
-        envelopes: list = []
-
-        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201 - aiosmtpd hook
-            self.envelopes.append((list(envelope.rcpt_tos), envelope.content))
-            return "250 OK"
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    handler = Collect()
-    controller = aiosmtpd_controller.Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
+    handler = SmtpSink().start()
+    port = handler.port
     try:
         cfg = tmp_path / "c.toml"
         cfg.write_text('[mailbox]\nconnector = "local"\npath = "Maildir"\n[triage]\nstate = "state/s.sqlite"\n'
@@ -124,10 +112,10 @@ def test_monitor_command_mails_the_alert(tmp_path: Path, store) -> None:
         html = tmp_path / "monitor.html"
         result = CliRunner().invoke(cli, ["monitor", "--config", str(cfg), "--alert", "--html", str(html)])
     finally:
-        controller.stop()
+        handler.stop()
     assert result.exit_code == 3, result.output
     assert "envoyés en vérification" in result.output and "Alerte envoyée à bureau@asso.example" in result.output
-    [(rcpts, data)] = handler.envelopes
+    [(_, rcpts, data)] = handler.envelopes
     sent = message_from_bytes(data, policy=default)
     assert rcpts == ["bureau@asso.example"] and sent["Auto-Submitted"] == "auto-generated"
     assert "part en vérification" in sent.get_content()
@@ -141,3 +129,6 @@ def test_settings_errors_are_clear() -> None:
         MonitorSettings.from_mapping({"review_margin": 2})
     with pytest.raises(ConfigError, match="inconnue"):
         MonitorSettings.from_mapping({"window": 3})
+    with pytest.raises(ConfigError, match="window_days"):  # built directly, the settings are checked too
+        MonitorSettings(window_days=0)
+    assert MonitorSettings.from_mapping({"alert_to": "bureau@asso.example"}).alert_to == ("bureau@asso.example",)

@@ -9,10 +9,10 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from assoc_ai_core.mail.cleaning import clean
-from assoc_ai_core.mail.model import WORD_TOKEN, CompactTfidfVectorizer
+from assoc_ai_core.mail.model import CompactTfidfVectorizer
 from assoc_ai_core.mail.ngrams import CharNgramIndex
 from assoc_ai_core.mail.parsing import parse_message
-from assoc_ai_core.mail.stopwords import ENGLISH_STOP_WORDS, FRENCH_STOP_WORDS
+from assoc_ai_core.mail.stopwords import ENGLISH_STOP_WORDS, FRENCH_STOP_WORDS, WORD_TOKEN
 from assoc_ai_core.persistence import load_model, save_model
 
 ODD = [
@@ -104,7 +104,7 @@ def test_many_documents_are_counted_a_batch_at_a_time(monkeypatch, real_texts):
         fast, slow = vec.transform(iter(docs)), _sklearn(vec, docs)  # a generator works too
         assert np.array_equal(fast.indptr, slow.indptr) and np.array_equal(fast.indices, slow.indices)
         assert np.array_equal(fast.data, slow.data)
-        for transform in (vec.transform, lambda d: _sklearn(vec, d)):  # no document: the same error as scikit-learn
+        for transform in (vec.transform, lambda d, v=vec: _sklearn(v, d)):  # no document: the same error as scikit-learn
             with pytest.raises(ValueError, match="0 sample"):
                 transform([])
 

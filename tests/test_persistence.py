@@ -73,3 +73,8 @@ def test_not_a_model_and_missing_file(tmp_path):
         load_model(bogus)
     with pytest.raises(ModelError, match="introuvable"):
         load_model(tmp_path / "absent.skops")
+    odd = tmp_path / "odd.skops"
+    with zipfile.ZipFile(odd, "w") as zf:  # a zip whose metadata member is JSON but not an object
+        zf.writestr("assoc_ai.json", json.dumps(["format_version", 1]))
+    with pytest.raises(ModelError, match="métadonnées illisibles"):
+        read_metadata(odd)

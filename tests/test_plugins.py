@@ -84,6 +84,17 @@ def test_load_and_block_switches(fake_site, monkeypatch):
         plugins.get_connector_class("demo_box")
 
 
+def test_block_switch_and_reset_forgets_it(fake_site, monkeypatch):
+    monkeypatch.setenv("ASSOC_AI_BLOCK_PLUGINS", "good,broken")
+    plugins.load_plugins()  # both blocked: the broken one is not tried either, so no warning
+    assert "demo_box" not in plugins.connector_registry().ids()
+    assert "good" not in {i.name for i in plugins.get_plugins()}
+    plugins.reset_for_tests()
+    monkeypatch.setenv("ASSOC_AI_BLOCK_PLUGINS", "broken")
+    plugins.load_plugins()
+    assert "demo_box" in plugins.connector_registry().ids()
+
+
 def test_registry_validates_what_plugins_add():
     reg = ConnectorRegistry()
     with pytest.raises(TypeError):

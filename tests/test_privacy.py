@@ -21,14 +21,14 @@ from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMa
 from assoc_ai_core.ext.connectors import MailRef
 from assoc_ai_core.jobs.state import StateStore
 from assoc_ai_core.jobs.triage import TriageJob
+from assoc_ai_core.trust.access import export_person
+from assoc_ai_core.trust.erasure import erase_person
 from assoc_ai_core.trust.privacy import (
     Identity,
     PrivacyPolicy,
     apply_retention,
     clear_retrain_marks,
     drop_erased,
-    erase_person,
-    export_person,
     load_trust_config,
     models_to_retrain,
 )

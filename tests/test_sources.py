@@ -29,7 +29,7 @@ def test_maildir_plus_plus(tmp_path):
     sub = md.add_folder("Adhesion")
     sub.add(RAW % (b"adh", b"a1", b"x"))
     ds = load_dataset(tmp_path / "box")
-    assert sorted(str(l) for l in ds.labels) == ["Adhesion", "None"]
+    assert sorted(str(label) for label in ds.labels) == ["Adhesion", "None"]
 
 
 def test_mbox_files_are_labels(tmp_path):

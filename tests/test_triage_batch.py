@@ -7,11 +7,13 @@ tags and forwards one message at a time), that the default batch methods of
 for connectors that do not override them, that a failing batch falls back to
 one message at a time, and that a run killed anywhere inside a batch — even
 half-way through one batched call — is finished by the next run with every
-message once, in one folder, labelled once.
+message once, in one folder, labelled once.  The typed plans and statuses are
+written to the state as the plain strings they always were.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -24,7 +26,7 @@ from assoc_ai_core.errors import CapabilityError, ConnectorError
 from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
 from assoc_ai_core.jobs.state import StateStore
 from assoc_ai_core.jobs.triage import TriageJob, TriageSettings
-from assoc_ai_core.testing.mailbox import SimulatedCrash, mailbox_census, run_kit_driver
+from assoc_ai_core.testing.mailbox import RecordingForwarder, SimulatedCrash, mailbox_census, run_kit_driver
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW = ROOT / "examples" / "mailbox" / "new"
@@ -105,6 +107,23 @@ def test_default_batch_methods_raise_what_the_single_ones_raise() -> None:
         _ReadOnly().add_label_many(refs, "Presse")
 
 
+def test_only_label_and_move_plans_are_batched_and_plans_read_back_as_written() -> None:
+    from assoc_ai_core.jobs.plan import Action, Plan, Step
+
+    label, move = Step(Action.LABEL, "Adhésion"), Step(Action.MOVE, "IA/Adhésion")
+    forward = Step(Action.FORWARD, "tresorier@asso.example", "Adhésion", "auto-reply")
+    assert Plan((label, move)).batchable and Plan().batchable
+    assert not Plan((Step(Action.TAG, "[#Adhésion]"), move)).batchable
+    assert not Plan((forward, move)).batchable
+    plan = Plan((label, forward, move))
+    rows = plan.to_records()
+    assert rows == [{"kind": "label", "target": "Adhésion"},
+                    {"kind": "forward", "target": "tresorier@asso.example", "category": "Adhésion", "skip": "auto-reply"},
+                    {"kind": "move", "target": "IA/Adhésion"}]
+    assert Plan.from_records(rows) == plan and plan.describe() == (
+        "label:Adhésion, forward:tresorier@asso.example, move:IA/Adhésion")
+
+
 # ------------------------------------------------------------------ the job on a real Maildir
 class _Spy(LocalMailConnector):
     """The local connector (base class batch loops), recording calls and failing or crashing on demand.
@@ -144,13 +163,17 @@ class _Spy(LocalMailConnector):
         return super().move(ref, folder)
 
 
-def _settings(tmp_path: Path, *, tag: bool = False, page_size: int = 100) -> TriageSettings:
-    return TriageSettings.from_mapping({
+def _settings_mapping(tmp_path: Path, *, tag: bool = False, page_size: int = 100) -> dict[str, Any]:
+    return {
         "mailbox": {"connector": "local", "path": str(tmp_path / "Maildir"), "create": True},
         "triage": {"folders": ["INBOX"], "review_folder": REVIEW, "state": str(tmp_path / "state.sqlite"),
                    "page_size": page_size},
         "categories": {name: {"folder": folder, "label": name, "tag": tag} for name, folder in CATEGORIES.items()},
-    }, base_dir=tmp_path)
+    }
+
+
+def _settings(tmp_path: Path, *, tag: bool = False, page_size: int = 100) -> TriageSettings:
+    return TriageSettings.from_mapping(_settings_mapping(tmp_path, tag=tag, page_size=page_size), base_dir=tmp_path)
 
 
 def _maildir(tmp_path: Path, **spy: Any) -> LocalMailConnector:
@@ -203,6 +226,34 @@ def _assert_each_once_labelled_once(tmp_path: Path, keys: Sequence[str]) -> None
             assert sorted(set(steps)) == list(range(len(record.plan))), steps
         assert not state.messages_with_status("local", "pending")
     conn.close()
+
+
+def test_state_holds_the_same_plain_strings_as_before(tmp_path: Path, trained_model) -> None:
+    """Decisions, plans and journal statuses are typed in the code and written as the strings they always were."""
+    data = _settings_mapping(tmp_path, tag=True)
+    data["categories"]["Adhesion"]["forward"] = ["tresorier@asso.example"]
+    conn = _maildir(tmp_path)
+    conn.open()
+    body = (NEW / "0001.eml").read_bytes()  # a membership question: label, tag, forward, move
+    plain = conn.deliver(body)
+    robot = conn.deliver(body.replace(b"Message-ID: <", b"Auto-Submitted: auto-replied\r\nMessage-ID: <auto-"))
+    with TriageJob(TriageSettings.from_mapping(data, base_dir=tmp_path), connector=conn, model=trained_model,
+                   model_version="test", forwarder=RecordingForwarder()) as job:
+        job.run_once()
+        rows = {r["key"]: r for r in job.state.execute(
+            "SELECT key, decision, typeof(decision) AS t, status, plan FROM messages").fetchall()}
+        journal = job.state.execute("SELECT DISTINCT kind, status, typeof(kind) AS tk, typeof(status) AS ts"
+                                    " FROM actions").fetchall()
+    expected = [{"kind": "label", "target": "Adhesion"}, {"kind": "tag", "target": "[#Adhesion]"},
+                {"kind": "forward", "target": "tresorier@asso.example", "category": "Adhesion"},
+                {"kind": "move", "target": "IA/Adhésion"}]
+    assert (rows[plain.key]["decision"], rows[plain.key]["t"], rows[plain.key]["status"]) == ("auto", "text", "done")
+    assert rows[plain.key]["plan"] == json.dumps(expected, ensure_ascii=False)
+    skipped = json.loads(rows[robot.key]["plan"])[2]
+    assert list(skipped) == ["kind", "target", "category", "skip"] and skipped["skip"]  # why it is not forwarded
+    assert {(r["kind"], r["status"]) for r in journal} == {("label", "done"), ("tag", "done"), ("forward", "done"),
+                                                          ("forward", "skipped"), ("move", "done")}
+    assert {r["tk"] for r in journal} == {r["ts"] for r in journal} == {"text"}
 
 
 def test_label_and_move_plans_are_carried_out_a_page_at_a_time(tmp_path: Path, trained_model) -> None:

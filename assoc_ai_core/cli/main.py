@@ -1,4 +1,8 @@
-"""The ``assoc-ai`` command line.
+"""The ``assoc-ai`` command line: the root group, the wiring of every command group, and ``main``.
+
+The mail commands live in :mod:`assoc_ai_core.cli.mail`; the triage, trust and
+people commands in their own modules; installed plugins add theirs through the
+``register_commands`` hook.
 
 Exit codes: 0 success; 1 unexpected error; 2 configuration or usage error;
 3 authentication refused; 4 unusable data; 5 plugin error; 6 connector error;
@@ -8,22 +12,18 @@ Set ``ASSOC_AI_RAISE_ERRORS=1`` to see the full traceback of an error.
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
-import warnings
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import click
 
 from assoc_ai_core import __version__
+from assoc_ai_core.cli import mail
 from assoc_ai_core.cli.common import ErrorReportingGroup
-from assoc_ai_core.errors import AssocAIError, DataError
-from assoc_ai_core.i18n import current_lang, decimal, percent, tr
+from assoc_ai_core.errors import AssocAIError
+from assoc_ai_core.i18n import tr
 
-log = logging.getLogger("assoc_ai_core")
+__all__ = ["cli", "main"]
 
 
 @click.group(cls=ErrorReportingGroup, help=tr(
@@ -41,425 +41,18 @@ def cli(verbose: int) -> None:
     for handler in logging.getLogger().handlers:  # on the handler: it sees every logger's records
         if not any(isinstance(f, PseudonymisingFilter) for f in handler.filters):
             handler.addFilter(PseudonymisingFilter())
+    if verbose >= 2:  # -vv: every plugin hook call too (secrets and personal data summarised, never shown)
+        from assoc_ai_core.ext.plugins import trace_plugin_calls
+
+        trace_plugin_calls()
 
 
-def _people_commands() -> Any:
-    """The people-data commands module, or None when its optional extra is not installed."""
-    try:
-        from assoc_ai_core.cli import people as commands
-    except ImportError:
-        return None
-    return commands
-
-
-def _progress(total: int, desc: str) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=tr(" étape", " step"), leave=False, disable=not sys.stderr.isatty())
-
-
-def _load(path: str) -> Any:
-    from assoc_ai_core.persistence import load_model
-
-    return load_model(path)
-
-
-def _echo_warnings(caught: Sequence[warnings.WarningMessage]) -> None:
-    """Our own warnings as one plain line each (no file and line number); others as Python shows them."""
-    seen: set[str] = set()
-    for w in caught:
-        if "assoc_ai_core" in str(w.filename):
-            if str(w.message) not in seen:
-                seen.add(str(w.message))
-                click.echo(tr("Attention : ", "Warning: ") + str(w.message), err=True)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-
-
-def _report_problems(problems: Sequence[tuple[str, str]]) -> None:
-    if not problems:
-        return
-    click.echo(tr(f"{len(problems)} message(s) illisible(s), laissé(s) pour vérification humaine :",
-                  f"{len(problems)} unreadable message(s), left for human review:"), err=True)
-    for source, reason in problems[:20]:
-        click.echo(f"  - {source}: {reason}", err=True)
-    if len(problems) > 20:
-        click.echo(f"  … (+{len(problems) - 20})", err=True)
-
-
-# --------------------------------------------------------------------- train
-@cli.command(help=tr(
-    "Entraîner un modèle sur du courrier déjà trié (un dossier par catégorie, Maildir, mbox, CSV ou JSONL).",
-    "Train a model on mail already sorted (one folder per category, Maildir, mbox, CSV or JSONL).",
-))
-@click.argument("data", required=False, type=click.Path(exists=True))
-@click.option("-o", "--output", "output", type=click.Path(), help=tr("Fichier du modèle (.skops).", "Model file (.skops)."))
-@click.option("--target-precision", type=float, default=0.95, show_default=True,
-              help=tr("Précision visée pour le courrier classé automatiquement.", "Precision wanted on automatically routed mail."))
-@click.option("--semantic/--no-semantic", default=False,
-              help=tr("Ajouter des plongements de phrases multilingues (extra « semantic »).",
-                      "Add multilingual sentence embeddings (the 'semantic' extra)."))
-@click.option("--pseudonymize/--raw-text", "pseudonymize", default=True, show_default=True,
-              help=tr("Pseudonymiser le texte avant apprentissage (défaut) ou garder le texte brut.",
-                      "Pseudonymise text before learning (default) or keep raw text."))
-@click.option("--label-names/--no-label-names", "label_names", default=None,
-              help=tr("Apprendre aussi des noms des catégories (par défaut : jusqu'à 5 000 messages).",
-                      "Also learn from the category names (default: up to 5,000 messages)."))
-@click.option("--task", default="mail", show_default=True,
-              help=tr("mail, ou une tâche « personnes » (donor-propensity, churn, ...).",
-                      "mail, or a people task (donor-propensity, churn, ...)."))
-@click.option("--from-mailbox", is_flag=True, help=tr("Apprendre des dossiers de la boîte configurée.", "Learn from the configured mailbox's folders."))
-@click.option("--config", "config_path", type=click.Path(), help=tr("Fichier de configuration TOML.", "TOML configuration file."))
-def train(data: str | None, output: str | None, target_precision: float, semantic: bool, pseudonymize: bool,
-          label_names: bool | None, task: str, from_mailbox: bool, config_path: str | None) -> None:
-    """Train a model and save it."""
-    if task != "mail":
-        people = _people_commands()
-        if people is None:
-            raise click.UsageError(tr(
-                "Les tâches « personnes » demandent l'extra : pip install 'assoc-ai-core[people]'.",
-                "People tasks need the extra: pip install 'assoc-ai-core[people]'."))
-        if not data or not output:
-            raise click.UsageError(tr("DATA et -o MODEL sont requis.", "DATA and -o MODEL are required."))
-        people.train_task(task, data, output)
-        return
-    if from_mailbox:
-        if not config_path or not output:
-            raise click.UsageError(tr("--from-mailbox demande --config FICHIER et -o MODÈLE.",
-                                      "--from-mailbox needs --config FILE and -o MODEL."))
-        from assoc_ai_core.cli.triage import train_from_mailbox_command
-
-        train_from_mailbox_command(config_path, output)
-        return
-    if not data or not output:
-        raise click.UsageError(tr("Usage : assoc-ai train DONNÉES -o MODÈLE", "Usage: assoc-ai train DATA -o MODEL"))
-    from assoc_ai_core.api import train as train_model
-    from assoc_ai_core.mail.sources import load_dataset
-    from assoc_ai_core.persistence import save_model
-
-    ds = load_dataset(data, progress=sys.stderr.isatty())
-    _report_problems(ds.problems)
-    labelled = ds.labelled()
-    click.echo(tr(f"{len(labelled)} messages étiquetés, {len(set(m.label for m in labelled))} catégories.",
-                  f"{len(labelled)} labelled messages, {len(set(m.label for m in labelled))} categories."), err=True)
-    loose = [m for m in ds.messages if m.error is None and not m.label]
-    if loose and labelled:  # mail beside the category folders: not learnt from, and the user should know
-        click.echo(tr(f"{len(loose)} message(s) hors de tout dossier de catégorie, non appris (ex. : {loose[0].source}).",
-                      f"{len(loose)} message(s) outside any category folder, not learnt from "
-                      f"(e.g. {loose[0].source})."), err=True)
-    params: dict[str, Any] = {"pseudonymize": pseudonymize, "label_names": label_names}
-    if semantic:
-        params["embeddings"] = "use-multilingual"
-    with _progress(5, tr("Apprentissage", "Training")) as bar, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = train_model(labelled, target_precision=target_precision, progress=bar, **params)
-    _echo_warnings(caught)
-    save_model(model, output)
-    from assoc_ai_core.trust.modelcard import card_beside_model
-
-    card_md, _ = card_beside_model(model, output)
-    md = model.metadata_
-    click.echo(tr(
-        f"Modèle écrit : {output}\n"
-        f"Validation croisée : exactitude {percent(md['cv_accuracy'])}, F1 macro {decimal(md['cv_macro_f1'], 3, 'fr')}.\n"
-        f"À {percent(target_precision)} de précision, {percent(md['expected_auto_share'])} du courrier serait "
-        f"classé automatiquement (seuil de confiance {percent(md['threshold'])}) ; le reste va « À vérifier ».",
-        f"Model written: {output}\n"
-        f"Cross-validation: accuracy {percent(md['cv_accuracy'])}, macro-F1 {md['cv_macro_f1']:.3f}.\n"
-        f"At {percent(target_precision)} precision, {percent(md['expected_auto_share'])} of mail would be routed "
-        f"automatically (confidence threshold {percent(md['threshold'])}); the rest goes to review.",
-    ))
-    click.echo(tr(f"Fiche du modèle : {card_md}", f"Model card: {card_md}"))
-    if not semantic and len(labelled) <= SEMANTIC_TIP_UP_TO:
-        click.echo(_semantic_tip(), err=True)
-
-
-# Up to this many training messages, words alone leave much to sentence embeddings (devA, 210 messages:
-# macro-F1 0.71 -> 0.81, automatic share 25 % -> 47 %); a large mailbox has words enough.
-SEMANTIC_TIP_UP_TO = 2000
-
-
-def _semantic_tip() -> str:
-    """One line telling a small mailbox how to get the sentence-embedding option, installed or not."""
-    from assoc_ai_core.mail.embeddings import available
-
-    if available():
-        return tr("Conseil : avec peu de courrier, `--semantic` reconnaît mieux les demandes formulées autrement "
-                  "ou dans une autre langue (plus lent à classer, sans importance pour une boîte associative).",
-                  "Tip: with little mail, `--semantic` better recognises requests worded differently or in another "
-                  "language (slower to classify, which an association's mailbox never notices).")
-    return tr("Conseil : avec peu de courrier, l'extra « semantic » (pip install 'assoc-ai-core[semantic]', 32 Mo) "
-              "puis `--semantic` reconnaît mieux les demandes formulées autrement ou dans une autre langue.",
-              "Tip: with little mail, the 'semantic' extra (pip install \"assoc-ai-core[semantic]\", 32 MB) then "
-              "`--semantic` better recognises requests worded differently or in another language.")
-
-
-# ------------------------------------------------------------------ evaluate
-@cli.command(help=tr(
-    "Évaluer un modèle sur du courrier trié qu'il n'a pas vu (JSON et rapport HTML).",
-    "Evaluate a model on sorted mail it has not seen (JSON and HTML report).",
-))
-@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True))
-@click.argument("data", type=click.Path(exists=True))
-@click.option("--json", "json_out", type=click.Path(), help=tr("Écrire les mesures en JSON.", "Write the metrics as JSON."))
-@click.option("--html", "html_out", type=click.Path(), help=tr("Écrire le rapport HTML.", "Write the HTML report."))
-@click.option("--chronological", "chrono", type=float, default=None, metavar="FRACTION",
-              help=tr("Ré-entraîner sur le plus ancien courrier de DATA et tester sur la FRACTION la plus récente.",
-                      "Retrain on the oldest mail of DATA and test on the newest FRACTION."))
-@click.option("--lang", type=click.Choice(["fr", "en"]), default=None)
-@click.option("--config", "config_path", type=click.Path(exists=True), default=None,
-              help=tr("Configuration du tri : ajoute au rapport la surveillance du modèle (exécutions, dérive).",
-                      "Triage configuration: adds model monitoring (runs, drift) to the report."))
-def evaluate(model_path: str, data: str, json_out: str | None, html_out: str | None, chrono: float | None,
-             lang: str | None, config_path: str | None) -> None:
-    """Evaluate a model on labelled data."""
-    people = _people_commands()
-    if people is not None and people.is_people_model(model_path):
-        people.evaluate_task(model_path, data, json_out, html_out)
-        return
-    from assoc_ai_core.mail.evaluate import chronological_split
-    from assoc_ai_core.mail.evaluate import evaluate as run_eval
-    from assoc_ai_core.mail.sources import load_dataset
-
-    lang = lang or current_lang()
-    model = _load(model_path)
-    ds = load_dataset(data, progress=sys.stderr.isatty())
-    _report_problems(ds.problems)
-    test = ds.labelled()
-    protocol = "held-out"
-    if chrono:
-        from assoc_ai_core.api import train as train_model
-
-        older, test = chronological_split(test, chrono)
-        params = {k: v for k, v in model.get_params().items()}
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = train_model(older, **params)
-        _echo_warnings(caught)
-        protocol = f"chronological {1 - chrono:.0%}/{chrono:.0%}"
-    result = run_eval(model, test, lang=lang)
-    result["protocol"] = protocol
-    click.echo(_summary(result, lang))
-    if json_out:
-        Path(json_out).write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
-    if html_out:
-        from assoc_ai_core.mail.report import write_report
-
-        section = None
-        if config_path:
-            from assoc_ai_core.jobs.monitoring import monitor_from_config, monitoring_html
-            from assoc_ai_core.trust.privacy import load_trust_config
-
-            section = monitoring_html(monitor_from_config(load_trust_config(config_path)))
-        write_report(result, html_out, model=model, lang=lang, monitoring=section)
-        click.echo(tr(f"Rapport : {html_out}", f"Report: {html_out}"))
-
-
-def _summary(result: dict[str, Any], lang: str) -> str:
-    lines = [
-        tr(f"{result['n']} messages — exactitude {percent(result['accuracy'], lang)}, F1 macro {decimal(result['macro_f1'], 3, 'fr')}",
-           f"{result['n']} messages — accuracy {percent(result['accuracy'], lang)}, macro-F1 {result['macro_f1']:.3f}", lang),
-    ]
-    at = result["at_threshold"]
-    lines.append(tr(
-        f"Au seuil du modèle : {percent(at['auto_share'], lang)} classé automatiquement"
-        + (f", précision {percent(at['auto_precision'], lang)}" if at["auto_precision"] is not None else ""),
-        f"At the model's threshold: {percent(at['auto_share'], lang)} routed automatically"
-        + (f", precision {percent(at['auto_precision'], lang)}" if at["auto_precision"] is not None else ""), lang))
-    cov = ", ".join(f"{k}: {percent(v, lang)}" for k, v in result["coverage_at_precision"].items())
-    lines.append(tr(f"Part automatisable par précision : {cov}", f"Share automatable by precision: {cov}", lang))
-    width = max(len(k) for k in result["per_class"])
-    lines.append(f"{'':{width}}  " + tr("précision  rappel  F1     n", "precision  recall  f1     n", lang))
-    for label, m in result["per_class"].items():
-        p, r, f = (decimal(m[k], 3, lang) for k in ("precision", "recall", "f1"))
-        lines.append(f"{label:{width}}  {p}      {r}   {f}  {m['support']}")
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------- predict
-@cli.command(help=tr("Classer des messages (fichiers .eml, dossiers, mbox...).", "Classify messages (.eml files, folders, mbox...)."))
-@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True))
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--json", "as_json", is_flag=True, help=tr("Sortie JSON (une ligne par message).", "JSON output (one line per message)."))
-@click.option("--explain/--no-explain", "with_explain", default=True, help=tr("Ajouter l'explication.", "Add the explanation."))
-@click.option("--lang", type=click.Choice(["fr", "en"]), default=None)
-def predict(model_path: str, paths: tuple[str, ...], as_json: bool, with_explain: bool, lang: str | None) -> None:
-    """Classify messages and print the category, confidence, decision and why."""
-    people = _people_commands()
-    if people is not None and people.is_people_model(model_path):
-        for p in paths:
-            people.predict_task(model_path, p, None)
-        return
-    lang = lang or current_lang()
-    model = _load(model_path)
-    rows = classify_paths(model, paths, with_explain=with_explain, lang=lang)
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
-    else:
-        click.echo(format_table(rows, lang))
-
-
-def classify_paths(model: Any, paths: Sequence[str], *, with_explain: bool = True, lang: str | None = None) -> list[dict[str, Any]]:
-    """Read, classify and (optionally) explain every message under ``paths``."""
-    from assoc_ai_core.api import predict as run_predict
-    from assoc_ai_core.mail.explain import explain as run_explain
-    from assoc_ai_core.mail.explain import sentence
-    from assoc_ai_core.mail.sources import iter_messages
-
-    msgs = [m for p in paths for m in iter_messages(p, labelled=False)]
-    preds = run_predict(model, msgs)
-    rows = []
-    for m, p in zip(msgs, preds):
-        row: dict[str, Any] = {
-            "source": m.source, "key": m.key, "category": p.label, "probability": round(p.probability, 4),
-            "runner_up": p.runner_up, "runner_up_probability": round(p.runner_up_probability, 4),
-            "decision": p.decision, "reason": p.reason,
-        }
-        if with_explain and m.error is None:
-            exp = run_explain(model, m, lang=lang)
-            if p.decision == "review" and exp.decision == "auto":  # routed to review for another reason
-                exp.decision = "review"
-                exp.sentence = sentence(exp, lang=lang) + f" ({p.reason})"
-            row["explanation"] = exp.sentence
-            row["toward"] = [[t, round(w, 3)] for t, w in exp.toward]
-            row["against"] = [[t, round(w, 3)] for t, w in exp.against]
-        elif m.error is not None:
-            row["explanation"] = tr(f"Illisible : {m.error} → à vérifier par une personne.",
-                                    f"Unreadable: {m.error} → to be checked by a person.", lang)
-        rows.append(row)
-    return rows
-
-
-def format_table(rows: Sequence[dict[str, Any]], lang: str | None = None) -> str:
-    """A plain-text table a volunteer can read in a terminal."""
-    head = tr("fichier", "file", lang), tr("catégorie", "category", lang), tr("confiance", "confidence", lang), "décision" if (lang or current_lang()) == "fr" else "decision"
-    out = [f"{head[0]:<28} {head[1]:<18} {head[2]:>9}  {head[3]}"]
-    for r in rows:
-        name = Path(str(r["source"] or r["key"])).name[:28]
-        decision = {"auto": tr("auto", "auto", lang), "review": tr("à vérifier", "review", lang)}[r["decision"]]
-        conf = percent(r["probability"], lang) if r["category"] else "—"
-        out.append(f"{name:<28} {str(r['category'] or '—'):<18} {conf:>9}  {decision}")
-        if r.get("explanation"):
-            out.append(f"    {r['explanation']}")
-    return "\n".join(out)
-
-
-# ------------------------------------------------------------------- explain
-@cli.command(help=tr("Expliquer la décision du modèle pour un message, ou le modèle entier.",
-                     "Explain the model's decision on one message, or the whole model."))
-@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True))
-@click.argument("path", required=False, type=click.Path(exists=True))
-@click.option("--lang", type=click.Choice(["fr", "en"]), default=None)
-@click.option("--top", "top_k", type=int, default=8, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--person", "person_id", default=None, help=tr("Identifiant d'une personne (modèles « personnes »).", "A person's id (people models)."))
-def explain(model_path: str, path: str | None, lang: str | None, top_k: int, as_json: bool, person_id: str | None) -> None:
-    """Per-message reasons with signed weights, or the top terms of each category."""
-    people = _people_commands()
-    if people is not None and people.is_people_model(model_path):
-        people.explain_task(model_path, path, person_id, lang or current_lang())
-        return
-    from assoc_ai_core.mail.explain import explain as run_explain
-    from assoc_ai_core.mail.explain import explain_model
-    from assoc_ai_core.mail.sources import iter_messages
-
-    lang = lang or current_lang()
-    model = _load(model_path)
-    if path is None:
-        top = explain_model(model, top_k=top_k, lang=lang)
-        if as_json:
-            click.echo(json.dumps(top, ensure_ascii=False, indent=1))
-            return
-        for label, terms in top.items():
-            click.echo(f"{label}: " + ", ".join(f"{t} ({w:+.2f})" for t, w in terms))
-        return
-    for msg in iter_messages(path, labelled=False):
-        if msg.error:
-            click.echo(tr(f"{msg.source} : illisible ({msg.error}) → à vérifier par une personne.",
-                          f"{msg.source}: unreadable ({msg.error}) → to be checked by a person.", lang))
-            continue
-        exp = run_explain(model, msg, top_k=top_k, lang=lang)
-        if as_json:
-            click.echo(json.dumps({"source": msg.source, **exp.to_dict()}, ensure_ascii=False))
-            continue
-        click.echo(f"{msg.source}\n  {exp.sentence}")
-        click.echo("  " + tr(f"pour {exp.label} :", f"for {exp.label}:", lang) + " "
-                   + ", ".join(f"{t} ({w:+.2f})" for t, w in exp.toward))
-        click.echo("  " + tr(f"pour {exp.runner_up} :", f"for {exp.runner_up}:", lang) + " "
-                   + ", ".join(f"{t} ({w:+.2f})" for t, w in exp.against))
-
-
-# ---------------------------------------------------------------------- demo
-@cli.command(help=tr(
-    "Démonstration de bout en bout sur la boîte d'exemple : apprendre, classer, expliquer, rapport HTML.",
-    "End-to-end demo on the example mailbox: learn, classify, explain, HTML report.",
-))
-@click.argument("mailbox", type=click.Path(exists=True, file_okay=False), default="examples/mailbox")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="assoc-ai-demo", show_default=True)
-@click.option("--lang", type=click.Choice(["fr", "en"]), default=None)
-def demo(mailbox: str, out_dir: str, lang: str | None) -> None:
-    """Train on MAILBOX/train, classify MAILBOX/new, write the model and report in --out."""
-    from assoc_ai_core.api import train as train_model
-    from assoc_ai_core.mail.evaluate import evaluate as run_eval
-    from assoc_ai_core.mail.report import write_report
-    from assoc_ai_core.mail.sources import load_dataset
-    from assoc_ai_core.persistence import load_model, save_model
-
-    lang = lang or current_lang()
-    root = Path(mailbox)
-    train_dir, new_dir = root / "train", root / "new"
-    if not train_dir.is_dir() or not new_dir.is_dir():
-        raise DataError(tr(f"{root} doit contenir train/ (un dossier par catégorie) et new/.",
-                           f"{root} must hold train/ (one folder per category) and new/.", lang))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ds = load_dataset(train_dir)
-    _report_problems(ds.problems)
-    labelled = ds.labelled()
-    click.echo(tr(f"1. Apprentissage sur {len(labelled)} messages triés ({train_dir})…",
-                  f"1. Learning from {len(labelled)} sorted messages ({train_dir})…", lang))
-    model = train_model(labelled)
-    model_path = save_model(model, out / "model.skops")
-    model = load_model(model_path)  # what a scheduled job would do: the saved file, not the object in memory
-    md = model.metadata_
-    click.echo(tr(
-        f"   validation croisée : F1 macro {decimal(md['cv_macro_f1'], 2, 'fr')} ; à 95 % de précision, "
-        f"{percent(md['expected_auto_share'], lang)} classé automatiquement.",
-        f"   cross-validation: macro-F1 {md['cv_macro_f1']:.2f}; at 95% precision, "
-        f"{percent(md['expected_auto_share'], lang)} routed automatically.", lang))
-    click.echo(tr(f"2. Classement du nouveau courrier ({new_dir}) :", f"2. Classifying new mail ({new_dir}):", lang))
-    rows = classify_paths(model, [str(new_dir)], lang=lang)
-    click.echo(format_table(rows, lang))
-    (out / "predictions.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
-    expected = new_dir / "EXPECTED.csv"
-    result = None
-    if expected.is_file():
-        import csv
-
-        truth = {r["file"]: r["category"] for r in csv.DictReader(expected.open(encoding="utf-8"))}
-        scored = [(Path(str(r["source"])).name, r) for r in rows]
-        known = [(n, r) for n, r in scored if truth.get(n) not in (None, "review")]
-        right = sum(1 for n, r in known if r["category"] == truth[n])
-        click.echo(tr(f"   {right}/{len(known)} corrects par rapport à EXPECTED.csv.",
-                      f"   {right}/{len(known)} correct against EXPECTED.csv.", lang))
-        msgs = load_dataset(new_dir, labelled=False).messages
-        from dataclasses import replace
-
-        labelled_new = [replace(m, label=truth[Path(str(m.source)).name]) for m in msgs
-                        if truth.get(Path(str(m.source)).name) not in (None, "review") and m.error is None]
-        if labelled_new:
-            result = run_eval(model, labelled_new, lang=lang)
-            result["protocol"] = "examples/mailbox/new"
-    if result is None:
-        result = {"n": 0}
-    report = out / "report.html"
-    write_report(result, report, model=model, lang=lang, predictions=rows)
-    click.echo(tr(f"3. Rapport HTML : {report}", f"3. HTML report: {report}", lang))
+mail.add_commands(cli)
 
 
 def _wire_optional_commands() -> None:
     """Commands of other core modules and of installed plugins."""
+    add_commands: Callable[[click.Group], None] | None
     try:
         from assoc_ai_core.cli.triage import add_commands
     except ImportError:  # the triage module is part of the core; absent only in a partial checkout

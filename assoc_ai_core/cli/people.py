@@ -9,9 +9,12 @@ export file, or a TOML configuration with a ``[crm]`` section.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import io
 import json
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import click
 
 from assoc_ai_core.cli.common import ErrorReportingGroup
 from assoc_ai_core.errors import DataError
+from assoc_ai_core.files import atomic_write
 from assoc_ai_core.i18n import current_lang, decimal, percent, tr
 
 __all__ = ["people", "train_task", "evaluate_task", "predict_task", "explain_task", "is_people_model"]
@@ -33,6 +37,20 @@ def is_people_model(path: str | os.PathLike[str]) -> bool:
 
 def _say(text: str) -> None:
     click.echo(text, err=True)
+
+
+def _write_json(path: str, value: Any) -> None:
+    """Write ``value`` as indented UTF-8 JSON, atomically and private (0600): some of these files name people."""
+    atomic_write(path, json.dumps(value, ensure_ascii=False, indent=1, default=str))
+
+
+def _write_rows(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]], *, delimiter: str = ";") -> None:
+    """Write a CSV that Excel opens as it is (UTF-8 with a BOM), atomically and private (0600): these files name people."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, delimiter=delimiter)
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write(path, buffer.getvalue().encode("utf-8-sig"))
 
 
 def _problems(people: Any) -> None:
@@ -83,7 +101,7 @@ def train_task(
     for warning in (ev.get("fairness") or {}).get("warnings", []):
         _say(warning)
     if json_out:
-        Path(json_out).write_text(json.dumps(ev, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+        _write_json(json_out, ev)
     if html_out:
         from assoc_ai_core.people.report import write_people_report
 
@@ -96,13 +114,14 @@ def train_task(
 def evaluate_task(model_path: str, data: str, json_out: str | None = None, html_out: str | None = None,
                   lang: str | None = None) -> dict[str, Any]:
     """Measure a people model on ``data`` (latest complete period) and write JSON / HTML if asked."""
+    from assoc_ai_core.people.matching import TASK as MATCHING_TASK
     from assoc_ai_core.people.retention import retention_history
     from assoc_ai_core.people.store import load_people_model
     from assoc_ai_core.people.tasks import evaluate_people_model
 
     lang = lang or current_lang()
     model = load_people_model(model_path)
-    if model.task == "volunteer-matching":
+    if model.task == MATCHING_TASK:
         result = dict(model.metadata_.get("evaluation", {}))
     else:
         result = evaluate_people_model(model, data, lang=lang)
@@ -126,7 +145,7 @@ def evaluate_task(model_path: str, data: str, json_out: str | None = None, html_
     except DataError:
         pass
     if json_out:
-        Path(json_out).write_text(json.dumps(result, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+        _write_json(json_out, result)
     if html_out:
         from assoc_ai_core.people.report import write_people_report
 
@@ -137,24 +156,23 @@ def evaluate_task(model_path: str, data: str, json_out: str | None = None, html_
 
 # ---------------------------------------------------------------- predict
 def _write_csv(frame: Any, output: str, lang: str) -> None:
+    """The scores as a CSV in the reader's convention: ``;`` and a decimal comma in French."""
     french = lang == "fr"
-    with open(output, "w", encoding="utf-8-sig", newline="") as fh:
-        writer = csv.writer(fh, delimiter=";" if french else ",")
-        writer.writerow(list(frame.columns))
-        for row in frame.itertuples(index=False):
-            writer.writerow([(f"{v:.4f}".replace(".", ",") if french else f"{v:.4f}") if isinstance(v, float) else v
-                             for v in row])
+    rows = ([(f"{v:.4f}".replace(".", ",") if french else f"{v:.4f}") if isinstance(v, float) else v for v in row]
+            for row in frame.itertuples(index=False))
+    _write_rows(output, list(frame.columns), rows, delimiter=";" if french else ",")
 
 
 def predict_task(model_path: str, data: str, output: str | None = None, *, as_of: str | None = None,
                  top: int = 20, lang: str | None = None) -> Any:
     """Score ``data`` with a people model; write every row to ``output`` (CSV) or print the best ``top``."""
+    from assoc_ai_core.people.matching import TASK as MATCHING_TASK
     from assoc_ai_core.people.store import load_people_model
     from assoc_ai_core.people.tasks import predict_people
 
     lang = lang or current_lang()
     model = load_people_model(model_path)
-    if model.task == "volunteer-matching":
+    if model.task == MATCHING_TASK:
         raise DataError(tr("Pour un modèle d'appariement, utilisez « assoc-ai people match DONNÉES --mission ID --model MODÈLE ».",
                            "For a matching model, use 'assoc-ai people match DATA --mission ID --model MODEL'.", lang))
     frame = predict_people(model, data, as_of=as_of, lang=lang)
@@ -173,7 +191,6 @@ def predict_task(model_path: str, data: str, output: str | None = None, *, as_of
 # ---------------------------------------------------------------- explain
 def explain_task(model_path: str, data: str | None, person_id: str | None, lang: str | None = None) -> Any:
     """Explain one person's score (``person_id``), or the model as a whole when no person is given."""
-    from assoc_ai_core.people.features import BY_NAME
     from assoc_ai_core.people.store import load_people_model
     from assoc_ai_core.people.tasks import explain_person
 
@@ -184,9 +201,7 @@ def explain_task(model_path: str, data: str | None, person_id: str | None, lang:
         click.echo(tr(f"Modèle {md.get('model_version')} — ce qui compte (effet d'un écart-type, en log-cotes) :",
                       f"Model {md.get('model_version')} — what matters (effect of one standard deviation, log-odds):", lang))
         for name, w in (md.get("weights") or model.global_weights()).items():
-            info = BY_NAME.get(name)
-            label = name if info is None else f"{name}"
-            click.echo(f"  {'+' if w > 0 else '−'} {label:<28} {w:+.3f}")
+            click.echo(f"  {'+' if w > 0 else '−'} {name:<28} {w:+.3f}")
         perm = (md.get("evaluation") or {}).get("permutation_importance") or {}
         if perm:
             click.echo(tr("Importance par permutation (perte d'AUC) :", "Permutation importance (AUC drop):", lang))
@@ -261,7 +276,7 @@ def clean_cmd(data: str, output: str | None, json_out: str | None, lang: str | N
     report = quality_report(ppl, lang=lang)
     click.echo(report.to_text(lang))
     if json_out:
-        Path(json_out).write_text(json.dumps(report.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+        _write_json(json_out, report.to_dict())
     if output:
         out = Path(output).resolve()
         if out in _input_files(data):
@@ -269,12 +284,9 @@ def clean_cmd(data: str, output: str | None, json_out: str | None, lang: str | N
                                "-o cannot be one of the original exports: choose another file name.", lang))
         cleaned, issues = clean_people(ppl.persons)
         fields = ["source", "source_id", "first_name", "last_name", "email", "phone", "postcode", "city", "birth_year",
-                  "gender", "do_not_profile", "issues"]
-        with out.open("w", encoding="utf-8-sig", newline="") as fh:
-            writer = csv.writer(fh, delimiter=";")
-            writer.writerow(fields)
-            for p in cleaned:
-                writer.writerow([getattr(p, f) for f in fields[:-1]] + [" ".join(issues.get(p.key, []))])
+                  "gender", "do_not_profile"]
+        _write_rows(out, [*fields, "issues"],
+                    ([getattr(p, f) for f in fields] + [" ".join(issues.get(p.key, []))] for p in cleaned))
         click.echo(tr(f"Personnes nettoyées : {out}", f"Cleaned people: {out}", lang))
 
 
@@ -305,8 +317,6 @@ def dedupe_cmd(data: tuple[str, ...], threshold: float, output: str | None, lang
     persons = []
     for i, source in enumerate(data):
         ppl = load_people(source)
-        import dataclasses
-
         # two exports both read by the files connector would share the source name: tell them apart
         persons += [dataclasses.replace(p, source=f"{p.source}{i + 1}" if len(data) > 1 else p.source) for p in ppl.persons]
     proposals = find_duplicates(persons, threshold=threshold)
@@ -315,11 +325,8 @@ def dedupe_cmd(data: tuple[str, ...], threshold: float, output: str | None, lang
     for m in proposals[:30]:
         click.echo(f"  {m.left} ≈ {m.right}  {percent(m.score, lang)}  ({', '.join(m.reasons)})")
     if output:
-        with open(output, "w", encoding="utf-8-sig", newline="") as fh:
-            writer = csv.writer(fh, delimiter=";")
-            writer.writerow(["left", "right", "score", "reasons", "decision"])
-            for m in proposals:
-                writer.writerow([m.left, m.right, f"{m.score:.3f}", " ".join(m.reasons), ""])
+        _write_rows(output, ["left", "right", "score", "reasons", "decision"],
+                    ([m.left, m.right, f"{m.score:.3f}", " ".join(m.reasons), ""] for m in proposals))
         click.echo(tr(f"Propositions : {output} (colonne « decision » à remplir : fusionner / distinct).",
                       f"Proposals: {output} (fill in the 'decision' column: merge / distinct).", lang))
 
@@ -342,7 +349,7 @@ def retention_cmd(data: str, year: int | None, history: int, json_out: str | Non
     click.echo(report.to_text(lang))
     reports = retention_history(data, years=history) if history else [report]
     if json_out:
-        Path(json_out).write_text(json.dumps([r.to_dict() for r in reports], ensure_ascii=False, indent=1), encoding="utf-8")
+        _write_json(json_out, [r.to_dict() for r in reports])
     if html_out:
         from assoc_ai_core.people.report import write_people_report
 
@@ -362,21 +369,13 @@ def retention_cmd(data: str, year: int | None, history: int, json_out: str | Non
 def fairness_cmd(model_path: str, data: str, attributes: tuple[str, ...], bound: float, min_group: int,
                  json_out: str | None, lang: str | None) -> None:
     """Fairness of a people model on the latest complete period of DATA."""
-    import pandas as pd
-
-    from assoc_ai_core.people.dataset import load_people
     from assoc_ai_core.people.fairness import fairness_report, sensitive_attributes
     from assoc_ai_core.people.store import load_people_model
-    from assoc_ai_core.people.tasks import build_examples, data_end, get_task
+    from assoc_ai_core.people.tasks import latest_period_examples
 
     lang = lang or current_lang()
     model = load_people_model(model_path)
-    spec = get_task(model.task)
-    ppl = load_people(data)
-    frames = ppl.frames()
-    horizon = int(model.metadata_.get("horizon_months", 12))
-    when = data_end(frames) - pd.DateOffset(months=horizon)
-    X, y = build_examples(frames, spec, [when], horizon)
+    ppl, X, y, when = latest_period_examples(model, data)
     if not len(X):
         raise DataError(tr("Personne à évaluer à cette date.", "Nobody to evaluate at this date.", lang))
     attrs = sensitive_attributes(ppl, X.index.get_level_values("person_id"), when, attributes)
@@ -393,7 +392,7 @@ def fairness_cmd(model_path: str, data: str, attributes: tuple[str, ...], bound:
     for w in report.warnings:
         _say(w)
     if json_out:
-        Path(json_out).write_text(json.dumps(report.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+        _write_json(json_out, report.to_dict())
 
 
 @people.command("features", help=tr("Écrire la table des caractéristiques (une ligne par personne) à une date.",
@@ -482,7 +481,7 @@ def write_scores_cmd(model_path: str, config_path: str, apply_: bool, json_out: 
     if not apply_ and report.changed:
         click.echo(tr("Relancez avec --apply pour écrire.", "Run again with --apply to write.", lang))
     if json_out:
-        Path(json_out).write_text(json.dumps(report.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+        _write_json(json_out, report.to_dict())
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m assoc_ai_core.cli.people

@@ -16,12 +16,17 @@ import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from assoc_ai_core.errors import ConfigError
+from assoc_ai_core.files import atomic_write
 from assoc_ai_core.i18n import decimal, percent, tr
+
+if TYPE_CHECKING:  # imported for annotations only: the commands load the job lazily
+    from assoc_ai_core.jobs.preflight import CheckedConfig
+    from assoc_ai_core.jobs.settings import TriageSettings
 
 CONFIG_HELP = tr("Fichier de configuration TOML (défaut : $ASSOC_AI_CONFIG, puis ./assoc_ai.toml).",
                  "TOML configuration file (default: $ASSOC_AI_CONFIG, then ./assoc_ai.toml).")
@@ -38,15 +43,22 @@ def _config_path(value: str | None) -> str:
     return path
 
 
-def _settings(config_path: str | None) -> Any:
-    from assoc_ai_core.jobs.triage import TriageSettings
+def _settings(config_path: str | None) -> TriageSettings:
+    from assoc_ai_core.jobs.settings import TriageSettings
 
     return TriageSettings.load(_config_path(config_path))
 
 
+def _checked(config_path: str | None, *, dry_run: bool | None = None) -> CheckedConfig:
+    """The configuration check of ``triage run`` — the one ``config show`` runs too."""
+    from assoc_ai_core.jobs.preflight import check_config
+
+    return check_config(_config_path(config_path), dry_run=dry_run)
+
+
 def _emit(text: str, output: str | None) -> None:
-    if output:
-        Path(output).write_text(text, encoding="utf-8")
+    if output:  # decisions and corrections about people: written whole, readable by the owner only
+        atomic_write(output, text)
         click.echo(tr(f"Écrit : {output}", f"Written: {output}"), err=True)
     else:
         click.echo(text, nl=not text.endswith("\n"))
@@ -89,7 +101,8 @@ def triage_run(ctx: click.Context, config_path: str | None, once: bool, dry_run:
     """Run one pass of the triage job."""
     from assoc_ai_core.jobs.triage import run_triage
 
-    report = run_triage(_settings(config_path), dry_run=dry_run or None, watch=False)
+    checked = _checked(config_path, dry_run=dry_run or None)
+    report = run_triage(checked.settings, dry_run=dry_run or None, watch=False)
     _print_report(report, as_json)
     ctx.exit(report.exit_code)
 
@@ -104,7 +117,8 @@ def triage_watch(ctx: click.Context, config_path: str | None, dry_run: bool | No
     """Run until stopped; a stop signal ends the current message, commits, exits 0."""
     from assoc_ai_core.jobs.triage import run_triage
 
-    report = run_triage(_settings(config_path), dry_run=dry_run or None, watch=True)
+    checked = _checked(config_path, dry_run=dry_run or None)
+    report = run_triage(checked.settings, dry_run=dry_run or None, watch=True)
     click.echo(report.summary())
     ctx.exit(0)
 
@@ -308,16 +322,19 @@ def config_group() -> None:
                                       "Show the configuration with secrets hidden, and check it."))
 @click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
 def config_show(config_path: str | None) -> None:
-    """Print the configuration (secrets replaced by ``***``; references shown as references)."""
-    from assoc_ai_core.ext.config import load_config, redact
-    from assoc_ai_core.jobs.triage import TriageSettings
+    """Print the configuration (secrets replaced by ``***``; references shown as references), then check it.
 
-    path = _config_path(config_path)
-    data = load_config(path)
+    The check is the one ``triage run`` starts with (same function), so what it accepts the job accepts.
+    """
+    from assoc_ai_core.ext.config import load_config, redact
+
+    data = load_config(_config_path(config_path))
     shown = redact({k: v for k, v in data.items() if not k.startswith("_")})
     click.echo(json.dumps(shown, ensure_ascii=False, indent=2))
-    TriageSettings.from_mapping(data, base_dir=Path(path).resolve().parent, config_path=Path(path))
+    checked = _checked(config_path)
     click.echo(tr("Configuration valide.", "Configuration is valid."), err=True)
+    for warning in checked.warnings:  # state, not configuration: e.g. no model trained yet
+        click.echo(tr(f"Attention : {warning}", f"Warning: {warning}"), err=True)
 
 
 # =================================================================== plugins

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import click
 
+from assoc_ai_core.files import atomic_write
 from assoc_ai_core.i18n import tr
 
 CONFIG_HELP = tr("Fichier de configuration TOML (défaut : $ASSOC_AI_CONFIG, puis ./assoc_ai.toml).",
@@ -45,7 +45,7 @@ def privacy_group() -> None:
 def privacy_export(config_path: str | None, email: str | None, person_id: str | None, output: str,
                    lang: str | None) -> None:
     """Write the access-request export."""
-    from assoc_ai_core.trust.privacy import export_person, write_export
+    from assoc_ai_core.trust.access import export_person, write_export
 
     if bool(email) == bool(person_id):
         raise click.UsageError(tr("Donnez --email ADRESSE ou --person ID (un seul des deux).",
@@ -70,7 +70,7 @@ def privacy_export(config_path: str | None, email: str | None, person_id: str | 
 @click.option("--json", "as_json", is_flag=True)
 def privacy_erase(config_path: str | None, email: str, names: tuple[str, ...], yes: bool, as_json: bool) -> None:
     """Erase (or count, without --yes) a person's data."""
-    from assoc_ai_core.trust.privacy import erase_person
+    from assoc_ai_core.trust.erasure import erase_person
 
     report = erase_person(_config(config_path), email=email, names=names, apply=yes)
     click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=1) if as_json else report.summary())
@@ -97,7 +97,7 @@ def monitor_cmd(ctx: click.Context, config_path: str | None, html_out: str | Non
     else:
         click.echo(report.text())
     if html_out:
-        Path(html_out).write_text(monitoring_html(report), encoding="utf-8")
+        atomic_write(html_out, monitoring_html(report))  # sender domains and figures of the association's mail
         click.echo(tr(f"Écrit : {html_out}", f"Written: {html_out}"), err=True)
     if alert and report.flags:
         sent = send_alert(report, config)

@@ -14,10 +14,11 @@ action is supported:
 * ``add_label`` stores a *keyword* the Dovecot way: a lower-case letter in the
   file name's flags (``…:2,Sa``) mapped to the label's text by the folder's
   ``dovecot-keywords`` file (at most 26 labels per folder);
-* ``tag_subject`` writes a rewritten copy (``<uid>.t<digest>``) to ``tmp/``,
-  flushes it to disk, renames it into ``cur/`` and only then removes the
-  original; the copy's name is derived from the original's so a run killed
-  between the two steps finishes the job instead of writing a second copy;
+* ``tag_subject`` writes a rewritten copy (``<uid>.t<digest>``, same file
+  mode as the original) to ``tmp/``, flushes it to disk, renames it into
+  ``cur/`` and only then removes the original; the copy's name is derived
+  from the original's so a run killed between the two steps finishes the job
+  instead of writing a second copy;
 * ``wait_for_changes`` polls the folders' directories (``Capability.WATCH``).
 
 **Mail tree (read-only).**  Any other directory: each sub-directory holding
@@ -40,29 +41,47 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import mailbox
 import os
-import socket
+import stat
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from assoc_ai_core.default_plugins.local_folders import (
+    Folder,
+    change_marks,
+    find_entry,
+    list_entries,
+    read_mbox,
+    read_message,
+    tree_folders,
+)
+from assoc_ai_core.default_plugins.local_maildir import (
+    INBOX,
+    KEYWORDS_FILE,
+    find_message,
+    is_maildir,
+    keyword_letter,
+    make_maildir,
+    read_keywords,
+    remap_keywords,
+    split_info,
+    unique_name,
+    write_message,
+)
 from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError
 from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
 from assoc_ai_core.ext.subject import is_tagged, message_key, with_tag
+from assoc_ai_core.files import fsync_dir, private_dir
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.mail.sources import MAIL_SUFFIXES, SKIP_NAMES
+
+__all__ = ["INBOX", "KEYWORDS_FILE", "LocalMailConfig", "LocalMailConnector"]
 
 log = logging.getLogger(__name__)
 
-INBOX = "INBOX"
-KEYWORDS_FILE = "dovecot-keywords"
-_MAX_KEYWORDS = 26
-_MBOX_SUFFIXES = (".mbox", ".mbx")
 _HEAD_BYTES = 64 * 1024
-_counter = 0
 
 
 @dataclass(frozen=True)
@@ -86,48 +105,6 @@ class LocalMailConfig:
         if not isinstance(self.poll_interval, (int, float)) or self.poll_interval <= 0:
             raise ValueError(tr("« poll_interval » doit être un nombre de secondes positif.",
                                 "'poll_interval' must be a positive number of seconds."))
-
-
-@dataclass(frozen=True)
-class _Folder:
-    name: str
-    path: Path
-    kind: str  # "maildir", "emldir" or "mbox"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _is_maildir(path: Path) -> bool:
-    return (path / "cur").is_dir() and (path / "new").is_dir()
-
-
-def _split_info(name: str) -> tuple[str, str]:
-    """Maildir file name -> (unique part, flags)."""
-    uid, sep, info = name.partition(":")
-    flags = info[2:] if sep and info.startswith("2,") else ""
-    return uid, flags
-
-
-def _unique_name() -> str:
-    global _counter
-    _counter += 1
-    now = time.time()
-    host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
-    return f"{int(now)}.M{int((now % 1) * 1e6)}P{os.getpid()}Q{_counter}.{host}"
-
-
-def _is_mail_file(entry: os.DirEntry[str] | Path) -> bool:
-    name = entry.name
-    if name.startswith(".") or name.lower() in SKIP_NAMES:
-        return False
-    suffix = os.path.splitext(name)[1].lower()
-    return suffix in MAIL_SUFFIXES or suffix[1:].isdigit()
 
 
 class LocalMailConnector(MailboxConnector):
@@ -158,13 +135,12 @@ class LocalMailConnector(MailboxConnector):
                     f"Mail folder not found: {root}. Check [mailbox] path, "
                     "or set create = true to create an empty Maildir.",
                 ))
-            for sub in ("cur", "new", "tmp"):
-                (root / sub).mkdir(parents=True, exist_ok=True)
+            make_maildir(root)
         if root.is_file():
             self._mode = "mbox"
-        elif _is_maildir(root):
+        elif is_maildir(root):
             self._mode = "maildir"
-            (root / "tmp").mkdir(exist_ok=True)
+            private_dir(root / "tmp")
         else:
             self._mode = "tree"
         self._root = root
@@ -206,37 +182,14 @@ class LocalMailConnector(MailboxConnector):
                 ), connector_id=self.id)
         return root / ("." + ".".join(parts))
 
-    def _tree_folders(self) -> dict[str, _Folder]:
+    def _folder(self, name: str) -> Folder:
         root = self._ensure_open()
-        if self._mode == "mbox":
-            return {INBOX: _Folder(INBOX, root, "mbox")}
-        found: dict[str, _Folder] = {}
-        for dirpath, dirnames, filenames in os.walk(root):
-            here = Path(dirpath)
-            rel = here.relative_to(root).as_posix()
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            if here != root and _is_maildir(here):
-                found[rel] = _Folder(rel, here, "maildir")
-                dirnames[:] = []
-                continue
-            for fname in sorted(filenames):
-                if fname.lower().endswith(_MBOX_SUFFIXES):
-                    name = (Path(rel) / fname).as_posix() if rel != "." else fname
-                    name = name.rsplit(".", 1)[0]
-                    found[name] = _Folder(name, here / fname, "mbox")
-            if any(_is_mail_file(here / f) and not f.lower().endswith(_MBOX_SUFFIXES) for f in filenames):
-                name = INBOX if here == root else rel
-                found[name] = _Folder(name, here, "emldir")
-        return found
-
-    def _folder(self, name: str) -> _Folder:
-        self._ensure_open()
         if self._mode == "maildir":
             path = self._maildir_path(name)
-            if _is_maildir(path):
-                return _Folder(INBOX if name.upper() == INBOX else name, path, "maildir")
+            if is_maildir(path):
+                return Folder(INBOX if name.upper() == INBOX else name, path, "maildir")
         else:
-            folders = self._tree_folders()
+            folders = tree_folders(root)
             if name in folders:
                 return folders[name]
             if name.upper() == INBOX and INBOX in folders:
@@ -251,12 +204,12 @@ class LocalMailConnector(MailboxConnector):
         """``INBOX`` and every sub-folder, ``/``-separated."""
         root = self._ensure_open()
         if self._mode != "maildir":
-            return sorted(self._tree_folders())
-        names = [INBOX]
+            return sorted(tree_folders(root))
+        names = []
         for entry in os.scandir(root):
-            if entry.is_dir() and entry.name.startswith(".") and len(entry.name) > 1 and _is_maildir(Path(entry.path)):
+            if entry.is_dir() and entry.name.startswith(".") and len(entry.name) > 1 and is_maildir(Path(entry.path)):
                 names.append(entry.name[1:].replace(".", "/"))
-        return [INBOX] + sorted(names[1:])
+        return [INBOX] + sorted(names)
 
     def ensure_folder(self, name: str) -> None:
         """Create ``name`` and its parents as Maildir++ folders; nothing if they exist."""
@@ -267,88 +220,20 @@ class LocalMailConnector(MailboxConnector):
         created = False
         for i in range(1, len(parts) + 1):
             path = self._maildir_path("/".join(parts[:i]))
-            if _is_maildir(path):
+            if is_maildir(path):
                 continue
-            for sub in ("tmp", "new", "cur"):
-                (path / sub).mkdir(parents=True, exist_ok=True)
+            make_maildir(path)
             (path / "maildirfolder").touch()
             created = True
         if created:
-            _fsync_dir(self._ensure_open())
-
-    # ---------------------------------------------------------------------- listing
-    def _entries(self, folder: _Folder) -> list[tuple[str, Path]]:
-        """(uid, path) of every message of ``folder``, oldest delivery first."""
-        if folder.kind == "maildir":
-            out = []
-            for sub in ("new", "cur"):
-                try:
-                    with os.scandir(folder.path / sub) as it:
-                        for e in it:
-                            if not e.name.startswith(".") and e.is_file():
-                                out.append((_split_info(e.name)[0], Path(e.path)))
-                except FileNotFoundError:
-                    continue
-            return sorted(out, key=lambda t: t[0])
-        if folder.kind == "emldir":
-            with os.scandir(folder.path) as it:
-                files = sorted(e.name for e in it if e.is_file() and _is_mail_file(e)
-                               and not e.name.lower().endswith(_MBOX_SUFFIXES))
-            return [(name, folder.path / name) for name in files]
-        box = mailbox.mbox(str(folder.path), create=False)
-        try:
-            return [(f"mbox:{i}", folder.path) for i, _ in enumerate(box.iterkeys())]
-        finally:
-            box.close()
-
-    def _read(self, folder: _Folder, uid: str, path: Path) -> bytes:
-        if folder.kind == "mbox":
-            box = mailbox.mbox(str(folder.path), create=False)
-            try:
-                keys = list(box.iterkeys())
-                return box.get_bytes(keys[int(uid.split(":", 1)[1])])
-            finally:
-                box.close()
-        return path.read_bytes()
-
-    def _read_all_mbox(self, folder: _Folder) -> Iterator[tuple[str, bytes]]:
-        box = mailbox.mbox(str(folder.path), create=False)
-        try:
-            for i, key in enumerate(box.iterkeys()):
-                yield f"mbox:{i}", box.get_bytes(key)
-        finally:
-            box.close()
-
-    def _find(self, folder: _Folder, uid: str) -> Path | None:
-        """Current path of message ``uid`` in ``folder`` (its flags may have changed)."""
-        if folder.kind == "maildir":
-            for sub in ("cur", "new"):
-                d = folder.path / sub
-                exact = d / uid
-                if exact.exists():
-                    return exact
-                try:
-                    with os.scandir(d) as it:
-                        for e in it:
-                            if e.name.startswith(uid + ":"):
-                                return Path(e.path)
-                except FileNotFoundError:
-                    continue
-            return None
-        if folder.kind == "emldir":
-            p = folder.path / uid
-            return p if p.is_file() else None
-        return folder.path if any(u == uid for u, _ in self._entries(folder)) else None
-
-    def _identity(self, folder: _Folder) -> str:
-        st = folder.path.stat()
-        return f"{st.st_dev}:{st.st_ino}"
+            fsync_dir(self._ensure_open())
 
     # ----------------------------------------------------------------------- reading
     def fetch_new(self, folder: str, cursor: Mapping[str, Any] | None, *, page_size: int = 100) -> Iterator[Page]:
         """Yield pages of messages not handed over before (see the module doc for the cursor)."""
         f = self._folder(folder)
-        ident = self._identity(f)
+        st = f.path.stat()
+        ident = f"{st.st_dev}:{st.st_ino}"
         resync = False
         seen: set[str] = set()
         if cursor:
@@ -358,56 +243,67 @@ class LocalMailConnector(MailboxConnector):
                 resync = True
                 log.info(tr(f"Dossier {f.name} recréé ou curseur d'un autre format : relecture complète.",
                             f"Folder {f.name} recreated or cursor of another format: replaying it."))
-        entries = self._entries(f)
-        present = {uid for uid, _ in entries}
-        seen &= present
+        entries = list_entries(f)
+        seen &= {uid for uid, _ in entries}
         todo = [(uid, p) for uid, p in entries if uid not in seen]
         size = max(1, int(page_size))
-        if f.kind == "mbox" and todo:
-            raws = dict(self._read_all_mbox(f))
+        mbox = dict(read_mbox(f)) if f.kind == "mbox" and todo else {}
         for start in range(0, len(todo), size):
             mails = []
             for uid, path in todo[start:start + size]:
                 seen.add(uid)
-                try:
-                    raw = raws[uid] if f.kind == "mbox" else path.read_bytes()
-                except FileNotFoundError:
-                    # moved by a flag change between listing and reading: read it where it is now
-                    moved = self._find(f, uid)
-                    if moved is None:
-                        continue
-                    raw = moved.read_bytes()
-                mails.append(FetchedMail(MailRef(f.name, uid, message_key(raw)), raw))
+                raw = mbox[uid] if f.kind == "mbox" else self._read_moving(f, uid, path)
+                if raw is not None:
+                    mails.append(FetchedMail(MailRef(f.name, uid, message_key(raw)), raw))
             yield Page(mails, {"v": 1, "id": ident, "seen": sorted(seen)}, resync=resync)
+
+    def _read_moving(self, f: Folder, uid: str, path: Path) -> bytes | None:
+        """The bytes at ``path``; when a flag change renamed the file since the listing, where it is now."""
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            moved = find_entry(f, uid)
+            return None if moved is None else moved.read_bytes()
 
     def fetch_all(self, folder: str) -> Iterator[FetchedMail]:
         """Yield every message of ``folder``."""
         f = self._folder(folder)
         if f.kind == "mbox":
-            for uid, raw in self._read_all_mbox(f):
+            for uid, raw in read_mbox(f):
                 yield FetchedMail(MailRef(f.name, uid, message_key(raw)), raw)
             return
-        for uid, path in self._entries(f):
+        for uid, path in list_entries(f):
             try:
                 raw = path.read_bytes()
             except FileNotFoundError:
                 continue
             yield FetchedMail(MailRef(f.name, uid, message_key(raw)), raw)
 
-    def _head_key(self, path: Path) -> str:
-        with path.open("rb") as fh:
-            head = fh.read(_HEAD_BYTES)
-            key = message_key(head)
-            if key.startswith("sha256:"):  # digest keys need the whole message
-                key = message_key(head + fh.read())
-        return key
-
+    # ------------------------------------------------------------------------ locate
     def locate(self, refs: Sequence[MailRef]) -> dict[str, list[MailRef]]:
         """Where each message is now: same uid in the same folder first, then by uid, then by key anywhere.
 
         Each folder is listed once per call, so locating thousands of messages stays linear.
         """
         result: dict[str, list[MailRef]] = {ref.key: [] for ref in refs}
+        pending = self._locate_in_place(refs, result)
+        if not pending:
+            return result
+        listing: list[tuple[Folder, str, Path]] = []
+        for name in self.list_folders():
+            f = self._folder(name)
+            listing.extend((f, uid, p) for uid, p in list_entries(f))
+        unresolved = self._locate_by_uid(pending, listing, result)
+        if unresolved:
+            wanted = {ref.key for ref in unresolved}
+            for f, uid, p in listing:
+                key = self._key_of(f, uid, p)
+                if key in wanted:
+                    result[key].append(MailRef(f.name, uid, key))
+        return result
+
+    def _locate_in_place(self, refs: Sequence[MailRef], result: dict[str, list[MailRef]]) -> list[MailRef]:
+        """Fill ``result`` for refs still at their uid in their folder; return the others."""
         listings: dict[str, dict[str, Path]] = {}
         pending: list[MailRef] = []
         for ref in refs:
@@ -417,18 +313,17 @@ class LocalMailConnector(MailboxConnector):
                 pending.append(ref)
                 continue
             if f.name not in listings:
-                listings[f.name] = dict(self._entries(f))
+                listings[f.name] = dict(list_entries(f))
             if ref.uid in listings[f.name]:
                 result[ref.key] = [MailRef(f.name, ref.uid, ref.key)]
             else:
                 pending.append(ref)
-        if not pending:
-            return result
-        listing: list[tuple[_Folder, str, Path]] = []
-        for name in self.list_folders():
-            f = self._folder(name)
-            listing.extend((f, uid, p) for uid, p in self._entries(f))
-        by_uid: dict[str, list[tuple[_Folder, str, Path]]] = {}
+        return pending
+
+    def _locate_by_uid(self, pending: Sequence[MailRef], listing: Sequence[tuple[Folder, str, Path]],
+                       result: dict[str, list[MailRef]]) -> list[MailRef]:
+        """Fill ``result`` for refs whose uid (or tagged copy's uid) is in another folder; return the others."""
+        by_uid: dict[str, list[tuple[Folder, str, Path]]] = {}
         for item in listing:
             by_uid.setdefault(item[1], []).append(item)
             base, sep, _ = item[1].rpartition(".t")  # a subject tag derives <uid>.t<digest> from the uid
@@ -441,26 +336,25 @@ class LocalMailConnector(MailboxConnector):
                 result[ref.key] = [MailRef(f.name, uid, ref.key) for f, uid in hits]
             else:
                 unresolved.append(ref)
-        if unresolved:
-            wanted = {ref.key for ref in unresolved}
-            for f, uid, p in listing:
-                key = self._key_of(f, uid, p)
-                if key in wanted:
-                    result[key].append(MailRef(f.name, uid, key))
-        return result
+        return unresolved
 
-    def _key_of(self, f: _Folder, uid: str, path: Path) -> str | None:
+    def _key_of(self, f: Folder, uid: str, path: Path) -> str | None:
         try:
             if f.kind == "mbox":
-                return message_key(self._read(f, uid, path))
-            return self._head_key(path)
+                return message_key(read_message(f, uid, path))
+            with path.open("rb") as fh:
+                head = fh.read(_HEAD_BYTES)
+                key = message_key(head)
+                if key.startswith("sha256:"):  # digest keys need the whole message
+                    key = message_key(head + fh.read())
+            return key
         except OSError:
             return None
 
     # ----------------------------------------------------------------------- actions
-    def _locate_file(self, ref: MailRef) -> tuple[_Folder, Path | None]:
+    def _locate_file(self, ref: MailRef) -> tuple[Folder, Path | None]:
         f = self._folder(ref.folder)
-        return f, self._find(f, ref.uid)
+        return f, find_entry(f, ref.uid)
 
     def _not_found(self, ref: MailRef) -> ConnectorError:
         return ConnectorError(tr(
@@ -468,61 +362,15 @@ class LocalMailConnector(MailboxConnector):
             f"Message {ref.key} not found in '{ref.folder}' (moved or deleted meanwhile).",
         ), connector_id=self.id)
 
-    def _keywords(self, folder: _Folder) -> list[str]:
-        path = folder.path / KEYWORDS_FILE
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
-        table: dict[int, str] = {}
-        for line in lines:
-            idx, _, name = line.partition(" ")
-            if idx.isdigit() and name:
-                table[int(idx)] = name
-        return [table.get(i, "") for i in range(max(table) + 1)] if table else []
-
-    def _keyword_letter(self, folder: _Folder, label: str) -> str:
-        names = self._keywords(folder)
-        if label in names:
-            return chr(ord("a") + names.index(label))
-        if len(names) >= _MAX_KEYWORDS:
-            raise ConnectorError(tr(
-                f"Le dossier « {folder.name} » a déjà {_MAX_KEYWORDS} étiquettes (limite du format Maildir).",
-                f"Folder '{folder.name}' already has {_MAX_KEYWORDS} labels (Maildir format limit).",
-            ), connector_id=self.id)
-        if "\n" in label or not label.strip():
-            raise ConnectorError(tr(f"Étiquette invalide : {label!r}", f"Invalid label: {label!r}"), connector_id=self.id)
-        names.append(label)
-        data = "".join(f"{i} {n}\n" for i, n in enumerate(names) if n)
-        tmp = folder.path / f".{KEYWORDS_FILE}.{os.getpid()}.tmp"
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, folder.path / KEYWORDS_FILE)
-        return chr(ord("a") + len(names) - 1)
-
     def labels(self, ref: MailRef) -> list[str]:
         """Labels (keywords) of a message, in the order of the folder's keyword table."""
         self._ensure_open()
         f, path = self._locate_file(ref)
         if path is None or f.kind != "maildir":
             return []
-        names = self._keywords(f)
-        flags = _split_info(path.name)[1]
+        names = read_keywords(f.path)
+        flags = split_info(path.name)[1]
         return [names[ord(c) - ord("a")] for c in sorted(flags) if "a" <= c <= "z" and ord(c) - ord("a") < len(names)]
-
-    def _remap_flags(self, flags: str, source: _Folder, target: _Folder) -> str:
-        letters = [c for c in flags if "a" <= c <= "z"]
-        if not letters or source.path == target.path:
-            return flags
-        names = self._keywords(source)
-        out = [c for c in flags if not "a" <= c <= "z"]
-        for c in letters:
-            i = ord(c) - ord("a")
-            if i < len(names) and names[i]:
-                out.append(self._keyword_letter(target, names[i]))
-        return "".join(sorted(set(out)))
 
     def move(self, ref: MailRef, folder: str) -> MailRef:
         """Rename the message into ``folder``; when it is already there, return where it is."""
@@ -534,18 +382,18 @@ class LocalMailConnector(MailboxConnector):
                 raise self._not_found(ref)
             return MailRef(target.name, ref.uid, ref.key)
         if path is None:
-            if self._find(target, ref.uid) is not None:
+            if find_entry(target, ref.uid) is not None:
                 return MailRef(target.name, ref.uid, ref.key)  # a previous (killed) run already moved it
             raise self._not_found(ref)
-        flags = self._remap_flags(_split_info(path.name)[1], source, target)
+        flags = remap_keywords(split_info(path.name)[1], source.path, target.path, shown_as=target.name)
         dest = target.path / "cur" / f"{ref.uid}:2,{flags}"
         try:
             os.rename(path, dest)
         except OSError as exc:
             raise ConnectorError(tr(f"Déplacement impossible : {exc.strerror}", f"Cannot move: {exc.strerror}"),
                                  connector_id=self.id) from exc
-        _fsync_dir(dest.parent)
-        _fsync_dir(path.parent)
+        fsync_dir(dest.parent)
+        fsync_dir(path.parent)
         return MailRef(target.name, ref.uid, ref.key)
 
     def add_label(self, ref: MailRef, label: str) -> None:
@@ -554,22 +402,22 @@ class LocalMailConnector(MailboxConnector):
         f, path = self._locate_file(ref)
         if path is None:
             raise self._not_found(ref)
-        letter = self._keyword_letter(f, label)
-        flags = _split_info(path.name)[1]
+        letter = keyword_letter(f.path, label, shown_as=f.name)
+        flags = split_info(path.name)[1]
         if letter in flags:
             return
         dest = f.path / "cur" / f"{ref.uid}:2,{''.join(sorted(flags + letter))}"
         os.rename(path, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         if path.parent != dest.parent:
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
 
     def tag_subject(self, ref: MailRef, tag: str) -> MailRef:
-        """Write a copy whose subject starts with ``tag``, flush it, then remove the original."""
+        """Write a copy whose subject starts with ``tag`` (same file mode), flush it, then remove the original."""
         self.require(Capability.TAG_SUBJECT)
         f, path = self._locate_file(ref)
         new_uid = f"{ref.uid}.t{hashlib.sha1(tag.encode('utf-8')).hexdigest()[:8]}"
-        existing = self._find(f, new_uid)
+        existing = find_message(f.path, new_uid)
         if path is None:
             if existing is not None:
                 return MailRef(f.name, new_uid, ref.key)  # done by a previous run
@@ -577,18 +425,12 @@ class LocalMailConnector(MailboxConnector):
         raw = path.read_bytes()
         if is_tagged(raw, tag) and existing is None:
             return ref
-        flags = _split_info(path.name)[1]
         if existing is None:
-            tmp = f.path / "tmp" / f"{new_uid}.{_unique_name()}"
-            with tmp.open("wb") as fh:
-                fh.write(with_tag(raw, tag))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.rename(tmp, f.path / "cur" / f"{new_uid}:2,{flags}")
-            _fsync_dir(f.path / "cur")
+            mode = stat.S_IMODE(path.stat().st_mode)
+            write_message(f.path, "cur", f"{new_uid}:2,{split_info(path.name)[1]}", with_tag(raw, tag), mode=mode)
         # the tagged copy is on disk: only now may the original go
         path.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return MailRef(f.name, new_uid, ref.key)
 
     # ------------------------------------------------------------------------ watch
@@ -596,16 +438,9 @@ class LocalMailConnector(MailboxConnector):
         out = []
         for name in folders:
             try:
-                f = self._folder(name)
+                out += change_marks(self._folder(name))
             except ConnectorError:
                 out.append(-1)
-                continue
-            paths = [f.path / "new", f.path / "cur"] if f.kind == "maildir" else [f.path]
-            for p in paths:
-                try:
-                    out.append(p.stat().st_mtime_ns)
-                except FileNotFoundError:
-                    out.append(-1)
         return out
 
     def wait_for_changes(self, folders: Sequence[str], timeout: float) -> bool:
@@ -626,18 +461,12 @@ class LocalMailConnector(MailboxConnector):
 
     # --------------------------------------------------------------------- delivery
     def deliver(self, raw: bytes, folder: str = INBOX) -> MailRef:
-        """Put a new message into ``folder`` as a mail server would (``tmp/`` then ``new/``).
+        """Put a new message into ``folder`` as a mail server would (``tmp/`` then ``new/``, mode 0600).
 
         Used by tests, demos and scripts that feed a local Maildir.
         """
         self.require(Capability.MOVE)
         f = self._folder(folder)
-        uid = _unique_name()
-        tmp = f.path / "tmp" / uid
-        with tmp.open("wb") as fh:
-            fh.write(raw)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.rename(tmp, f.path / "new" / uid)
-        _fsync_dir(f.path / "new")
+        uid = unique_name()
+        write_message(f.path, "new", uid, raw)
         return MailRef(f.name, uid, message_key(raw))

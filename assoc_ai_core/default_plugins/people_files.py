@@ -6,7 +6,7 @@ from assoc_ai_core.ext.connectors import ConnectorRegistry
 from assoc_ai_core.ext.hookspecs import hookimpl
 
 
-@hookimpl
+@hookimpl(trylast=True)  # called after the installed plugins (pluggy otherwise calls the last registered first)
 def register_connectors(registry: ConnectorRegistry) -> None:
     """Register the credential-free files connector (id ``files``)."""
     from assoc_ai_core.people.files_connector import FilesConnector

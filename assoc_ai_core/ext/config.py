@@ -1,21 +1,28 @@
 """Configuration files and secrets.
 
 One TOML file holds the settings of a job; secrets are *references*, never
-values: ``password = { env = "IMAP_PASSWORD" }`` or ``{ file = "/run/secrets/imap" }``
-(``$env`` / ``$file`` are accepted too).  References are resolved when a
-connector is built, and the resolved value lives in a :class:`Secret` whose
-``repr`` and ``str`` are ``***`` so it cannot leak into a log by accident.
+values: ``password = { env = "IMAP_PASSWORD" }``, ``{ file = "/run/secrets/imap" }``
+or ``{ plugin = "keyring" }`` (``$env`` / ``$file`` / ``$plugin`` are accepted too).
+References are resolved when a connector is built, and the resolved value lives
+in a :class:`Secret` whose ``repr`` and ``str`` are ``***`` so it cannot leak
+into a log by accident.
+
+This module knows nothing of the plugin manager (which sits above it and imports
+it): ``{ plugin = ... }`` references are answered by a :data:`SecretSource`
+handed to :func:`build_config`, in practice the plugins' ``resolve_secret`` hook
+(:func:`assoc_ai_core.ext.plugins.build_connector_config`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import stat
 import tomllib
 import typing
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +30,7 @@ from assoc_ai_core.errors import ConfigError, MissingSecretError
 from assoc_ai_core.i18n import tr
 
 SECRET_KEY_HINTS = ("password", "secret", "token", "key", "credential")
+SECRET_REF_KINDS = ("env", "file", "plugin")
 
 
 class Secret:
@@ -47,6 +55,13 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(("Secret", self._value))
+
+
+SecretSource = Callable[[str, str], "Secret | None"]
+"""Asked for a secret by connector id and field name; None when no provider has it."""
+
+PluginAnswer = Callable[[], "Secret | None"]
+"""A :data:`SecretSource` already bound to one connector and field."""
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -92,42 +107,30 @@ def _warn_on_literal_secrets(data: Mapping[str, Any], path: Path, prefix: str = 
 
 
 def is_secret_ref(value: Any) -> bool:
-    """True for ``{env = ...}`` / ``{file = ...}`` references (``$`` prefix optional)."""
-    return isinstance(value, Mapping) and len(value) == 1 and next(iter(value)).lstrip("$") in ("env", "file")
+    """True for ``{env = ...}`` / ``{file = ...}`` / ``{plugin = ...}`` references (``$`` prefix optional)."""
+    return (
+        isinstance(value, Mapping) and len(value) == 1 and str(next(iter(value))).lstrip("$") in SECRET_REF_KINDS
+    )
 
 
-def resolve_secret(value: Any, *, where: str) -> Secret:
-    """Turn a literal or a reference into a :class:`Secret`; ``where`` names the field in errors."""
+def secret_from_config(value: Any, *, where: str, ask_plugins: PluginAnswer | None = None) -> Secret:
+    """Turn a literal or a reference into a :class:`Secret`; ``where`` names the field in errors.
+
+    ``{ plugin = "..." }`` is answered by ``ask_plugins`` (the plugins' ``resolve_secret`` hook, already bound
+    to this connector and field); the string only tells the reader which plugin provides it.
+    """
     if isinstance(value, Secret):
         return value
     if isinstance(value, str):
         return Secret(value)
     if is_secret_ref(value):
         kind, target = next(iter(value.items()))
-        kind = kind.lstrip("$")
+        kind = str(kind).lstrip("$")
         if kind == "env":
-            found = os.environ.get(str(target))
-            if found is None:
-                raise MissingSecretError(
-                    tr(
-                        f"{where} : la variable d'environnement {target} n'est pas définie. "
-                        f"Définissez-la (export {target}=...) dans l'environnement du service.",
-                        f"{where}: environment variable {target} is not set. "
-                        f"Set it (export {target}=...) in the job's environment.",
-                    )
-                )
-            return Secret(found)
-        try:
-            return Secret(Path(str(target)).expanduser().read_text(encoding="utf-8").strip())
-        except OSError as exc:
-            raise MissingSecretError(
-                tr(
-                    f"{where} : impossible de lire le fichier secret {target} ({exc.strerror}). "
-                    "Vérifiez le chemin et les droits (lisible par l'utilisateur du service).",
-                    f"{where}: cannot read secret file {target} ({exc.strerror}). "
-                    "Check the path and that the job's user can read it.",
-                )
-            ) from None
+            return _secret_from_env(str(target), where)
+        if kind == "file":
+            return _secret_from_file(str(target), where)
+        return _secret_from_plugins(str(target), where, ask_plugins)
     raise MissingSecretError(
         tr(
             f'{where} : secret manquant. Ajoutez par exemple {{ env = "NOM_DE_VARIABLE" }}.',
@@ -136,16 +139,71 @@ def resolve_secret(value: Any, *, where: str) -> Secret:
     )
 
 
-def build_config(config_cls: type, section: Mapping[str, Any], *, where: str) -> Any:
+def _secret_from_env(variable: str, where: str) -> Secret:
+    found = os.environ.get(variable)
+    if found is None:
+        raise MissingSecretError(
+            tr(
+                f"{where} : la variable d'environnement {variable} n'est pas définie. "
+                f"Définissez-la (export {variable}=...) dans l'environnement du service.",
+                f"{where}: environment variable {variable} is not set. "
+                f"Set it (export {variable}=...) in the job's environment.",
+            )
+        )
+    return Secret(found)
+
+
+def _secret_from_file(path: str, where: str) -> Secret:
+    try:
+        return Secret(Path(path).expanduser().read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        raise MissingSecretError(
+            tr(
+                f"{where} : impossible de lire le fichier secret {path} ({exc.strerror}). "
+                "Vérifiez le chemin et les droits (lisible par l'utilisateur du service).",
+                f"{where}: cannot read secret file {path} ({exc.strerror}). "
+                "Check the path and that the job's user can read it.",
+            )
+        ) from None
+
+
+def _secret_from_plugins(provider: str, where: str, ask_plugins: PluginAnswer | None) -> Secret:
+    found = ask_plugins() if ask_plugins is not None else None
+    if found is not None:
+        return found
+    if ask_plugins is None:  # plain build_config: no plugin manager was handed over
+        raise MissingSecretError(
+            tr(
+                f'{where} : {{ plugin = "{provider}" }} ne se résout que quand assoc-ai construit le connecteur '
+                "avec ses plugins chargés ; ailleurs, utilisez { env = \"...\" } ou { file = \"...\" }.",
+                f'{where}: {{ plugin = "{provider}" }} is only resolved when assoc-ai builds the connector with its '
+                'plugins loaded; elsewhere use { env = "..." } or { file = "..." }.',
+            )
+        )
+    raise MissingSecretError(
+        tr(
+            f'{where} : aucun plugin n\'a fourni ce secret ({{ plugin = "{provider}" }}, hook resolve_secret). '
+            f"Installez et configurez le plugin « {provider} » (assoc-ai plugins liste les plugins chargés).",
+            f'{where}: no plugin provided this secret ({{ plugin = "{provider}" }}, resolve_secret hook). '
+            f"Install and set up the '{provider}' plugin (assoc-ai plugins lists the loaded plugins).",
+        )
+    )
+
+
+def build_config(config_cls: type, section: Mapping[str, Any], *, where: str,
+                 secrets: SecretSource | None = None) -> Any:
     """Build a connector's frozen ``Config`` dataclass from a TOML section.
 
     Unknown keys are an error (a typo must not be silently ignored); fields
     annotated ``Secret`` (or ``Secret | None``) are resolved from references.
+    ``secrets`` (the plugins' ``resolve_secret`` hook, see
+    :func:`assoc_ai_core.ext.plugins.build_connector_config`) answers ``{ plugin = ... }`` references and
+    required secret fields the section leaves out; it is asked with the section's ``connector`` (else
+    ``where``) and the field name.
     """
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"{config_cls!r} is not a dataclass")
-    hints = typing.get_type_hints(config_cls)
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    fields = [f.name for f in dataclasses.fields(config_cls)]
     unknown = sorted(set(section) - set(fields) - {"connector"})
     if unknown:
         raise ConfigError(
@@ -154,20 +212,37 @@ def build_config(config_cls: type, section: Mapping[str, Any], *, where: str) ->
                 f"[{where}]: unknown key(s) {', '.join(unknown)}. Allowed keys: {', '.join(fields)}.",
             )
         )
+    connector_id = str(section.get("connector") or where)
     kwargs: dict[str, Any] = {}
-    for name, f in fields.items():
-        is_secret = _mentions_secret(hints.get(name))
+    for spec in describe_fields(config_cls):
+        name = spec["name"]
+        ask = functools.partial(secrets, connector_id, name) if secrets is not None and spec["secret"] else None
         if name in section:
             value = section[name]
-            kwargs[name] = resolve_secret(value, where=f"{where}.{name}") if is_secret else value
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+            if spec["secret"]:
+                value = secret_from_config(value, where=f"{where}.{name}", ask_plugins=ask)
+            kwargs[name] = value
+        elif spec["required"] and ask is not None and (found := ask()) is not None:
+            kwargs[name] = found
+        elif spec["required"]:
             raise ConfigError(
                 tr(f"[{where}] : la clé « {name} » est obligatoire.", f"[{where}]: key '{name}' is required.")
             )
     try:
         return config_cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"[{where}]: {exc}") from exc
+        text = str(exc)  # a Config's own check usually names its section already
+        raise ConfigError(text if text.startswith(f"[{where}]") else f"[{where}]: {text}") from exc
+
+
+def describe_fields(config_cls: type) -> list[dict[str, Any]]:
+    """Name, ``secret`` (annotated :class:`Secret`) and ``required`` (no default) of each field of a ``Config``."""
+    hints = typing.get_type_hints(config_cls)
+    return [
+        {"name": f.name, "secret": _mentions_secret(hints.get(f.name)),
+         "required": f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        for f in dataclasses.fields(config_cls)
+    ]
 
 
 def _mentions_secret(hint: Any) -> bool:

@@ -25,7 +25,8 @@ from assoc_ai_core.errors import CapabilityError, UnknownConnectorError
 from assoc_ai_core.i18n import tr
 
 
-class Capability(str, Enum):
+# Not StrEnum: str() and f-strings of a member stay "Capability.READ", as plugins and messages already expect.
+class Capability(str, Enum):  # noqa: UP042
     """What a connector can do; the host checks before asking."""
 
     READ = "read"
@@ -91,10 +92,11 @@ class Connector(ABC):
     def __init__(self, config: Any) -> None:
         self.config = config
 
-    def open(self) -> None:
+    # Optional steps, not abstract: a connector with nothing to connect (local files) keeps these no-ops.
+    def open(self) -> None:  # noqa: B027
         """Connect and authenticate; raise AuthError or ConnectorError."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027
         """Release connections; safe to call twice and never raises."""
 
     def __enter__(self) -> Connector:

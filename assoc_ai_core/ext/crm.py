@@ -1,9 +1,14 @@
 """The CRM connector contract: read people records incrementally, write scores back safely.
 
-A CRM plugin subclasses :class:`CrmConnector`, sets ``id``, ``Config``,
-``capabilities`` and ``record_types``, and implements :meth:`iter_records`;
-plugins that can write also implement :meth:`write_scores` (and usually
-:meth:`ensure_fields`) and add ``Capability.WRITE_SCORES``.
+A CRM plugin subclasses :class:`CrmConnector` (or :class:`ApiCrmConnector`
+when it talks to a web API through a client object), sets ``id``, ``Config``,
+``capabilities`` and ``record_types``, and implements :meth:`iter_records`.
+Plugins that can write add ``Capability.WRITE_SCORES``, implement
+:meth:`~CrmConnector.ensure_fields` and the two steps of the
+:meth:`~CrmConnector.write_scores` template: :meth:`~CrmConnector.read_stored_scores`
+(what the CRM holds now) and :meth:`~CrmConnector.save_scores` (write the
+changes).  The template keeps, for every CRM, the GDPR filter (a person who
+objects to profiling is never written), the dry-run diff and the report.
 
 Rules every CRM connector follows:
 
@@ -24,18 +29,47 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from assoc_ai_core.errors import CapabilityError, DataError
+from assoc_ai_core.errors import CapabilityError, ConfigError, DataError, PluginError
 from assoc_ai_core.ext.connectors import Capability, Connector
+from assoc_ai_core.ext.http import HttpClient
 from assoc_ai_core.ext.values import parse_number
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.records.people import FieldSpec, RecordDiff, RecordPage, Score, WriteReport, score_field_specs
+from assoc_ai_core.records.people import (
+    FieldSpec,
+    RecordDiff,
+    RecordPage,
+    Score,
+    WriteReport,
+    score_field_names,
+    score_field_specs,
+)
 
-__all__ = ["CrmConnector", "advance_cursor", "is_after_cursor", "plan_score_writes", "CURSOR_KEY"]
+__all__ = [
+    "ApiCrmConnector",
+    "CrmConnector",
+    "StoredScores",
+    "advance_cursor",
+    "is_after_cursor",
+    "plan_score_writes",
+    "site_time_zone",
+    "CURSOR_KEY",
+]
 
 CURSOR_KEY = "modified_after"
+DEFAULT_PREFIX = "assoc_ai"
+
+
+@dataclass(frozen=True)
+class StoredScores:
+    """What the CRM holds now for one person: the score fields' values, and whether they object to profiling."""
+
+    values: Mapping[str, Any] | None = None
+    do_not_profile: bool = False
 
 
 class CrmConnector(Connector):
@@ -44,16 +78,59 @@ class CrmConnector(Connector):
     kind: ClassVar[str] = "crm"
     record_types: ClassVar[frozenset[str]] = frozenset()
 
+    def __enter__(self) -> Self:
+        """Open the connector and return it, typed as its own class (the base types it as any Connector)."""
+        self.open()
+        return self
+
     @abstractmethod
     def iter_records(
         self, record_type: str, cursor: Mapping[str, Any] | None = None, *, page_size: int = 100
     ) -> Iterator[RecordPage]:
         """Yield pages of ``record_type`` records modified since ``cursor`` (everything when None)."""
 
+    # -- writing scores: the template and its two steps -------------------------------------------
     def write_scores(self, scores: Sequence[Score], *, dry_run: bool = True) -> WriteReport:
-        """Write scores to the people they concern; with ``dry_run`` only return the diff."""
+        """Write scores to the people they concern; with ``dry_run`` only return the diff.
+
+        People who object to profiling are skipped with the reason and never
+        written; ids the CRM does not know are skipped (a score never creates a
+        person); only records whose values change are saved.
+        """
         self.require(Capability.WRITE_SCORES)
-        raise CapabilityError("write_scores", connector_id=self.id)  # pragma: no cover - require() raised
+        prefix = self.score_field_prefix()
+        names = sorted({n for s in scores for n in score_field_names(s.task, prefix).values()})
+        stored = self.read_stored_scores(list(dict.fromkeys(str(s.person_id) for s in scores)), names)
+        reason = tr("la personne refuse le profilage (do_not_profile)", "the person objects to profiling (do_not_profile)")
+        blocked = [(pid, reason) for pid, now in stored.items() if now.do_not_profile]
+        current = {pid: now.values for pid, now in stored.items() if not now.do_not_profile}
+        blocked_ids = {pid for pid, _ in blocked}
+        allowed = [s for s in scores if str(s.person_id) not in blocked_ids]
+        plan = plan_score_writes(current, allowed, dry_run=dry_run, prefix=prefix, target=self.score_target())
+        report = WriteReport(dry_run=dry_run, diffs=plan.diffs, skipped=tuple(blocked) + plan.skipped,
+                             target=plan.target)
+        changed = [d for d in report.diffs if d.action != "unchanged"]
+        if not dry_run and changed:
+            self.save_scores(changed, allowed)
+        return report
+
+    def read_stored_scores(self, person_ids: Sequence[str], fields: Sequence[str]) -> Mapping[str, StoredScores]:
+        """The score ``fields`` (canonical names) of each known person in ``person_ids``; unknown ids are left out."""
+        raise PluginError(tr(f"{type(self).__name__} déclare WRITE_SCORES sans définir read_stored_scores().",
+                             f"{type(self).__name__} declares WRITE_SCORES but does not define read_stored_scores()."))
+
+    def save_scores(self, diffs: Sequence[RecordDiff], scores: Sequence[Score]) -> None:
+        """Write the changed ``diffs`` (``diff.after`` holds the canonical fields); ``scores`` are those allowed."""
+        raise PluginError(tr(f"{type(self).__name__} déclare WRITE_SCORES sans définir save_scores().",
+                             f"{type(self).__name__} declares WRITE_SCORES but does not define save_scores()."))
+
+    def score_field_prefix(self) -> str:
+        """The prefix of the score fields: the Config's ``field_prefix`` when it has one, else ``assoc_ai``."""
+        return str(getattr(self.config, "field_prefix", DEFAULT_PREFIX))
+
+    def score_target(self) -> str:
+        """Where scores go, for the report (``civicrm:Contact``, a file path...)."""
+        return self.id
 
     def ensure_fields(self, fields: Sequence[FieldSpec] | None = None, *, task: str = "", dry_run: bool = True) -> WriteReport:
         """Create the custom fields scores need (``fields`` or those of ``task``); no-op for existing ones."""
@@ -81,6 +158,66 @@ class CrmConnector(Connector):
         if not task:
             raise DataError(tr("Indiquez les champs ou la tâche.", "Give the fields or the task."))
         return score_field_specs(task)
+
+
+class Closable(Protocol):
+    """An API client: something holding connections that :meth:`close` releases."""
+
+    def close(self) -> None:
+        """Release connections; safe twice."""
+
+
+ClientT = TypeVar("ClientT", bound=Closable)
+
+
+class ApiCrmConnector(CrmConnector, Generic[ClientT]):
+    """A CRM reached through an API client built on first use, so building the connector does no I/O.
+
+    The Config of a web API names its HTTP settings ``timeout``, ``verify_tls``,
+    ``max_attempts`` and ``max_retry_wait``; :meth:`http_client` builds the
+    shared :class:`~assoc_ai_core.ext.http.HttpClient` from them.
+    """
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self._client: ClientT | None = None
+
+    @abstractmethod
+    def build_client(self) -> ClientT:
+        """A new API client from ``self.config`` (no I/O yet)."""
+
+    def http_client(self, service: str, *, headers: Mapping[str, str] | None = None,
+                    field: str = "base_url") -> HttpClient:
+        """A session for ``service`` with the Config's timeout, TLS verification and retry bounds."""
+        c = self.config
+        return HttpClient(service, self.id, timeout=c.timeout, verify=c.verify_tls, max_attempts=c.max_attempts,
+                          max_retry_wait=c.max_retry_wait, headers=headers, field=field)
+
+    @property
+    def client(self) -> ClientT:
+        """The API client, built on first use."""
+        if self._client is None:
+            self._client = self.build_client()
+        return self._client
+
+    def close(self) -> None:
+        """Close the client's connections; safe twice."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def site_time_zone(name: str, *, connector_id: str) -> ZoneInfo:
+    """The time zone a self-hosted CRM writes its wall-clock times in; a clear error for an unknown name."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            tr(
+                f"[connectors.{connector_id}].timezone : fuseau horaire inconnu {name!r} (ex. « Europe/Paris »).",
+                f"[connectors.{connector_id}].timezone: unknown time zone {name!r} (e.g. 'Europe/Paris').",
+            )
+        ) from None
 
 
 def _as_utc(value: datetime) -> datetime:

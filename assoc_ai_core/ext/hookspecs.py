@@ -11,7 +11,10 @@ the ``assoc_ai`` entry-point group::
         registry.add(MyConnector)
 
 New parameters may be added to a hook in later versions; an implementation may
-accept only the ones it needs (pluggy's rule), so plugins keep working.
+accept only the ones it needs (pluggy's rule), so plugins keep working.  The
+host keeps its side of that promise by calling hooks only through the plugin
+manager (``pm.hook.<name>(...)`` in :mod:`assoc_ai_core.ext.plugins`), never a
+plugin's function directly.
 """
 
 from __future__ import annotations
@@ -58,8 +61,11 @@ def register_commands(cli: click.Group) -> None:
 def resolve_secret(connector_id: str, field: str) -> str | None:
     """Return a secret for ``connector_id``'s ``field``, or None to let the next provider try.
 
-    ``firstresult``: the first non-None answer wins.  Used when the config names
-    no reference for a secret field (keyring, vault...).
+    ``firstresult``: the first non-None answer wins.  Asked when a connector is
+    built for a ``{ plugin = "..." }`` reference and for a required secret
+    field the config leaves out (keyring, vault...); the IMAP connector also
+    asks at each connection for a token it has not been given.  Return a ``str``
+    or an :class:`~assoc_ai_core.ext.config.Secret`; never log the value.
 
     .. versionadded:: 0.1
     """

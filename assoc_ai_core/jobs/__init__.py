@@ -7,3 +7,6 @@ written to :mod:`~assoc_ai_core.jobs.state` before and after it is carried out.
 Erasure and access requests (:mod:`assoc_ai_core.trust`) sit above this layer
 and use what the state store offers.
 """
+
+# The job is used from its modules (assoc_ai_core.jobs.triage, .settings, .retrain...).
+__all__: list[str] = []

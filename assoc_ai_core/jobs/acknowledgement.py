@@ -25,6 +25,7 @@ from email.utils import formatdate, getaddresses, make_msgid
 from typing import Any
 
 from assoc_ai_core.errors import ConfigError
+from assoc_ai_core.ext.config import build_config
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.jobs.forwarding import ForwardError, SmtpForwarder
 
@@ -46,33 +47,28 @@ class AckSettings:
     lang: str = "both"
     teams: Mapping[str, str] = field(default_factory=dict)
 
-    @classmethod
-    def from_mapping(cls, section: Mapping[str, Any]) -> AckSettings:
-        """Check the ``[acknowledgement]`` section."""
-        allowed = {"enabled", "period_days", "contact", "lang", "teams"}
-        unknown = sorted(set(section) - allowed)
-        if unknown:
-            raise ConfigError(tr(f"[acknowledgement] : clé(s) inconnue(s) {', '.join(unknown)}. Clés possibles : "
-                                 f"{', '.join(sorted(allowed))}.",
-                                 f"[acknowledgement]: unknown key(s) {', '.join(unknown)}. Allowed keys: "
-                                 f"{', '.join(sorted(allowed))}."))
-        s = cls(**dict(section))
-        if not isinstance(s.enabled, bool):
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
             raise ConfigError(tr("[acknowledgement] enabled : true ou false.", "[acknowledgement] enabled: true or false."))
-        if isinstance(s.period_days, bool) or not isinstance(s.period_days, int) or s.period_days < 1:
+        if isinstance(self.period_days, bool) or not isinstance(self.period_days, int) or self.period_days < 1:
             raise ConfigError(tr("[acknowledgement] period_days doit être un nombre entier de jours (1 ou plus).",
                                  "[acknowledgement] period_days must be a whole number of days (1 or more)."))
-        if s.lang not in ("fr", "en", "both"):
+        if self.lang not in ("fr", "en", "both"):
             raise ConfigError(tr('[acknowledgement] lang : "fr", "en" ou "both".',
                                  '[acknowledgement] lang: "fr", "en" or "both".'))
-        if s.enabled and not (isinstance(s.contact, str) and s.contact.strip()):
+        if self.enabled and not (isinstance(self.contact, str) and self.contact.strip()):
             raise ConfigError(tr("[acknowledgement] contact est obligatoire : comment joindre une personne "
                                  "(adresse ou téléphone).",
                                  "[acknowledgement] contact is required: how to reach a person (address or phone)."))
-        if not isinstance(s.teams, Mapping):
+        if not isinstance(self.teams, Mapping):
             raise ConfigError(tr("[acknowledgement.teams] : Catégorie = \"nom de l'équipe\".",
                                  "[acknowledgement.teams]: Category = \"team name\"."))
-        return s
+
+    @classmethod
+    def from_mapping(cls, section: Mapping[str, Any]) -> AckSettings:
+        """Check the ``[acknowledgement]`` section (unknown keys are an error)."""
+        settings: AckSettings = build_config(cls, section, where="acknowledgement")
+        return settings
 
 
 class NoticeSender(SmtpForwarder):
@@ -80,22 +76,19 @@ class NoticeSender(SmtpForwarder):
 
     def send_notice(self, message: EmailMessage, recipients: Sequence[str]) -> str:
         """Send ``message`` to ``recipients``; returns its Message-ID.  Connection is retried, sending is not."""
-        client = self._connect()
-        try:
-            refused = client.send_message(message, from_addr=self.settings.from_address, to_addrs=list(recipients))
-            if refused:
-                raise ForwardError(tr("Destinataire refusé par le serveur SMTP.", "Recipient refused by the SMTP server."))
-        except smtplib.SMTPRecipientsRefused:
-            raise ForwardError(tr("Destinataire refusé par le serveur SMTP.",
-                                  "Recipient refused by the SMTP server.")) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise ForwardError(tr(f"Envoi interrompu ({type(exc).__name__}).", f"Sending interrupted ({type(exc).__name__})."),
-                               maybe_sent=not isinstance(exc, smtplib.SMTPResponseException)) from None
-        finally:
+        with self.session() as client:
             try:
-                client.quit()
-            except (OSError, smtplib.SMTPException):
-                client.close()
+                refused = client.send_message(message, from_addr=self.settings.from_address, to_addrs=list(recipients))
+                if refused:
+                    raise ForwardError(tr("Destinataire refusé par le serveur SMTP.",
+                                          "Recipient refused by the SMTP server."))
+            except smtplib.SMTPRecipientsRefused:
+                raise ForwardError(tr("Destinataire refusé par le serveur SMTP.",
+                                      "Recipient refused by the SMTP server.")) from None
+            except (OSError, smtplib.SMTPException) as exc:
+                raise ForwardError(tr(f"Envoi interrompu ({type(exc).__name__}).",
+                                      f"Sending interrupted ({type(exc).__name__})."),
+                                   maybe_sent=not isinstance(exc, smtplib.SMTPResponseException)) from None
         return str(message["Message-ID"])
 
 
@@ -210,21 +203,4 @@ class Acknowledger:
         return True, ""
 
 
-def acknowledger_for_job(settings: Any, state: Any, privacy: Any) -> Acknowledger | None:
-    """The job's acknowledger when ``[acknowledgement] enabled = true`` (None otherwise)."""
-    from assoc_ai_core.ext.config import load_config
-    from assoc_ai_core.jobs.forwarding import SmtpSettings
-
-    if settings.config_path is None:
-        return None
-    ack = AckSettings.from_mapping(dict(load_config(settings.config_path).get("acknowledgement", {}) or {}))
-    if not ack.enabled:
-        return None
-    if settings.smtp is None:
-        raise ConfigError(tr("[acknowledgement] enabled = true demande une section [smtp].",
-                             "[acknowledgement] enabled = true needs an [smtp] section."))
-    return Acknowledger(ack, state, privacy, NoticeSender(SmtpSettings.from_section(settings.smtp)))
-
-
-__all__ = ["AckSettings", "Acknowledger", "NoticeSender", "may_acknowledge", "reply_address", "build_acknowledgement",
-           "acknowledger_for_job"]
+__all__ = ["AckSettings", "Acknowledger", "NoticeSender", "may_acknowledge", "reply_address", "build_acknowledgement"]

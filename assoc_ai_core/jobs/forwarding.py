@@ -16,11 +16,12 @@ again — a message is forwarded at most once.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import smtplib
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from email.mime.message import MIMEMessage
 from email.mime.multipart import MIMEMultipart
@@ -32,7 +33,8 @@ from typing import Any
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, TransientError
-from assoc_ai_core.ext.config import Secret, build_config
+from assoc_ai_core.ext.config import Secret
+from assoc_ai_core.ext.plugins import build_connector_config
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.records.mail import Message
 
@@ -88,7 +90,8 @@ class SmtpSettings:
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> SmtpSettings:
         """Build from the ``[smtp]`` TOML table (secret references resolved)."""
-        return build_config(cls, section, where="smtp")
+        settings: SmtpSettings = build_connector_config(cls, section, where="smtp")
+        return settings
 
 
 class ForwardError(ConnectorError):
@@ -154,6 +157,18 @@ class SmtpForwarder:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         return ctx
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[smtplib.SMTP]:
+        """A connected, secured, logged-in client, closed politely (or not) on the way out."""
+        client = self._connect()
+        try:
+            yield client
+        finally:
+            try:
+                client.quit()
+            except (OSError, smtplib.SMTPException):
+                client.close()
 
     @retry(retry=retry_if_exception_type(TransientError), stop=stop_after_attempt(3),
            wait=wait_exponential(multiplier=0.5, max=5), reraise=True)
@@ -229,32 +244,27 @@ class SmtpForwarder:
         s = self.settings
         forward = build_forward(raw, to=to, sender=s.from_address, category=category, key=key, subject=subject)
         data = forward.as_bytes(policy=compat32.clone(linesep="\r\n"))
-        client = self._connect()
-        try:
-            options = ["BODY=8BITMIME"] if client.has_extn("8bitmime") and not data.isascii() else []
-            refused = client.sendmail(s.from_address, [to], data, mail_options=options)
-            if refused:
-                raise ForwardError(tr(f"Destinataire refusé par le serveur SMTP (message {key}).",
-                                      f"Recipient refused by the SMTP server (message {key})."))
-        except smtplib.SMTPRecipientsRefused:
-            raise ForwardError(tr(f"Destinataire refusé par le serveur SMTP (message {key}). Vérifiez l'adresse.",
-                                  f"Recipient refused by the SMTP server (message {key}). Check the address.")) from None
-        except smtplib.SMTPResponseException as exc:
-            # a clear refusal (4xx/5xx) means the server did not take the message
-            raise ForwardError(tr(f"Transfert refusé par le serveur SMTP (code {exc.smtp_code}).",
-                                  f"Forward refused by the SMTP server (code {exc.smtp_code})."),
-                               maybe_sent=False) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise ForwardError(tr(
-                f"Connexion SMTP perdue pendant l'envoi ({type(exc).__name__}) : le transfert a pu partir, "
-                "il ne sera pas renvoyé.",
-                f"SMTP connection lost while sending ({type(exc).__name__}): the forward may have gone out, "
-                "it will not be sent again.",
-            ), maybe_sent=True) from None
-        finally:
+        with self.session() as client:
             try:
-                client.quit()
-            except (OSError, smtplib.SMTPException):
-                client.close()
+                options = ["BODY=8BITMIME"] if client.has_extn("8bitmime") and not data.isascii() else []
+                refused = client.sendmail(s.from_address, [to], data, mail_options=options)
+                if refused:
+                    raise ForwardError(tr(f"Destinataire refusé par le serveur SMTP (message {key}).",
+                                          f"Recipient refused by the SMTP server (message {key})."))
+            except smtplib.SMTPRecipientsRefused:
+                raise ForwardError(tr(f"Destinataire refusé par le serveur SMTP (message {key}). Vérifiez l'adresse.",
+                                      f"Recipient refused by the SMTP server (message {key}). Check the address.")) from None
+            except smtplib.SMTPResponseException as exc:
+                # a clear refusal (4xx/5xx) means the server did not take the message
+                raise ForwardError(tr(f"Transfert refusé par le serveur SMTP (code {exc.smtp_code}).",
+                                      f"Forward refused by the SMTP server (code {exc.smtp_code})."),
+                                   maybe_sent=False) from None
+            except (OSError, smtplib.SMTPException) as exc:
+                raise ForwardError(tr(
+                    f"Connexion SMTP perdue pendant l'envoi ({type(exc).__name__}) : le transfert a pu partir, "
+                    "il ne sera pas renvoyé.",
+                    f"SMTP connection lost while sending ({type(exc).__name__}): the forward may have gone out, "
+                    "it will not be sent again.",
+                ), maybe_sent=True) from None
         return str(forward["Message-ID"])
 

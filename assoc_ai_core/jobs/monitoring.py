@@ -19,18 +19,23 @@ category), and with the mailbox's own history (sender domains, corrections):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from assoc_ai_core.errors import ConfigError
+from assoc_ai_core.ext.config import build_config
 from assoc_ai_core.i18n import percent, tr
+
+_COUNTS = ("window_days", "min_messages", "domain_cluster", "min_corrections")
+_SHARES = ("review_margin", "mix_distance", "correction_rise")
 
 
 @dataclass(frozen=True)
 class MonitorSettings:
-    """``[monitor]``: where alerts go and the drift thresholds."""
+    """``[monitor]``: who gets the alert, the window and the drift thresholds."""
 
     alert_to: tuple[str, ...] = ()
     window_days: int = 7
@@ -42,35 +47,32 @@ class MonitorSettings:
     min_corrections: int = 3
     lang: str | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.alert_to, tuple) or not all(isinstance(a, str) and "@" in a for a in self.alert_to):
+            raise ConfigError(tr("[monitor] alert_to : une adresse ou une liste d'adresses.",
+                                 "[monitor] alert_to: an address or a list of addresses."))
+        for name in _COUNTS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(tr(f"[monitor] {name} doit être un entier positif.",
+                                     f"[monitor] {name} must be a positive integer."))
+        for name in _SHARES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+                raise ConfigError(tr(f"[monitor] {name} doit être un nombre entre 0 et 1.",
+                                     f"[monitor] {name} must be a number between 0 and 1."))
+        if self.lang not in (None, "fr", "en"):
+            raise ConfigError(tr('[monitor] lang : "fr" ou "en".', '[monitor] lang: "fr" or "en".'))
+
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any]) -> MonitorSettings:
-        """Check the ``[monitor]`` section."""
-        allowed = set(cls.__dataclass_fields__)
-        unknown = sorted(set(section) - allowed)
-        if unknown:
-            raise ConfigError(tr(f"[monitor] : clé(s) inconnue(s) {', '.join(unknown)}. Clés possibles : "
-                                 f"{', '.join(sorted(allowed))}.",
-                                 f"[monitor]: unknown key(s) {', '.join(unknown)}. Allowed keys: "
-                                 f"{', '.join(sorted(allowed))}."))
+        """Check the ``[monitor]`` section (unknown keys are an error)."""
         values = dict(section)
         to = values.get("alert_to", [])
         to = [to] if isinstance(to, str) else to
-        if not isinstance(to, list) or not all(isinstance(a, str) and "@" in a for a in to):
-            raise ConfigError(tr("[monitor] alert_to : une adresse ou une liste d'adresses.",
-                                 "[monitor] alert_to: an address or a list of addresses."))
-        values["alert_to"] = tuple(to)
-        for name in ("window_days", "min_messages", "domain_cluster", "min_corrections"):
-            if name in values and (isinstance(values[name], bool) or not isinstance(values[name], int) or values[name] < 1):
-                raise ConfigError(tr(f"[monitor] {name} doit être un entier positif.",
-                                     f"[monitor] {name} must be a positive integer."))
-        for name in ("review_margin", "mix_distance", "correction_rise"):
-            v = values.get(name, 0.1)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
-                raise ConfigError(tr(f"[monitor] {name} doit être un nombre entre 0 et 1.",
-                                     f"[monitor] {name} must be a number between 0 and 1."))
-        if values.get("lang") not in (None, "fr", "en"):
-            raise ConfigError(tr('[monitor] lang : "fr" ou "en".', '[monitor] lang: "fr" or "en".'))
-        return cls(**values)
+        values["alert_to"] = tuple(to) if isinstance(to, list) else to
+        settings: MonitorSettings = build_config(cls, values, where="monitor")
+        return settings
 
 
 @dataclass
@@ -80,6 +82,10 @@ class Flag:
     kind: str
     message: str
     figures: dict[str, Any] = field(default_factory=dict)
+
+
+def _pct_or_dash(value: float | None, lang: str | None) -> str:
+    return percent(value, lang) if value is not None else "—"
 
 
 @dataclass
@@ -104,8 +110,8 @@ class MonitorReport:
 
     def text(self) -> str:
         """The plain-language alert (or all-clear) in the configured language."""
-        t = lambda fr, en: tr(fr, en, self.lang)  # noqa: E731
-        pct = lambda v: percent(v, self.lang) if v is not None else "—"  # noqa: E731
+        t = partial(tr, lang=self.lang)
+        pct = partial(_pct_or_dash, lang=self.lang)
         lines = [t(f"Depuis le {self.window_start[:10]} : {self.decided} messages triés, {pct(self.review_share)} "
                    f"envoyés en vérification (attendu : {pct(self.expected_review_share)}), confiance moyenne "
                    f"{pct(self.mean_confidence)}.",
@@ -124,91 +130,130 @@ class MonitorReport:
         return "\n".join(lines)
 
 
-def _parse(ts: str) -> datetime:
-    dt = datetime.fromisoformat(ts)
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+_SERIES_KEYS = ("id", "started_at", "status", "model_version", "fetched", "auto", "review", "errors", "corrections",
+                "review_share", "mean_confidence", "category_mix")
 
 
 def monitor(state: Any, metadata: Mapping[str, Any], settings: MonitorSettings | None = None, *,
             instance: str | None = None, now: datetime | None = None) -> MonitorReport:
     """Figures and drift flags from the state store and the live model's training metadata."""
     s = settings or MonitorSettings()
-    t = lambda fr, en: tr(fr, en, s.lang)  # noqa: E731
-    pct = lambda v: percent(v, s.lang)  # noqa: E731
-    now = now or datetime.now(UTC)
-    start = (now - timedelta(days=s.window_days)).isoformat(timespec="seconds")
+    start = ((now or datetime.now(UTC)) - timedelta(days=s.window_days)).isoformat(timespec="seconds")
     runs = [r for r in reversed(state.runs(instance, limit=10_000)) if not r["dry_run"]]
-    series = [{k: r[k] for k in ("id", "started_at", "status", "model_version", "fetched", "auto", "review", "errors",
-                                 "corrections", "review_share", "mean_confidence", "category_mix")} for r in runs]
     recent = [r for r in runs if r["started_at"] >= start]
+    mix_counts = _category_counts(recent)
+    report = _window_figures(runs, recent, mix_counts, metadata, start, s.lang)
+    t = partial(tr, lang=s.lang)
+    pct = partial(percent, lang=s.lang)
+    report.flags += _review_share_flags(report, s, t, pct)
+    report.flags += _category_mix_flags(report, sum(mix_counts.values()), s, t, pct)
+    report.flags += _new_domain_flags(state, instance, start, s, t)
+    report.flags += _correction_flags(state, runs, recent, start, s, t, pct)
+    return report
+
+
+_Say = Callable[[str, str], str]
+_Pct = Callable[[float], str]
+
+
+def _category_counts(runs: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in runs:
+        for k, v in (r["category_mix"] or {}).items():
+            counts[k] = counts.get(k, 0) + int(v)
+    return counts
+
+
+def _window_figures(runs: Sequence[Mapping[str, Any]], recent: Sequence[Mapping[str, Any]],
+                    mix_counts: Mapping[str, int], metadata: Mapping[str, Any], start: str,
+                    lang: str | None) -> MonitorReport:
+    """The report's figures (no flags yet): the window's shares and mix beside the training metadata's."""
+    series = [{k: r[k] for k in _SERIES_KEYS} for r in runs]
     decided = sum(r["auto"] + r["review"] + r["errors"] for r in recent)
     sent_review = sum(r["review"] + r["errors"] for r in recent)
-    review_share = sent_review / decided if decided else None
     conf_weight = sum((r["mean_confidence"] or 0) * (r["auto"] + r["review"]) for r in recent)
     conf_n = sum(r["auto"] + r["review"] for r in recent if r["mean_confidence"] is not None)
-    mix_counts: dict[str, int] = {}
-    for r in recent:
-        for k, v in (r["category_mix"] or {}).items():
-            mix_counts[k] = mix_counts.get(k, 0) + int(v)
     total_mix = sum(mix_counts.values())
     mix = {k: v / total_mix for k, v in sorted(mix_counts.items())} if total_mix else {}
     per_class = metadata.get("per_class", {}) or {}
     n_train = sum(int(v.get("examples", 0)) for v in per_class.values())
     training_mix = {k: int(v.get("examples", 0)) / n_train for k, v in sorted(per_class.items())} if n_train else {}
     expected = 1 - float(metadata["expected_auto_share"]) if "expected_auto_share" in metadata else None
-    report = MonitorReport(series, start, decided, review_share, expected, None, mix, training_mix,
-                           conf_weight / conf_n if conf_n else None, lang=s.lang)
+    return MonitorReport(series, start, decided, sent_review / decided if decided else None, expected, None, mix,
+                         training_mix, conf_weight / conf_n if conf_n else None, lang=lang)
 
-    if expected is not None and decided:
-        spread = max(s.review_margin, 3 * math.sqrt(max(expected * (1 - expected), 0.01) / decided))
-        report.review_range = (max(0.0, expected - spread), min(1.0, expected + spread))
-        if decided >= s.min_messages and not report.review_range[0] <= review_share <= report.review_range[1]:
-            more = review_share > expected
-            report.flags.append(Flag("review_share", t(
-                f"{pct(review_share)} du courrier part en vérification, contre {pct(expected)} attendu à "
-                f"l'entraînement : le modèle {'hésite plus' if more else 'hésite moins'} que prévu.",
-                f"{pct(review_share)} of mail goes to review, against {pct(expected)} expected at training: the "
-                f"model is {'less' if more else 'more'} sure than planned."),
-                {"review_share": review_share, "expected": expected, "range": report.review_range}))
-    if training_mix and total_mix >= s.min_messages:
-        keys = set(training_mix) | set(mix)
-        distance = 0.5 * sum(abs(mix.get(k, 0) - training_mix.get(k, 0)) for k in keys)
-        if distance > s.mix_distance:
-            moved = sorted(keys, key=lambda k: -abs(mix.get(k, 0) - training_mix.get(k, 0)))[:2]
-            detail = ", ".join(f"{k} {pct(mix.get(k, 0))} ({pct(training_mix.get(k, 0))})" for k in moved)
-            report.flags.append(Flag("category_mix", t(
-                f"La répartition des catégories a changé (écart {pct(distance)}) : {detail} — entre parenthèses, "
-                "la part à l'entraînement.",
-                f"The category mix has changed (distance {pct(distance)}): {detail} — in brackets, the share at "
-                "training."), {"distance": distance, "mix": mix, "training_mix": training_mix}))
-    # sender domains: pseudonyms keep the domain (m…@exemple.fr)
+
+def _review_share_flags(report: MonitorReport, s: MonitorSettings, t: _Say, pct: _Pct) -> list[Flag]:
+    """Sets the expected review range; flags a review share outside it (widened for small windows)."""
+    expected, share, decided = report.expected_review_share, report.review_share, report.decided
+    if expected is None or share is None:
+        return []
+    spread = max(s.review_margin, 3 * math.sqrt(max(expected * (1 - expected), 0.01) / decided))
+    low, high = report.review_range = (max(0.0, expected - spread), min(1.0, expected + spread))
+    if decided < s.min_messages or low <= share <= high:
+        return []
+    more = share > expected
+    return [Flag("review_share", t(
+        f"{pct(share)} du courrier part en vérification, contre {pct(expected)} attendu à "
+        f"l'entraînement : le modèle {'hésite plus' if more else 'hésite moins'} que prévu.",
+        f"{pct(share)} of mail goes to review, against {pct(expected)} expected at training: the "
+        f"model is {'less' if more else 'more'} sure than planned."),
+        {"review_share": share, "expected": expected, "range": report.review_range})]
+
+
+def _category_mix_flags(report: MonitorReport, total: int, s: MonitorSettings, t: _Say, pct: _Pct) -> list[Flag]:
+    """Flags a window mix far (total variation distance) from the training mix."""
+    mix, training_mix = report.mix, report.training_mix
+    if not training_mix or total < s.min_messages:
+        return []
+    keys = set(training_mix) | set(mix)
+    distance = 0.5 * sum(abs(mix.get(k, 0) - training_mix.get(k, 0)) for k in keys)
+    if distance <= s.mix_distance:
+        return []
+    moved = sorted(keys, key=lambda k: -abs(mix.get(k, 0) - training_mix.get(k, 0)))[:2]
+    detail = ", ".join(f"{k} {pct(mix.get(k, 0))} ({pct(training_mix.get(k, 0))})" for k in moved)
+    return [Flag("category_mix", t(
+        f"La répartition des catégories a changé (écart {pct(distance)}) : {detail} — entre parenthèses, "
+        "la part à l'entraînement.",
+        f"The category mix has changed (distance {pct(distance)}): {detail} — in brackets, the share at "
+        "training."), {"distance": distance, "mix": mix, "training_mix": training_mix})]
+
+
+def _new_domain_flags(state: Any, instance: str | None, start: str, s: MonitorSettings, t: _Say) -> list[Flag]:
+    """Flags sender domains with many messages in the window and none before (pseudonyms keep the domain)."""
     rows = state.execute("SELECT sender_pseudo, decided_at FROM messages WHERE dry_run=0 AND sender_pseudo LIKE '%@%'"
                          + (" AND instance=?" if instance else ""), (instance,) if instance else ()).fetchall()
     before: dict[str, int] = {}
     window: dict[str, int] = {}
     for pseudo, decided_at in rows:
+        counts = window if decided_at >= start else before
         domain = pseudo.rpartition("@")[2].lower()
-        (window if decided_at >= start else before)[domain] = (window if decided_at >= start else before).get(domain, 0) + 1
-    if sum(before.values()) >= s.min_messages:
-        for domain, n in sorted(window.items()):
-            if n >= s.domain_cluster and domain not in before:
-                report.flags.append(Flag("new_domain", t(
-                    f"{n} messages d'un domaine jamais vu auparavant : {domain}.",
-                    f"{n} messages from a domain never seen before: {domain}."), {"domain": domain, "messages": n}))
-    # corrections: share of auto-routed mail corrected, window vs before
+        counts[domain] = counts.get(domain, 0) + 1
+    if sum(before.values()) < s.min_messages:
+        return []
+    return [Flag("new_domain", t(f"{n} messages d'un domaine jamais vu auparavant : {domain}.",
+                                 f"{n} messages from a domain never seen before: {domain}."),
+                 {"domain": domain, "messages": n})
+            for domain, n in sorted(window.items()) if n >= s.domain_cluster and domain not in before]
+
+
+def _correction_flags(state: Any, runs: Sequence[Mapping[str, Any]], recent: Sequence[Mapping[str, Any]], start: str,
+                      s: MonitorSettings, t: _Say, pct: _Pct) -> list[Flag]:
+    """Flags a rise of the share of auto-routed mail that people corrected, window against before."""
     auto_recent = sum(r["auto"] for r in recent)
     auto_before = sum(r["auto"] for r in runs if r["started_at"] < start)
     corr_recent = state.execute("SELECT COUNT(*) FROM corrections WHERE detected_at>=?", (start,)).fetchone()[0]
     corr_before = state.execute("SELECT COUNT(*) FROM corrections WHERE detected_at<?", (start,)).fetchone()[0]
-    if auto_recent and corr_recent >= s.min_corrections:
-        rate, base = corr_recent / auto_recent, (corr_before / auto_before if auto_before else 0.0)
-        if rate - base > s.correction_rise:
-            report.flags.append(Flag("corrections", t(
-                f"Les corrections augmentent : {corr_recent} sur {auto_recent} messages triés automatiquement "
-                f"({pct(rate)}, contre {pct(base)} avant).",
-                f"Corrections are rising: {corr_recent} of {auto_recent} automatically sorted messages "
-                f"({pct(rate)}, against {pct(base)} before)."), {"rate": rate, "before": base}))
-    return report
+    if not auto_recent or corr_recent < s.min_corrections:
+        return []
+    rate, base = corr_recent / auto_recent, (corr_before / auto_before if auto_before else 0.0)
+    if rate - base <= s.correction_rise:
+        return []
+    return [Flag("corrections", t(
+        f"Les corrections augmentent : {corr_recent} sur {auto_recent} messages triés automatiquement "
+        f"({pct(rate)}, contre {pct(base)} avant).",
+        f"Corrections are rising: {corr_recent} of {auto_recent} automatically sorted messages "
+        f"({pct(rate)}, against {pct(base)} before)."), {"rate": rate, "before": base})]
 
 
 def monitor_from_config(config: Any, *, now: datetime | None = None) -> MonitorReport:

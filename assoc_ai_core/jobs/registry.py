@@ -11,7 +11,9 @@ says otherwise)::
       current          one line: the live version ("v0002")
 
 ``promote`` and ``rollback`` only rewrite ``current`` (atomically), so the job
-always loads a complete model.  Nothing is ever deleted.
+always loads a complete model.  Nothing is ever deleted.  The folder is created
+mode 0700 and every file in it 0600: a model's vocabulary can hold words of
+the mail it learnt from.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from assoc_ai_core.errors import ConfigError, ModelError
+from assoc_ai_core.files import atomic_write, private_dir
 from assoc_ai_core.i18n import tr
 
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
@@ -43,20 +46,6 @@ class ModelVersion:
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON output."""
         return {"version": self.version, "path": str(self.path), "current": self.current, **dict(self.info)}
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
@@ -105,9 +94,10 @@ class ModelRegistry:
     def info(self, version: str) -> dict[str, Any]:
         """The JSON record of ``version`` (empty when missing)."""
         try:
-            return json.loads((self.directory / f"{version}.json").read_text(encoding="utf-8"))
+            record = json.loads((self.directory / f"{version}.json").read_text(encoding="utf-8"))
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
+        return record if isinstance(record, dict) else {}
 
     def list(self) -> list[ModelVersion]:
         """Every stored version, oldest first."""
@@ -118,14 +108,13 @@ class ModelRegistry:
         """Store ``model`` as the next version with ``info``; promote it when asked. Returns the version."""
         from assoc_ai_core.persistence import save_model
 
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         existing = self._versions()
         number = int(existing[-1][1:]) + 1 if existing else 1
         version = f"v{number:04d}"
         save_model(model, self.directory / f"{version}.skops")  # written atomically by save_model
         record = {"version": version, "model_metadata": _jsonable(getattr(model, "metadata_", {})), **dict(info)}
-        _atomic_write(self.directory / f"{version}.json",
-                      json.dumps(record, ensure_ascii=False, indent=2, default=str).encode("utf-8"))
+        atomic_write(self.directory / f"{version}.json", json.dumps(record, ensure_ascii=False, indent=2, default=str))
         if promote:
             self.promote(version)
         return version
@@ -133,7 +122,7 @@ class ModelRegistry:
     def promote(self, version: str) -> None:
         """Make ``version`` the live model."""
         self.path(version)
-        _atomic_write(self.directory / "current", (version + "\n").encode("ascii"))
+        atomic_write(self.directory / "current", version + "\n")
 
     def rollback(self, version: str) -> None:
         """Go back to an earlier ``version`` (the later ones are kept)."""

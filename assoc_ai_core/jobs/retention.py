@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,7 +143,7 @@ def ensure_schema(state: Any) -> None:
 
 
 
-def sender_privacy(settings: Any) -> Any:
+def sender_privacy(settings: Any) -> SenderPrivacy:
     """The keyed sender hashing of the job (its key file must exist)."""
     if not settings.key_file.is_file():
         raise ConfigError(tr(
@@ -221,14 +221,19 @@ class RetentionResult:
                   f"{self.decisions} decision(s) processed.", lang)
 
 
-def _pseudonymise_json(value: Any) -> Any:
+def map_json_text(value: Any, change: Callable[[str], str], *, keys: bool = False) -> Any:
+    """``value`` (JSON data) with ``change`` applied to every text in it, and to the keys of objects with ``keys``."""
     if isinstance(value, str):
-        return pseudonymise(value)
+        return change(value)
     if isinstance(value, list):
-        return [_pseudonymise_json(v) for v in value]
+        return [map_json_text(v, change, keys=keys) for v in value]
     if isinstance(value, dict):
-        return {k: _pseudonymise_json(v) for k, v in value.items()}
+        return {(change(k) if keys else k): map_json_text(v, change, keys=keys) for k, v in value.items()}
     return value
+
+
+def _pseudonymise_json(value: Any) -> Any:
+    return map_json_text(value, pseudonymise)
 
 
 def apply_retention(state: Any, policy: PrivacyPolicy, *, now: datetime | None = None) -> RetentionResult:
@@ -310,5 +315,5 @@ def json_or_none(text: str | None) -> Any:
 __all__ = [
     "PRIVACY_KEYS", "PrivacyPolicy", "split_config", "policy_of", "ensure_schema", "erased_hashes", "drop_erased",
     "models_to_retrain", "clear_retrain_marks", "RetentionResult", "apply_retention", "retention_for_job",
-    "json_or_none", "sender_privacy", "utc_now", "iso_utc",
+    "json_or_none", "sender_privacy", "utc_now", "iso_utc", "map_json_text",
 ]

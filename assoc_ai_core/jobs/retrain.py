@@ -8,7 +8,7 @@ stores the candidate in the :class:`~assoc_ai_core.jobs.registry.ModelRegistry`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,10 +16,12 @@ from typing import Any
 from assoc_ai_core.api import predict, train
 from assoc_ai_core.errors import ConfigError, ModelError
 from assoc_ai_core.i18n import tr
+from assoc_ai_core.jobs.examples import collect_mailbox_examples
+from assoc_ai_core.jobs.preflight import build_connector, load_current_model
 from assoc_ai_core.jobs.registry import ModelRegistry
 from assoc_ai_core.jobs.retention import clear_retrain_marks, drop_erased
+from assoc_ai_core.jobs.settings import as_settings
 from assoc_ai_core.jobs.state import StateStore, now_iso
-from assoc_ai_core.jobs.triage import as_settings, build_connector, collect_mailbox_examples, load_current_model
 from assoc_ai_core.mail.parsing import message_from_text
 from assoc_ai_core.mail.sources import load_dataset
 
@@ -59,10 +61,10 @@ class RetrainResult:
 
 def _accuracy(model: Any, messages: list[Any]) -> float:
     preds = predict(model, messages)
-    return sum(1 for p, m in zip(preds, messages) if p.label == m.label) / len(messages)
+    return sum(1 for p, m in zip(preds, messages, strict=True) if p.label == m.label) / len(messages)
 
 
-def correction_examples(corrections: list[Mapping[str, Any]]) -> list[Any]:
+def correction_examples(corrections: Sequence[Mapping[str, Any]]) -> list[Any]:
     """Training messages from recorded corrections (latest correction of each message wins), oldest first."""
     latest: dict[str, Mapping[str, Any]] = {}
     for c in corrections:
@@ -78,6 +80,22 @@ def correction_examples(corrections: list[Mapping[str, Any]]) -> list[Any]:
         out.append(message_from_text(str(data.get("text", "")), subject=str(data.get("subject", "")),
                                      label=str(c["to_category"]), key=f"correction:{key}"))
     return out
+
+
+def _base_examples(settings: Any, *, exclude: set[str]) -> tuple[list[Any], str]:
+    """The labelled mail the model learns from besides the corrections, and where it came from.
+
+    ``[training] data`` when configured, else the mailbox's category folders
+    (``exclude``: keys not to learn from there).
+    """
+    if settings.training_data is not None:
+        return load_dataset(settings.training_data).labelled(), str(settings.training_data)
+    conn = build_connector(settings)
+    conn.open()
+    try:
+        return collect_mailbox_examples(settings, conn, exclude=exclude), "mailbox"
+    finally:
+        conn.close()
 
 
 def retrain(config: Any, *, on_stored: Callable[[Any, Path, str], Any] | None = None) -> RetrainResult:
@@ -106,17 +124,7 @@ def retrain(config: Any, *, on_stored: Callable[[Any, Path, str], Any] | None = 
     n_hold = max(1, round(len(examples) * settings.holdout_share))
     holdout, train_corr = examples[-n_hold:], examples[:-n_hold]
     corrected_keys = {m.key.split(":", 1)[1] for m in examples}
-    if settings.training_data is not None:
-        base = load_dataset(settings.training_data).labelled()
-        source = str(settings.training_data)
-    else:
-        conn = build_connector(settings)
-        conn.open()
-        try:
-            base = collect_mailbox_examples(settings, conn, exclude=auto | corrected_keys)
-        finally:
-            conn.close()
-        source = "mailbox"
+    base, source = _base_examples(settings, exclude=auto | corrected_keys)
     # a corrected message now sits in its new category folder: learn it once, from the correction only
     base = [m for m in base if m.key not in corrected_keys]
     base = drop_erased(base, settings)  # people who asked to be forgotten are not learnt again

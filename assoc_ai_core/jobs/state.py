@@ -16,6 +16,10 @@ What it holds (see ``docs/audit-trail.md`` for every column):
 * ``runs`` — one row per run: start/end, counts, review share, category mix,
   mean confidence (for monitoring).
 
+The rows read back (:class:`MessageRecord`, :class:`ActionRecord`) and the
+sender's pseudonym and keyed hash (:class:`SenderPrivacy`) are defined in
+:mod:`assoc_ai_core.jobs.audit` and importable from here too.
+
 The file uses WAL journaling (readers — ``assoc-ai audit`` — never block the
 job) and ``synchronous=FULL`` (an intent is on disk before the action
 starts).  The schema version is SQLite's ``user_version``; migrations run in
@@ -24,21 +28,24 @@ one transaction when the file is opened.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
-import secrets as _secrets
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from assoc_ai_core.errors import ConfigError
+from assoc_ai_core.files import private_dir, private_file
 from assoc_ai_core.i18n import tr
+from assoc_ai_core.jobs.audit import ActionRecord, MessageRecord, SenderPrivacy, pseudonymise_address
+
+__all__ = [
+    "SCHEMA_VERSION", "StateStore", "now_iso", "inserted_id", "ActionRecord", "MessageRecord", "SenderPrivacy",
+    "pseudonymise_address",
+]
 
 SCHEMA_VERSION = 1
 
@@ -146,132 +153,35 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def pseudonymise_address(address: str) -> str:
-    """A readable but non-identifying form of an address: ``m…@exemple.fr``."""
-    address = (address or "").strip().lower()
-    if "@" not in address:
-        return "…" if address else ""
-    local, _, domain = address.rpartition("@")
-    return f"{local[:1]}…@{domain}"
+def inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The id of the row an ``INSERT`` just added."""
+    if cursor.lastrowid is None:  # never after a successful INSERT; says so to the type checker too
+        raise sqlite3.InterfaceError("INSERT gave no row id")
+    return cursor.lastrowid
 
 
-class SenderPrivacy:
-    """Turns a sender address into what the audit trail stores.
+def _where(filters: Mapping[str, tuple[Any, ...]], *, always: Sequence[str] = ()) -> tuple[str, list[Any]]:
+    """A ``WHERE`` part and its parameters: the ``always`` clauses, then each filter clause whose parameters are set.
 
-    The keyed hash (HMAC-SHA256 with a secret key) lets ``assoc-ai audit
-    --sender`` find every decision about one person without storing their
-    address; without the key nobody can test guesses against the hashes.
+    ``filters`` maps a clause to its parameters; a filter left unset (None or
+    empty) is not applied, as for the optional arguments of the queries.
     """
-
-    def __init__(self, key: bytes, *, store_raw: bool = False) -> None:
-        if len(key) < 16:
-            raise ValueError("privacy key too short")
-        self._key = key
-        self.store_raw = store_raw
-
-    def __repr__(self) -> str:
-        return f"SenderPrivacy(key=***, store_raw={self.store_raw})"
-
-    @classmethod
-    def from_key_file(cls, path: str | os.PathLike[str], *, store_raw: bool = False) -> SenderPrivacy:
-        """Read the key file, creating it (random, mode 600) the first time."""
-        p = Path(path)
-        if not p.exists():
-            p.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="ascii") as fh:
-                fh.write(_secrets.token_hex(32) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-        text = p.read_text(encoding="ascii").strip()
-        try:
-            key = bytes.fromhex(text)
-        except ValueError:
-            key = text.encode("utf-8")
-        return cls(key, store_raw=store_raw)
-
-    def hash(self, address: str) -> str:
-        """Keyed hash of a normalised (trimmed, lower-case) address."""
-        norm = (address or "").strip().lower()
-        return hmac.new(self._key, norm.encode("utf-8"), hashlib.sha256).hexdigest() if norm else ""
-
-    def pseudonym(self, address: str) -> str:
-        """Readable pseudonym of an address (see :func:`pseudonymise_address`)."""
-        return pseudonymise_address(address)
-
-    def raw(self, address: str) -> str | None:
-        """The address itself when the configuration opts in, else None."""
-        return (address or "").strip().lower() or None if self.store_raw else None
-
-
-@dataclass(frozen=True)
-class MessageRecord:
-    """One row of ``messages``."""
-
-    instance: str
-    key: str
-    run_id: int | None
-    dry_run: bool
-    status: str
-    source_folder: str | None
-    source_uid: str | None
-    current_folder: str | None
-    current_uid: str | None
-    sender_pseudo: str | None
-    sender_hash: str | None
-    sender_raw: str | None
-    decision: str
-    category: str | None
-    probability: float | None
-    runner_up: str | None
-    runner_up_probability: float | None
-    explanation: Any
-    model_version: str | None
-    reason: str | None
-    plan: list[dict[str, Any]]
-    effective_category: str | None
-    decided_at: str
-    updated_at: str
-    gone_at: str | None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> MessageRecord:
-        """Build from a database row (JSON columns decoded)."""
-        d = dict(row)
-        d["dry_run"] = bool(d["dry_run"])
-        d["plan"] = json.loads(d["plan"] or "[]")
-        d["explanation"] = json.loads(d["explanation"]) if d["explanation"] else None
-        return cls(**d)
-
-
-@dataclass(frozen=True)
-class ActionRecord:
-    """One row of the ``actions`` journal."""
-
-    id: int
-    instance: str
-    key: str
-    run_id: int | None
-    step: int
-    kind: str
-    target: str | None
-    status: str
-    ref_folder: str | None
-    ref_uid: str | None
-    result_folder: str | None
-    result_uid: str | None
-    detail: str | None
-    created_at: str
-    done_at: str | None
+    used = {clause: params for clause, params in filters.items() if params and all(params)}
+    clauses = [*always, *used]
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), [p for params in used.values() for p in params]
 
 
 class StateStore:
-    """The SQLite state file of one triage job (cursors, decisions, journal, corrections, runs)."""
+    """The SQLite state file of one triage job (cursors, decisions, journal, corrections, runs).
+
+    A new file is created mode 0600 (and its folder 0700) whatever the umask;
+    SQLite gives its ``-wal`` and ``-shm`` files the database's mode.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(private_dir(self.path.parent) / self.path.name)
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(tr(
@@ -297,7 +207,7 @@ class StateStore:
         """Close the database; safe to call twice."""
         if self._db is not None:
             self._db.close()
-            self._db = None  # type: ignore[assignment]
+            self._db = None  # type: ignore[assignment]  # a closed store fails loudly on any further use
 
     def __enter__(self) -> StateStore:
         return self
@@ -376,7 +286,7 @@ class StateStore:
             "INSERT INTO runs (instance, started_at, dry_run, model_version, pid) VALUES (?, ?, ?, ?, ?)",
             (instance, now_iso(), int(dry_run), model_version, os.getpid()),
         )
-        return int(cur.lastrowid)
+        return inserted_id(cur)
 
     def finish_run(self, run_id: int, *, status: str, exit_code: int, stats: Mapping[str, Any], message: str = "") -> None:
         """Close a run row with its counts and summary figures."""
@@ -393,8 +303,8 @@ class StateStore:
 
     def runs(self, instance: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """The most recent runs, newest first."""
-        sql = "SELECT * FROM runs" + (" WHERE instance=?" if instance else "") + " ORDER BY id DESC LIMIT ?"
-        rows = self._db.execute(sql, ((instance, limit) if instance else (limit,))).fetchall()
+        where, params = _where({"instance=?": (instance,)})
+        rows = self._db.execute(f"SELECT * FROM runs{where} ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
         out = []
         for row in rows:
             d = dict(row)
@@ -497,31 +407,19 @@ class StateStore:
 
     def auto_keys(self, instance: str | None = None) -> set[str]:
         """Keys the model routed automatically and nobody corrected (not to be learnt from again)."""
-        sql = ("SELECT key FROM messages WHERE dry_run=0 AND decision='auto' AND category IS effective_category"
-               + (" AND instance=?" if instance else ""))
-        return {r[0] for r in self._db.execute(sql, (instance,) if instance else ())}
+        where, params = _where({"instance=?": (instance,)},
+                               always=["dry_run=0 AND decision='auto' AND category IS effective_category"])
+        return {r[0] for r in self._db.execute(f"SELECT key FROM messages{where}", params)}
 
     def audit(self, *, sender_hash: str | None = None, sender_raw: str | None = None, since: str | None = None,
               instance: str | None = None) -> list[MessageRecord]:
         """Decisions for the audit command, oldest first, filtered by sender and date."""
-        where, params = [], []
-        if instance:
-            where.append("instance=?")
-            params.append(instance)
-        if sender_hash or sender_raw:
-            clauses = []
-            if sender_hash:
-                clauses.append("sender_hash=?")
-                params.append(sender_hash)
-            if sender_raw:
-                clauses.append("sender_raw=?")
-                params.append(sender_raw)
-            where.append("(" + " OR ".join(clauses) + ")")
-        if since:
-            where.append("decided_at>=?")
-            params.append(since)
-        sql = "SELECT * FROM messages" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY decided_at, key"
-        return [MessageRecord.from_row(r) for r in self._db.execute(sql, params).fetchall()]
+        senders = {clause: value for clause, value in (("sender_hash=?", sender_hash), ("sender_raw=?", sender_raw))
+                   if value}
+        where, params = _where({"instance=?": (instance,), "(" + " OR ".join(senders) + ")": tuple(senders.values()),
+                                "decided_at>=?": (since,)})
+        rows = self._db.execute(f"SELECT * FROM messages{where} ORDER BY decided_at, key", params).fetchall()
+        return [MessageRecord.from_row(r) for r in rows]
 
     # ------------------------------------------------------------------ actions
     def add_intent(self, *, instance: str, key: str, run_id: int, step: int, kind: str, target: str | None,
@@ -532,7 +430,7 @@ class StateStore:
             " created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (instance, key, run_id, step, kind, target, status, folder, uid, detail, now_iso()),
         )
-        return int(cur.lastrowid)
+        return inserted_id(cur)
 
     def finish_action(self, action_id: int, status: str, *, folder: str | None = None, uid: str | None = None,
                       detail: str | None = None) -> None:
@@ -567,7 +465,7 @@ class StateStore:
             " detected_at, model_version, text) VALUES (?,?,?,?,?,?,?,?,?)",
             (instance, key, from_category, from_folder, to_category, to_folder, now_iso(), model_version, text),
         )
-        return int(cur.lastrowid)
+        return inserted_id(cur)
 
     def set_correction_text(self, correction_id: int, text: str | None) -> None:
         """Attach the pseudonymised text of a corrected message (for retraining)."""
@@ -575,12 +473,5 @@ class StateStore:
 
     def corrections(self, instance: str | None = None, *, since: str | None = None) -> list[dict[str, Any]]:
         """Corrections, oldest first (``text`` is a JSON string or None)."""
-        where, params = [], []
-        if instance:
-            where.append("instance=?")
-            params.append(instance)
-        if since:
-            where.append("detected_at>=?")
-            params.append(since)
-        sql = "SELECT * FROM corrections" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
-        return [dict(r) for r in self._db.execute(sql, params).fetchall()]
+        where, params = _where({"instance=?": (instance,), "detected_at>=?": (since,)})
+        return [dict(r) for r in self._db.execute(f"SELECT * FROM corrections{where} ORDER BY id", params).fetchall()]

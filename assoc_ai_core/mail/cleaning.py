@@ -27,8 +27,11 @@ import quotequail
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from assoc_ai_core.mail.parsing import message_from_text
-from assoc_ai_core.mail.pseudonymise import _EMAIL_RE, _URL_RE, EMAIL, URL, pseudonymise
+from assoc_ai_core.mail.pseudonymise import mask_addresses_and_links, pseudonymise
 from assoc_ai_core.records.mail import Message
+
+__all__ = ["CleanedMail", "TextCleaner", "clean", "clean_message", "detect_language", "strip_signature", "meta_tokens",
+           "MAX_BODY_CHARS", "CHAR_FEATURE_CHARS", "MAX_RECIPIENT_TOKENS", "HISTORY_CHARS", "SCAN_CHARS"]
 
 # Subject prefixes of replies and forwards in the languages an association meets.
 _REPLY_PREFIX = re.compile(r"^\s*((re|ré|rép|réf|aw|sv|antw|r)\s*(\[\d+\])?\s*:\s*)+", re.I)
@@ -124,8 +127,8 @@ def _normalise(text: str) -> str:
 
 def _looks_like_outlook_block(lines: Sequence[str], start: int) -> bool:
     """A 'De : / Envoyé : / Objet :' header block begins at ``start``."""
-    window = [l for l in lines[start : start + 7] if l.strip()]
-    return sum(1 for l in window if _HEADER_LINE.match(l.strip())) >= 2
+    window = [line for line in lines[start : start + 7] if line.strip()]
+    return sum(1 for line in window if _HEADER_LINE.match(line.strip())) >= 2
 
 
 def _candidate(body: str, lowered: str, pos: int) -> tuple[int, int] | None:
@@ -187,6 +190,7 @@ def _unwrap(body: str) -> dict[str, str] | None:
                 window_end = len(body)
                 break
             window_end = nxt
+        found: dict[str, str] | None
         try:
             found = quotequail.unwrap(body[start:window_end])
             needs_all = found is not None and (found.get("type") == "forward" or not (found.get("text_top") or "").strip())
@@ -214,7 +218,7 @@ def _split_history(body: str, subject: str) -> tuple[str, str, str]:
         top = found.get("text_top", "") or ""
         inner = found.get("text", "") or ""
         bottom = found.get("text_bottom", "") or ""
-        top = "\n".join(l for l in top.split("\n") if not _SEPARATOR.match(l))
+        top = "\n".join(line for line in top.split("\n") if not _SEPARATOR.match(line))
         kind = found.get("type")
         if kind == "forward" and not is_fwd_subject:
             # quotequail calls every Outlook header block a forward; in a reply it is history
@@ -267,7 +271,7 @@ def strip_signature(text: str) -> str:
     else:
         out = _BLANKS.sub("\n\n", joined).split("\n")
     # Closing formula: everything after the last one near the end is name + contact details.
-    non_empty = [i for i, l in enumerate(out) if l.strip()]
+    non_empty = [i for i, line in enumerate(out) if line.strip()]
     for idx in reversed(non_empty[-12:] if len(non_empty) > 1 else []):
         if _CLOSING.match(out[idx].strip()) and idx != non_empty[0]:
             out = out[:idx]
@@ -321,8 +325,8 @@ def clean_message(message: Message | str, *, keep_signature: bool = False, pseud
     else:
         # Addresses and links are one-off strings: as placeholders they generalise
         # (a newsletter "has links") and stay out of explanations.
-        body_text = _URL_RE.sub(URL, _EMAIL_RE.sub(EMAIL, body_text))
-        history = _URL_RE.sub(URL, _EMAIL_RE.sub(EMAIL, history))
+        body_text = mask_addresses_and_links(body_text)
+        history = mask_addresses_and_links(history)
     lang = detect_language(subject + "\n" + body_text)
     text = (subject + "\n\n" + body_text).strip()
     return CleanedMail(text=text, subject=subject, body=body_text, kind=kind, lang=lang, history=history)
@@ -378,7 +382,7 @@ def clean(
     return [clean_message(m, keep_signature=keep_signature, pseudonymize=pseudonymize).text for m in messages]
 
 
-class TextCleaner(TransformerMixin, BaseEstimator):
+class TextCleaner(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # scikit-learn ships no type information
     """scikit-learn transformer: messages (or strings) to a 3-column array.
 
     Columns: cleaned text, meta tokens, the first ``CHAR_FEATURE_CHARS``
@@ -427,7 +431,7 @@ class TextCleaner(TransformerMixin, BaseEstimator):
         """Names of the two output columns."""
         return np.asarray(["text", "meta", "text_head", "history"], dtype=object)
 
-    def __sklearn_tags__(self):  # noqa: D105 - inputs are messages, not numbers
+    def __sklearn_tags__(self) -> Any:  # inputs are messages, not numbers
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True

@@ -27,6 +27,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from assoc_ai_core.errors import ModelError
 from assoc_ai_core.i18n import tr
 
+__all__ = ["MODELS", "available", "SentenceEmbedder"]
+
 MODELS = ("use-multilingual",)
 _CACHE: OrderedDict[str, np.ndarray] = OrderedDict()
 _CACHE_MAX = 50_000
@@ -61,7 +63,7 @@ def _encoder() -> Any:
     return _ENCODER
 
 
-class SentenceEmbedder(TransformerMixin, BaseEstimator):
+class SentenceEmbedder(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # scikit-learn ships no type information
     """Texts to L2-normalised 512-dimension sentence vectors.
 
     Parameters
@@ -87,11 +89,11 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         """Embed each text; cached texts are not encoded again."""
         texts = [str(t)[: self.max_chars] for t in X]
         keys = [hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest() for t in texts]
-        missing = [(k, t) for k, t in dict(zip(keys, texts)).items() if k not in _CACHE]
+        missing = [(k, t) for k, t in dict(zip(keys, texts, strict=True)).items() if k not in _CACHE]
         if missing:
             vectors = _encoder().encode([t or " " for _, t in missing])
             with _LOCK:
-                for (k, _), v in zip(missing, np.asarray(vectors, dtype=np.float32)):
+                for (k, _), v in zip(missing, np.asarray(vectors, dtype=np.float32), strict=True):
                     _CACHE[k] = v
                 while len(_CACHE) > _CACHE_MAX:
                     _CACHE.popitem(last=False)

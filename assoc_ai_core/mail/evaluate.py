@@ -15,9 +15,11 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 from assoc_ai_core.errors import DataError
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.mail.model import PRECISION_LEVELS, _threshold_for, coverage_curve
 from assoc_ai_core.mail.pseudonymise import pseudonymise
+from assoc_ai_core.mail.thresholds import coverage_at_precision, coverage_curve
 from assoc_ai_core.records.mail import Message
+
+__all__ = ["chronological_split", "evaluate"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -50,16 +52,17 @@ def evaluate(
     """
     from assoc_ai_core.mail.explain import explain
 
-    if labels is None:
-        labels = [m.label if isinstance(m, Message) else None for m in messages]
-    pairs = [(m, l) for m, l in zip(messages, labels) if l is not None and not (isinstance(m, Message) and m.error)]
+    given: Sequence[str | None] = labels if labels is not None else [
+        m.label if isinstance(m, Message) else None for m in messages]
+    pairs = [(m, lab) for m, lab in zip(messages, given, strict=False)
+             if lab is not None and not (isinstance(m, Message) and m.error)]
     if not pairs:
         raise DataError(tr(
             "Aucun message étiqueté à évaluer (les dossiers donnent les catégories).",
             "No labelled message to evaluate (folders give the categories).",
         ))
     msgs = [m for m, _ in pairs]
-    y = np.asarray([str(l) for _, l in pairs], dtype=object)
+    y = np.asarray([str(lab) for _, lab in pairs], dtype=object)
     cleaned = model.transform_clean(msgs)
     proba = model.predict_proba(cleaned)
     classes = np.asarray([str(c) for c in model.classes_], dtype=object)
@@ -79,7 +82,7 @@ def evaluate(
         "macro_f1": float(f1_score(y, pred, labels=sorted(set(y)), average="macro", zero_division=0)),
         "per_class": per_class,
         "confusion": {"labels": all_labels, "matrix": confusion_matrix(y, pred, labels=all_labels).tolist()},
-        "coverage_at_precision": {f"{q:.2f}": float(_threshold_for(conf, correct, q)[1]) for q in PRECISION_LEVELS},
+        "coverage_at_precision": coverage_at_precision(conf, correct),
         "at_threshold": {
             "threshold": float(model.threshold_),
             "target_precision": float(model.target_precision),

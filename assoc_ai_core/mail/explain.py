@@ -27,6 +27,8 @@ from assoc_ai_core.mail.parsing import message_from_text
 from assoc_ai_core.mail.stopwords import FRENCH_STOP_WORDS
 from assoc_ai_core.records.mail import Message
 
+__all__ = ["Explanation", "explain", "explain_many", "explain_model", "sentence"]
+
 _FUNCTION_WORDS = FRENCH_STOP_WORDS | ENGLISH_STOP_WORDS | frozenset(
     "pas plus moi toi n'ai j'ai c'est l'on qu'il d'un d'une sous sans".split()
 )
@@ -180,7 +182,7 @@ def _layout(features: Any) -> _Layout:
         split = [n.partition("__") for n in names.tolist()]
         code = {b: i for i, b in enumerate(_BLOCKS)}
         block = np.fromiter((code.get(b, len(_BLOCKS)) for b, _, _ in split), dtype=np.int8, count=len(split))
-        char_vec = dict((n, t) for n, t, _ in features.transformers_).get("char")
+        char_vec: Any = dict((n, t) for n, t, _ in features.transformers_).get("char")
         char_index = char_vec._fast_index() if hasattr(char_vec, "_fast_index") else None
         char_cols = np.flatnonzero(block == _CHAR)
         layout = _Layout(block, [f for _, _, f in split], int(char_cols[0]) if len(char_cols) else 0,
@@ -214,7 +216,7 @@ def _contributions(model: Any, cleaned_row: np.ndarray, k: int, r: int, X_row: A
     blocks = layout.block[idx]
     is_char = blocks == _CHAR
     quoted = tr(" (cité)", " (quoted)", lang)
-    for j, b, c in zip(idx[~is_char].tolist(), blocks[~is_char].tolist(), contrib[~is_char].tolist()):
+    for j, b, c in zip(idx[~is_char].tolist(), blocks[~is_char].tolist(), contrib[~is_char].tolist(), strict=True):
         feat = layout.terms[j]
         if b == 0 or b == len(_BLOCKS):  # words and phrases, or a block of another kind
             terms[feat] += c
@@ -231,7 +233,7 @@ def _contributions(model: Any, cleaned_row: np.ndarray, k: int, r: int, X_row: A
                 grams = _batch_word_grams([text], features, layout.char_index)[0]
             _share_char_ngrams_fast(char_idx - layout.char_start, char_contrib, grams, terms)
         else:
-            parts = [(layout.terms[j], c) for j, c in zip(char_idx.tolist(), char_contrib.tolist())]
+            parts = [(layout.terms[j], c) for j, c in zip(char_idx.tolist(), char_contrib.tolist(), strict=True)]
             _share_char_ngrams(parts, text, features, terms)
     total = float(contrib.sum())
     bias = float((intercept[k] - intercept[r]) / T)
@@ -373,6 +375,7 @@ def explain_many(model: Any, messages: Sequence[Message | str], *, top_k: int = 
         order = np.argsort(-proba[i])
         k = int(order[0])
         r = int(order[1]) if len(order) > 1 else k
+        terms: dict[str, float]
         if k == r:
             terms, total, bias = {}, 0.0, 0.0
         else:
@@ -396,7 +399,8 @@ def sentence(exp: Explanation, *, lang: str | None = None, words: int = 4) -> st
     """One plain sentence: category, confidence, main words, runner-up."""
     lang = lang or exp.lang
     # The sentence names content words; function words stay in the signed lists (faithful, complete).
-    shown, cores = [], set()
+    shown: list[str] = []
+    cores: set[str] = set()
     for t, _ in exp.toward:
         core = _content_core(t)
         if core is not None and core not in cores and len(shown) < words:

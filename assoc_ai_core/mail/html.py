@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 
-from selectolax.lexbor import LexborHTMLParser
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+__all__ = ["html_to_text"]
 
 _BLOCKS = "p, div, br, tr, li, h1, h2, h3, h4, h5, h6, table, ul, ol, hr, blockquote, pre"
 _QUOTES = "blockquote, div.gmail_quote, div.moz-cite-prefix, div#divRplyFwdMsg, div.yahoo_quoted"
@@ -37,7 +39,7 @@ def html_to_text(html: str) -> str:
     return text
 
 
-def _text_of(node) -> str:  # noqa: ANN001 - selectolax node
+def _text_of(node: LexborNode) -> str:
     for cell in node.css("td, th"):
         cell.insert_after(" ")
     for block in node.css(_BLOCKS):

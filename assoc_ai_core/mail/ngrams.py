@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+__all__ = ["CharNgramIndex", "WordNgramIndex"]
+
 _BITS = 12  # bits per character: five characters fit in one 64-bit integer
 _UNKNOWN = (1 << _BITS) - 1  # the code of a character no vocabulary term holds
 _MAX_SYMBOLS = _UNKNOWN - 1  # ranks 1 .. _MAX_SYMBOLS; 0 is never a character's code
@@ -67,7 +69,7 @@ class _KeyTable:
             if todo.size <= _FEW:
                 # The last keys of long probe chains: one by one, rather than a round of array
                 # operations per step of the longest chain.
-                for i, at in zip(todo.tolist(), slot.tolist()):
+                for i, at in zip(todo.tolist(), slot.tolist(), strict=True):
                     key = keys[i]
                     stored = self.slot_keys[at]
                     while stored != 0 and stored != key:

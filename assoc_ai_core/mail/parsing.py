@@ -14,6 +14,7 @@ import email.utils
 import hashlib
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message as _EmailMessage
 from email.policy import compat32
@@ -22,6 +23,12 @@ from assoc_ai_core.ext.headers import decode_bytes, decode_header, stable_key
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.mail.html import html_to_text
 from assoc_ai_core.records.mail import Attachment, Message
+
+__all__ = [
+    "KEPT_HEADERS", "parse_message", "message_from_text",
+    # defined in assoc_ai_core.ext.headers; re-exported because connector plugins import them from here
+    "decode_bytes", "decode_header", "stable_key",
+]
 
 KEPT_HEADERS = (
     "message-id", "in-reply-to", "references", "auto-submitted", "precedence", "list-id",
@@ -35,12 +42,12 @@ _MAX_PARTS = 200  # a mail bomb with thousands of parts is read up to here
 def _part_bytes(part: _EmailMessage) -> bytes:
     try:
         payload = part.get_payload(decode=True)
-    except Exception:
+    except Exception:  # a broken transfer encoding: fall back to the raw text below
         payload = None
-    if payload is None:
-        raw = part.get_payload()
-        payload = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
-    return payload
+    if isinstance(payload, bytes):
+        return payload
+    raw = part.get_payload()
+    return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
 
 
 def _repair_8bit(value: str) -> str:
@@ -170,14 +177,20 @@ def _not_mail(raw: bytes) -> str | None:
     return None
 
 
-def _parse(raw: bytes, source: str | None, label: str | None) -> Message:
-    if not raw.strip():
-        return Message(key=stable_key("", raw), source=source, label=label, error=tr("message vide", "empty message"))
-    not_mail = _not_mail(raw)
-    if not_mail:
-        return Message(key=stable_key("", raw), source=source, label=label, error=not_mail)
-    msg = email.message_from_bytes(raw, policy=compat32)
-    defects = [type(d).__name__ for d in msg.defects]
+@dataclass
+class _Headers:
+    """The headers a :class:`Message` keeps, read in one pass over the header list."""
+
+    first: dict[str, str]  # first value of each header, by lower-case name
+    kept: dict[str, str]  # KEPT_HEADERS, decoded
+    sender_name: str
+    sender: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+
+
+def _read_headers(msg: _EmailMessage) -> _Headers:
     # One pass over the header list: Message.get() scans it again for every name.
     first: dict[str, str] = {}
     tos: list[str] = []
@@ -190,78 +203,99 @@ def _parse(raw: bytes, source: str | None, label: str | None) -> Message:
             tos.append(hvalue)
         elif low == "cc":
             ccs.append(hvalue)
-    headers = {}
+    kept: dict[str, str] = {}
     for name in KEPT_HEADERS:
         value = first.get(name)
         if value is not None:
-            headers[name] = decode_header(value) if name != "content-type" else " ".join(str(value).split())
-    name, addr = _sender(decode_header(first.get("from", "")))
-    to = _addresses([decode_header(v) for v in tos])
-    cc = _addresses([decode_header(v) for v in ccs])
-    subject = decode_header(first.get("subject", ""))
+            kept[name] = decode_header(value) if name != "content-type" else " ".join(str(value).split())
+    sender_name, sender = _sender(decode_header(first.get("from", "")))
+    return _Headers(
+        first=first, kept=kept, sender_name=sender_name, sender=sender.lower(),
+        to=_addresses([decode_header(v) for v in tos]), cc=_addresses([decode_header(v) for v in ccs]),
+        subject=decode_header(first.get("subject", "")),
+    )
 
-    plain: list[str] = []
-    html: list[str] = []
-    attachments: list[Attachment] = []
+
+@dataclass
+class _Body:
+    """The text parts of a message, its attachments, and the parser's complaints met on the way."""
+
+    plain: list[str] = field(default_factory=list)
+    html: list[str] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+
+    def text(self) -> tuple[str, bool]:
+        """The body as text, and whether it came from HTML (only when no plain-text part says anything)."""
+        text = "\n\n".join(t for t in self.plain if t.strip())
+        if not text.strip() and self.html:
+            return "\n\n".join(html_to_text(h) for h in self.html), True
+        return text, False
+
+
+def _filename(part: _EmailMessage) -> str | None:
+    disposition = str(part.get("content-disposition") or "").lower()
+    # A file name is a "filename" or "name" parameter: without that word, skip the parameter parsing.
+    named = "name" in disposition or "name" in str(part.get("content-type") or "").lower()
+    filename = part.get_filename() if named else None
+    if filename:
+        return decode_header(filename) if isinstance(filename, str) else str(filename)
+    return filename
+
+
+def _read_part(part: _EmailMessage, body: _Body) -> None:
+    """Add one leaf part to ``body``: as text when it is text, else as an attachment."""
+    ctype = part.get_content_type()
+    filename = _filename(part)
+    disposition = str(part.get("content-disposition") or "").lower()
+    if filename or disposition.startswith("attachment") or not ctype.startswith(("text/", "message/")):
+        if not ctype.startswith("multipart/"):
+            body.attachments.append(Attachment(filename or "", ctype, len(_part_bytes(part))))
+        return
+    if ctype in ("text/plain", "text/html") or ctype.startswith("message/"):
+        text, defect = decode_bytes(_part_bytes(part), part.get_content_charset())
+        if defect:
+            body.defects.append(defect)
+        # delivery-status and similar message/* parts are kept as text: they explain bounces
+        (body.html if ctype == "text/html" else body.plain).append(text)
+    else:
+        body.attachments.append(Attachment(filename or "", ctype, len(_part_bytes(part))))
+
+
+def _read_body(msg: _EmailMessage) -> _Body:
+    body = _Body(defects=[type(d).__name__ for d in msg.defects])
     for part in _walk(msg):
         if part.is_multipart():
-            defects.extend(type(d).__name__ for d in part.defects)
-            continue
-        ctype = part.get_content_type()
-        disposition = str(part.get("content-disposition") or "").lower()
-        # A file name is a "filename" or "name" parameter: without that word, skip the parameter parsing.
-        named = "name" in disposition or "name" in str(part.get("content-type") or "").lower()
-        filename = part.get_filename() if named else None
-        if filename:
-            filename = decode_header(filename) if isinstance(filename, str) else str(filename)
-        if filename or disposition.startswith("attachment") or not ctype.startswith(("text/", "message/")):
-            if ctype.startswith("multipart/"):
-                continue
-            data = _part_bytes(part)
-            attachments.append(Attachment(filename or "", ctype, len(data)))
-            continue
-        if ctype in ("text/plain", "text/html") or ctype.startswith("message/"):
-            data = _part_bytes(part)
-            text, defect = decode_bytes(data, part.get_content_charset())
-            if defect:
-                defects.append(defect)
-            if ctype == "text/html":
-                html.append(text)
-            elif ctype == "text/plain":
-                plain.append(text)
-            else:  # delivery-status and similar: keep as text, they explain bounces
-                plain.append(text)
+            body.defects.extend(type(d).__name__ for d in part.defects)
         else:
-            attachments.append(Attachment(filename or "", ctype, len(_part_bytes(part))))
-    text = "\n\n".join(t for t in plain if t.strip())
-    is_html = False
-    if not text.strip() and html:
-        text = "\n\n".join(html_to_text(h) for h in html)
-        is_html = True
-    if not text.strip() and not subject:
-        error = "no readable text" if msg.get_payload() or attachments else "no body and no subject"
+            _read_part(part, body)
+    return body
+
+
+def _parse(raw: bytes, source: str | None, label: str | None) -> Message:
+    if not raw.strip():
+        return Message(key=stable_key("", raw), source=source, label=label, error=tr("message vide", "empty message"))
+    not_mail = _not_mail(raw)
+    if not_mail:
+        return Message(key=stable_key("", raw), source=source, label=label, error=not_mail)
+    msg = email.message_from_bytes(raw, policy=compat32)
+    head = _read_headers(msg)
+    body = _read_body(msg)
+    text, is_html = body.text()
+    key = stable_key(head.kept.get("message-id", ""), raw)
+    if not text.strip() and not head.subject:
+        error = "no readable text" if msg.get_payload() or body.attachments else "no body and no subject"
         if not msg.keys():
             error = "not an e-mail (no headers found)"
         return Message(
-            key=stable_key(headers.get("message-id", ""), raw), subject=subject, sender=addr.lower(),
-            sender_name=name, to=to, headers=headers, source=source, label=label,
-            attachments=tuple(attachments), defects=tuple(defects), error=error,
+            key=key, subject=head.subject, sender=head.sender, sender_name=head.sender_name, to=head.to,
+            headers=head.kept, source=source, label=label, attachments=tuple(body.attachments),
+            defects=tuple(body.defects), error=error,
         )
     return Message(
-        key=stable_key(headers.get("message-id", ""), raw),
-        subject=subject,
-        sender=addr.lower(),
-        sender_name=name,
-        to=to,
-        cc=cc,
-        date=_parse_date(first.get("date")),
-        text=text,
-        html=is_html,
-        attachments=tuple(attachments),
-        headers=headers,
-        label=label,
-        source=source,
-        defects=tuple(dict.fromkeys(defects)),
+        key=key, subject=head.subject, sender=head.sender, sender_name=head.sender_name, to=head.to, cc=head.cc,
+        date=_parse_date(head.first.get("date")), text=text, html=is_html, attachments=tuple(body.attachments),
+        headers=head.kept, label=label, source=source, defects=tuple(dict.fromkeys(body.defects)),
     )
 
 

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 import phonenumbers
 from stdnum import iban as _iban
 
+__all__ = ["pseudonymise", "pseudonymize", "mask_addresses_and_links", "EMAIL", "PHONE", "IBAN", "URL", "ADDRESS", "POSTCODE", "NAME"]
+
 EMAIL = "<EMAIL>"
 PHONE = "<PHONE>"
 IBAN = "<IBAN>"
@@ -132,6 +134,11 @@ def pseudonymise(text: str, *, names: Iterable[str] = ()) -> str:
     if any(w in folded for w in folded_words):  # compile the names' pattern only when one appears
         text = _names_pattern(words).sub(NAME, text)
     return text
+
+
+def mask_addresses_and_links(text: str) -> str:
+    """Only e-mail addresses and links replaced by placeholders: the light masking of text kept raw."""
+    return _URL_RE.sub(URL, _EMAIL_RE.sub(EMAIL, text))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -18,6 +18,8 @@ from markupsafe import Markup
 
 from assoc_ai_core.i18n import current_lang, decimal, percent, tr
 
+__all__ = ["write_report", "confusion_svg", "per_class_svg", "coverage_svg"]
+
 _PALETTE = ("#2b6cb0", "#dd6b20", "#38a169")
 
 
@@ -152,7 +154,7 @@ def write_report(
 
         top_terms = {k: [t for t, _ in v[:10]] for k, v in explain_model(model, top_k=10, lang=lang).items()}
     has_eval = bool(result.get("n"))
-    charts = {}
+    charts: dict[str, Markup | str] = {}
     if has_eval:
         charts = {
             "confusion": confusion_svg(result["confusion"]["labels"], result["confusion"]["matrix"], lang),

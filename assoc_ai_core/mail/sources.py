@@ -16,11 +16,14 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from assoc_ai_core.errors import DataError
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.mail.parsing import message_from_text, parse_message
 from assoc_ai_core.records.mail import Message
+
+__all__ = ["Dataset", "iter_messages", "load_dataset", "MAIL_SUFFIXES", "SKIP_NAMES", "TEXT_COLUMNS", "LABEL_COLUMNS"]
 
 MAIL_SUFFIXES = {"", ".eml", ".msg822", ".txt", ".mail"}
 SKIP_NAMES = {"labels.csv", "readme.md", "readme", "readme.txt", "expected.csv", ".ds_store", "thumbs.db"}
@@ -180,7 +183,7 @@ def _iter_table(f: Path) -> Iterator[Message]:
             yield _row_message(row, f, i)
 
 
-def _row_message(row: dict, f: Path, i: int) -> Message:
+def _row_message(row: dict[str, Any], f: Path, i: int) -> Message:
     columns = list(row)
     raw_col = _pick(columns, ("raw", "eml", "rfc822"))
     text_col = _pick(columns, TEXT_COLUMNS)

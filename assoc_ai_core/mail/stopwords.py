@@ -1,9 +1,15 @@
-"""French and English function words left out of the *word* features.
+"""What the *word* features count as a word, and the French and English function words they leave out.
 
-They carry no intent ("de", "pour", "vous") and would crowd the explanations;
-the character features still see them.  Kept short on purpose: negations and
-question words ("pas", "comment", "quand") stay, since they change a request.
+Function words carry no intent ("de", "pour", "vous") and would crowd the
+explanations; the character features still see them.  Kept short on purpose:
+negations and question words ("pas", "comment", "quand") stay, since they
+change a request.
 """
+
+__all__ = ["WORD_TOKEN", "FRENCH_STOP_WORDS", "ENGLISH_STOP_WORDS"]
+
+# Hyphens inside keep "peut-être" and "e-mail" whole; single letters (the elided "l'", "d'") say nothing.
+WORD_TOKEN = r"(?u)\b\w[\w-]*\w\b"
 
 FRENCH_STOP_WORDS = frozenset(
     """

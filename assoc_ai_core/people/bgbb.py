@@ -37,7 +37,7 @@ def _individual_loglik(params: Sequence[float], x: np.ndarray, t_x: np.ndarray, 
         valid = i <= n - t_x - 1
         term = betaln(a + x, b + t_x - x + i) - base_ab + betaln(g + 1, d + t_x + i) - base_gd
         terms.append(np.where(valid, term, -np.inf))
-    return logsumexp(np.vstack(terms), axis=0)
+    return np.asarray(logsumexp(np.vstack(terms), axis=0), dtype=float)
 
 
 def bgbb_log_likelihood(params: Sequence[float], frequency: Sequence[int], recency: Sequence[int],
@@ -68,7 +68,7 @@ class BGBB:
         a, b, g, d = self.params
         x, t_x, n = (np.asarray(v, dtype=float) for v in (frequency, recency, periods))
         alive = betaln(a + x, b + n - x) - betaln(a, b) + betaln(g, d + n + 1) - betaln(g, d)
-        return np.exp(alive - _individual_loglik(self.params, x, t_x, n))
+        return np.asarray(np.exp(alive - _individual_loglik(self.params, x, t_x, n)), dtype=float)
 
     def expected_gifts(self, future: int, frequency: Sequence[int], recency: Sequence[int],
                        periods: Sequence[int]) -> np.ndarray:

@@ -68,7 +68,8 @@ class PeopleData:
 
     def records(self, record_type: str) -> list[Any]:
         """The list holding ``record_type`` records."""
-        return getattr(self, _FIELD_OF_TYPE[record_type])
+        records: list[Any] = getattr(self, _FIELD_OF_TYPE[record_type])
+        return records
 
     def add(self, records: Iterable[Any]) -> None:
         """Append canonical records of any type."""
@@ -112,9 +113,9 @@ def _to_naive_datetime(pd: Any, series: pd.Series) -> pd.Series:
 
 def connector_from_config(path: str | Path) -> CrmConnector:
     """Build the CRM connector described by the ``[crm]`` section of a TOML config file."""
-    from assoc_ai_core.ext.config import build_config, load_config
+    from assoc_ai_core.ext.config import load_config
     from assoc_ai_core.ext.crm import CrmConnector
-    from assoc_ai_core.ext.plugins import get_connector_class
+    from assoc_ai_core.ext.plugins import build_connector_config, get_connector_class
 
     data = load_config(path)
     section = data.get("crm")
@@ -139,7 +140,7 @@ def connector_from_config(path: str | Path) -> CrmConnector:
             if section.get(key):
                 p = Path(str(section[key])).expanduser()
                 section[key] = str(p if p.is_absolute() else base / p)
-    config = build_config(cls.Config, section, where="crm")
+    config = build_connector_config(cls.Config, section, where="crm")
     return cls(config)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from assoc_ai_core.i18n import percent, tr
 from assoc_ai_core.people.cleaning import department_of, fold
@@ -29,7 +30,10 @@ if TYPE_CHECKING:
 
     from assoc_ai_core.people.dataset import PeopleData
 
-__all__ = ["fairness_report", "FairnessReport", "sensitive_attributes", "age_band", "normalize_gender"]
+__all__ = [
+    "fairness_report", "FairnessReport", "AttributeFairness", "sensitive_attributes", "age_band", "normalize_gender",
+    "METRICS", "UNKNOWN",
+]
 
 METRICS = ("selection_rate", "true_positive_rate", "false_positive_rate", "error_rate")
 _LABELS = {
@@ -41,7 +45,7 @@ _LABELS = {
 UNKNOWN = "?"
 
 
-def error_rate(y_true: Any, y_pred: Any) -> float:
+def _error_rate(y_true: Any, y_pred: Any) -> float:
     """Share of wrong decisions."""
     yt, yp = np.asarray(y_true), np.asarray(y_pred)
     return float((yt != yp).mean()) if len(yt) else float("nan")
@@ -165,8 +169,8 @@ class FairnessReport:
 
 
 def fairness_report(
-    y_true: Sequence[int],
-    probabilities: Sequence[float],
+    y_true: ArrayLike,
+    probabilities: ArrayLike,
     attributes: pd.DataFrame | Mapping[str, Sequence[str]],
     *,
     threshold: float = 0.5,
@@ -182,13 +186,13 @@ def fairness_report(
     yp = (np.asarray(probabilities, dtype=float) >= threshold).astype(int)
     frame = attributes if isinstance(attributes, pd.DataFrame) else pd.DataFrame(dict(attributes))
     metrics = {"n": count, "selection_rate": selection_rate, "true_positive_rate": true_positive_rate,
-               "false_positive_rate": false_positive_rate, "error_rate": error_rate}
+               "false_positive_rate": false_positive_rate, "error_rate": _error_rate}
     report = FairnessReport(threshold=float(threshold), bound=float(bound), min_group_size=int(min_group_size))
     for attr in frame.columns:
         groups = frame[attr].fillna(UNKNOWN).astype(str).to_numpy()
         mf = MetricFrame(metrics=metrics, y_true=yt, y_pred=yp, sensitive_features=pd.Series(groups, name=attr))
         table = mf.by_group
-        rows = []
+        rows: list[dict[str, Any]] = []
         for group, values in table.iterrows():
             rows.append({"group": str(group), "n": int(values["n"]),
                          **{m: (None if pd.isna(values[m]) else float(values[m])) for m in METRICS},

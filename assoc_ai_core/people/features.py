@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from assoc_ai_core.people.dataset import PeopleData, require_pandas
@@ -22,7 +23,10 @@ from assoc_ai_core.people.dataset import PeopleData, require_pandas
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["build_features", "FEATURES", "FeatureInfo", "as_timestamp", "person_table", "NEVER_MONTHS"]
+__all__ = [
+    "build_features", "FEATURES", "FEATURE_NAMES", "BY_NAME", "FeatureInfo", "as_timestamp", "person_table",
+    "membership_starts", "NEVER_MONTHS",
+]
 
 NEVER_MONTHS = 120.0  # "never" is shown to the models as ten years ago, with an explicit flag beside it
 
@@ -99,13 +103,9 @@ def as_timestamp(value: date | datetime | str | None) -> pd.Timestamp:
     return ts.normalize()
 
 
-def _months_between(pd: Any, later: pd.Timestamp, earlier: pd.Series) -> pd.Series:
-    return (later - earlier).dt.days / 30.4375
-
-
 def person_table(frames: dict[str, pd.DataFrame], as_of: Any) -> pd.DataFrame:
     """People known at ``as_of`` (created before it, or with any activity before it), indexed by id."""
-    pd = require_pandas()
+    require_pandas()
     t = as_timestamp(as_of)
     persons = frames["person"].drop_duplicates("source_id", keep="last").set_index("source_id")
     active_ids: set[str] = set()
@@ -131,124 +131,175 @@ def build_features(
     ``include_do_not_profile`` (used only to count them in reports).
     """
     pd = require_pandas()
-    import numpy as np
-
     frames = data.frames() if isinstance(data, PeopleData) else data
-    t = as_timestamp(as_of)
-    y1, y2, y5 = t - pd.DateOffset(years=1), t - pd.DateOffset(years=2), t - pd.DateOffset(years=5)
-    people = person_table(frames, t)
+    w = _Windows.before(as_timestamp(as_of))
+    people = person_table(frames, w.t)
     if not include_do_not_profile:
         people = people[~people["do_not_profile"].eq(True)]
     if persons is not None:
         people = people[people.index.isin(list(persons))]
     out = pd.DataFrame(index=people.index.astype(str))
     out.index.name = "person_id"
+    gifts = _before(frames["gift"], out.index, w.t)
+    first_gift = _giving_features(out, gifts, w)
+    _recurring_features(out, gifts, frames["recurring_plan"], w)
+    first_membership = _membership_features(out, frames["membership"], w)
+    _event_features(out, frames["participation"], w)
+    _volunteering_features(out, frames["volunteer_hours"], w)
+    _contact_features(out, people, [first_gift, first_membership], w)
+    return out[list(FEATURE_NAMES)].astype(float)
 
-    # giving ------------------------------------------------------------------
-    gifts = frames["gift"]
-    gifts = gifts[(gifts["date"] < t) & gifts["person_id"].astype(str).isin(out.index)].copy()
-    gifts["person_id"] = gifts["person_id"].astype(str)
+
+@dataclass(frozen=True)
+class _Windows:
+    """The reference day ``t`` and the starts of the rolling windows before it: 12 months, 24 months, 5 years."""
+
+    t: pd.Timestamp
+    y1: pd.Timestamp
+    y2: pd.Timestamp
+    y5: pd.Timestamp
+
+    @classmethod
+    def before(cls, t: pd.Timestamp) -> _Windows:
+        """The windows that end at ``t``."""
+        pd = require_pandas()
+        return cls(t, t - pd.DateOffset(years=1), t - pd.DateOffset(years=2), t - pd.DateOffset(years=5))
+
+    def months_since(self, earlier: pd.Series) -> pd.Series:
+        """Months from each date of ``earlier`` to ``t`` (NaN stays NaN)."""
+        return (self.t - earlier).dt.days / 30.4375
+
+    def months_since_or_never(self, earlier: pd.Series) -> pd.Series:
+        """Like :meth:`months_since`, with "never" (NaN) and anything older shown as :data:`NEVER_MONTHS`."""
+        return self.months_since(earlier).fillna(NEVER_MONTHS).clip(upper=NEVER_MONTHS)
+
+
+def _per_person(values: pd.Series, index: pd.Index) -> pd.Series:
+    """``values`` aligned on the feature table; people without any record get 0."""
+    return values.reindex(index).fillna(0).astype(float)
+
+
+def _before(frame: pd.DataFrame, index: pd.Index, t: pd.Timestamp, column: str = "date") -> pd.DataFrame:
+    """The records of the people in ``index`` dated (``column``) before ``t``, with ``person_id`` as text."""
+    kept = frame[(frame[column] < t) & frame["person_id"].astype(str).isin(index)]
+    return kept.assign(person_id=lambda d: d["person_id"].astype(str))
+
+
+def _giving_features(out: pd.DataFrame, gifts: pd.DataFrame, w: _Windows) -> pd.Series:
+    """RFM and LYBUNT/SYBUNT columns from one-off gifts; returns each person's first gift date (NaT if none)."""
+    import numpy as np
+
     one_off = gifts[~gifts["recurring"].eq(True)]
     g = one_off.assign(
-        in12=one_off["date"] >= y1, in24=one_off["date"] >= y2, prev12=(one_off["date"] >= y2) & (one_off["date"] < y1),
-        before24=one_off["date"] < y2,
+        in12=one_off["date"] >= w.y1, in24=one_off["date"] >= w.y2,
+        prev12=(one_off["date"] >= w.y2) & (one_off["date"] < w.y1), before24=one_off["date"] < w.y2,
     )
     g["amount12"] = g["amount"].where(g["in12"], 0.0)
     g["amount_prev12"] = g["amount"].where(g["prev12"], 0.0)
-    grouped = g.groupby("person_id")
-    agg = grouped.agg(
+    agg = g.groupby("person_id").agg(
         gifts_12m=("in12", "sum"), gifts_24m=("in24", "sum"), gifts_total=("amount", "size"),
         amount_12m=("amount12", "sum"), amount_prev_12m=("amount_prev12", "sum"), amount_total=("amount", "sum"),
         amount_max=("amount", "max"), last_date=("date", "max"), first_date=("date", "min"),
         gave_prev12=("prev12", "any"), gave_before24=("before24", "any"),
     )
-    last_amount = g.sort_values(["person_id", "date"]).groupby("person_id")["amount"].last()
-    agg["amount_last"] = last_amount
+    agg["amount_last"] = g.sort_values(["person_id", "date"]).groupby("person_id")["amount"].last()
     # distinct rolling years with a gift among the last five
-    recent = g[g["date"] >= y5]
-    years_back = ((t - recent["date"]).dt.days // 365.25).clip(upper=4)
+    recent = g[g["date"] >= w.y5]
+    years_back = ((w.t - recent["date"]).dt.days // 365.25).clip(upper=4)
     agg["giving_years"] = recent.assign(k=years_back).groupby("person_id")["k"].nunique()
     agg = agg.reindex(out.index)
     for col in ("gifts_12m", "gifts_24m", "gifts_total", "amount_12m", "amount_total", "amount_last", "amount_max", "giving_years"):
         out[col] = agg[col].fillna(0).astype(float)
-    never = agg["last_date"].isna()
-    out["months_since_last_gift"] = _months_between(pd, t, agg["last_date"]).fillna(NEVER_MONTHS).clip(upper=NEVER_MONTHS)
-    out["months_since_first_gift"] = _months_between(pd, t, agg["first_date"]).fillna(0.0).clip(upper=NEVER_MONTHS * 3)
-    out["never_gave"] = never.astype(float)
+    out["months_since_last_gift"] = w.months_since_or_never(agg["last_date"])
+    out["months_since_first_gift"] = w.months_since(agg["first_date"]).fillna(0.0).clip(upper=NEVER_MONTHS * 3)
+    out["never_gave"] = agg["last_date"].isna().astype(float)
     gave12 = out["gifts_12m"] > 0
     gave_prev = agg["gave_prev12"].eq(True)
     gave_before = agg["gave_before24"].eq(True)
     out["lybunt"] = (gave_prev & ~gave12).astype(float)
     out["sybunt"] = (gave_before & ~gave_prev & ~gave12).astype(float)
-    out["first_year_donor"] = (agg["first_date"] >= y1).fillna(False).astype(float)
+    out["first_year_donor"] = (agg["first_date"] >= w.y1).fillna(False).astype(float)
     out["repeat_donor"] = (gave12 & gave_prev).astype(float)
     prev_amount = agg["amount_prev_12m"].fillna(0.0)
     both = (out["amount_12m"] > 0) & (prev_amount > 0)
     ratio = np.log((out["amount_12m"] + 1) / (prev_amount + 1))
     out["upgrade"] = (both & (ratio > np.log(1.1))).astype(float)
     out["downgrade"] = (both & (ratio < -np.log(1.1))).astype(float)
+    return agg["first_date"]
 
-    plans = frames["recurring_plan"]
+
+def _recurring_features(out: pd.DataFrame, gifts: pd.DataFrame, plans: pd.DataFrame, w: _Windows) -> None:
+    """Whether a regular gift is running at ``t``, and its instalments over the last 12 months."""
+    pd = require_pandas()
+    instalments = gifts[gifts["recurring"].eq(True)]
+    out["recurring_gifts_12m"] = _per_person(instalments[instalments["date"] >= w.y1].groupby("person_id").size(),
+                                             out.index)
     if len(plans):
-        live = plans[(plans["start"].notna()) & (plans["start"] < t) & (plans["end"].isna() | (plans["end"] >= t))]
+        live = plans[(plans["start"].notna()) & (plans["start"] < w.t) & (plans["end"].isna() | (plans["end"] >= w.t))]
         out["recurring_active"] = out.index.isin(live["person_id"].astype(str)).astype(float)
-    else:
-        out["recurring_active"] = 0.0
-    rec = gifts[gifts["recurring"].eq(True) & (gifts["date"] >= y1)]
-    out["recurring_gifts_12m"] = rec.groupby("person_id").size().reindex(out.index).fillna(0).astype(float)
-    if not len(plans):  # exports without a plans file: an instalment in the last two months means a live plan
-        recent_rec = gifts[gifts["recurring"].eq(True) & (gifts["date"] >= t - pd.DateOffset(months=2))]
-        out["recurring_active"] = out.index.isin(recent_rec["person_id"]).astype(float)
+    else:  # exports without a plans file: an instalment in the last two months means a live plan
+        recent = instalments[instalments["date"] >= w.t - pd.DateOffset(months=2)]
+        out["recurring_active"] = out.index.isin(recent["person_id"]).astype(float)
 
-    # membership --------------------------------------------------------------
-    members = _membership_starts(pd, frames["membership"])
-    members = members[(members["start"] < t) & members["person_id"].isin(out.index)]
+
+def _membership_features(out: pd.DataFrame, memberships: pd.DataFrame, w: _Windows) -> pd.Series:
+    """Seasons, streak, lapse and last fee; returns each person's first membership start (NaT if none)."""
+    members = _before(membership_starts(memberships), out.index, w.t, "start")
     magg = members.groupby("person_id").agg(
         member_seasons=("season_key", "nunique"), first=("start", "min"), last=("start", "max"),
     ).reindex(out.index)
     out["member_seasons"] = magg["member_seasons"].fillna(0).astype(float)
     first_year = magg["first"].dt.year.astype(float)
-    out["member_years"] = (t.year - first_year).fillna(0.0).clip(lower=0.0)
-    out["member_this_year"] = (magg["last"] >= y1).fillna(False).astype(float)
+    out["member_years"] = (w.t.year - first_year).fillna(0.0).clip(lower=0.0)
+    out["member_this_year"] = (magg["last"] >= w.y1).fillna(False).astype(float)
     out["member_lapsed"] = ((out["member_seasons"] > 0) & (out["member_this_year"] == 0)).astype(float)
-    out["months_since_membership"] = _months_between(pd, t, magg["last"]).fillna(NEVER_MONTHS).clip(upper=NEVER_MONTHS)
-    last_fee = members.sort_values(["person_id", "start"]).groupby("person_id")["fee"].last()
-    out["last_fee"] = last_fee.reindex(out.index).fillna(0.0).astype(float)
-    out["member_streak"] = _streaks(members).reindex(out.index).fillna(0).astype(float)
+    out["months_since_membership"] = w.months_since_or_never(magg["last"])
+    out["last_fee"] = _per_person(members.sort_values(["person_id", "start"]).groupby("person_id")["fee"].last(),
+                                  out.index)
+    out["member_streak"] = _per_person(_streaks(members), out.index)
+    return magg["first"]
 
-    # events ------------------------------------------------------------------
-    ev = frames["participation"]
-    ev = ev[(ev["date"] < t) & ev["person_id"].astype(str).isin(out.index)].assign(person_id=lambda d: d["person_id"].astype(str))
+
+def _event_features(out: pd.DataFrame, participations: pd.DataFrame, w: _Windows) -> None:
+    """Events attended (12 months, in all, how long ago) and cancellations over 12 months."""
+    ev = _before(participations, out.index, w.t)
     status = ev["status"].fillna("").str.lower()
     cancelled = status.str.contains("annul|cancel|desist|désist|absent|no.show", regex=True)
     came = ev[~cancelled]
-    out["events_12m"] = came[came["date"] >= y1].groupby("person_id").size().reindex(out.index).fillna(0).astype(float)
-    out["events_total"] = came.groupby("person_id").size().reindex(out.index).fillna(0).astype(float)
-    last_ev = came.groupby("person_id")["date"].max().reindex(out.index)
-    out["months_since_event"] = _months_between(pd, t, last_ev).fillna(NEVER_MONTHS).clip(upper=NEVER_MONTHS)
-    gone = ev[cancelled & (ev["date"] >= y1)]
-    out["cancellations_12m"] = gone.groupby("person_id").size().reindex(out.index).fillna(0).astype(float)
+    out["events_12m"] = _per_person(came[came["date"] >= w.y1].groupby("person_id").size(), out.index)
+    out["events_total"] = _per_person(came.groupby("person_id").size(), out.index)
+    out["months_since_event"] = w.months_since_or_never(came.groupby("person_id")["date"].max().reindex(out.index))
+    gone = ev[cancelled & (ev["date"] >= w.y1)]
+    out["cancellations_12m"] = _per_person(gone.groupby("person_id").size(), out.index)
 
-    # volunteering ------------------------------------------------------------
-    hrs = frames["volunteer_hours"]
-    hrs = hrs[(hrs["date"] < t) & hrs["person_id"].astype(str).isin(out.index)].assign(person_id=lambda d: d["person_id"].astype(str))
-    out["volunteer_hours_12m"] = hrs[hrs["date"] >= y1].groupby("person_id")["hours"].sum().reindex(out.index).fillna(0).astype(float)
-    out["volunteer_hours_total"] = hrs.groupby("person_id")["hours"].sum().reindex(out.index).fillna(0).astype(float)
-    out["volunteer_missions"] = hrs.groupby("person_id")["mission"].nunique().reindex(out.index).fillna(0).astype(float)
-    last_v = hrs.groupby("person_id")["date"].max().reindex(out.index)
-    out["months_since_volunteering"] = _months_between(pd, t, last_v).fillna(NEVER_MONTHS).clip(upper=NEVER_MONTHS)
 
-    # contact -----------------------------------------------------------------
+def _volunteering_features(out: pd.DataFrame, hours: pd.DataFrame, w: _Windows) -> None:
+    """Volunteer hours (12 months, in all), missions, and how long ago."""
+    hrs = _before(hours, out.index, w.t)
+    out["volunteer_hours_12m"] = _per_person(hrs[hrs["date"] >= w.y1].groupby("person_id")["hours"].sum(), out.index)
+    out["volunteer_hours_total"] = _per_person(hrs.groupby("person_id")["hours"].sum(), out.index)
+    out["volunteer_missions"] = _per_person(hrs.groupby("person_id")["mission"].nunique(), out.index)
+    last = hrs.groupby("person_id")["date"].max().reindex(out.index)
+    out["months_since_volunteering"] = w.months_since_or_never(last)
+
+
+def _contact_features(out: pd.DataFrame, people: pd.DataFrame, first_dates: list[pd.Series], w: _Windows) -> None:
+    """How long the person has been known (creation, first gift or first membership) and how to reach them."""
+    pd = require_pandas()
     created = people["created"].reindex(out.index)
-    first_seen = pd.concat([created, agg["first_date"], magg["first"]], axis=1).min(axis=1)
-    out["months_known"] = _months_between(pd, t, first_seen).fillna(0.0).clip(lower=0, upper=NEVER_MONTHS * 3)
+    first_seen = pd.concat([created, *first_dates], axis=1).min(axis=1)
+    out["months_known"] = w.months_since(first_seen).fillna(0.0).clip(lower=0, upper=NEVER_MONTHS * 3)
     out["has_email"] = people["email"].reindex(out.index).fillna("").astype(str).str.contains("@").astype(float)
     out["has_phone"] = (people["phone"].reindex(out.index).fillna("").astype(str).str.len() > 5).astype(float)
-    return out[list(FEATURE_NAMES)].astype(float)
 
 
-def _membership_starts(pd: Any, frame: pd.DataFrame) -> pd.DataFrame:
-    """Memberships with a start date (from ``start``, else the first year written in ``season``)."""
+def membership_starts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Paid memberships with a start date (from ``start``, else the first year written in ``season``).
+
+    Also used by the churn task to find who renewed; ``season_key`` counts
+    ``"2024"`` and ``"2024-2025"`` as one season.
+    """
+    pd = require_pandas()
     if not len(frame):
         return pd.DataFrame({"person_id": [], "start": pd.Series([], dtype="datetime64[ns]"), "season_key": [], "fee": []})
     f = frame.copy()
@@ -264,14 +315,13 @@ def _membership_starts(pd: Any, frame: pd.DataFrame) -> pd.DataFrame:
 
 def _streaks(members: pd.DataFrame) -> pd.Series:
     """Length of the run of consecutive seasons ending with each person's latest one."""
-    import pandas as pd
-
+    pd = require_pandas()
     years = members.assign(y=members["start"].dt.year)[["person_id", "y"]].drop_duplicates()
     out = {}
     for pid, ys in years.groupby("person_id")["y"]:
         ordered = sorted(ys, reverse=True)
         run = 1
-        for a, b in zip(ordered, ordered[1:]):
+        for a, b in pairwise(ordered):
             if a - b != 1:
                 break
             run += 1

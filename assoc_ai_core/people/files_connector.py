@@ -18,17 +18,14 @@ Without ``files``, exports are found by name (``personnes``/``contacts``/``peopl
 ``missions``, ``benevolat``/``volunteer_hours``, ``dons_reguliers``/``recurring_plans``;
 ``.csv``, ``.txt``, ``.xlsx``).  Without ``mapping``, the usual French and English
 column titles are recognised.  ``write_scores`` writes a separate CSV
-(``assoc_ai_scores.csv`` by default) and never touches an export.
+(``assoc_ai_scores.csv`` by default, see :mod:`~assoc_ai_core.people.scores_csv`)
+and never touches an export; people who object to profiling are never written.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import os
 import re
-import tempfile
 import typing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,10 +35,11 @@ from typing import Any, ClassVar
 
 from assoc_ai_core.errors import ConfigError, DataError
 from assoc_ai_core.ext.connectors import Capability
-from assoc_ai_core.ext.crm import CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
+from assoc_ai_core.ext.crm import CrmConnector, StoredScores, advance_cursor, is_after_cursor
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.people.cleaning import fold, parse_bool, parse_date, parse_datetime, parse_number, split_list
-from assoc_ai_core.people.tabular import CSV_SUFFIXES, EXCEL_SUFFIXES, Table, decode_bytes, read_table, sniff_delimiter
+from assoc_ai_core.people.scores_csv import read_scores_csv, write_scores_csv
+from assoc_ai_core.people.tabular import CSV_SUFFIXES, EXCEL_SUFFIXES, Table, read_table
 from assoc_ai_core.records.people import RECORD_TYPES, FieldSpec, RecordDiff, RecordPage, Score, WriteReport
 
 __all__ = ["FilesConnector", "FilesConfig", "FILE_NAMES", "COLUMN_SYNONYMS"]
@@ -235,7 +233,7 @@ class FilesConnector(CrmConnector):
         """Which column index feeds each canonical field of ``record_type`` (configured mapping first)."""
         cls = RECORD_TYPES[record_type]
         fields = [f.name for f in dataclasses.fields(cls) if f.name not in ("source", "raw")]
-        by_key = {}
+        by_key: dict[str, int] = {}
         for i, col in enumerate(columns):
             by_key.setdefault(_key(col), i)
         explicit: dict[str, str] = {k: v for k, v in self.config.mapping.items() if isinstance(v, str)}
@@ -332,55 +330,20 @@ class FilesConnector(CrmConnector):
         """Turn one cell into the canonical field's type; ValueError when a value is present but unreadable."""
         empty = cell is None or (isinstance(cell, str) and not cell.strip())
         args = set(typing.get_args(hint)) or {hint}
+        dayfirst = self.config.dayfirst
         if name == "birth_year":
-            if empty:
-                return None
-            if isinstance(cell, (datetime, date)):
-                return cell.year
-            number = parse_number(cell, decimal)
-            if number is not None and 1850 <= number <= 2100:
-                return int(number)
-            when = parse_date(cell, dayfirst=self.config.dayfirst)
-            if when is None:
-                raise ValueError(name)
-            return when.year
-        if datetime in args:
-            if empty:
-                return None
-            when = parse_datetime(cell, dayfirst=self.config.dayfirst)
-            if when is None:
-                raise ValueError(name)
-            return when
-        if date in args:
-            if empty:
-                return None
-            when = parse_date(cell, dayfirst=self.config.dayfirst)
-            if when is None:
-                raise ValueError(name)
-            return when
+            return None if empty else _birth_year(cell, decimal, dayfirst)
+        if datetime in args or date in args:
+            parse = parse_datetime if datetime in args else parse_date
+            return None if empty else _readable(parse(cell, dayfirst=dayfirst), name)
         if bool in args:
-            flag = parse_bool(cell)
-            if flag is None:
-                raise ValueError(name)
-            return flag
+            return _readable(parse_bool(cell), name)
         if float in args:
             if empty:
                 return None if name in ("amount", "hours") else 0.0
-            number = parse_number(cell, decimal)
-            if number is None:
-                raise ValueError(name)
-            return number
+            return _readable(parse_number(cell, decimal), name)
         if name == "weekdays":
-            days = []
-            for item in split_list(cell):
-                key = fold(item).rstrip(".")
-                if key.isdigit() and 0 <= int(key) <= 6:
-                    days.append(int(key))
-                elif key in _WEEKDAYS:
-                    days.append(_WEEKDAYS[key])
-                else:
-                    raise ValueError(name)
-            return tuple(sorted(set(days)))
+            return _weekdays(cell)
         if name == "skills":
             return tuple(split_list(cell))
         if empty:
@@ -447,57 +410,32 @@ class FilesConnector(CrmConnector):
             raise ConfigError(tr("[crm] output doit être un fichier .csv.", "[crm] output must be a .csv file."))
         return out
 
-    def _read_output(self, out: Path) -> tuple[list[str], dict[str, dict[str, Any]]]:
-        if not out.exists():
-            return [], {}
-        text, _ = decode_bytes(out.read_bytes())
-        if not text.strip():
-            return [], {}
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text))
-        columns = list(reader.fieldnames or [])
-        if "person_id" not in columns:
-            raise DataError(
-                tr(
-                    f"{out} existe mais n'est pas un fichier de scores assoc-ai (pas de colonne person_id). "
-                    "Déplacez-le ou choisissez un autre [crm] output.",
-                    f"{out} exists but is not an assoc-ai scores file (no person_id column). "
-                    "Move it or choose another [crm] output.",
-                )
-            )
-        rows = {}
-        for row in reader:
-            pid = row.get("person_id") or ""
-            rows[pid] = {k: (_read_score_value(k, v)) for k, v in row.items() if k != "person_id"}
-        return columns, rows
+    def score_target(self) -> str:
+        """The scores file, for the report."""
+        return str(self.output_path())
 
-    def write_scores(self, scores: Sequence[Score], *, dry_run: bool = True) -> WriteReport:
-        """Diff ``scores`` against the scores file and, unless ``dry_run``, rewrite it atomically.
-
-        Only people present in the people export are written; the file is
-        keyed by ``person_id`` so writing the same scores twice changes nothing.
-        """
-        self.require(Capability.WRITE_SCORES)
+    def read_stored_scores(self, person_ids: Sequence[str], fields: Sequence[str]) -> Mapping[str, StoredScores]:
+        """The scores file's row of each person of the people export (only they are ever written)."""
         out = self.output_path()
-        people = {p.source_id for p in self.read_all("person")}
-        columns, rows = self._read_output(out)
-        current: dict[str, Mapping[str, Any] | None] = {pid: rows.get(pid) for pid in people}
-        report = plan_score_writes(current, scores, dry_run=dry_run, target=str(out))
-        if dry_run or report.changed == 0:
-            return report
-        for diff in report.diffs:
+        objects = {p.source_id: p.do_not_profile for p in self.read_all("person")}
+        _, rows = read_scores_csv(out)
+        return {pid: StoredScores(rows.get(pid), objects[pid]) for pid in person_ids if pid in objects}
+
+    def save_scores(self, diffs: Sequence[RecordDiff], scores: Sequence[Score]) -> None:
+        """Merge the changed rows into the scores file and replace it; other people's scores are kept."""
+        out = self.output_path()
+        columns, rows = read_scores_csv(out)
+        for diff in diffs:
             rows.setdefault(diff.record_id, {}).update(diff.after)
-        names = ["person_id"] + [c for c in columns if c != "person_id"]
-        for diff in report.diffs:
-            names += [k for k in diff.after if k not in names]
-        self._write_rows(out, names, rows)
-        return report
+            columns += [k for k in diff.after if k not in columns]
+        self._write_rows(out, columns, rows)
 
     def ensure_fields(self, fields: Sequence[FieldSpec] | None = None, *, task: str = "", dry_run: bool = True) -> WriteReport:
         """Add missing score columns to the scores file (created with a header when absent)."""
         self.require(Capability.WRITE_SCORES)
         specs = self.fields_for(task, fields)
         out = self.output_path()
-        columns, rows = self._read_output(out)
+        columns, rows = read_scores_csv(out)
         diffs = tuple(
             RecordDiff(record_id=s.name, action="unchanged" if s.name in columns else "create",
                        before={"column": s.name if s.name in columns else None}, after={"column": s.name})
@@ -505,47 +443,47 @@ class FilesConnector(CrmConnector):
         )
         report = WriteReport(dry_run=dry_run, diffs=diffs, target=str(out))
         if not dry_run and report.changed:
-            names = ["person_id"] + [c for c in columns if c != "person_id"] + [d.record_id for d in diffs if d.action == "create"]
-            self._write_rows(out, names, rows)
+            self._write_rows(out, columns + [d.record_id for d in diffs if d.action == "create"], rows)
         return report
 
-    def _write_rows(self, out: Path, names: list[str], rows: Mapping[str, Mapping[str, Any]]) -> None:
+    def _write_rows(self, out: Path, columns: Sequence[str], rows: Mapping[str, Mapping[str, Any]]) -> None:
+        """Write the scores file with the people export's separator (a French export gets a French file)."""
         delimiter = ";"
         person_file = self.file_for("person")
         if person_file is not None and person_file.suffix.lower() in CSV_SUFFIXES:
             delimiter = self._table("person", person_file).delimiter
-        french = delimiter in (";", "\t")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".assoc_ai_scores.", suffix=".csv", dir=out.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as fh:
-                writer = csv.writer(fh, delimiter=delimiter)
-                writer.writerow(names)
-                for pid in sorted(rows):
-                    values = rows[pid]
-                    writer.writerow([pid] + [_format(values.get(n), french) for n in names[1:]])
-            os.replace(tmp, out)  # readers never see a half-written file
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_scores_csv(out, columns, rows, delimiter=delimiter)
 
 
-def _format(value: Any, french: bool) -> str:
+def _readable(value: Any, name: str) -> Any:
+    """``value``, or ValueError naming the field when the cell could not be read (None)."""
     if value is None:
-        return ""
-    if isinstance(value, float):
-        text = f"{value:.4f}".rstrip("0").rstrip(".")
-        return text.replace(".", ",") if french else text
-    return str(value)
+        raise ValueError(name)
+    return value
 
 
-def _read_score_value(column: str, value: Any) -> Any:
-    if value in (None, ""):
-        return None
-    if column.endswith(("_why", "_model")):
-        return value
-    number = parse_number(value, ",")
-    return number if number is not None else value
+def _birth_year(cell: Any, decimal: str, dayfirst: bool) -> int:
+    """A year of birth from a year (``1961``) or a full date."""
+    if isinstance(cell, (datetime, date)):
+        return cell.year
+    number = parse_number(cell, decimal)
+    if number is not None and 1850 <= number <= 2100:
+        return int(number)
+    return int(_readable(parse_date(cell, dayfirst=dayfirst), "birth_year").year)
+
+
+def _weekdays(cell: Any) -> tuple[int, ...]:
+    """Days of the week (0 = Monday) from names in French or English, or numbers."""
+    days = []
+    for item in split_list(cell):
+        key = fold(item).rstrip(".")
+        if key.isdigit() and 0 <= int(key) <= 6:
+            days.append(int(key))
+        elif key in _WEEKDAYS:
+            days.append(_WEEKDAYS[key])
+        else:
+            raise ValueError("weekdays")
+    return tuple(sorted(set(days)))
 
 
 def hash_text(text: str) -> int:

@@ -31,7 +31,10 @@ from assoc_ai_core.records.people import VolunteerMission
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["PAIR_FEATURES", "volunteer_profiles", "pair_features", "train_matching", "rank_volunteers", "DEFAULT_WEIGHTS"]
+__all__ = [
+    "TASK", "PAIR_FEATURES", "volunteer_profiles", "pair_features", "train_matching", "rank_volunteers",
+    "DEFAULT_WEIGHTS", "DEFAULT_INTERCEPT",
+]
 
 TASK = "volunteer-matching"
 PAIR_FEATURES = ("skill_match", "skill_any", "same_postcode", "same_department", "weekday_match",
@@ -40,6 +43,7 @@ PAIR_FEATURES = ("skill_match", "skill_any", "same_postcode", "same_department",
 DEFAULT_WEIGHTS = {"skill_match": 3.0, "skill_any": 0.8, "same_postcode": 1.0, "same_department": 0.8,
                    "weekday_match": 1.0, "hours_12m": 0.3, "missions_done": 0.3, "months_since_volunteering": -0.02}
 DEFAULT_INTERCEPT = -3.5
+_LOG_FEATURES = ("hours_12m", "missions_done")  # counts: the model and the default weights see log(1 + x)
 _RAW_SKILL_KEYS = ("competences", "skills", "savoir faire", "competence")
 
 
@@ -157,6 +161,10 @@ def _examples(people: PeopleData, missions: list[VolunteerMission], starts: dict
     return pd.concat(parts), pd.concat(labels)
 
 
+def _new_model(random_state: int) -> PeopleModel:
+    return PeopleModel(task=TASK, features=list(PAIR_FEATURES), log_features=_LOG_FEATURES, random_state=random_state)
+
+
 def train_matching(data: Any, *, test_share: float = 0.25, random_state: int = 0) -> PeopleModel:
     """Learn the weight of each matching factor from past missions; evaluation on the latest missions."""
     people = load_people(data)
@@ -175,10 +183,7 @@ def train_matching(data: Any, *, test_share: float = 0.25, random_state: int = 0
     if y_train.nunique() < 2 or int(y_train.sum()) < 5:
         raise DataError(tr("Trop peu de bénévoles ont pris des missions passées pour apprendre.",
                            "Too few volunteers took past missions to learn from."))
-    params = dict(task=TASK, features=list(PAIR_FEATURES), log_features=("hours_12m", "missions_done"),
-                  random_state=random_state)
-    groups = X_train.index.get_level_values("mission")
-    trial = PeopleModel(**params).fit(X_train, y_train.to_numpy(), groups=groups)
+    trial = _new_model(random_state).fit(X_train, y_train.to_numpy(), groups=X_train.index.get_level_values("mission"))
     evaluation: dict[str, Any] = {"task": TASK, "protocol": {"kind": "chronological", "train_missions": cut,
                                                               "test_missions": len(missions) - cut}}
     if len(X_test):
@@ -186,7 +191,7 @@ def train_matching(data: Any, *, test_share: float = 0.25, random_state: int = 0
         evaluation["metrics"] = classification_metrics(y_test.to_numpy(), p)
         evaluation["hit_rate_at_5"] = _hit_rate(X_test, y_test, p, 5)
     X_all, y_all = _examples(people, missions, starts)
-    final = PeopleModel(**params).fit(X_all, y_all.to_numpy(), groups=X_all.index.get_level_values("mission"))
+    final = _new_model(random_state).fit(X_all, y_all.to_numpy(), groups=X_all.index.get_level_values("mission"))
     final.threshold_ = 0.5
     now = datetime.now(UTC)
     final.metadata_ = {
@@ -216,7 +221,6 @@ def rank_volunteers(
     """The ``top_k`` volunteers for a mission, best first, each with a probability-like score and factors."""
     people = load_people(data)
     mission = _mission_by_id(people, mission_id)
-    pd = require_pandas()
     t = as_timestamp(as_of) if as_of is not None else (
         as_timestamp(mission.start) if mission.start else as_timestamp(datetime.now(UTC).date()))
     pairs = pair_features(mission, volunteer_profiles(people, t))
@@ -235,7 +239,7 @@ def _default_explanations(pairs: pd.DataFrame, lang: str | None) -> list[Explana
     for pid, row in pairs.iterrows():
         contributions = {}
         for name, w in DEFAULT_WEIGHTS.items():
-            x = math.log1p(row[name]) if name in ("hours_12m", "missions_done") else float(row[name])
+            x = math.log1p(row[name]) if name in _LOG_FEATURES else float(row[name])
             contributions[name] = w * x
         logit = DEFAULT_INTERCEPT + sum(contributions.values())
         ordered = sorted(contributions.items(), key=lambda kv: -abs(kv[1]))

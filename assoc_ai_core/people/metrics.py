@@ -6,15 +6,15 @@ predicted probabilities (or scores) and returns JSON-ready numbers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["classification_metrics", "calibration_bins", "lift_table", "net_profit", "best_threshold", "threshold_metrics"]
 
 
-def classification_metrics(y: Sequence[int], p: Sequence[float]) -> dict[str, Any]:
+def classification_metrics(y: ArrayLike, p: ArrayLike) -> dict[str, Any]:
     """ROC AUC, average precision, Brier score, log loss, base rate and mean prediction."""
     from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
@@ -32,7 +32,7 @@ def classification_metrics(y: Sequence[int], p: Sequence[float]) -> dict[str, An
     }
 
 
-def calibration_bins(y: Sequence[int], p: Sequence[float], n_bins: int = 10) -> list[dict[str, float]]:
+def calibration_bins(y: ArrayLike, p: ArrayLike, n_bins: int = 10) -> list[dict[str, float]]:
     """Reliability table on equal-count bins: mean predicted vs observed rate, and count."""
     yt, pp = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
     if not len(yt):
@@ -45,7 +45,7 @@ def calibration_bins(y: Sequence[int], p: Sequence[float], n_bins: int = 10) -> 
     return out
 
 
-def lift_table(y: Sequence[int], p: Sequence[float], n_groups: int = 10) -> list[dict[str, float]]:
+def lift_table(y: ArrayLike, p: ArrayLike, n_groups: int = 10) -> list[dict[str, float]]:
     """Cumulative gains and lift by decile of score (best first)."""
     yt, pp = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
     total, n = yt.sum(), len(yt)
@@ -67,13 +67,13 @@ def lift_table(y: Sequence[int], p: Sequence[float], n_groups: int = 10) -> list
     return out
 
 
-def net_profit(amounts: Sequence[float], mailed: Sequence[bool], cost: float = 0.68) -> float:
+def net_profit(amounts: ArrayLike, mailed: ArrayLike, cost: float = 0.68) -> float:
     """Mailing net profit: gifts of mailed people minus the cost of each mailing (KDD Cup 98 rule)."""
     a, m = np.asarray(amounts, dtype=float), np.asarray(mailed, dtype=bool)
     return float(np.round(a[m].sum() - cost * m.sum(), 2))
 
 
-def best_threshold(y: Sequence[int], p: Sequence[float]) -> float:
+def best_threshold(y: ArrayLike, p: ArrayLike) -> float:
     """The probability cut-off that maximises F1 (ties: the higher cut-off)."""
     from sklearn.metrics import precision_recall_curve
 
@@ -86,7 +86,7 @@ def best_threshold(y: Sequence[int], p: Sequence[float]) -> float:
     return float(thresholds[best]) if len(thresholds) else 0.5
 
 
-def threshold_metrics(y: Sequence[int], p: Sequence[float], threshold: float) -> dict[str, float]:
+def threshold_metrics(y: ArrayLike, p: ArrayLike, threshold: float) -> dict[str, float]:
     """Selection rate, precision, recall (TPR), false-positive rate and error rate at ``threshold``."""
     yt, sel = np.asarray(y, dtype=int), np.asarray(p, dtype=float) >= threshold
     tp = int((sel & (yt == 1)).sum())

@@ -36,7 +36,7 @@ from assoc_ai_core.errors import DataError, ModelError
 from assoc_ai_core.i18n import percent, tr
 from assoc_ai_core.people.features import BY_NAME, NEVER_MONTHS
 
-__all__ = ["PeopleModel", "Explanation", "Factor", "describe_factor", "FORMAT_VERSION"]
+__all__ = ["PeopleModel", "Explanation", "Factor", "describe_factor", "sentence", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 _EPS = 1e-9
@@ -160,11 +160,11 @@ def _threads(n_rows: int) -> Any:
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
+    q = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
+    return np.asarray(np.log(q / (1 - q)), dtype=float)
 
 
-class PeopleModel(ClassifierMixin, BaseEstimator):
+class PeopleModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # scikit-learn ships no type hints: its bases are Any
     """A calibrated classifier for one people task, with exact linear explanations.
 
     Parameters
@@ -226,7 +226,7 @@ class PeopleModel(ClassifierMixin, BaseEstimator):
                     tr(f"Colonnes manquantes pour le modèle : {', '.join(missing)}.",
                        f"Columns missing for the model: {', '.join(missing)}.")
                 )
-            M = X[cols].to_numpy(dtype=float, copy=True)
+            M: np.ndarray = X[cols].to_numpy(dtype=float, copy=True)
         else:
             M = np.array(X, dtype=float, copy=True)
             if M.ndim != 2 or M.shape[1] != len(cols):
@@ -308,9 +308,9 @@ class PeopleModel(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "calibrated_")
         Z = self._matrix(X)
         if self.kind == "logistic":
-            return self.calibrated_.predict_proba(Z)
+            return np.asarray(self.calibrated_.predict_proba(Z), dtype=float)
         with _threads(len(Z)):
-            return self.calibrated_.predict_proba(Z)
+            return np.asarray(self.calibrated_.predict_proba(Z), dtype=float)
 
     def predict(self, X: Any) -> np.ndarray:
         """0/1 at the model's threshold (``threshold_``, default 0.5)."""

@@ -99,53 +99,74 @@ def quality_report(data: PeopleData, *, today: date | None = None, lang: str | N
     for rtype, columns in _CHECKED.items():
         records = data.records(rtype)
         for col in columns:
-            q = ColumnQuality(rtype, col, total=len(records))
-            typos: Counter[str] = Counter()
-            for r in records:
-                value = getattr(r, col, None)
-                rid = r.source_id
-                bad = inconsistent = False
-                if _empty(value) or (col == "amount" and value is None):
-                    q.missing += 1
-                    continue
-                if col == "email":
-                    issue = email_issue(value)
-                    bad = issue == "invalid"
-                    if issue and issue.startswith("typo:"):
-                        typos[issue[5:]] += 1
-                        inconsistent = True
-                elif col == "phone":
-                    bad = not normalize_phone(value, postcode=getattr(r, "postcode", ""))
-                elif col == "postcode":
-                    bad = not normalize_postcode(value)
-                elif col == "birth_year":
-                    bad = not (today.year - 120 <= int(value) <= today.year)
-                elif col in ("amount", "fee", "hours"):
-                    bad = float(value) < 0
-                    inconsistent = col == "amount" and float(value) == 0
-                elif col in ("date", "start", "created"):
-                    when = value.date() if isinstance(value, datetime) else value
-                    bad = when.year < 1900
-                    inconsistent = when > today
-                elif col == "person_id":
-                    inconsistent = str(value) not in known
-                if bad:
-                    q.invalid += 1
-                if inconsistent:
-                    q.inconsistent += 1
-                if (bad or inconsistent) and len(q.examples) < _MAX_IDS:
-                    q.examples.append(str(rid))
-            if typos:
-                q.notes.append(tr("domaines probablement mal tapés : ", "domains probably mistyped: ", lang)
-                               + ", ".join(f"→ {d} ×{n}" for d, n in typos.most_common(5)))
-            if col in ("date", "start", "created") and q.inconsistent:
-                q.notes.append(tr("dates dans le futur", "dates in the future", lang))
-            if col == "person_id" and q.inconsistent:
-                q.notes.append(tr("renvoient à une personne absente de l'export des personnes",
-                                  "refer to a person missing from the people export", lang))
-            if col == "amount" and q.inconsistent:
-                q.notes.append(tr("montants à zéro", "zero amounts", lang))
-            report.columns.append(q)
+            report.columns.append(_column_quality(rtype, col, records, today=today, known=known, lang=lang))
+    _add_findings(report, data, person_ids)
+    return report
+
+
+def _check_value(col: str, value: Any, record: Any, *, today: date, known: set[str]) -> tuple[bool, bool, str | None]:
+    """(invalid, inconsistent, the domain a mistyped e-mail probably meant) for one non-empty cell."""
+    bad = inconsistent = False
+    typo = None
+    if col == "email":
+        issue = email_issue(value)
+        bad = issue == "invalid"
+        if issue and issue.startswith("typo:"):
+            typo, inconsistent = issue[5:], True
+    elif col == "phone":
+        bad = not normalize_phone(value, postcode=getattr(record, "postcode", ""))
+    elif col == "postcode":
+        bad = not normalize_postcode(value)
+    elif col == "birth_year":
+        bad = not (today.year - 120 <= int(value) <= today.year)
+    elif col in ("amount", "fee", "hours"):
+        bad = float(value) < 0
+        inconsistent = col == "amount" and float(value) == 0
+    elif col in ("date", "start", "created"):
+        when = value.date() if isinstance(value, datetime) else value
+        bad = when.year < 1900
+        inconsistent = when > today
+    elif col == "person_id":
+        inconsistent = str(value) not in known
+    return bad, inconsistent, typo
+
+
+def _column_quality(rtype: str, col: str, records: list[Any], *, today: date, known: set[str],
+                    lang: str | None) -> ColumnQuality:
+    """Counts, example ids and notes of one column over every record of one type."""
+    q = ColumnQuality(rtype, col, total=len(records))
+    typos: Counter[str] = Counter()
+    for r in records:
+        value = getattr(r, col, None)
+        if _empty(value) or (col == "amount" and value is None):
+            q.missing += 1
+            continue
+        bad, inconsistent, typo = _check_value(col, value, r, today=today, known=known)
+        if typo is not None:
+            typos[typo] += 1
+        q.invalid += int(bad)
+        q.inconsistent += int(inconsistent)
+        if (bad or inconsistent) and len(q.examples) < _MAX_IDS:
+            q.examples.append(str(r.source_id))
+    if typos:
+        q.notes.append(tr("domaines probablement mal tapés : ", "domains probably mistyped: ", lang)
+                       + ", ".join(f"→ {d} ×{n}" for d, n in typos.most_common(5)))
+    if q.inconsistent and col in _INCONSISTENT_NOTES:
+        q.notes.append(tr(*_INCONSISTENT_NOTES[col], lang))
+    return q
+
+
+_FUTURE = ("dates dans le futur", "dates in the future")
+_INCONSISTENT_NOTES: dict[str, tuple[str, str]] = {
+    "date": _FUTURE, "start": _FUTURE, "created": _FUTURE,
+    "person_id": ("renvoient à une personne absente de l'export des personnes",
+                  "refer to a person missing from the people export"),
+    "amount": ("montants à zéro", "zero amounts"),
+}
+
+
+def _add_findings(report: QualityReport, data: PeopleData, person_ids: Counter[str]) -> None:
+    """Dataset-wide findings (duplicated ids, one postcode for several towns, unreadable rows) and counts."""
     dup_ids = [pid for pid, n in person_ids.items() if n > 1]
     if dup_ids:
         report.findings.append({
@@ -166,16 +187,12 @@ def quality_report(data: PeopleData, *, today: date | None = None, lang: str | N
             "fr": f"{len(mixed)} code(s) postal(aux) associé(s) à plusieurs noms de commune",
             "en": f"{len(mixed)} postcode(s) written with several town names",
         })
-    corsica = sum(1 for p in data.persons if department_of(p.postcode) in ("2A", "2B"))
-    overseas = sum(1 for p in data.persons if len(department_of(p.postcode)) == 3)
-    report.counts["corsica"] = corsica
-    report.counts["overseas"] = overseas
-    opted_out = sum(1 for p in data.persons if p.do_not_profile)
-    report.counts["do_not_profile"] = opted_out
+    report.counts["corsica"] = sum(1 for p in data.persons if department_of(p.postcode) in ("2A", "2B"))
+    report.counts["overseas"] = sum(1 for p in data.persons if len(department_of(p.postcode)) == 3)
+    report.counts["do_not_profile"] = sum(1 for p in data.persons if p.do_not_profile)
     if data.problems:
         report.findings.append({
             "code": "unreadable_rows", "count": len(data.problems), "examples": [f"{p['file']}:{p['row']}" for p in data.problems[:_MAX_IDS]],
             "fr": f"{len(data.problems)} ligne(s) illisible(s) ignorée(s) à l'import (valeurs obligatoires vides ou mal formées)",
             "en": f"{len(data.problems)} unreadable row(s) skipped on import (required values empty or malformed)",
         })
-    return report

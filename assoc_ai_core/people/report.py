@@ -152,9 +152,27 @@ def render_people_report(
 
     lang = lang or current_lang()
     ev = evaluation or {}
-    m = ev.get("metrics") or {}
-    at = ev.get("at_threshold") or {}
-    t = {
+    fair = ev.get("fairness") or {}
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(_TEMPLATE).render(
+        lang=lang, t=_labels(lang), title=title or tr("Rapport assoc-ai — données de personnes", "assoc-ai report — people data", lang),
+        subtitle=_subtitle(ev, lang), metrics=_metric_rows(ev, lang),
+        calibration_svg=svg_calibration(ev["calibration"], lang) if ev.get("calibration") else "",
+        gains_svg=svg_gains(ev["lift"], lang) if ev.get("lift") else "",
+        lift=[(_pc(r["share_contacted"], lang), _pc(r["share_of_positives"], lang), _pc(r["rate"], lang), f"{r['lift']:.2f}")
+              for r in ev.get("lift", [])],
+        weights_svg=svg_bars(ev.get("weights") or {}, lang),
+        permutation=[(k, f"{v:+.4f}") for k, v in list((ev.get("permutation_importance") or {}).items())[:10]],
+        fairness=_fairness_tables(fair, lang), fairness_warnings=fair.get("warnings") or [],
+        retention=[_retention_row(r, lang) for r in retention], retention_head=_retention_head(lang),
+        footer=tr("Produit par assoc-ai. Aucune donnée personnelle n'est incluse dans ce rapport.",
+                  "Made by assoc-ai. No personal data is included in this report.", lang),
+    )
+
+
+def _labels(lang: str) -> dict[str, str]:
+    """The template's headings and help texts in ``lang``."""
+    return {
         "headline": tr("Chiffres clés", "Key figures", lang),
         "auc_help": tr("AUC : probabilité qu'une personne qui agit soit mieux notée qu'une qui n'agit pas (0,5 = hasard, 1 = parfait). "
                        "Brier : erreur quadratique des probabilités (plus bas = mieux).",
@@ -182,45 +200,63 @@ def render_people_report(
         "ret_help": tr("Fidélisation : part des donateurs de l'année précédente qui ont redonné. Reconquête : part des anciens donateurs perdus revenus.",
                        "Retention: share of the prior year's donors who gave again. Recapture: share of earlier lapsed donors who came back.", lang),
     }
-    metrics_rows: list[tuple[str, str]] = []
-    if m:
-        metrics_rows = [
-            (tr("personnes évaluées", "people evaluated", lang), str(m.get("n", ""))),
-            (tr("taux réel", "actual rate", lang), _pc(m.get("base_rate"), lang)),
-            (tr("probabilité moyenne prédite", "mean predicted probability", lang), _pc(m.get("mean_prediction"), lang)),
-            ("ROC AUC", _num(m.get("roc_auc"))), ("Brier", _num(m.get("brier"))),
-            (tr("précision moyenne", "average precision", lang), _num(m.get("average_precision"))),
+
+
+def _metric_rows(ev: dict[str, Any], lang: str) -> list[tuple[str, str]]:
+    """The headline table: overall measures, then those at the decision threshold when known."""
+    m = ev.get("metrics") or {}
+    at = ev.get("at_threshold") or {}
+    if not m:
+        return []
+    rows = [
+        (tr("personnes évaluées", "people evaluated", lang), str(m.get("n", ""))),
+        (tr("taux réel", "actual rate", lang), _pc(m.get("base_rate"), lang)),
+        (tr("probabilité moyenne prédite", "mean predicted probability", lang), _pc(m.get("mean_prediction"), lang)),
+        ("ROC AUC", _num(m.get("roc_auc"))), ("Brier", _num(m.get("brier"))),
+        (tr("précision moyenne", "average precision", lang), _num(m.get("average_precision"))),
+    ]
+    if at:
+        rows += [
+            (tr("seuil de décision", "decision threshold", lang), _pc(at.get("threshold"), lang)),
+            (tr("part sélectionnée", "share selected", lang), _pc(at.get("selection_rate"), lang)),
+            (tr("précision au seuil", "precision at threshold", lang), _pc(at.get("precision"), lang)),
+            (tr("rappel au seuil", "recall at threshold", lang), _pc(at.get("recall"), lang)),
         ]
-        if at:
-            metrics_rows += [
-                (tr("seuil de décision", "decision threshold", lang), _pc(at.get("threshold"), lang)),
-                (tr("part sélectionnée", "share selected", lang), _pc(at.get("selection_rate"), lang)),
-                (tr("précision au seuil", "precision at threshold", lang), _pc(at.get("precision"), lang)),
-                (tr("rappel au seuil", "recall at threshold", lang), _pc(at.get("recall"), lang)),
-            ]
-    lift = [(_pc(r["share_contacted"], lang), _pc(r["share_of_positives"], lang), _pc(r["rate"], lang), f"{r['lift']:.2f}")
-            for r in ev.get("lift", [])]
-    fairness = []
-    fair = ev.get("fairness") or {}
+    return rows
+
+
+def _fairness_tables(fair: dict[str, Any], lang: str) -> list[dict[str, Any]]:
+    """One table per attribute: each group's rates (``*`` when too small to compare), then the largest gaps."""
+    tables = []
     for name, block in (fair.get("attributes") or {}).items():
         groups = [(g["group"] + ("" if g.get("compared", True) else " *"), g["n"], _pc(g["selection_rate"], lang),
                    _pc(g["true_positive_rate"], lang), _pc(g["false_positive_rate"], lang), _pc(g["error_rate"], lang))
                   for g in block["groups"]]
         gaps = [_pc(block["gaps"].get(k), lang) for k in ("selection_rate", "true_positive_rate", "false_positive_rate", "error_rate")]
-        fairness.append({"name": name, "groups": groups, "gaps": gaps})
-    retention_rows = []
-    for r in retention:
-        d = r.to_dict() if hasattr(r, "to_dict") else dict(r)
-        retention_rows.append((
-            d["current"][0][:4] if str(d["current"][0]).endswith("-01-01") else f"{d['current'][0]} → {d['current'][1]}",
-            d["donors_current"], d["new"], d["recaptured"], d["lapsed"], _pc(d["overall_retention"], lang),
-            _pc(d["new_donor_retention"], lang), _pc(d["repeat_retention"], lang), _pc(d["recapture_rate"], lang),
-            f"{d['amount_current']:.0f}", f"{d['net_amount']:+.0f}",
-        ))
-    retention_head = [tr("période", "period", lang), tr("donateurs", "donors", lang), tr("nouveaux", "new", lang),
-                      tr("reconquis", "recaptured", lang), tr("perdus", "lapsed", lang), tr("fidélisation", "retention", lang),
-                      tr("fidél. nouveaux", "new retention", lang), tr("fidél. réguliers", "repeat retention", lang),
-                      tr("reconquête", "recapture", lang), tr("montant €", "amount €", lang), tr("solde €", "net €", lang)]
+        tables.append({"name": name, "groups": groups, "gaps": gaps})
+    return tables
+
+
+def _retention_row(report: Any, lang: str) -> tuple[Any, ...]:
+    """One line of the retention table from a RetentionReport (or its ``to_dict()``)."""
+    d = report.to_dict() if hasattr(report, "to_dict") else dict(report)
+    return (
+        d["current"][0][:4] if str(d["current"][0]).endswith("-01-01") else f"{d['current'][0]} → {d['current'][1]}",
+        d["donors_current"], d["new"], d["recaptured"], d["lapsed"], _pc(d["overall_retention"], lang),
+        _pc(d["new_donor_retention"], lang), _pc(d["repeat_retention"], lang), _pc(d["recapture_rate"], lang),
+        f"{d['amount_current']:.0f}", f"{d['net_amount']:+.0f}",
+    )
+
+
+def _retention_head(lang: str) -> list[str]:
+    return [tr("période", "period", lang), tr("donateurs", "donors", lang), tr("nouveaux", "new", lang),
+            tr("reconquis", "recaptured", lang), tr("perdus", "lapsed", lang), tr("fidélisation", "retention", lang),
+            tr("fidél. nouveaux", "new retention", lang), tr("fidél. réguliers", "repeat retention", lang),
+            tr("reconquête", "recapture", lang), tr("montant €", "amount €", lang), tr("solde €", "net €", lang)]
+
+
+def _subtitle(ev: dict[str, Any], lang: str) -> str:
+    """The task, how it was checked, and a warning when the figures come from training data."""
     protocol = ev.get("protocol") or {}
     subtitle = ""
     if ev.get("task"):
@@ -234,19 +270,7 @@ def render_people_report(
     if ev.get("in_sample"):
         subtitle += " " + tr("Attention : cette période a servi à l'apprentissage, les chiffres sont optimistes.",
                              "Warning: this period was used in training; the figures are optimistic.", lang)
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    return env.from_string(_TEMPLATE).render(
-        lang=lang, t=t, title=title or tr("Rapport assoc-ai — données de personnes", "assoc-ai report — people data", lang),
-        subtitle=subtitle, metrics=metrics_rows,
-        calibration_svg=svg_calibration(ev["calibration"], lang) if ev.get("calibration") else "",
-        gains_svg=svg_gains(ev["lift"], lang) if ev.get("lift") else "",
-        lift=lift, weights_svg=svg_bars(ev.get("weights") or {}, lang),
-        permutation=[(k, f"{v:+.4f}") for k, v in list((ev.get("permutation_importance") or {}).items())[:10]],
-        fairness=fairness, fairness_warnings=fair.get("warnings") or [],
-        retention=retention_rows, retention_head=retention_head,
-        footer=tr("Produit par assoc-ai. Aucune donnée personnelle n'est incluse dans ce rapport.",
-                  "Made by assoc-ai. No personal data is included in this report.", lang),
-    )
+    return subtitle
 
 
 def write_people_report(path: str | Path, evaluation: dict[str, Any] | None = None, *, retention: Sequence[Any] = (),

@@ -23,11 +23,14 @@ All gifts count, recurring instalments included.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assoc_ai_core.errors import DataError
 from assoc_ai_core.i18n import percent, tr
-from assoc_ai_core.people.dataset import PeopleData, load_people, require_pandas
+from assoc_ai_core.people.dataset import load_people, require_pandas
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["retention_report", "RetentionReport", "retention_history", "AMOUNT_BANDS"]
 
@@ -118,6 +121,12 @@ def _rate(num: int | float, den: int | float) -> float | None:
     return float(num) / float(den) if den else None
 
 
+def _given(gifts: pd.DataFrame, start: Any, end: Any) -> pd.Series:
+    """The amount each donor gave from ``start`` (included) to ``end`` (excluded)."""
+    w = gifts[(gifts["date"] >= start) & (gifts["date"] < end)]
+    return w.groupby("person_id")["amount"].sum()
+
+
 def retention_report(data: Any, *, year: int | None = None, current_end: Any = None) -> RetentionReport:
     """Compare the prior and current periods.
 
@@ -126,7 +135,7 @@ def retention_report(data: Any, *, year: int | None = None, current_end: Any = N
     instead.  Default: the last calendar year fully covered by the gifts.
     """
     pd = require_pandas()
-    people = load_people(data) if not isinstance(data, PeopleData) else data
+    people = load_people(data)
     gifts = people.frames()["gift"]
     if not len(gifts):
         raise DataError(tr("Aucun don dans les données : pas de rapport de fidélisation possible.",
@@ -143,13 +152,9 @@ def retention_report(data: Any, *, year: int | None = None, current_end: Any = N
     p0 = c0 - pd.DateOffset(years=1)
     pp0 = p0 - pd.DateOffset(years=1)
 
-    def by_donor(start: Any, end: Any) -> pd.Series:
-        w = gifts[(gifts["date"] >= start) & (gifts["date"] < end)]
-        return w.groupby("person_id")["amount"].sum()
-
-    cur, pri = by_donor(c0, c1), by_donor(p0, c0)
+    cur, pri = _given(gifts, c0, c1), _given(gifts, p0, c0)
     before_prior = set(gifts.loc[gifts["date"] < p0, "person_id"])
-    year_before_prior = set(by_donor(pp0, p0).index)
+    year_before_prior = set(_given(gifts, pp0, p0).index)
     C, P = set(cur.index), set(pri.index)
     retained = P & C
     new = C - P - before_prior
@@ -185,7 +190,7 @@ def retention_report(data: Any, *, year: int | None = None, current_end: Any = N
 
 def retention_history(data: Any, *, years: int = 5) -> list[RetentionReport]:
     """One report per calendar year for the last ``years`` complete years that have a prior year."""
-    people = load_people(data) if not isinstance(data, PeopleData) else data
+    people = load_people(data)
     dates = [g.date for g in people.gifts]
     if not dates:
         raise DataError(tr("Aucun don dans les données.", "No gifts in the data."))

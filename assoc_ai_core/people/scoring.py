@@ -20,16 +20,20 @@ the local cluster must keep its top-level code under
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from assoc_ai_core.errors import DataError
+from assoc_ai_core.files import PRIVATE_FILE, atomic_write, private_dir
 from assoc_ai_core.i18n import tr
 
-__all__ = ["score_table", "ScoringResult", "score_partition", "write_feature_table"]
+__all__ = ["score_table", "ScoringResult", "score_partition", "write_feature_table", "cached_people_model"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,8 @@ class ScoringResult:
 
 
 @functools.lru_cache(maxsize=4)
-def _model(path: str) -> Any:
+def cached_people_model(path: str) -> Any:
+    """The people model at ``path``, loaded once per process (each Dask worker keeps its own copy)."""
     from assoc_ai_core.people.store import load_people_model
 
     return load_people_model(path)
@@ -60,7 +65,7 @@ def score_partition(frame: Any, model_path: str, id_column: str = "person_id") -
     """Score one pandas partition: ``id_column`` and ``probability`` (the model is loaded once per process)."""
     import pandas as pd
 
-    model = _model(model_path)
+    model = cached_people_model(model_path)
     if not len(frame):
         return pd.DataFrame({id_column: pd.Series([], dtype=str), "probability": pd.Series([], dtype=float)})
     proba = model.predict_proba(frame)[:, 1]
@@ -74,11 +79,8 @@ def _score_and_write(frame: Any, model_path: str, id_column: str, folder: str, f
 
     number = (partition_info or {}).get("number", 0)
     scored = score_partition(frame, model_path, id_column)
-    target = Path(folder) / f"part-{number:05d}.{fmt}"
-    if fmt == "parquet":
-        scored.to_parquet(target, index=False)
-    else:
-        scored.to_csv(target, index=False)
+    data = scored.to_parquet(None, index=False) if fmt == "parquet" else scored.to_csv(index=False)
+    atomic_write(Path(folder) / f"part-{number:05d}.{fmt}", data)
     return pd.DataFrame({"rows": [len(scored)]})
 
 
@@ -110,7 +112,6 @@ def score_table(
     of Parquet parts; otherwise a folder of CSV parts.  ``scheduler``: ``"local"`` (a LocalCluster of ``n_workers``
     processes), ``"synchronous"`` (this process), or a cluster address.
     """
-    import dask
     import pandas as pd
 
     from assoc_ai_core.people.store import is_people_model
@@ -118,7 +119,7 @@ def score_table(
     model_path = str(Path(model_path).resolve())
     if not is_people_model(model_path):
         raise DataError(tr(f"{model_path} n'est pas un modèle de données de personnes.", f"{model_path} is not a people-data model."))
-    features = list(_model(model_path).features_)
+    features = list(cached_people_model(model_path).features_)
     ddf = _read(str(data), blocksize, id_column)
     missing = [c for c in [id_column, *features] if c not in ddf.columns]
     if missing:
@@ -129,50 +130,72 @@ def score_table(
     ddf = ddf[[id_column, *features]]
     out = str(output)
     single = out.lower().endswith(".csv")
-    folder = Path(out + ".parts") if single else Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(out + ".parts" if single else out)
     for old in folder.glob("part-*.*"):  # parts of an earlier run must not mix with this one
         old.unlink()
     fmt = "parquet" if out.lower().endswith(".parquet") else "csv"
     counts = ddf.map_partitions(_score_and_write, model_path, id_column, str(folder), fmt,
                                 meta=pd.DataFrame({"rows": pd.Series([], dtype=int)}))
-    client = cluster = None
     started = time.perf_counter()
-    try:
-        if scheduler == "synchronous":
-            ctx: Any = dask.config.set(scheduler="synchronous")
-        else:
-            from dask.distributed import Client, LocalCluster
-
-            if scheduler == "local":
-                cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=40)
-                client = Client(cluster)
-            else:
-                client = Client(scheduler)
-            client.run(_model, model_path)  # load the model once on every worker before the clock starts
-            ctx = dask.config.set(scheduler=client.get)  # type: ignore[arg-type]
+    with _scheduler(scheduler, n_workers, model_path) as ctx:
         startup = time.perf_counter() - started
         started = time.perf_counter()
         with ctx:
             rows = int(counts["rows"].sum().compute())
-        if single:  # stitch the parts in order into the one file asked for
-            parts = sorted(folder.glob("part-*.csv"))
-            with open(out, "w", encoding="utf-8", newline="") as fh:
-                for k, part in enumerate(parts):
-                    lines = part.read_text(encoding="utf-8").splitlines(keepends=True)
-                    fh.writelines(lines if k == 0 else lines[1:])
-            for part in parts:
-                part.unlink()
-            folder.rmdir()
+        if single:
+            _stitch(folder, out)
         seconds = time.perf_counter() - started
-    finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
     return ScoringResult(rows=int(rows), seconds=seconds, output=out, scheduler=scheduler,
                          partitions=int(ddf.npartitions), startup_seconds=startup)
+
+
+@contextlib.contextmanager
+def _scheduler(scheduler: str, n_workers: int, model_path: str) -> Iterator[Any]:
+    """The dask configuration to compute under; a local cluster or a client started here is closed on exit."""
+    import dask
+
+    if scheduler == "synchronous":
+        yield dask.config.set(scheduler="synchronous")
+        return
+    from dask import distributed
+
+    # distributed's classes carry no type hints: handled as Any rather than silenced call by call
+    client_class: Any = distributed.Client
+    cluster: Any = None
+    if scheduler == "local":
+        cluster_class: Any = distributed.LocalCluster
+        cluster = cluster_class(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                silence_logs=40)
+    try:
+        client = client_class(cluster if cluster is not None else scheduler)
+        try:
+            client.run(cached_people_model, model_path)  # load the model once on every worker before the clock starts
+            yield dask.config.set(scheduler=client.get)
+        finally:
+            client.close()
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _stitch(folder: Path, out: str) -> None:
+    """Join the CSV parts in order into the one file asked for, then remove them.
+
+    Streamed part by part rather than through ``atomic_write``: the whole
+    score file need not fit in memory.  A new file is created 0600, like every file of scores.
+    """
+    parts = sorted(folder.glob("part-*.csv"))
+    with open(out, "w", encoding="utf-8", newline="", opener=_private_opener) as fh:
+        for k, part in enumerate(parts):
+            lines = part.read_text(encoding="utf-8").splitlines(keepends=True)
+            fh.writelines(lines if k == 0 else lines[1:])
+    for part in parts:
+        part.unlink()
+    folder.rmdir()
+
+
+def _private_opener(path: str, flags: int) -> int:
+    return os.open(path, flags, PRIVATE_FILE)
 
 
 def write_feature_table(data: Any, path: str | Path, *, as_of: Any = None) -> Path:
@@ -186,9 +209,7 @@ def write_feature_table(data: Any, path: str | Path, *, as_of: Any = None) -> Pa
     t = as_timestamp(as_of) if as_of is not None else data_end(frames)
     table = build_features(frames, t).reset_index()
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(p.parent)
     if p.suffix.lower() == ".parquet":
-        table.to_parquet(p, index=False)
-    else:
-        table.to_csv(p, index=False)
-    return p
+        return atomic_write(p, table.to_parquet(None, index=False))
+    return atomic_write(p, table.to_csv(index=False))

@@ -19,6 +19,8 @@ from typing import Any
 from assoc_ai_core.errors import DataError
 from assoc_ai_core.i18n import tr
 
+__all__ = ["Table", "read_table", "decode_bytes", "sniff_delimiter", "file_digest", "EXCEL_SUFFIXES", "CSV_SUFFIXES"]
+
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 CSV_SUFFIXES = (".csv", ".txt", ".tsv")
 

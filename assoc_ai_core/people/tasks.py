@@ -33,7 +33,7 @@ from assoc_ai_core import __version__
 from assoc_ai_core.errors import DataError
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.people.dataset import PeopleData, load_people, require_pandas
-from assoc_ai_core.people.features import BY_NAME, as_timestamp, build_features
+from assoc_ai_core.people.features import BY_NAME, as_timestamp, build_features, membership_starts
 from assoc_ai_core.people.metrics import (
     best_threshold,
     calibration_bins,
@@ -48,8 +48,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "TaskSpec", "TASKS", "get_task", "snapshot_dates", "build_examples", "train_people_model",
-    "evaluate_people_model", "predict_people", "explain_person", "scores_from_predictions", "data_end",
+    "TaskSpec", "TASKS", "get_task", "snapshot_dates", "build_examples", "train_people_model", "latest_period_examples",
+    "evaluate_people_model", "predict_people", "explain_person", "scores_from_predictions", "data_end", "data_start",
 ]
 
 
@@ -79,10 +79,7 @@ def _any_givers(frames: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Ti
 
 
 def _renewers(frames: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp) -> set[str]:
-    from assoc_ai_core.people.features import _membership_starts
-
-    pd = require_pandas()
-    m = _membership_starts(pd, frames["membership"])
+    m = membership_starts(frames["membership"])
     return set(m.loc[(m["start"] >= start) & (m["start"] < end), "person_id"].astype(str))
 
 
@@ -120,7 +117,7 @@ TASKS: dict[str, TaskSpec] = {
         aliases=("reactivation", "lapsed"),
     ),
 }
-MATCHING = "volunteer-matching"
+_MATCHING = "volunteer-matching"  # trained by assoc_ai_core.people.matching
 
 
 def get_task(name: str) -> TaskSpec:
@@ -128,16 +125,24 @@ def get_task(name: str) -> TaskSpec:
     for spec in TASKS.values():
         if name == spec.name or name in spec.aliases:
             return spec
-    known = ", ".join(list(TASKS) + [MATCHING])
+    known = ", ".join([*TASKS, _MATCHING])
     raise DataError(tr(f"Tâche inconnue « {name} ». Tâches : {known}.", f"Unknown task '{name}'. Tasks: {known}."))
+
+
+_DATED = (("gift", "date"), ("participation", "date"), ("volunteer_hours", "date"), ("membership", "start"))
+
+
+def _record_dates(frames: dict[str, pd.DataFrame], extreme: str) -> list[pd.Timestamp]:
+    """The ``"min"`` or ``"max"`` date of each dated record type that has any."""
+    pd = require_pandas()
+    stamps = [getattr(frames[t][c], extreme)() for t, c in _DATED if len(frames[t])]
+    return [s for s in stamps if s is not None and not pd.isna(s)]
 
 
 def data_end(frames: dict[str, pd.DataFrame]) -> pd.Timestamp:
     """The day after the latest dated record: outcomes are known up to (not including) this day."""
     pd = require_pandas()
-    stamps = [frames[t][c].max() for t, c in (("gift", "date"), ("participation", "date"), ("volunteer_hours", "date"),
-                                             ("membership", "start")) if len(frames[t])]
-    stamps = [s for s in stamps if s is not None and not pd.isna(s)]
+    stamps = _record_dates(frames, "max")
     if not stamps:
         raise DataError(tr("Aucune date dans les données (dons, adhésions, événements...).",
                            "No dates in the data (gifts, memberships, events...)."))
@@ -146,11 +151,7 @@ def data_end(frames: dict[str, pd.DataFrame]) -> pd.Timestamp:
 
 def data_start(frames: dict[str, pd.DataFrame]) -> pd.Timestamp:
     """The earliest dated record."""
-    pd = require_pandas()
-    stamps = [frames[t][c].min() for t, c in (("gift", "date"), ("participation", "date"), ("volunteer_hours", "date"),
-                                             ("membership", "start")) if len(frames[t])]
-    stamps = [s for s in stamps if s is not None and not pd.isna(s)]
-    return as_timestamp(min(stamps))
+    return as_timestamp(min(_record_dates(frames, "min")))
 
 
 def snapshot_dates(
@@ -202,8 +203,11 @@ def build_examples(
     return pd.concat(parts), pd.concat(labels)
 
 
-def _log_features(names: Sequence[str]) -> tuple[str, ...]:
-    return tuple(n for n in names if n in BY_NAME and BY_NAME[n].log)
+def _new_model(spec: TaskSpec, kind: str, random_state: int) -> PeopleModel:
+    """An unfitted model for ``spec``: its features, counts and amounts entered as log(1 + x)."""
+    feats = list(spec.features)
+    log_features = tuple(n for n in feats if n in BY_NAME and BY_NAME[n].log)
+    return PeopleModel(task=spec.name, features=feats, log_features=log_features, kind=kind, random_state=random_state)
 
 
 def _check_examples(spec: TaskSpec, X: pd.DataFrame, y: pd.Series, where: str) -> None:
@@ -235,31 +239,37 @@ def train_people_model(
     people = load_people(data)
     frames = people.frames()
     train_dates, test_date = snapshot_dates(frames, horizon_months, step_months=step_months)
-    X_all, y_all = build_examples(frames, spec, list(train_dates) + [test_date], horizon_months)
+    all_dates = [*train_dates, test_date]
+    X_all, y_all = build_examples(frames, spec, all_dates, horizon_months)
     in_test = X_all.index.get_level_values("as_of") == test_date
     X_train, y_train, X_test, y_test = X_all[~in_test], y_all[~in_test], X_all[in_test], y_all[in_test]
     _check_examples(spec, X_train, y_train, tr("apprendre", "training"))
-    feats = list(spec.features)
-    params = dict(task=spec.name, features=feats, log_features=_log_features(feats), kind=kind, random_state=random_state)
-    trial = PeopleModel(**params).fit(X_train, y_train.to_numpy(), groups=X_train.index.get_level_values("person_id"))
-    p_train = trial.predict_proba(X_train)[:, 1]
-    threshold = best_threshold(y_train.to_numpy(), p_train)
+    trial = _new_model(spec, kind, random_state).fit(X_train, y_train.to_numpy(),
+                                                     groups=X_train.index.get_level_values("person_id"))
+    threshold = best_threshold(y_train.to_numpy(), trial.predict_proba(X_train)[:, 1])
     trial.threshold_ = threshold
-    evaluation = _measure(trial, spec, people, frames, X_test, y_test, test_date, threshold,
+    evaluation = _measure(trial, spec, people, X_test, y_test, test_date, threshold,
                           fairness_attributes=fairness_attributes, fairness_bound=fairness_bound, importance=importance)
     evaluation["protocol"] = {
         "kind": "chronological", "horizon_months": horizon_months, "step_months": step_months,
         "train_as_of": [d.date().isoformat() for d in train_dates], "test_as_of": test_date.date().isoformat(),
         "n_train": int(len(X_train)),
     }
-    all_dates = list(train_dates) + [test_date]
-    final = PeopleModel(**params).fit(X_all, y_all.to_numpy(), groups=X_all.index.get_level_values("person_id"))
+    final = _new_model(spec, kind, random_state).fit(X_all, y_all.to_numpy(),
+                                                     groups=X_all.index.get_level_values("person_id"))
     final.threshold_ = threshold
-    trained_at = datetime.now(UTC)
-    digest = hashlib.sha256(f"{spec.name}|{trained_at.isoformat()}|{len(X_all)}".encode()).hexdigest()[:8]
+    final.metadata_ = _metadata(final, spec, horizon_months, data_end(frames), all_dates, len(X_all), evaluation)
+    return final
+
+
+def _metadata(model: PeopleModel, spec: TaskSpec, horizon_months: int, end: pd.Timestamp,
+              dates: Sequence[pd.Timestamp], n_examples: int, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """What a trained model file says about itself: version, data, protocol, threshold and evaluation."""
     import sklearn
 
-    final.metadata_ = {
+    trained_at = datetime.now(UTC)
+    digest = hashlib.sha256(f"{spec.name}|{trained_at.isoformat()}|{n_examples}".encode()).hexdigest()[:8]
+    return {
         "kind": "people",
         "task": spec.name,
         "model_version": f"{spec.name}-{trained_at:%Y%m%d}-{digest}",
@@ -268,22 +278,21 @@ def train_people_model(
         "sklearn_version": sklearn.__version__,
         "people_format_version": 1,
         "horizon_months": horizon_months,
-        "data_end": data_end(frames).date().isoformat(),
-        "snapshots": [d.date().isoformat() for d in all_dates],
-        "n_examples": int(len(X_all)),
-        "features": feats,
-        "threshold": threshold,
-        "weights": final.global_weights(),
+        "data_end": end.date().isoformat(),
+        "snapshots": [d.date().isoformat() for d in dates],
+        "n_examples": int(n_examples),
+        "features": list(spec.features),
+        "threshold": model.threshold_,
+        "weights": model.global_weights(),
         "evaluation": evaluation,
     }
-    return final
 
 
 def _measure(
-    model: PeopleModel, spec: TaskSpec, people: PeopleData, frames: dict[str, pd.DataFrame], X: pd.DataFrame,
-    y: pd.Series, as_of: pd.Timestamp, threshold: float, *, fairness_attributes: Sequence[str],
-    fairness_bound: float, importance: bool,
+    model: PeopleModel, spec: TaskSpec, people: PeopleData, X: pd.DataFrame, y: pd.Series, as_of: pd.Timestamp,
+    threshold: float, *, fairness_attributes: Sequence[str], fairness_bound: float, importance: bool,
 ) -> dict[str, Any]:
+    """The measures of ``model`` on one snapshot: discrimination, calibration, lift, importance and fairness."""
     yt = y.to_numpy()
     out: dict[str, Any] = {"task": spec.name, "as_of": as_of.date().isoformat()}
     if not len(X):
@@ -307,9 +316,24 @@ def _measure(
 
         attrs = sensitive_attributes(people, X.index.get_level_values("person_id"), as_of, fairness_attributes)
         out["fairness"] = fairness_report(yt, p, attrs, threshold=threshold, bound=fairness_bound).to_dict()
-    excluded = sum(1 for person in people.persons if person.do_not_profile)
-    out["excluded_do_not_profile"] = excluded
+    out["excluded_do_not_profile"] = sum(1 for person in people.persons if person.do_not_profile)
     return out
+
+
+def latest_period_examples(model: PeopleModel, data: Any) -> tuple[PeopleData, pd.DataFrame, pd.Series, pd.Timestamp]:
+    """The people, features and outcomes of ``model``'s task on the latest complete period of ``data``.
+
+    That period starts one horizon before the end of the data, so its
+    outcomes are all known; returns (people, features, outcomes, its start).
+    """
+    pd = require_pandas()
+    spec = get_task(model.task)
+    people = load_people(data)
+    frames = people.frames()
+    horizon = int(model.metadata_.get("horizon_months", 12))
+    when = data_end(frames) - pd.DateOffset(months=horizon)
+    X, y = build_examples(frames, spec, [when], horizon)
+    return people, X, y, when
 
 
 def evaluate_people_model(model: PeopleModel, data: Any, *, lang: str | None = None) -> dict[str, Any]:
@@ -318,15 +342,9 @@ def evaluate_people_model(model: PeopleModel, data: Any, *, lang: str | None = N
     When that period was part of the model's training, ``in_sample`` is True
     and the figures are optimistic: the honest ones are in ``chronological``.
     """
-    pd = require_pandas()
-    spec = get_task(model.task)
-    people = load_people(data)
-    frames = people.frames()
-    horizon = int(model.metadata_.get("horizon_months", 12))
-    test_date = data_end(frames) - pd.DateOffset(months=horizon)
-    X, y = build_examples(frames, spec, [test_date], horizon)
+    people, X, y, test_date = latest_period_examples(model, data)
     threshold = float(getattr(model, "threshold_", 0.5))
-    result = _measure(model, spec, people, frames, X, y, test_date, threshold,
+    result = _measure(model, get_task(model.task), people, X, y, test_date, threshold,
                       fairness_attributes=("gender", "age_band", "department"), fairness_bound=0.1, importance=True)
     snapshots = model.metadata_.get("snapshots", [])
     result["in_sample"] = bool(snapshots) and test_date.date().isoformat() <= max(snapshots)

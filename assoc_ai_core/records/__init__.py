@@ -7,28 +7,11 @@ them without importing each other.
 
 from __future__ import annotations
 
+from assoc_ai_core.records import people as _people
 from assoc_ai_core.records.mail import Attachment, Message, Prediction
-from assoc_ai_core.records.people import (
-    RECORD_TYPES,
-    FieldSpec,
-    Gift,
-    Membership,
-    Participation,
-    Person,
-    RecordDiff,
-    RecordPage,
-    RecurringPlan,
-    Score,
-    VolunteerHours,
-    VolunteerMission,
-    WriteReport,
-    score_field_names,
-    score_field_specs,
-)
 
-__all__ = [
-    "Attachment", "Message", "Prediction",
-    "RECORD_TYPES", "FieldSpec", "Gift", "Membership", "Participation", "Person", "RecordDiff", "RecordPage",
-    "RecurringPlan", "Score", "VolunteerHours", "VolunteerMission", "WriteReport", "score_field_names",
-    "score_field_specs",
-]
+# The people names are listed once, in records.people.__all__; the star import brings exactly those.
+from assoc_ai_core.records.people import *  # noqa: F403
+
+__all__ = ["Attachment", "Message", "Prediction"]
+__all__ += _people.__all__

@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 
 __all__ = [
     "Person", "Gift", "RecurringPlan", "Membership", "Participation", "VolunteerMission", "VolunteerHours",
-    "Score", "score_field_names", "score_field_specs", "FieldSpec", "RecordDiff", "WriteReport", "RecordPage", "RECORD_TYPES", "record_type_of",
+    "Score", "score_field_names", "score_field_specs", "FieldSpec", "RecordDiff", "WriteReport", "RecordPage",
+    "RECORD_TYPES", "record_type_of",
 ]
 
 
@@ -295,7 +296,7 @@ class RecordPage:
 
 
 RECORD_TYPES: dict[str, type] = {
-    cls.record_type: cls  # type: ignore[attr-defined]
+    cls.record_type: cls
     for cls in (Person, Gift, RecurringPlan, Membership, Participation, VolunteerMission, VolunteerHours)
 }
 
@@ -303,6 +304,6 @@ RECORD_TYPES: dict[str, type] = {
 def record_type_of(record: Any) -> str:
     """The record-type name (``"person"``, ``"gift"``...) of a canonical record."""
     name = getattr(type(record), "record_type", None)
-    if name not in RECORD_TYPES:
+    if not isinstance(name, str) or name not in RECORD_TYPES:
         raise TypeError(f"{type(record).__name__} is not a canonical people record")
     return name

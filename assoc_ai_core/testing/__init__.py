@@ -21,6 +21,11 @@ from typing import Any
 
 import pytest
 
+__all__ = [
+    "parametrize_mailbox_checks", "check_mailbox_connector", "sample_mail", "local_maildir", "local_harness_for",
+    "local_harness",
+]
+
 
 def parametrize_mailbox_checks(*, triage: bool = True, subprocess: bool = True) -> Any:
     """``@parametrize_mailbox_checks()`` on a test taking ``check``: one test per conformance check.
@@ -35,7 +40,7 @@ def parametrize_mailbox_checks(*, triage: bool = True, subprocess: bool = True) 
 
 
 def _skipping(check: Callable[..., None]) -> Callable[..., None]:
-    from assoc_ai_core.testing.mailbox import CheckSkipped
+    from assoc_ai_core.testing.mailbox_harness import CheckSkipped
 
     def run(harness: Any, tmp_path: Path) -> None:
         try:
@@ -57,8 +62,8 @@ def check_mailbox_connector(harness_factory: Callable[[Path], Any], tmp_path: Pa
 
 @pytest.fixture
 def sample_mail() -> Callable[..., bytes]:
-    """Factory of RFC 822 bytes (see :func:`assoc_ai_core.testing.mailbox.sample_mail`)."""
-    from assoc_ai_core.testing.mailbox import sample_mail as factory
+    """Factory of RFC 822 bytes (see :func:`assoc_ai_core.testing.mail_samples.sample_mail`)."""
+    from assoc_ai_core.testing.mail_samples import sample_mail as factory
 
     return factory
 
@@ -66,19 +71,20 @@ def sample_mail() -> Callable[..., bytes]:
 @pytest.fixture
 def local_maildir(tmp_path: Path) -> Path:
     """An empty Maildir (``cur/``, ``new/``, ``tmp/``) in a temporary folder."""
+    from assoc_ai_core.default_plugins.local_maildir import make_maildir
+
     root = tmp_path / "Maildir"
-    for sub in ("cur", "new", "tmp"):
-        (root / sub).mkdir(parents=True)
+    make_maildir(root)
     return root
 
 
 def local_harness_for(root: Path) -> Any:
     """A conformance harness over the Maildir at ``root`` with the built-in ``local`` connector."""
     from assoc_ai_core.default_plugins.local_mailbox import LocalMailConfig, LocalMailConnector
-    from assoc_ai_core.testing.mailbox import MailboxHarness
+    from assoc_ai_core.default_plugins.local_maildir import make_maildir
+    from assoc_ai_core.testing.mailbox_harness import MailboxHarness
 
-    for sub in ("cur", "new", "tmp"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
+    make_maildir(root)
 
     def deliver(folder: str, raw: bytes) -> None:
         conn = LocalMailConnector(LocalMailConfig(path=str(root)))

@@ -11,12 +11,14 @@ English mail, found with :func:`assoc_ai_core.mail.cleaning.detect_language`).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from assoc_ai_core.errors import ConfigError, DataError
+from assoc_ai_core.files import atomic_write, private_dir
 from assoc_ai_core.i18n import decimal, percent, tr
 
 WEAK_F1 = 0.7
@@ -100,6 +102,14 @@ def per_language(model: Any, messages: Sequence[Any]) -> dict[str, dict[str, Any
     return out
 
 
+Say = Callable[[str, str], str]
+Section = tuple[str, list[Any]]
+
+
+def _share(value: Any, lang: str | None) -> str:
+    return percent(value, lang) if isinstance(value, (int, float)) else "—"
+
+
 def build_card(model: Any, *, evaluation: Mapping[str, Any] | None = None, messages: Sequence[Any] | None = None,
                version: str | None = None, contact: str | None = None, lang: str | None = None) -> ModelCard:
     """The card of ``model``; ``messages`` (labelled, newer than training) adds measured metrics per language."""
@@ -109,37 +119,59 @@ def build_card(model: Any, *, evaluation: Mapping[str, Any] | None = None, messa
     if not md:
         raise DataError(tr("Ce modèle n'a pas de métadonnées : ré-entraînez-le avec assoc-ai train.",
                            "This model has no metadata: retrain it with assoc-ai train.", lang))
-    t = lambda fr, en: tr(fr, en, lang)  # noqa: E731 - local shorthand
-    pct = lambda v: percent(v, lang) if isinstance(v, (int, float)) else "—"  # noqa: E731
+    t: Say = partial(tr, lang=lang)
+    pct = partial(_share, lang=lang)
     if messages and evaluation is None:
         evaluation = evaluate(model, list(messages), mistakes=0)
     languages = per_language(model, messages) if messages else None
     name = version or md.get("trained_at", "?")
     card = ModelCard(t(f"Fiche du modèle {name}", f"Model card {name}"))
     card.data = {"version": version, "metadata": md, "evaluation": evaluation, "per_language": languages}
+    card.sections += [
+        _intended_use(t),
+        _training_data(md, t),
+        _metrics(md, evaluation, t, pct),
+        _coverage(md, evaluation, t, pct),
+        _weak_categories(md, evaluation or {}, t),
+        _per_language(languages, t, pct),
+        (t("Contact", "Contact"), [contact or t(
+            "Non renseigné : indiquez --contact (la personne de l'association qui répond des tris).",
+            "Not given: pass --contact (the person in the association accountable for the sorting).")]),
+    ]
+    return card
 
-    card.sections.append((t("Usage prévu", "Intended use"), [t(
+
+def _intended_use(t: Say) -> Section:
+    return (t("Usage prévu", "Intended use"), [t(
         "Trier le courrier reçu par la boîte partagée de l'association dans les catégories ci-dessous. Le courrier "
         "dont la confiance est sous le seuil va au dossier « À vérifier » pour une personne. Ce modèle ne doit pas "
         "servir à juger des personnes, ni à trier le courrier d'une autre organisation sans ré-entraînement.",
         "Sort mail received by the association's shared mailbox into the categories below. Mail whose confidence "
         "is below the threshold goes to the 'to check' folder for a person. This model must not be used to judge "
-        "people, nor to sort another organisation's mail without retraining.")]))
+        "people, nor to sort another organisation's mail without retraining.")])
 
+
+def _training_data(md: Mapping[str, Any], t: Say) -> Section:
     per_class = md.get("per_class", {})
     rows = [[lab, per_class.get(lab, {}).get("examples", "?")] for lab in md.get("labels", [])]
     period = md.get("data_period")
-    card.sections.append((t("Catégories et données d'entraînement", "Categories and training data"), [
+    blocks: list[Any] = [
         Table([t("Catégorie", "Category"), t("Exemples", "Examples")], rows),
         t(f"{md.get('n_train', '?')} messages ; période : "
           f"{period[0][:10] + ' → ' + period[1][:10] if period else 'inconnue'} ; entraîné le {md.get('trained_at', '?')}.",
           f"{md.get('n_train', '?')} messages; period: "
           f"{period[0][:10] + ' → ' + period[1][:10] if period else 'unknown'}; trained on {md.get('trained_at', '?')}."),
-    ] + ([t("Le nom de chaque catégorie a aussi servi d'exemple d'apprentissage (une ligne courte par catégorie, "
-            "jamais comptée dans les mesures).",
-            "Each category's name was also used as a training example (one short row per category, never counted "
-            "in the metrics).")] if md.get("label_names") else [])))
+    ]
+    if md.get("label_names"):
+        blocks.append(t("Le nom de chaque catégorie a aussi servi d'exemple d'apprentissage (une ligne courte par "
+                        "catégorie, jamais comptée dans les mesures).",
+                        "Each category's name was also used as a training example (one short row per category, "
+                        "never counted in the metrics)."))
+    return (t("Catégories et données d'entraînement", "Categories and training data"), blocks)
 
+
+def _metrics(md: Mapping[str, Any], evaluation: Mapping[str, Any] | None, t: Say,
+             pct: Callable[[Any], str]) -> Section:
     blocks: list[Any] = [t(
         f"Validation croisée à l'entraînement ({md.get('cv_folds', '?')} plis, messages mélangés dans le temps, donc "
         f"plutôt optimiste) : exactitude {pct(md.get('cv_accuracy'))}, F1 macro {decimal(md.get('cv_macro_f1', 0), 3, 'fr')}.",
@@ -154,53 +186,57 @@ def build_card(model: Any, *, evaluation: Mapping[str, Any] | None = None, messa
     else:
         blocks.append(t("Pas encore de mesure chronologique : donnez --data avec du courrier étiqueté plus récent.",
                         "No chronological measurement yet: pass --data with newer labelled mail."))
-    card.sections.append((t("Mesures", "Metrics"), blocks))
+    return (t("Mesures", "Metrics"), blocks)
 
+
+def _coverage(md: Mapping[str, Any], evaluation: Mapping[str, Any] | None, t: Say,
+              pct: Callable[[Any], str]) -> Section:
     cov = (evaluation or {}).get("coverage_at_precision") or md.get("coverage_at_precision", {})
-    card.sections.append((t("Part triée automatiquement selon la précision visée", "Coverage at precision"), [
+    return (t("Part triée automatiquement selon la précision visée", "Coverage at precision"), [
         Table([t("Précision", "Precision"), t("Part triée automatiquement", "Share routed automatically")],
               [[pct(float(k)), pct(v)] for k, v in sorted(cov.items())]),
         t(f"Seuil de ce modèle : {decimal(md.get('threshold', 0), 2, 'fr')} pour une précision visée de "
           f"{pct(md.get('target_precision'))} ; part attendue en automatique : {pct(md.get('expected_auto_share'))}.",
           f"This model's threshold: {md.get('threshold', 0):.2f} for a target precision of "
           f"{pct(md.get('target_precision'))}; expected automatic share: {pct(md.get('expected_auto_share'))}."),
-    ]))
+    ])
 
+
+def _weak_categories(md: Mapping[str, Any], evaluation: Mapping[str, Any], t: Say) -> Section:
+    """Categories with too few examples, or a low F1 on the recent mail they appear in."""
+    per_class = md.get("per_class", {})
+    measured = evaluation.get("per_class", {})
     weak = []
     for lab in md.get("labels", []):
         n = per_class.get(lab, {}).get("examples", 0)
-        f1 = (evaluation or {}).get("per_class", {}).get(lab, {}).get("f1")
+        f1 = measured.get(lab, {}).get("f1")
         if isinstance(n, int) and n < FEW_EXAMPLES:
             weak.append([lab, t(f"seulement {n} exemple(s)", f"only {n} example(s)")])
-        elif isinstance(f1, float) and f1 < WEAK_F1 and evaluation.get("per_class", {}).get(lab, {}).get("support"):
+        elif isinstance(f1, float) and f1 < WEAK_F1 and measured.get(lab, {}).get("support"):
             weak.append([lab, t(f"F1 {f1:.2f} sur le courrier récent", f"F1 {f1:.2f} on recent mail")])
-    card.sections.append((t("Catégories fragiles connues", "Known weak categories"), [
+    return (t("Catégories fragiles connues", "Known weak categories"), [
         Table([t("Catégorie", "Category"), t("Pourquoi", "Why")], weak) if weak else
-        t("Aucune repérée.", "None found.")]))
+        t("Aucune repérée.", "None found.")])
 
-    if languages:
-        card.sections.append((t("Exactitude par langue", "Accuracy per language"), [Table(
-            [t("Langue", "Language"), t("Messages", "Messages"), t("Exactitude", "Accuracy")],
-            [[t("français", "French"), languages["fr"]["n"], pct(languages["fr"]["accuracy"])],
-             [t("anglais", "English"), languages["en"]["n"], pct(languages["en"]["accuracy"])]])]))
-    else:
-        card.sections.append((t("Exactitude par langue", "Accuracy per language"), [
-            t("Non mesurée (donnez --data).", "Not measured (pass --data).")]))
 
-    card.sections.append((t("Contact", "Contact"), [contact or t(
-        "Non renseigné : indiquez --contact (la personne de l'association qui répond des tris).",
-        "Not given: pass --contact (the person in the association accountable for the sorting).")]))
-    return card
+def _per_language(languages: Mapping[str, Mapping[str, Any]] | None, t: Say, pct: Callable[[Any], str]) -> Section:
+    heading = t("Exactitude par langue", "Accuracy per language")
+    if not languages:
+        return (heading, [t("Non mesurée (donnez --data).", "Not measured (pass --data).")])
+    return (heading, [Table(
+        [t("Langue", "Language"), t("Messages", "Messages"), t("Exactitude", "Accuracy")],
+        [[t("français", "French"), languages["fr"]["n"], pct(languages["fr"]["accuracy"])],
+         [t("anglais", "English"), languages["en"]["n"], pct(languages["en"]["accuracy"])]])])
 
 
 def write_model_card(card: ModelCard, directory: str | os.PathLike[str], stem: str,
                      *, lang: str | None = None) -> tuple[Path, Path]:
     """Write ``<stem>.card.md`` and ``<stem>.card.html`` in ``directory``; returns both paths."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    out = private_dir(directory)
     md_path, html_path = out / f"{stem}.card.md", out / f"{stem}.card.html"
-    md_path.write_text(card.markdown(), encoding="utf-8")
-    html_path.write_text(card.html(lang), encoding="utf-8")
+    # aggregate figures and category names only, no personal data: readable by others, to be published
+    atomic_write(md_path, card.markdown(), mode=0o644)
+    atomic_write(html_path, card.html(lang), mode=0o644)
     return md_path, html_path
 
 

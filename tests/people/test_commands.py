@@ -23,6 +23,11 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
+def _private(*paths: Path) -> bool:
+    """Files that name people are readable by their owner only."""
+    return all(p.stat().st_mode & 0o777 == 0o600 for p in paths)
+
+
 def test_is_people_model(donor_model_path, tmp_path):
     assert is_people_model(donor_model_path)
     (tmp_path / "x.skops").write_bytes(b"PK not really")
@@ -35,6 +40,7 @@ def test_predict_evaluate_explain_functions(donor_model_path, exports, tmp_path,
     text = out.read_text(encoding="utf-8-sig")
     assert text.splitlines()[0] == "person_id;probability;selected;explanation"
     assert len(text.splitlines()) == len(frame) + 1 and "," in text.splitlines()[1].split(";")[1]
+    assert out.read_bytes().startswith(b"\xef\xbb\xbf") and _private(out)
     result = evaluate_task(str(donor_model_path), str(exports), str(tmp_path / "m.json"), str(tmp_path / "r.html"))
     saved = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     assert saved["in_sample"] is True and saved["chronological"]["metrics"]["roc_auc"] > 0.8
@@ -66,11 +72,15 @@ def test_clean_dedupe_retention_fairness_match(runner, exports, donor_model_path
     assert res.exit_code == 0, res.output
     assert "Qualité des données" in res.output and (tmp_path / "clean.csv").exists()
     assert json.loads((tmp_path / "q.json").read_text())["counts"]["person"] > 700
+    cleaned = (tmp_path / "clean.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert cleaned[0].endswith(";do_not_profile;issues") and len(cleaned) > 700
+    assert _private(tmp_path / "clean.csv", tmp_path / "q.json")
     res = runner.invoke(people, ["clean", str(exports), "-o", str(exports / "personnes.csv")])
     assert res.exit_code == 4 and "exports d'origine" in res.output
     res = runner.invoke(people, ["dedupe", str(exports), "-o", str(tmp_path / "dup.csv")])
     assert res.exit_code == 0 and "6 fusion(s) proposée(s)" in res.output
     assert (tmp_path / "dup.csv").read_text(encoding="utf-8-sig").splitlines()[0] == "left;right;score;reasons;decision"
+    assert _private(tmp_path / "dup.csv")
     res = runner.invoke(people, ["retention", str(exports), "--history", "3", "--html", str(tmp_path / "ret.html"),
                                  "--json", str(tmp_path / "ret.json")])
     assert res.exit_code == 0 and "Fidélisation globale" in res.output
@@ -92,7 +102,7 @@ def test_write_scores_through_the_configured_connector(runner, exports, donor_mo
     res = runner.invoke(people, ["write-scores", str(donor_model_path), str(config), "--apply", "--json", str(tmp_path / "w.json")])
     assert res.exit_code == 0 and out.exists()
     written = json.loads((tmp_path / "w.json").read_text())
-    assert written["counts"]["create"] > 100 and written["dry_run"] is False
+    assert written["counts"]["create"] > 100 and written["dry_run"] is False and _private(tmp_path / "w.json")
     res = runner.invoke(people, ["write-scores", str(donor_model_path), str(config), "--apply"])
     assert " 0 nouveaux, 0 modifiés" in res.output  # idempotent
     res = runner.invoke(people, ["write-scores", str(donor_model_path), str(config), "--lang", "en"])
@@ -106,6 +116,7 @@ def test_out_of_core_score_command(runner, exports, donor_model_path, tmp_path):
                                  "--scheduler", "synchronous"])
     assert res.exit_code == 0 and "lignes notées" in res.output
     assert Path(tmp_path / "s.csv").read_text().splitlines()[0] == "person_id,probability"
+    assert _private(tmp_path / "f.csv", tmp_path / "s.csv") and not (tmp_path / "s.csv.parts").exists()
 
 
 def test_example_script_runs_as_a_dry_run(capsys):

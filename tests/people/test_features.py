@@ -81,3 +81,19 @@ def test_no_leakage_of_later_records(association):
 def test_include_do_not_profile_only_on_request():
     with_optout = build_features(_history(), AS_OF, include_do_not_profile=True)
     assert "optout" in with_optout.index and with_optout.loc["optout", "amount_total"] == 500
+
+
+def test_membership_starts_from_the_season_and_leaves_out_cancelled_ones():
+    from assoc_ai_core.people.features import membership_starts
+
+    data = PeopleData(memberships=[
+        Membership("t", "m1", "a", "2023-2024", fee=20.0),  # no start: the first year written in the season
+        Membership("t", "m2", "a", "2022", start=date(2022, 3, 4)),
+        Membership("t", "m3", "a", "2021", status="Annulée"),
+        Membership("t", "m4", "b", "été", status="paid"),  # no date at all: cannot be placed in time
+    ])
+    starts = membership_starts(data.frames()["membership"]).set_index("source_id")
+    assert sorted(starts.index) == ["m1", "m2"]
+    assert starts.loc["m1", "start"].date() == date(2023, 1, 1) and starts.loc["m1", "season_key"] == "2023"
+    assert starts.loc["m2", "start"].date() == date(2022, 3, 4)
+    assert membership_starts(PeopleData().frames()["membership"]).empty

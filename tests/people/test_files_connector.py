@@ -168,3 +168,16 @@ def test_output_over_an_export_is_refused(exports):
     conn = FilesConnector(FilesConfig(path=str(exports), output="personnes.csv"))
     with pytest.raises(ConfigError, match="jamais"):
         conn.write_scores([Score("P00001", "donor-propensity", 0.5)], dry_run=False)
+
+
+def test_people_who_object_to_profiling_are_never_written(tmp_path, monkeypatch):
+    (tmp_path / "personnes.csv").write_text("Identifiant;Nom;Ne pas profiler\n1;Durand;\n2;Haddad;oui\n", encoding="utf-8")
+    out = tmp_path / "scores.csv"
+    conn = FilesConnector(FilesConfig(path=str(tmp_path), output=str(out)))
+    scores = [Score("1", "donor-propensity", 0.4, "40 % : …", "v1"), Score("2", "donor-propensity", 0.9, "90 % : …", "v1")]
+    done = conn.write_scores(scores, dry_run=False)
+    assert [d.record_id for d in done.diffs] == ["1"]
+    assert dict(done.skipped) == {"2": "la personne refuse le profilage (do_not_profile)"}
+    rows = out.read_text(encoding="utf-8-sig").splitlines()
+    assert [r.split(";")[0] for r in rows] == ["person_id", "1"]
+    assert out.stat().st_mode & 0o777 == 0o600  # scores are personal data

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pytest
@@ -12,8 +12,11 @@ import pytest
 from assoc_ai_core.errors import DataError, UntrustedModelError
 from assoc_ai_core.people.tasks import (
     build_examples,
+    data_end,
+    data_start,
     explain_person,
     get_task,
+    latest_period_examples,
     predict_people,
     snapshot_dates,
     train_people_model,
@@ -28,9 +31,17 @@ def test_chronological_protocol_has_no_overlap(association):
     assert train == sorted(train) and len(train) >= 6
     # no outcome window used for learning reaches into the test period
     assert all(t + pd.DateOffset(months=12) <= test for t in train)
-    from assoc_ai_core.people.tasks import data_end
-
     assert test + pd.DateOffset(months=12) == data_end(frames)
+    dates = [r.date for r in association.gifts + association.participations + association.hours]
+    dates += [m.start for m in association.memberships if m.start]
+    assert data_start(frames).date() == min(dates) and data_end(frames).date() == max(dates) + timedelta(days=1)
+
+
+def test_latest_period_is_the_one_the_model_was_checked_on(donor_model, association):
+    people, X, y, when = latest_period_examples(donor_model, association)
+    assert when.date().isoformat() == donor_model.metadata_["evaluation"]["as_of"]
+    assert set(X.index.get_level_values("as_of")) == {when} and len(X) == len(y) > 100
+    assert set(y.unique()) == {0, 1} and people is association
 
 
 def test_donor_model_ranks_well_and_is_calibrated(donor_model):

@@ -3,58 +3,40 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator, Mapping
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from assoc_ai_core.errors import AuthError, CapabilityError, ConnectorError
 from assoc_ai_core.ext.config import Secret
+from assoc_ai_core.ext.http import HttpClient
+from assoc_ai_core.ext.paging import offset_pages
 from assoc_ai_core.i18n import tr
 
-from .http import CONNECTOR_ID, retrying, send
+if TYPE_CHECKING:
+    import requests
 
-log = logging.getLogger(__name__)
+CONNECTOR_ID = "civicrm"
+SERVICE = "CiviCRM"
 
 
 class CiviClient:
     """Authenticated API v4 calls (authx ``X-Civi-Auth: Bearer <api key>``, optional ``X-Civi-Key`` site key)."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        api_key: Secret,
-        site_key: Secret | None = None,
-        *,
-        timeout: float = 30.0,
-        verify: bool | str = True,
-        max_attempts: int = 5,
-        max_retry_wait: float = 60.0,
-    ) -> None:
+    def __init__(self, endpoint: str, api_key: Secret, site_key: Secret | None = None, *, http: HttpClient) -> None:
         self.endpoint = endpoint.rstrip("/")
-        self._timeout = timeout
-        self._retry = (max_attempts, max_retry_wait)
-        self._session = requests.Session()
-        self._session.verify = verify
-        # X-Requested-With is what CiviCRM's AJAX routes demand as CSRF protection.
-        self._session.headers.update({"Accept": "application/json", "X-Requested-With": "XMLHttpRequest",
-                                      "User-Agent": "assoc-ai-civicrm"})
+        self._http = http
         self._api_key = api_key
         self._site_key = site_key
 
     def call(self, entity: str, action: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Run one API v4 action and return the decoded result (``values``, ``count``...)."""
         url = f"{self.endpoint}/{entity}/{action}"
-        headers = {"X-Civi-Auth": f"Bearer {self._api_key.get()}"}
+        # X-Requested-With is what CiviCRM's AJAX routes demand as CSRF protection.
+        headers = {"X-Civi-Auth": f"Bearer {self._api_key.get()}", "X-Requested-With": "XMLHttpRequest"}
         if self._site_key is not None:
             headers["X-Civi-Key"] = self._site_key.get()
         form = {"params": json.dumps(dict(params or {}))}
-
-        def once() -> requests.Response:
-            return send(self._session, "POST", url, timeout=self._timeout, data=form, headers=headers)
-
-        response = retrying(*self._retry)(once)
+        response = self._http.request("POST", url, data=form, headers=headers)
         body = self._json(response, entity, action)
         message = str(body.get("error_message") or "") if isinstance(body, dict) else ""
         if response.status_code in (401, 403):
@@ -98,15 +80,11 @@ class CiviClient:
 
     def get_pages(self, entity: str, params: Mapping[str, Any], *, page_size: int) -> Iterator[list[dict[str, Any]]]:
         """``get`` with ``limit``/``offset`` until a short page."""
-        offset = 0
-        while True:
-            body = self.call(entity, "get", {**params, "limit": page_size, "offset": offset})
-            values = list(body.get("values") or [])
-            if values:
-                yield values
-            if len(values) < page_size:
-                return
-            offset += len(values)
+
+        def fetch(offset: int) -> list[dict[str, Any]]:
+            return list(self.call(entity, "get", {**params, "limit": page_size, "offset": offset}).get("values") or [])
+
+        return offset_pages(fetch, page_size)
 
     def _json(self, response: requests.Response, entity: str, action: str) -> dict[str, Any]:
         try:
@@ -127,4 +105,4 @@ class CiviClient:
 
     def close(self) -> None:
         """Close the HTTP session; safe twice."""
-        self._session.close()
+        self._http.close()

@@ -7,21 +7,29 @@ updated in place so re-running never piles notes up.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.ext.connectors import Capability
-from assoc_ai_core.ext.crm import CURSOR_KEY, CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
+from assoc_ai_core.ext.crm import (
+    CURSOR_KEY,
+    ApiCrmConnector,
+    StoredScores,
+    advance_cursor,
+    is_after_cursor,
+    site_time_zone,
+)
+from assoc_ai_core.ext.http import check_base_url
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.records.people import FieldSpec, RecordDiff, RecordPage, Score, WriteReport, score_field_names
+from assoc_ai_core.records.people import FieldSpec, RecordDiff, RecordPage, Score, WriteReport
 
 from . import mapping
-from .client import CiviClient
-from .http import check_base_url
+from .client import CONNECTOR_ID, SERVICE, CiviClient
 
 # Entities without a modified_date (Membership; Contribution before CiviCRM 6.9) are read by increasing id.
 DEFAULT_CURSOR_FIELDS = {"person": "modified_date", "gift": "modified_date", "recurring_plan": "modified_date",
@@ -54,16 +62,8 @@ class CiviCrmConfig:
     max_retry_wait: float = 60.0
 
     def __post_init__(self) -> None:
-        check_base_url(self.base_url, field="base_url")
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(
-                tr(
-                    f"[connectors.civicrm].timezone : fuseau horaire inconnu {self.timezone!r} (ex. « Europe/Paris »).",
-                    f"[connectors.civicrm].timezone: unknown time zone {self.timezone!r} (e.g. 'Europe/Paris').",
-                )
-            ) from None
+        check_base_url(self.base_url, field="base_url", connector_id=CONNECTOR_ID)
+        site_time_zone(self.timezone, connector_id=CONNECTOR_ID)
         if self.volunteer_role not in ("assignee", "target", "source"):
             raise ConfigError(
                 tr(
@@ -81,7 +81,7 @@ class CiviCrmConfig:
             )
 
 
-class CiviCrmConnector(CrmConnector):
+class CiviCrmConnector(ApiCrmConnector[CiviClient]):
     """CiviCRM through the API v4 REST end-point."""
 
     id: ClassVar[str] = "civicrm"
@@ -90,34 +90,20 @@ class CiviCrmConnector(CrmConnector):
     record_types: ClassVar[frozenset[str]] = frozenset(mapping.ENTITIES)
     description: ClassVar[str] = "CiviCRM (API v4): contacts, contributions, recurring, memberships, events, volunteering"
 
-    def __init__(self, config: CiviCrmConfig) -> None:
-        super().__init__(config)
-        self._client: CiviClient | None = None
-
     @property
     def tz(self) -> ZoneInfo:
         """The site's time zone (CiviCRM stores local wall-clock times)."""
         return ZoneInfo(self.config.timezone)
 
-    @property
-    def client(self) -> CiviClient:
-        """The API client, built on first use."""
-        if self._client is None:
-            c = self.config
-            endpoint = check_base_url(c.base_url, field="base_url") + "/" + c.api_path.strip("/")
-            self._client = CiviClient(endpoint, c.api_key, c.site_key, timeout=c.timeout, verify=c.verify_tls,
-                                      max_attempts=c.max_attempts, max_retry_wait=c.max_retry_wait)
-        return self._client
+    def build_client(self) -> CiviClient:
+        """The API v4 client of ``base_url`` + ``api_path`` (no I/O yet)."""
+        c = self.config
+        endpoint = check_base_url(c.base_url, field="base_url", connector_id=self.id) + "/" + c.api_path.strip("/")
+        return CiviClient(endpoint, c.api_key, c.site_key, http=self.http_client(SERVICE))
 
     def open(self) -> None:
         """Check the key with a one-row read."""
         self.client.call("Contact", "get", {"select": ["id"], "limit": 1})
-
-    def close(self) -> None:
-        """Close the HTTP session; safe twice."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     # -- reading ------------------------------------------------------------------
     def iter_records(
@@ -125,40 +111,44 @@ class CiviCrmConnector(CrmConnector):
     ) -> Iterator[RecordPage]:
         """Yield pages of ``record_type`` changed since ``cursor`` (all when None), oldest first."""
         self.check_record_type(record_type)
-        c, tz = self.config, self.tz
+        c = self.config
         entity = mapping.ENTITIES[record_type]
         cursor_field = {**DEFAULT_CURSOR_FIELDS, **dict(c.cursor_fields)}[record_type]
-        where: list[list[Any]] = []
-        if record_type == "person":
-            where += [["is_deleted", "=", False], ["contact_type", "=", c.contact_type]]
-            select = mapping.SELECTS["person"] + ([c.do_not_profile_field] if c.do_not_profile_field else [])
-            convert: Callable[[Mapping[str, Any]], list[Any]] = lambda r: [mapping.person(r, tz, c.do_not_profile_field)]
-        elif record_type == "gift":
-            where += [["is_test", "=", False], ["is_template", "=", False]]
-            if c.gift_financial_types:
-                where.append(["financial_type_id:name", "IN", list(c.gift_financial_types)])
-            select = mapping.SELECTS["gift"]
-            convert = lambda r: [g for g in [mapping.gift(r, tz)] if g]  # noqa: E731
-        elif record_type == "recurring_plan":
-            where.append(["is_test", "=", False])
-            select, convert = mapping.SELECTS["recurring_plan"], lambda r: [mapping.plan(r, tz)]
-        elif record_type == "membership":
-            where.append(["is_test", "=", False])
-            select, convert = mapping.SELECTS["membership"], lambda r: [mapping.membership(r, tz)]
-        elif record_type == "participation":
-            where.append(["is_test", "=", False])
-            select = mapping.SELECTS["participation"]
-            convert = lambda r: [p for p in [mapping.participation(r, tz)] if p]  # noqa: E731
-        else:
-            where += [["activity_type_id:name", "=", c.volunteer_activity_type], ["is_deleted", "=", False]]
-            select = mapping.SELECTS["volunteer_hours"]
-            convert = lambda r: mapping.volunteer_hours(r, tz, c.volunteer_role)  # noqa: E731
+        where = self._where(record_type)
+        select = mapping.SELECTS[record_type]
+        if record_type == "person" and c.do_not_profile_field:
+            select = [*select, c.do_not_profile_field]
+        convert = functools.partial(self._convert, record_type)
         if cursor_field != "id" and cursor_field not in select:
             select = [*select, cursor_field]
         if cursor_field == "id":
             yield from self._by_id(record_type, entity, select, where, convert, cursor, page_size)
         else:
             yield from self._by_date(record_type, entity, select, where, convert, cursor, cursor_field, page_size)
+
+    def _where(self, record_type: str) -> list[list[Any]]:
+        """The filters of ``record_type``: live, non-test records of the configured kinds."""
+        c = self.config
+        if record_type == "person":
+            return [["is_deleted", "=", False], ["contact_type", "=", c.contact_type]]
+        if record_type == "gift":
+            kinds = [["financial_type_id:name", "IN", list(c.gift_financial_types)]] if c.gift_financial_types else []
+            return [["is_test", "=", False], ["is_template", "=", False], *kinds]
+        if record_type == "volunteer_hours":
+            return [["activity_type_id:name", "=", c.volunteer_activity_type], ["is_deleted", "=", False]]
+        return [["is_test", "=", False]]
+
+    def _convert(self, record_type: str, row: Mapping[str, Any]) -> list[Any]:
+        """The records of one row: none when it cannot be dated, one per volunteer for shared volunteering."""
+        c, tz = self.config, self.tz
+        if record_type == "person":
+            return [mapping.person(row, tz, c.do_not_profile_field)]
+        if record_type == "volunteer_hours":
+            return mapping.volunteer_hours(row, tz, c.volunteer_role)
+        convert = {"gift": mapping.gift, "recurring_plan": mapping.plan, "membership": mapping.membership,
+                   "participation": mapping.participation}[record_type]
+        record = convert(row, tz)
+        return [] if record is None else [record]
 
     def _by_date(self, record_type: str, entity: str, select: list[str], where: list[list[Any]],
                  convert: Callable[[Mapping[str, Any]], list[Any]], cursor: Mapping[str, Any] | None,
@@ -220,40 +210,33 @@ class CiviCrmConnector(CrmConnector):
                     "is_searchable": True, "is_view": True}})
         return WriteReport(dry_run=dry_run, diffs=tuple(diffs), target=f"civicrm:CustomGroup:{group}")
 
-    def write_scores(self, scores: Sequence[Score], *, dry_run: bool = True) -> WriteReport:
-        """Diff the scores against the contacts' custom fields; write them (and the notes) unless ``dry_run``."""
-        self.require(Capability.WRITE_SCORES)
+    def score_target(self) -> str:
+        """Scores go to contacts."""
+        return "civicrm:Contact"
+
+    def read_stored_scores(self, person_ids: Sequence[str], fields: Sequence[str]) -> Mapping[str, StoredScores]:
+        """The custom fields and the do-not-profile flag of the contacts, 100 per call."""
         c = self.config
-        ids = sorted({str(s.person_id) for s in scores if str(s.person_id).isdigit()}, key=int)
-        names = sorted({n for s in scores for n in score_field_names(s.task, c.field_prefix).values()})
-        current: dict[str, dict[str, Any]] = {}
-        blocked: list[tuple[str, str]] = []
-        select = ["id", *(self._api_name(n) for n in names)] + ([c.do_not_profile_field] if c.do_not_profile_field else [])
+        ids = sorted({pid for pid in person_ids if pid.isdigit()}, key=int)
+        select = ["id", *(self._api_name(n) for n in fields)] + ([c.do_not_profile_field] if c.do_not_profile_field else [])
+        stored: dict[str, StoredScores] = {}
         for start in range(0, len(ids), 100):
             chunk = [int(i) for i in ids[start : start + 100]]
             rows = self.client.call("Contact", "get", {"select": select, "where": [["id", "IN", chunk], ["is_deleted", "=", False]]})
             for row in rows.get("values") or []:
-                pid = str(row["id"])
-                if c.do_not_profile_field and row.get(c.do_not_profile_field):
-                    blocked.append((pid, tr("la personne refuse le profilage (do_not_profile)",
-                                            "the person objects to profiling (do_not_profile)")))
-                    continue
-                current[pid] = {n: row.get(self._api_name(n)) for n in names}
-        blocked_ids = {pid for pid, _ in blocked}
-        allowed = [s for s in scores if str(s.person_id) not in blocked_ids]
-        report = plan_score_writes(current, allowed, dry_run=dry_run, prefix=c.field_prefix, target="civicrm:Contact")
-        report = WriteReport(dry_run=dry_run, diffs=report.diffs, skipped=tuple(blocked) + report.skipped, target=report.target)
-        if dry_run:
-            return report
-        changed = [d for d in report.diffs if d.action != "unchanged"]
-        for start in range(0, len(changed), 50):
+                objects = bool(c.do_not_profile_field and row.get(c.do_not_profile_field))
+                stored[str(row["id"])] = StoredScores({n: row.get(self._api_name(n)) for n in fields}, objects)
+        return stored
+
+    def save_scores(self, diffs: Sequence[RecordDiff], scores: Sequence[Score]) -> None:
+        """``Contact.save`` 50 contacts a call, then the explanation notes when configured."""
+        for start in range(0, len(diffs), 50):
             records = [{"id": int(d.record_id), **{self._api_name(k): v for k, v in d.after.items()}}
-                       for d in changed[start : start + 50]]
+                       for d in diffs[start : start + 50]]
             self.client.call("Contact", "save", {"records": records, "match": ["id"]})
-        if c.explanation_note:
-            by_id = {str(s.person_id): s for s in allowed}
-            self._write_notes([by_id[d.record_id] for d in changed if d.record_id in by_id])
-        return report
+        if self.config.explanation_note:
+            by_id = {str(s.person_id): s for s in scores}
+            self._write_notes([by_id[d.record_id] for d in diffs if d.record_id in by_id])
 
     def _write_notes(self, scores: Sequence[Score]) -> None:
         """One note per contact and task, rewritten in place."""

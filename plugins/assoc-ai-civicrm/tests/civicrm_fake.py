@@ -14,11 +14,11 @@ error status.  A small query engine handles ``select``, ``where`` (=, !=, >, >=,
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from assoc_ai_core.testing.loopback import Exchange, LoopbackApi
 
 API_KEY = "civi-api-key-for-tests"
 SITE_KEY = "civi-site-key-for-tests"
@@ -59,14 +59,11 @@ def _match(row: dict[str, Any], clause: list[Any]) -> bool:
 
 
 @dataclass
-class FakeCiviCRM:
-    """Tables of the fake site, injected faults and a request log."""
+class FakeCiviCRM(LoopbackApi):
+    """Tables of the fake site, injected faults (``throttle``: Retry-After of the next 429s) and a request log."""
 
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     require_site_key: bool = True
-    throttle: list[int] = field(default_factory=list)
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
     custom_fields: dict[str, set[str]] = field(default_factory=dict)
     clock: str = "2024-03-01 12:00:00"
     _next: int = 500
@@ -134,32 +131,13 @@ class FakeCiviCRM:
             "is_deleted": False, "modified_date": "2024-06-02 18:00:00"})
 
     # -- serving ------------------------------------------------------------------
-    def start(self) -> tuple[ThreadingHTTPServer, threading.Thread]:
-        """Serve on 127.0.0.1 on a free port."""
-        state = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                state.handle(self)
-
-            do_GET = do_POST  # noqa: N815
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        thread.start()
-        return server, thread
-
-    def handle(self, h: BaseHTTPRequestHandler) -> None:
-        """Authenticate and run one API call."""
+    def handle(self, h: Exchange, method: str) -> None:
+        """Authenticate and run one API call (API v4 takes GET and POST alike)."""
         parts = urlsplit(h.path)
-        length = int(h.headers.get("Content-Length") or 0)
-        form = parse_qs(h.rfile.read(length).decode()) if length else parse_qs(parts.query)
+        body = h.body.decode()
+        form = parse_qs(body) if body else parse_qs(parts.query)
         if not parts.path.startswith(PREFIX) or parts.path.count("/") != 5:
-            return self.reply(h, 404, {"error_message": "", "error_code": 0}, raw=b"<html>Page not found</html>")
+            return self.reply(h, 404, None, raw=b"<html>Page not found</html>", content_type="text/html")
         entity, action = parts.path[len(PREFIX):].split("/")
         try:
             params = json.loads(form.get("params", ["{}"])[0])
@@ -168,8 +146,8 @@ class FakeCiviCRM:
         with self.lock:
             self.requests.append({"entity": entity, "action": action, "params": params,
                                   "headers": {k.lower(): v for k, v in h.headers.items()}})
-            if self.throttle:
-                return self.reply(h, 429, {"error_message": "Too Many Requests"}, {"Retry-After": str(self.throttle.pop(0))})
+            if self.reply_throttled(h, {"error_message": "Too Many Requests"}):
+                return None
             if h.headers.get("X-Requested-With") != "XMLHttpRequest":
                 return self.reply(h, 403, {"error_message": "SECURITY ALERT: Ajax requests can only be issued by javascript clients."})
             if h.headers.get("X-Civi-Auth") != f"Bearer {API_KEY}" or (
@@ -194,66 +172,83 @@ class FakeCiviCRM:
 
     def run(self, entity: str, action: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """The query engine."""
-        rows = self.table(entity)
         known = self.fields_of(entity)
         if action == "get":
-            for clause in params.get("where", []):
-                if known is not None and clause[0] not in known:
-                    raise ApiError(500, f"Invalid field '{clause[0]}'")
-            found = [r for r in rows if all(_match(r, c) for c in params.get("where", []))]
-            if entity == "CustomField":
-                found = [{"name": n, "custom_group_id:name": g} for g, names in self.custom_fields.items() for n in names
-                         if all(_match({"name": n, "custom_group_id:name": g}, c) for c in params.get("where", []))]
-            if entity == "CustomGroup":
-                found = [{"id": i + 1, "name": g} for i, g in enumerate(self.custom_fields)
-                         if all(_match({"name": g}, c) for c in params.get("where", []))]
-            for name, direction in reversed(list((params.get("orderBy") or {}).items())):
-                found.sort(key=lambda r: (r.get(name) is None, r.get(name) or 0), reverse=direction == "DESC")
-            offset, limit = int(params.get("offset") or 0), int(params.get("limit") or 0)
-            found = found[offset : offset + limit] if limit else found[offset:]
-            select = params.get("select") or []
-            if select:
-                if known is not None:
-                    bad = [s for s in select if s not in known and "." in s and s.split(".")[0] in self.custom_fields]
-                    bad += [s for s in select if "." in s and s.split(".")[0] not in self.custom_fields
-                            and s not in known and not s.startswith(("email_primary", "phone_primary", "address_primary"))]
-                    if bad:
-                        raise ApiError(500, f"Invalid field '{bad[0]}'")
-                found = [{k: r.get(k) for k in ["id", *select] if k in r or k in select} for r in found]
-            return [dict(r) for r in found]
-        if action == "create" and entity == "CustomGroup":
-            self.custom_fields.setdefault(params["values"]["name"], set())
-            return [{"id": len(self.custom_fields), **params["values"]}]
-        if action == "create" and entity == "CustomField":
-            group = params["values"]["custom_group_id.name"]
-            if group not in self.custom_fields:
-                raise ApiError(500, f"Custom group '{group}' not found")
-            self.custom_fields[group].add(params["values"]["name"])
-            return [{"id": self.next_id(), **params["values"]}]
+            return self.get(entity, params, known)
+        if action == "create" and entity in ("CustomGroup", "CustomField"):
+            return self.create_custom(entity, params["values"])
         if action in ("create", "save"):
-            records = params.get("records") or [params.get("values") or {}]
-            out = []
-            for record in records:
-                self.check_fields(entity, record, known)
-                existing = next((r for r in rows if "id" in record and r.get("id") == record["id"]), None)
-                if existing is None:
-                    if action == "save" and "id" in record:
-                        raise ApiError(500, f"{entity} {record['id']} not found")
-                    existing = {"id": self.next_id()}
-                    rows.append(existing)
-                existing.update(record)
-                if "modified_date" in existing:
-                    existing["modified_date"] = self.clock
-                out.append(dict(existing))
-            return out
+            return self.save(entity, action, params, known)
         if action == "update":
             values = params.get("values") or {}
             self.check_fields(entity, values, known)
-            found = [r for r in rows if all(_match(r, c) for c in params.get("where", []))]
+            found = [r for r in self.table(entity) if all(_match(r, c) for c in params.get("where", []))]
             for r in found:
                 r.update(values)
             return [dict(r) for r in found]
         raise ApiError(404, f"Api {entity} {action} version 4 does not exist.")
+
+    def get(self, entity: str, params: dict[str, Any], known: set[str] | None) -> list[dict[str, Any]]:
+        """``get``: where, orderBy, limit/offset, select (custom fields by ``Group.field``)."""
+        where = params.get("where", [])
+        for clause in where:
+            if known is not None and clause[0] not in known:
+                raise ApiError(500, f"Invalid field '{clause[0]}'")
+        found = [r for r in self.table(entity) if all(_match(r, c) for c in where)]
+        if entity == "CustomField":
+            found = [{"name": n, "custom_group_id:name": g} for g, names in self.custom_fields.items() for n in names
+                     if all(_match({"name": n, "custom_group_id:name": g}, c) for c in where)]
+        if entity == "CustomGroup":
+            found = [{"id": i + 1, "name": g} for i, g in enumerate(self.custom_fields)
+                     if all(_match({"name": g}, c) for c in where)]
+        for name, direction in reversed(list((params.get("orderBy") or {}).items())):
+            found.sort(key=lambda r: (r.get(name) is None, r.get(name) or 0), reverse=direction == "DESC")
+        offset, limit = int(params.get("offset") or 0), int(params.get("limit") or 0)
+        found = found[offset : offset + limit] if limit else found[offset:]
+        select = params.get("select") or []
+        if select:
+            self.check_select(select, known)
+            found = [{k: r.get(k) for k in ["id", *select] if k in r or k in select} for r in found]
+        return [dict(r) for r in found]
+
+    def check_select(self, select: list[str], known: set[str] | None) -> None:
+        """Refuse unknown custom or joined fields in ``select``, as CiviCRM does."""
+        if known is None:
+            return
+        bad = [s for s in select if s not in known and "." in s and s.split(".")[0] in self.custom_fields]
+        bad += [s for s in select if "." in s and s.split(".")[0] not in self.custom_fields
+                and s not in known and not s.startswith(("email_primary", "phone_primary", "address_primary"))]
+        if bad:
+            raise ApiError(500, f"Invalid field '{bad[0]}'")
+
+    def create_custom(self, entity: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+        """``CustomGroup.create`` / ``CustomField.create``: the custom fields then exist on Contact."""
+        if entity == "CustomGroup":
+            self.custom_fields.setdefault(values["name"], set())
+            return [{"id": len(self.custom_fields), **values}]
+        group = values["custom_group_id.name"]
+        if group not in self.custom_fields:
+            raise ApiError(500, f"Custom group '{group}' not found")
+        self.custom_fields[group].add(values["name"])
+        return [{"id": self.next_id(), **values}]
+
+    def save(self, entity: str, action: str, params: dict[str, Any], known: set[str] | None) -> list[dict[str, Any]]:
+        """``create`` / ``save`` of records (``save`` with an id updates that record, which must exist)."""
+        rows = self.table(entity)
+        out = []
+        for record in params.get("records") or [params.get("values") or {}]:
+            self.check_fields(entity, record, known)
+            existing = next((r for r in rows if "id" in record and r.get("id") == record["id"]), None)
+            if existing is None:
+                if action == "save" and "id" in record:
+                    raise ApiError(500, f"{entity} {record['id']} not found")
+                existing = {"id": self.next_id()}
+                rows.append(existing)
+            existing.update(record)
+            if "modified_date" in existing:
+                existing["modified_date"] = self.clock
+            out.append(dict(existing))
+        return out
 
     def check_fields(self, entity: str, record: dict[str, Any], known: set[str] | None) -> None:
         """Refuse writes to custom fields that were never created, as CiviCRM does."""
@@ -262,16 +257,3 @@ class FakeCiviCRM:
         for key in record:
             if "." in key and key not in known:
                 raise ApiError(500, f"Invalid field '{key}'")
-
-    @staticmethod
-    def reply(h: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str] | None = None,
-              raw: bytes | None = None) -> None:
-        """Send an answer (JSON unless ``raw``)."""
-        data = raw if raw is not None else json.dumps(payload).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "text/html" if raw is not None else "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(data)

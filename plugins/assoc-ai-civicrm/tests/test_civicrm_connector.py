@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from importlib.metadata import entry_points
 from typing import Any
@@ -16,21 +17,14 @@ from assoc_ai_core.errors import AuthError, CapabilityError, ConfigError, Connec
 from assoc_ai_core.ext.config import Secret, build_config
 from assoc_ai_core.ext.connectors import ConnectorRegistry
 from assoc_ai_core.records.people import Gift, Membership, Participation, Person, RecurringPlan, Score, VolunteerHours
+from assoc_ai_core.testing.crm import parametrize_crm_checks, read_pages
 
 GROUP = "assoc_ai_scores"
 
 
 @pytest.fixture()
 def site() -> Iterator[tuple[FakeCiviCRM, str]]:
-    fake = FakeCiviCRM()
-    fake.seed()
-    server, thread = fake.start()
-    try:
-        yield fake, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    yield from FakeCiviCRM().serve()
 
 
 def make(url: str, **overrides: Any) -> CiviCrmConnector:
@@ -40,15 +34,7 @@ def make(url: str, **overrides: Any) -> CiviCrmConnector:
     return CiviCrmConnector(CiviCrmConfig(**values))
 
 
-def read_all(conn: CiviCrmConnector, record_type: str, cursor: Any = None, page_size: int = 2) -> tuple[list[Any], Any, int]:
-    records: list[Any] = []
-    pages = 0
-    for page in conn.iter_records(record_type, cursor, page_size=page_size):
-        assert page.record_type == record_type
-        records.extend(page.records)
-        cursor = page.cursor
-        pages += 1
-    return records, cursor, pages
+read_all = functools.partial(read_pages, page_size=2)
 
 
 def scores() -> list[Score]:
@@ -57,6 +43,11 @@ def scores() -> list[Score]:
             Score(person_id="103", task="donor_propensity", probability=0.40, explanation="Peu d'historique.", model_version="m1"),
             Score(person_id="104", task="donor_propensity", probability=0.67, explanation="Don mensuel actif.", model_version="m1"),
             Score(person_id="999", task="donor_propensity", probability=0.5, explanation="?", model_version="m1")]
+
+
+@parametrize_crm_checks()
+def test_conformance(check: Callable[..., None], site: tuple[FakeCiviCRM, str]) -> None:
+    check(lambda: make(site[1]))
 
 
 def test_plugin_is_found_through_its_entry_point() -> None:

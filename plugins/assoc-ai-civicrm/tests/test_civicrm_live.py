@@ -14,15 +14,15 @@ from assoc_ai_civicrm import CiviCrmConfig, CiviCrmConnector
 
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.records.people import Score
+from assoc_ai_core.testing.crm import live_settings
 
 
 @pytest.mark.live
 def test_test_site_reads_and_dry_runs() -> None:
-    url, key = os.environ.get("ASSOC_AI_CIVICRM_URL"), os.environ.get("ASSOC_AI_CIVICRM_API_KEY")
-    if not url or not key:
-        pytest.fail("CiviCRM test site not configured: set ASSOC_AI_CIVICRM_URL and ASSOC_AI_CIVICRM_API_KEY")
+    env = live_settings("CiviCRM test site", "ASSOC_AI_CIVICRM_URL", "ASSOC_AI_CIVICRM_API_KEY")
     site_key = os.environ.get("ASSOC_AI_CIVICRM_SITE_KEY")
-    config = CiviCrmConfig(base_url=url, api_key=Secret(key), site_key=Secret(site_key) if site_key else None)
+    config = CiviCrmConfig(base_url=env["ASSOC_AI_CIVICRM_URL"], api_key=Secret(env["ASSOC_AI_CIVICRM_API_KEY"]),
+                           site_key=Secret(site_key) if site_key else None)
     with CiviCrmConnector(config) as conn:
         first = None
         for page in conn.iter_records("person", page_size=10):

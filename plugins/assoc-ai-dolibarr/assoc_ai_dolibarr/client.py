@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import requests
-
 from assoc_ai_core.errors import AuthError, CapabilityError, ConnectorError
 from assoc_ai_core.ext.config import Secret
+from assoc_ai_core.ext.http import HttpClient
+from assoc_ai_core.ext.paging import offset_pages
 from assoc_ai_core.i18n import tr
 
-from .http import CONNECTOR_ID, retrying, send
+CONNECTOR_ID = "dolibarr"
+SERVICE = "Dolibarr"
 
 
 class NotFound(ConnectorError):
@@ -21,25 +22,15 @@ class NotFound(ConnectorError):
 class DolibarrClient:
     """Authenticated calls to the Dolibarr REST API."""
 
-    def __init__(self, api_url: str, api_key: Secret, *, timeout: float = 30.0, verify: bool | str = True,
-                 max_attempts: int = 5, max_retry_wait: float = 60.0) -> None:
+    def __init__(self, api_url: str, api_key: Secret, *, http: HttpClient) -> None:
         self.api_url = api_url.rstrip("/")
         self._key = api_key
-        self._timeout = timeout
-        self._retry = (max_attempts, max_retry_wait)
-        self._session = requests.Session()
-        self._session.verify = verify
-        self._session.headers.update({"Accept": "application/json", "User-Agent": "assoc-ai-dolibarr"})
+        self._http = http
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None) -> Any:
         """One call; returns decoded JSON, raises assoc-ai errors."""
         url = f"{self.api_url}/{path.lstrip('/')}"
-        headers = {"DOLAPIKEY": self._key.get()}
-
-        def once() -> requests.Response:
-            return send(self._session, method, url, timeout=self._timeout, params=params, json=json, headers=headers)
-
-        response = retrying(*self._retry)(once)
+        response = self._http.request(method, url, params=params, json=json, headers={"DOLAPIKEY": self._key.get()})
         try:
             body = response.json() if response.content else None
         except ValueError:
@@ -91,19 +82,16 @@ class DolibarrClient:
 
     def pages(self, path: str, params: Mapping[str, Any], *, page_size: int) -> Iterator[list[dict[str, Any]]]:
         """List with ``limit``/``page`` (0-based) until a short or empty page."""
-        page = 0
-        while True:
+
+        def fetch(offset: int) -> list[dict[str, Any]]:
             try:
-                rows = self.request("GET", path, params={**params, "limit": page_size, "page": page})
+                return list(self.request("GET", path, params={**params, "limit": page_size,
+                                                               "page": offset // page_size}) or [])
             except NotFound:
-                return  # "No ... found": Dolibarr's way of saying the list is over
-            rows = list(rows or [])
-            if rows:
-                yield rows
-            if len(rows) < page_size:
-                return
-            page += 1
+                return []  # "No ... found": Dolibarr's way of saying the list is over
+
+        return offset_pages(fetch, page_size)
 
     def close(self) -> None:
         """Close the HTTP session; safe twice."""
-        self._session.close()
+        self._http.close()

@@ -6,27 +6,22 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.ext.connectors import Capability
-from assoc_ai_core.ext.crm import CURSOR_KEY, CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
-from assoc_ai_core.i18n import tr
-from assoc_ai_core.records.people import (
-    FieldSpec,
-    Gift,
-    Membership,
-    Person,
-    RecordDiff,
-    RecordPage,
-    Score,
-    WriteReport,
-    score_field_names,
+from assoc_ai_core.ext.crm import (
+    CURSOR_KEY,
+    ApiCrmConnector,
+    StoredScores,
+    advance_cursor,
+    is_after_cursor,
+    site_time_zone,
 )
+from assoc_ai_core.ext.http import check_base_url
+from assoc_ai_core.records.people import FieldSpec, Gift, Membership, Person, RecordDiff, RecordPage, Score, WriteReport
 
-from .client import DolibarrClient, NotFound
-from .http import check_base_url
+from .client import CONNECTOR_ID, SERVICE, DolibarrClient, NotFound
 
 SOURCE = "dolibarr"
 EXTRAFIELD_TYPES = {"number": "double", "text": "text", "date": "date"}
@@ -50,12 +45,8 @@ class DolibarrConfig:
     max_retry_wait: float = 60.0
 
     def __post_init__(self) -> None:
-        check_base_url(self.base_url, field="base_url")
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(tr(f"[connectors.dolibarr].timezone : fuseau inconnu {self.timezone!r}.",
-                                 f"[connectors.dolibarr].timezone: unknown time zone {self.timezone!r}.")) from None
+        check_base_url(self.base_url, field="base_url", connector_id=CONNECTOR_ID)
+        site_time_zone(self.timezone, connector_id=CONNECTOR_ID)
 
 
 def _ts(value: Any) -> datetime | None:
@@ -77,7 +68,7 @@ def _modified(row: Mapping[str, Any]) -> datetime | None:
     return _ts(row.get("tms")) or _ts(row.get("datem")) or _ts(row.get("date_modification"))
 
 
-class DolibarrConnector(CrmConnector):
+class DolibarrConnector(ApiCrmConnector[DolibarrClient]):
     """Dolibarr ERP/CRM through its REST API (modules Members and Donations)."""
 
     id: ClassVar[str] = "dolibarr"
@@ -88,7 +79,6 @@ class DolibarrConnector(CrmConnector):
 
     def __init__(self, config: DolibarrConfig) -> None:
         super().__init__(config)
-        self._client: DolibarrClient | None = None
         self._members_by_email: dict[str, str] | None = None
 
     @property
@@ -96,25 +86,15 @@ class DolibarrConnector(CrmConnector):
         """The server's time zone (``sqlfilters`` compare local wall-clock times)."""
         return ZoneInfo(self.config.timezone)
 
-    @property
-    def client(self) -> DolibarrClient:
-        """The API client, built on first use."""
-        if self._client is None:
-            c = self.config
-            self._client = DolibarrClient(check_base_url(c.base_url, field="base_url") + "/api/index.php", c.api_key,
-                                          timeout=c.timeout, verify=c.verify_tls, max_attempts=c.max_attempts,
-                                          max_retry_wait=c.max_retry_wait)
-        return self._client
+    def build_client(self) -> DolibarrClient:
+        """The REST client of ``{base_url}/api/index.php`` (no I/O yet)."""
+        c = self.config
+        return DolibarrClient(check_base_url(c.base_url, field="base_url", connector_id=self.id) + "/api/index.php",
+                              c.api_key, http=self.http_client(SERVICE))
 
     def open(self) -> None:
         """Check the key (``GET /status``)."""
         self.client.request("GET", "status")
-
-    def close(self) -> None:
-        """Close the HTTP session; safe twice."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     # -- reading ------------------------------------------------------------------
     def iter_records(
@@ -210,32 +190,25 @@ class DolibarrConnector(CrmConnector):
                 self.client.request("POST", f"setup/extrafields/{MEMBER_ELEMENT}/{spec.name}", json=body)
         return WriteReport(dry_run=dry_run, diffs=tuple(diffs), target=f"dolibarr:extrafields:{MEMBER_ELEMENT}")
 
-    def write_scores(self, scores: Sequence[Score], *, dry_run: bool = True) -> WriteReport:
-        """Diff scores against the members' extra fields; ``PUT /members/{id}`` the changed ones unless ``dry_run``."""
-        self.require(Capability.WRITE_SCORES)
-        prefix = self.config.field_prefix
-        names = sorted({n for s in scores for n in score_field_names(s.task, prefix).values()})
-        current: dict[str, dict[str, Any]] = {}
-        blocked: list[tuple[str, str]] = []
-        for pid in sorted({str(s.person_id) for s in scores if str(s.person_id).isdigit()}, key=int):
+    def score_target(self) -> str:
+        """Scores go to members."""
+        return "dolibarr:members"
+
+    def read_stored_scores(self, person_ids: Sequence[str], fields: Sequence[str]) -> Mapping[str, StoredScores]:
+        """Each member's extra fields (``GET /members/{id}``); unknown members are left out."""
+        stored: dict[str, StoredScores] = {}
+        for pid in sorted({pid for pid in person_ids if pid.isdigit()}, key=int):
             try:
                 member = self.client.request("GET", f"members/{pid}")
             except NotFound:
                 continue
-            person = self._person(member)
-            if person.do_not_profile:
-                blocked.append((pid, tr("la personne refuse le profilage (do_not_profile)",
-                                        "the person objects to profiling (do_not_profile)")))
-                continue
             options = member.get("array_options") or {}
-            current[pid] = {n: options.get(f"options_{n}") for n in names}
-        blocked_ids = {pid for pid, _ in blocked}
-        plan = plan_score_writes(current, [s for s in scores if str(s.person_id) not in blocked_ids], dry_run=dry_run,
-                                 prefix=prefix, target="dolibarr:members")
-        report = WriteReport(dry_run=dry_run, diffs=plan.diffs, skipped=tuple(blocked) + plan.skipped, target=plan.target)
-        if not dry_run:
-            for diff in report.diffs:
-                if diff.action != "unchanged":
-                    options = {f"options_{k}": v for k, v in diff.after.items()}
-                    self.client.request("PUT", f"members/{diff.record_id}", json={"array_options": options})
-        return report
+            stored[pid] = StoredScores({n: options.get(f"options_{n}") for n in fields},
+                                       self._person(member).do_not_profile)
+        return stored
+
+    def save_scores(self, diffs: Sequence[RecordDiff], scores: Sequence[Score]) -> None:
+        """``PUT /members/{id}`` with the changed extra fields."""
+        for diff in diffs:
+            options = {f"options_{k}": v for k, v in diff.after.items()}
+            self.client.request("PUT", f"members/{diff.record_id}", json={"array_options": options})

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
+
+from assoc_ai_core.testing.loopback import Exchange, LoopbackApi
 
 API_KEY = "dolibarr-user-key-for-tests"
 ADMIN_KEY = "dolibarr-admin-key-for-tests"
@@ -33,17 +33,16 @@ def ts(local: str) -> int:
 
 
 @dataclass
-class FakeDolibarr:
-    """Tables, declared extra fields, faults and a request log."""
+class FakeDolibarr(LoopbackApi):
+    """Tables, declared extra fields, faults (``throttle``: Retry-After of the next 429s) and a request log."""
+
+    methods: ClassVar[tuple[str, ...]] = ("GET", "PUT", "POST")
 
     members: list[dict[str, Any]] = field(default_factory=list)
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     donations: list[dict[str, Any]] = field(default_factory=list)
     extrafields: dict[str, dict[str, Any]] = field(default_factory=dict)
-    throttle: list[int] = field(default_factory=list)
-    requests: list[dict[str, Any]] = field(default_factory=list)
     clock: str = "2024-03-01 12:00:00"
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def seed(self) -> None:
         """Five members (one objecting to profiling), their subscriptions, donations."""
@@ -77,41 +76,17 @@ class FakeDolibarr:
         return [r for r in self.requests if r["method"] in ("POST", "PUT", "DELETE")]
 
     # -- serving ------------------------------------------------------------------
-    def start(self) -> tuple[ThreadingHTTPServer, threading.Thread]:
-        """Serve on 127.0.0.1 on a free port."""
-        state = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802
-                state.handle(self, "GET")
-
-            def do_PUT(self) -> None:  # noqa: N802
-                state.handle(self, "PUT")
-
-            def do_POST(self) -> None:  # noqa: N802
-                state.handle(self, "POST")
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        thread.start()
-        return server, thread
-
-    def handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+    def handle(self, h: Exchange, method: str) -> None:
         """Route one request."""
         parts = urlsplit(h.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        length = int(h.headers.get("Content-Length") or 0)
-        body = json.loads(h.rfile.read(length)) if length else None
+        raw = h.body
+        body = json.loads(raw) if raw else None
         key = h.headers.get("DOLAPIKEY", "")
         with self.lock:
             self.requests.append({"method": method, "path": parts.path, "query": query, "body": body, "key": key})
-            if self.throttle:
-                return self.reply(h, 429, {"error": {"code": 429, "message": "Too Many Requests"}},
-                                  {"Retry-After": str(self.throttle.pop(0))})
+            if self.reply_throttled(h, {"error": {"code": 429, "message": "Too Many Requests"}}):
+                return None
             if key not in (API_KEY, ADMIN_KEY):
                 return self.error(h, 401, "Unauthorized: Failed to login to API. No parameter 'HTTP_DOLAPIKEY' on HTTP header (and no parameter DOLAPIKEY in URL).")
             if not parts.path.startswith(BASE):
@@ -119,7 +94,7 @@ class FakeDolibarr:
             route = parts.path[len(BASE):].strip("/").split("/")
             return self.route(h, method, route, query, body, key)
 
-    def route(self, h: BaseHTTPRequestHandler, method: str, route: list[str], query: dict[str, str], body: Any, key: str) -> None:
+    def route(self, h: Exchange, method: str, route: list[str], query: dict[str, str], body: Any, key: str) -> None:
         """The endpoints."""
         if route == ["status"]:
             return self.reply(h, 200, {"success": {"code": 200, "dolibarr_version": "20.0.2", "access_locked": "0"}})
@@ -150,7 +125,7 @@ class FakeDolibarr:
                 return self.reply(h, 200, len(self.extrafields))
         return self.error(h, 404, "Not Found")
 
-    def listing(self, h: BaseHTTPRequestHandler, what: str, rows: list[dict[str, Any]], query: dict[str, str]) -> None:
+    def listing(self, h: Exchange, what: str, rows: list[dict[str, Any]], query: dict[str, str]) -> None:
         """sqlfilters, sort, limit/page."""
         if "sqlfilters" in query:
             match = FILTER.match(query["sqlfilters"])
@@ -167,18 +142,6 @@ class FakeDolibarr:
             return self.error(h, 404, f"Not Found: No {what[:-1]} found")
         return self.reply(h, 200, rows)
 
-    def error(self, h: BaseHTTPRequestHandler, status: int, message: str) -> None:
+    def error(self, h: Exchange, status: int, message: str) -> None:
         """Dolibarr's error shape."""
         return self.reply(h, status, {"error": {"code": status, "message": message}})
-
-    @staticmethod
-    def reply(h: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        """Send JSON."""
-        data = json.dumps(payload).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(data)

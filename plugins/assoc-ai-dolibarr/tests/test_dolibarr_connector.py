@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from importlib.metadata import entry_points
 from typing import Any
@@ -16,38 +17,29 @@ from assoc_ai_core.errors import AuthError, CapabilityError, TransientError
 from assoc_ai_core.ext.config import Secret, build_config
 from assoc_ai_core.ext.connectors import ConnectorRegistry
 from assoc_ai_core.records.people import Gift, Membership, Person, Score
+from assoc_ai_core.testing.crm import parametrize_crm_checks, read_pages
 
 
 @pytest.fixture()
 def erp() -> Iterator[tuple[FakeDolibarr, str]]:
-    fake = FakeDolibarr()
-    fake.seed()
-    server, thread = fake.start()
-    try:
-        yield fake, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    yield from FakeDolibarr().serve()
 
 
 def make(url: str, key: str = API_KEY, **overrides: Any) -> DolibarrConnector:
     return DolibarrConnector(DolibarrConfig(base_url=url, api_key=Secret(key), max_attempts=3, max_retry_wait=2.0, **overrides))
 
 
-def read_all(conn: DolibarrConnector, record_type: str, cursor: Any = None, page_size: int = 2) -> tuple[list[Any], Any, int]:
-    records: list[Any] = []
-    pages = 0
-    for page in conn.iter_records(record_type, cursor, page_size=page_size):
-        records.extend(page.records)
-        cursor = page.cursor
-        pages += 1
-    return records, cursor, pages
+read_all = functools.partial(read_pages, page_size=2)
 
 
 SCORES = [Score(person_id="1", task="churn", probability=0.12, explanation="Adhère chaque année.", model_version="v3"),
           Score(person_id="3", task="churn", probability=0.70, explanation="?", model_version="v3"),
           Score(person_id="4", task="churn", probability=0.55, explanation="Première adhésion.", model_version="v3")]
+
+
+@parametrize_crm_checks()
+def test_conformance(check: Callable[..., None], erp: tuple[FakeDolibarr, str]) -> None:
+    check(lambda: make(erp[1], key=ADMIN_KEY))  # creating extra fields needs an administrator's key
 
 
 def test_entry_point_and_config(monkeypatch: pytest.MonkeyPatch) -> None:

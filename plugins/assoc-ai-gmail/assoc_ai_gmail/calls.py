@@ -9,12 +9,10 @@ connector method.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC
 from typing import Any
 
 import httplib2
@@ -25,6 +23,7 @@ from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 
 from assoc_ai_core.errors import AuthError, ConnectorError, TransientError
+from assoc_ai_core.ext.http import parse_retry_after
 from assoc_ai_core.i18n import tr
 
 log = logging.getLogger(__name__)
@@ -84,22 +83,7 @@ def retry_after_seconds(exc: BaseException, *, now: Callable[[], float] = time.t
     if not isinstance(exc, HttpError):
         return None
     value = exc.resp.get("retry-after") if hasattr(exc.resp, "get") else None
-    if value is None:
-        return None
-    value = str(value).strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now())
+    return None if value is None else parse_retry_after(str(value), now=now)
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -330,7 +314,7 @@ class ApiCaller:
             for start in range(0, len(ids), max(1, chunk)):
                 part = ids[start: start + max(1, chunk)]
                 outcome: dict[str, tuple[Any, BaseException | None]] = {}
-                batch = new_batch(lambda rid, resp, exc: outcome.__setitem__(rid, (resp, exc)))
+                batch = new_batch(lambda rid, resp, exc, outcome=outcome: outcome.__setitem__(rid, (resp, exc)))
                 for rid in part:
                     batch.add(pending[rid], request_id=rid)
                 self.execute(batch, what=f"{what} (batch)")

@@ -27,6 +27,10 @@ from .settings import SCOPES
 
 log = logging.getLogger(__name__)
 
+def _error(kind: type[AuthError] | type[TransientError], fr: str, en: str) -> AuthError | TransientError:
+    return kind(tr(fr, en), connector_id="gmail")
+
+
 #: Loopback address for the manual-code flow: nothing listens there, the code stays in the browser's address bar.
 CONSOLE_REDIRECT_URI = "http://127.0.0.1:1/"
 
@@ -77,13 +81,11 @@ def auth(client_secrets: str, token_path: str | None, keyring_name: str | None, 
     flow = _make_flow(client_secrets)
     creds = _consent_console(flow) if console else _consent_local(flow, port, not no_browser, timeout_seconds)
     if not getattr(creds, "refresh_token", None):
-        raise AuthError(
-            tr("Google n'a pas renvoyé de jeton de renouvellement. Retirez l'accès d'assoc-ai sur "
-               "https://myaccount.google.com/permissions puis relancez cette commande.",
-               "Google returned no refresh token. Remove assoc-ai's access at "
-               "https://myaccount.google.com/permissions then run this command again."),
-            connector_id="gmail",
-        )
+        raise _error(AuthError,
+                     "Google n'a pas renvoyé de jeton de renouvellement. Retirez l'accès d'assoc-ai sur "
+                     "https://myaccount.google.com/permissions puis relancez cette commande.",
+                     "Google returned no refresh token. Remove assoc-ai's access at "
+                     "https://myaccount.google.com/permissions then run this command again.")
     token_json = creds.to_json()
     if keyring_name:
         write_keyring(keyring_name, token_json)
@@ -141,13 +143,11 @@ def _consent_local(flow: Any, port: int, open_browser: bool, timeout_seconds: in
             ),
         )
     except WSGITimeoutError:
-        raise AuthError(
-            tr(f"Pas de réponse de Google en {timeout_seconds} s. Relancez la commande (ou utilisez --console "
-               "sur un serveur sans navigateur).",
-               f"No answer from Google within {timeout_seconds} s. Run the command again (or use --console "
-               "on a server without a browser)."),
-            connector_id="gmail",
-        ) from None
+        raise _error(AuthError,
+                     f"Pas de réponse de Google en {timeout_seconds} s. Relancez la commande (ou utilisez --console "
+                     "sur un serveur sans navigateur).",
+                     f"No answer from Google within {timeout_seconds} s. Run the command again (or use --console "
+                     "on a server without a browser).") from None
     except Exception as exc:
         raise _flow_error(exc) from exc
 
@@ -180,29 +180,25 @@ def extract_code(answer: str, expected_state: str | None) -> str:
     text = answer.strip()
     if "code=" not in text and "error=" not in text:
         if not text:
-            raise AuthError(tr("Aucun code collé.", "No code pasted."), connector_id="gmail")
+            raise _error(AuthError, "Aucun code collé.", "No code pasted.")
         return text
     query = urllib.parse.urlsplit(text).query if "://" in text or text.startswith("/") else text.lstrip("?")
     params = urllib.parse.parse_qs(query)
     if "error" in params:
-        raise AuthError(
-            tr(f"Google a répondu « {params['error'][0]} » : l'accès n'a pas été accordé. Relancez la commande "
-               "et cliquez sur « Autoriser ».",
-               f"Google answered '{params['error'][0]}': access was not granted. Run the command again and "
-               "click 'Allow'."),
-            connector_id="gmail",
-        )
+        raise _error(AuthError,
+                     f"Google a répondu « {params['error'][0]} » : l'accès n'a pas été accordé. Relancez la commande "
+                     "et cliquez sur « Autoriser ».",
+                     f"Google answered '{params['error'][0]}': access was not granted. Run the command again and "
+                     "click 'Allow'.")
     if expected_state and params.get("state", [expected_state])[0] != expected_state:
-        raise AuthError(
-            tr("Cette adresse vient d'une autre tentative d'autorisation. Utilisez l'adresse affichée par "
-               "cette commande-ci.",
-               "This address comes from another authorisation attempt. Use the address printed by this "
-               "run of the command."),
-            connector_id="gmail",
-        )
+        raise _error(AuthError,
+                     "Cette adresse vient d'une autre tentative d'autorisation. Utilisez l'adresse affichée par "
+                     "cette commande-ci.",
+                     "This address comes from another authorisation attempt. Use the address printed by this "
+                     "run of the command.")
     code = (params.get("code") or [""])[0]
     if not code:
-        raise AuthError(tr("Pas de code dans l'adresse collée.", "No code in the pasted address."), connector_id="gmail")
+        raise _error(AuthError, "Pas de code dans l'adresse collée.", "No code in the pasted address.")
     return code
 
 
@@ -212,32 +208,24 @@ def _flow_error(exc: BaseException) -> Exception:
     from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
     if isinstance(exc, oauth_errors.OAuth2Error):
-        return AuthError(
-            tr(f"Google a refusé le code ({exc.error}). Relancez la commande : un code ne sert qu'une fois "
-               "et expire vite.",
-               f"Google refused the code ({exc.error}). Run the command again: a code works once and "
-               "expires quickly."),
-            connector_id="gmail",
-        )
+        return _error(AuthError,
+                      f"Google a refusé le code ({exc.error}). Relancez la commande : un code ne sert qu'une fois "
+                      "et expire vite.",
+                      f"Google refused the code ({exc.error}). Run the command again: a code works once and "
+                      "expires quickly.")
     if isinstance(exc, Warning) and "scope" in str(exc).lower():
-        return AuthError(
-            tr("L'accès Gmail n'a pas été coché sur la page de Google. Relancez la commande et cochez "
-               "« Lire, rédiger et envoyer des e-mails… » (gmail.modify).",
-               "The Gmail access box was not ticked on Google's page. Run the command again and tick "
-               "'Read, compose and send emails…' (gmail.modify)."),
-            connector_id="gmail",
-        )
+        return _error(AuthError,
+                      "L'accès Gmail n'a pas été coché sur la page de Google. Relancez la commande et cochez "
+                      "« Lire, rédiger et envoyer des e-mails… » (gmail.modify).",
+                      "The Gmail access box was not ticked on Google's page. Run the command again and tick "
+                      "'Read, compose and send emails…' (gmail.modify).")
     if isinstance(exc, requests.RequestException):
-        return TransientError(
-            tr(f"Serveur d'autorisation Google injoignable ({type(exc).__name__}). Vérifiez la connexion et "
-               "relancez.",
-               f"Google's authorisation server unreachable ({type(exc).__name__}). Check the connection and "
-               "try again."),
-            connector_id="gmail",
-        )
-    return AuthError(
-        tr(f"Autorisation Google impossible : {exc}", f"Google authorisation failed: {exc}"), connector_id="gmail"
-    )
+        return _error(TransientError,
+                      f"Serveur d'autorisation Google injoignable ({type(exc).__name__}). Vérifiez la connexion et "
+                      "relancez.",
+                      f"Google's authorisation server unreachable ({type(exc).__name__}). Check the connection and "
+                      "try again.")
+    return _error(AuthError, f"Autorisation Google impossible : {exc}", f"Google authorisation failed: {exc}")
 
 
 def _check(token_json: str, api_endpoint: str | None, token_uri: str | None) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 
 from assoc_ai_core.errors import ConfigError
+from assoc_ai_core.files import PRIVATE_FILE, atomic_write, private_dir
 from assoc_ai_core.i18n import tr
 
 from .settings import KEYRING_SERVICE, SCOPES
@@ -140,23 +140,11 @@ def write_keyring(name: str, token_json: str) -> None:
 
 
 def write_private_file(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` atomically, readable and writable by its owner only (0600)."""
+    """Write ``text`` to ``path`` atomically, readable and writable by its owner only (0600, folder 0700)."""
     target = Path(path).expanduser()
     try:
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # temp file in the same folder, created 0600 from the start: the token is never readable by others
-        fd, tmp = tempfile.mkstemp(prefix=".assoc-ai-token-", dir=target.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        os.chmod(target, 0o600)
+        private_dir(target.parent)
+        atomic_write(target, text, mode=PRIVATE_FILE)
     except OSError as exc:
         raise ConfigError(
             tr(f"Impossible d'écrire le jeton dans {target} ({exc.strerror}). Choisissez un dossier où vous "

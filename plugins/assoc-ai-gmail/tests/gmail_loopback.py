@@ -11,7 +11,8 @@ refresh_token, JWT bearer for service accounts).
 Faults are injected per path: 429 with Retry-After, 403 rate limits, 5xx,
 expired access tokens, revoked refresh tokens (invalid_grant), forgotten
 history (404) and "after this answer" hooks (e.g. delete a message between
-list and get).  Every request is recorded for assertions.
+list and get).  Every request is recorded for assertions.  The OAuth side is in
+:mod:`gmail_oauth_fake`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
-import hashlib
 import json
 import random
 import re
@@ -27,14 +27,14 @@ import secrets
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-SCOPE_MODIFY = "https://www.googleapis.com/auth/gmail.modify"
-GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
-SCOPES_ALLOWED = {SCOPE_MODIFY, "https://mail.google.com/"}
+from gmail_oauth_fake import STANDARD_ERRORS, FakeGoogleOAuth, google_error
+
+from assoc_ai_core.testing.loopback_http import LoopbackHTTPServer, RecordedRequest
+
 SYSTEM_LABELS = (
     "INBOX", "SENT", "DRAFT", "SPAM", "TRASH", "UNREAD", "STARRED", "IMPORTANT", "CHAT",
     "CATEGORY_PERSONAL", "CATEGORY_SOCIAL", "CATEGORY_PROMOTIONS", "CATEGORY_UPDATES", "CATEGORY_FORUMS",
@@ -43,22 +43,6 @@ IMMUTABLE_LABELS = {"SENT", "DRAFT", "CHAT"}
 HTTP_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
                 404: "Not Found", 409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error",
                 502: "Bad Gateway", 503: "Service Unavailable"}
-
-
-def google_error(code: int, message: str, reason: str, status: str, domain: str = "global") -> dict[str, Any]:
-    """The JSON error body Google APIs return."""
-    return {"error": {"code": code, "message": message,
-                      "errors": [{"message": message, "domain": domain, "reason": reason}], "status": status}}
-
-
-STANDARD_ERRORS = {
-    400: google_error(400, "Invalid argument", "invalidArgument", "INVALID_ARGUMENT"),
-    403: google_error(403, "User-rate limit exceeded.", "userRateLimitExceeded", "PERMISSION_DENIED", "usageLimits"),
-    404: google_error(404, "Requested entity was not found.", "notFound", "NOT_FOUND"),
-    429: google_error(429, "Resource has been exhausted (e.g. check quota).", "rateLimitExceeded", "RESOURCE_EXHAUSTED"),
-    500: google_error(500, "Backend Error", "backendError", "INTERNAL"),
-    503: google_error(503, "The service is currently unavailable.", "backendError", "UNAVAILABLE"),
-}
 
 
 @dataclass
@@ -104,19 +88,7 @@ class AfterHook:
     times: int = 1
 
 
-@dataclass
-class RecordedRequest:
-    """What the client sent (no bodies of mail kept beyond what tests need)."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    body: Any
-    headers: dict[str, str]
-    at: float
-
-
-class FakeGmail:
+class FakeGmail(FakeGoogleOAuth):
     """In-memory Gmail mailbox and Google OAuth server, served on 127.0.0.1."""
 
     def __init__(self, email_address: str = "info@asso.example", *, seed: int = 7) -> None:
@@ -145,40 +117,26 @@ class FakeGmail:
         self.delegated: dict[str, set[str]] = {}  # client_email -> subjects allowed
         self.deny_consent = False
         self.access_token_lifetime = 3599
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackHTTPServer | None = None
 
     # -- server lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> FakeGmail:
         """Listen on a free loopback port in a background thread."""
-        fake = self
-
-        class Handler(_Handler):
-            server_fake = fake
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-gmail", daemon=True)
-        self._thread.start()
+        self._server = LoopbackHTTPServer(self._answer, name="fake-gmail", idle_timeout=10).start()
         return self
 
     def stop(self) -> None:
         """Stop serving and release the port."""
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
     @property
     def url(self) -> str:
         """Base URL, usable as the client's ``api_endpoint``."""
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+        return self._server.base_url + "/"
 
     @property
     def token_uri(self) -> str:
@@ -187,43 +145,6 @@ class FakeGmail:
     @property
     def auth_uri(self) -> str:
         return self.url + "o/oauth2/auth"
-
-    # -- OAuth helpers for tests ----------------------------------------------------------------------
-
-    def add_client(self, client_id: str = "assoc-ai-test.apps.googleusercontent.com",
-                   client_secret: str = "GOCSPX-test-secret") -> tuple[str, str]:
-        """Register an OAuth client (what the Cloud console creates)."""
-        self.clients[client_id] = client_secret
-        return client_id, client_secret
-
-    def issue_refresh_token(self, client_id: str, scopes: tuple[str, ...] = (SCOPE_MODIFY,)) -> str:
-        """A refresh token as if the user had consented earlier."""
-        token = "1//" + secrets.token_urlsafe(24)
-        self.refresh_tokens[token] = {"client_id": client_id, "scopes": list(scopes), "revoked": False}
-        return token
-
-    def revoke_all_refresh_tokens(self) -> None:
-        """The user removed the app's access (or the 7-day testing limit passed)."""
-        for info in self.refresh_tokens.values():
-            info["revoked"] = True
-        self.access_tokens.clear()
-
-    def expire_access_tokens(self) -> None:
-        """Every access token is now expired: the API answers 401 until the client refreshes."""
-        for info in self.access_tokens.values():
-            info["expires"] = time.time() - 1
-
-    def add_service_account(self, client_email: str, public_pem: str, subjects: set[str]) -> None:
-        """A service account whose key signs JWT grants, delegated for ``subjects``."""
-        self.service_accounts[client_email] = public_pem
-        self.delegated[client_email] = set(subjects)
-
-    def _new_access_token(self, scopes: list[str], subject: str) -> dict[str, Any]:
-        token = "ya29." + secrets.token_urlsafe(24)
-        self.access_tokens[token] = {"scopes": scopes, "expires": time.time() + self.access_token_lifetime,
-                                     "subject": subject}
-        return {"access_token": token, "expires_in": self.access_token_lifetime, "scope": " ".join(scopes),
-                "token_type": "Bearer"}
 
     # -- mailbox helpers for tests (a human or the outside world acting) ------------------------------
 
@@ -338,6 +259,24 @@ class FakeGmail:
             entries["labelsRemoved"] = [{"message": msg.minimal(), "labelIds": removed}]
         msg.history_id = self._record(**entries)
 
+    # -- HTTP ------------------------------------------------------------------------------------------
+
+    def _answer(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """One HTTP exchange: route it, then encode the answer (JSON unless the route gave bytes)."""
+        split = urllib.parse.urlsplit(target)
+        status, extra, payload = self.handle(method, split.path, urllib.parse.parse_qs(split.query, keep_blank_values=True),
+                                             body, {k.lower(): v for k, v in headers.items()})
+        if payload is None:
+            data, ctype = b"", None
+        elif isinstance(payload, (bytes, bytearray)):
+            data, ctype = bytes(payload), "text/plain"
+        else:
+            data, ctype = json.dumps(payload).encode("utf-8"), "application/json; charset=UTF-8"
+        out = dict(extra)
+        if ctype and not any(k.lower() == "content-type" for k in extra):
+            out["Content-Type"] = ctype
+        return status, out, data
+
     # -- request handling -------------------------------------------------------------------------------
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], body: bytes,
@@ -348,7 +287,7 @@ class FakeGmail:
         except ValueError:
             return 400, {}, google_error(400, "Invalid JSON payload received.", "parseError", "INVALID_ARGUMENT")
         with self.lock:
-            self.requests.append(RecordedRequest(method, path, query, parsed_body, dict(headers), time.time()))
+            self.requests.append(RecordedRequest(method, path, query, dict(headers), time.time(), parsed_body))
             target = f"{method} {path}"
             for fault in self.faults:
                 if fault.hits < fault.times and re.search(fault.pattern, target):
@@ -377,20 +316,6 @@ class FakeGmail:
                     hook.times -= 1
                     hook.action()
         return result
-
-    def _check_bearer(self, headers: dict[str, str]) -> tuple[int, dict[str, str], Any] | None:
-        auth = headers.get("authorization", "")
-        token = auth[7:] if auth.lower().startswith("bearer ") else ""
-        info = self.access_tokens.get(token)
-        challenge = {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/", error="invalid_token"'}
-        if info is None or info["expires"] < time.time():
-            return 401, challenge, google_error(
-                401, "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
-                "or other valid authentication credential.", "authError", "UNAUTHENTICATED")
-        if not SCOPES_ALLOWED & set(info["scopes"]):
-            return 403, {}, google_error(403, "Request had insufficient authentication scopes.",
-                                         "insufficientPermissions", "PERMISSION_DENIED")
-        return None
 
     def _route(self, method: str, rest: str, q: dict[str, list[str]], body: Any) -> tuple[int, dict[str, str], Any]:
         one = lambda name, default=None: (q.get(name) or [default])[0]  # noqa: E731
@@ -590,116 +515,3 @@ class FakeGmail:
                        + "\r\n".join(lines) + "\r\n\r\n" + data + "\r\n")
         return 200, {"Content-Type": f"multipart/mixed; boundary={boundary}"}, \
             ("".join(out) + f"--{boundary}--\r\n").encode("utf-8")
-
-    # -- OAuth endpoints ----------------------------------------------------------------------------------
-
-    def _client_auth(self, form: dict[str, list[str]], headers: dict[str, str]) -> tuple[str, str]:
-        client_id = (form.get("client_id") or [""])[0]
-        secret = (form.get("client_secret") or [""])[0]
-        auth = headers.get("authorization", "")
-        if auth.lower().startswith("basic "):
-            decoded = base64.b64decode(auth[6:]).decode("utf-8")
-            cid, _, sec = decoded.partition(":")
-            client_id, secret = urllib.parse.unquote_plus(cid), urllib.parse.unquote_plus(sec)
-        return client_id, secret
-
-    def _token(self, form: dict[str, list[str]], headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
-        grant = (form.get("grant_type") or [""])[0]
-        with self.lock:
-            if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
-                return self._jwt_grant((form.get("assertion") or [""])[0])
-            client_id, secret = self._client_auth(form, headers)
-            if self.clients.get(client_id) != secret or not secret:
-                return 401, {}, {"error": "invalid_client", "error_description": "The OAuth client was not found."}
-            if grant == "refresh_token":
-                info = self.refresh_tokens.get((form.get("refresh_token") or [""])[0])
-                if info is None or info["revoked"] or info["client_id"] != client_id:
-                    return 400, {}, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
-                return 200, {}, self._new_access_token(info["scopes"], self.email_address)
-            if grant == "authorization_code":
-                code = self.codes.pop((form.get("code") or [""])[0], None)
-                if code is None or code["client_id"] != client_id:
-                    return 400, {}, {"error": "invalid_grant", "error_description": "Malformed auth code."}
-                if (form.get("redirect_uri") or [""])[0] != code["redirect_uri"]:
-                    return 400, {}, {"error": "redirect_uri_mismatch", "error_description": "Bad Request"}
-                verifier = (form.get("code_verifier") or [""])[0]
-                digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
-                if code.get("challenge") and digest != code["challenge"]:
-                    return 400, {}, {"error": "invalid_grant", "error_description": "Invalid code verifier."}
-                refresh = self.issue_refresh_token(client_id, tuple(code["scopes"]))
-                answer = self._new_access_token(code["scopes"], self.email_address)
-                answer["refresh_token"] = refresh
-                answer["refresh_token_expires_in"] = 604799
-                return 200, {}, answer
-        return 400, {}, {"error": "unsupported_grant_type", "error_description": f"Invalid grant_type: {grant}"}
-
-    def _jwt_grant(self, assertion: str) -> tuple[int, dict[str, str], Any]:
-        from google.auth import jwt
-
-        try:
-            unverified = jwt.decode(assertion, verify=False)
-            pem = self.service_accounts[unverified["iss"]]
-            # Google's token endpoint expects its own URL as audience, whatever URL the grant was posted to
-            claims = jwt.decode(assertion, certs=pem, audience=GOOGLE_TOKEN_AUDIENCE)
-        except (KeyError, ValueError) as exc:
-            return 400, {}, {"error": "invalid_grant", "error_description": f"Invalid JWT Signature. ({type(exc).__name__})"}
-        scopes = str(claims.get("scope", "")).split()
-        subject = claims.get("sub") or ""
-        if subject not in self.delegated.get(claims["iss"], set()):
-            return 401, {}, {"error": "unauthorized_client",
-                             "error_description": "Client is unauthorized to retrieve access tokens using this "
-                             "method, or client not authorized for any of the scopes requested."}
-        return 200, {}, self._new_access_token(scopes, subject)
-
-    def _authorize(self, q: dict[str, list[str]]) -> tuple[int, dict[str, str], Any]:
-        one = lambda name: (q.get(name) or [""])[0]  # noqa: E731
-        redirect, state = one("redirect_uri"), one("state")
-        if one("client_id") not in self.clients:
-            return 401, {}, {"error": "invalid_client"}
-        if self.deny_consent:
-            location = redirect + "?" + urllib.parse.urlencode({"error": "access_denied", "state": state})
-        else:
-            code = "4/" + secrets.token_urlsafe(16)
-            with self.lock:
-                self.codes[code] = {"client_id": one("client_id"), "redirect_uri": redirect,
-                                    "scopes": one("scope").split(), "challenge": one("code_challenge")}
-            location = redirect + "?" + urllib.parse.urlencode({"state": state, "code": code, "scope": one("scope")})
-        return 302, {"Location": location}, b""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stalls
-    server_fake: FakeGmail
-    timeout = 10
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
-        pass
-
-    def _serve(self) -> None:
-        split = urllib.parse.urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        status, extra, payload = self.server_fake.handle(
-            self.command, split.path, urllib.parse.parse_qs(split.query, keep_blank_values=True), body, headers
-        )
-        if payload is None:
-            data, ctype = b"", None
-        elif isinstance(payload, (bytes, bytearray)):
-            data, ctype = bytes(payload), "text/plain"
-        else:
-            data, ctype = json.dumps(payload).encode("utf-8"), "application/json; charset=UTF-8"
-        if any(k.lower() == "content-type" for k in extra):
-            ctype = None
-        self.send_response(status)
-        for key, value in extra.items():
-            self.send_header(key, value)
-        if ctype:
-            self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if data:
-            self.wfile.write(data)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve

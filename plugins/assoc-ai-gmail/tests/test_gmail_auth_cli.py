@@ -284,4 +284,4 @@ def test_secret_token_file_survives_in_config_as_reference(tmp_path: Path, token
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     cfg = build_config(GmailConfig, {"token": {"file": str(path)}}, where="connectors.gmail")
     assert cfg.token == Secret(token_json)
-    assert not list(path.parent.glob(".assoc-ai-token-*"))  # no temp file left behind
+    assert [p.name for p in path.parent.iterdir()] == ["token.json"]  # no temp file left behind

@@ -56,7 +56,7 @@ def test_5xx_backs_off_exponentially_with_jitter(connector: GmailConnector, fake
     assert len(list(connector.fetch_all("INBOX"))) == 1
     assert len(sleeps) == 3
     # initial 0.5 s: waits 0.5, 1, 2 (+ jitter up to 0.5)
-    for wait, base in zip(sleeps, (0.5, 1.0, 2.0)):
+    for wait, base in zip(sleeps, (0.5, 1.0, 2.0), strict=True):
         assert base <= wait <= base + 0.5
 
 

@@ -145,7 +145,7 @@ def test_history_pages_are_followed(connector: GmailConnector, fake_gmail, mail)
     cursor = run(connector, None)[-1].cursor
     for i in range(1, 13):
         fake_gmail.deliver(mail(i))
-    import assoc_ai_gmail.connector as mod
+    import assoc_ai_gmail.reading as mod
 
     original = mod.LIST_MAX_RESULTS
     mod.LIST_MAX_RESULTS = 5  # small history pages to exercise nextPageToken

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from assoc_ai_core.errors import AuthError, ConnectorError
 from assoc_ai_core.ext.config import Secret
+from assoc_ai_core.ext.http import HttpClient
+from assoc_ai_core.ext.paging import token_pages
 from assoc_ai_core.i18n import tr
 
-from .http import CONNECTOR_ID, retrying, send
+if TYPE_CHECKING:
+    import requests
 
-log = logging.getLogger(__name__)
+CONNECTOR_ID = "helloasso"
+SERVICE = "HelloAsso"
 
 # Refresh a little before the announced expiry so a token never dies mid-request.
 EXPIRY_MARGIN_S = 60.0
@@ -24,25 +25,11 @@ EXPIRY_MARGIN_S = 60.0
 class HelloAssoClient:
     """Authenticated calls to ``{api_url}/v5``; tokens come from ``{api_url}/oauth2/token``."""
 
-    def __init__(
-        self,
-        api_url: str,
-        client_id: str,
-        client_secret: Secret,
-        *,
-        timeout: float = 30.0,
-        verify: bool | str = True,
-        max_attempts: int = 5,
-        max_retry_wait: float = 60.0,
-    ) -> None:
+    def __init__(self, api_url: str, client_id: str, client_secret: Secret, *, http: HttpClient) -> None:
         self.api_url = api_url.rstrip("/")
         self._client_id = client_id
         self._client_secret = client_secret
-        self._timeout = timeout
-        self._retry = (max_attempts, max_retry_wait)
-        self._session = requests.Session()
-        self._session.verify = verify
-        self._session.headers.update({"Accept": "application/json", "User-Agent": "assoc-ai-helloasso"})
+        self._http = http
         self._access: Secret | None = None
         self._refresh: Secret | None = None
         self._expires_at = 0.0
@@ -67,19 +54,8 @@ class HelloAssoClient:
             self.authenticate()
 
     def _token_request(self, form: Mapping[str, str]) -> None:
-        url = f"{self.api_url}/oauth2/token"
-
-        def call() -> requests.Response:
-            return send(
-                self._session,
-                "POST",
-                url,
-                timeout=self._timeout,
-                data=dict(form),
-                headers={"Content-Type": "application/x-www-form-urlencoded"},
-            )
-
-        response = retrying(*self._retry)(call)
+        response = self._http.request("POST", f"{self.api_url}/oauth2/token", data=dict(form),
+                                      headers={"Content-Type": "application/x-www-form-urlencoded"})
         if response.status_code in (400, 401, 403):
             raise AuthError(
                 tr(
@@ -119,7 +95,7 @@ class HelloAssoClient:
                 response = self._get(url, params)
             return response
 
-        response = retrying(*self._retry)(call)
+        response = self._http.retried(call)
         if response.status_code == 401:
             raise AuthError(
                 tr(
@@ -158,7 +134,7 @@ class HelloAssoClient:
 
     def _get(self, url: str, params: Mapping[str, Any] | None) -> requests.Response:
         headers = {"Authorization": f"Bearer {self._access.get()}"} if self._access else {}
-        return send(self._session, "GET", url, timeout=self._timeout, params=params, headers=headers)
+        return self._http.send("GET", url, params=params, headers=headers)
 
     def pages(self, path: str, params: Mapping[str, Any], *, page_size: int) -> Iterator[list[dict[str, Any]]]:
         """Yield the ``data`` of each page, following ``pagination.continuationToken`` to the end.
@@ -166,19 +142,15 @@ class HelloAssoClient:
         The v5 API keeps returning a token after the last page; an empty or
         short page is what says the list is over.
         """
-        query = dict(params)
-        query["pageSize"] = page_size
-        seen_tokens: set[str] = set()
-        while True:
+
+        def fetch(token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+            query = {**params, "pageSize": page_size, **({"continuationToken": token} if token else {})}
             body = self.get(path, query)
-            data = list(body.get("data") or [])
+            return list(body.get("data") or []), (body.get("pagination") or {}).get("continuationToken")
+
+        for data, _ in token_pages(fetch, page_size=page_size):
             if data:
                 yield data
-            token = (body.get("pagination") or {}).get("continuationToken")
-            if not data or len(data) < page_size or not token or token in seen_tokens:
-                return
-            seen_tokens.add(token)
-            query["continuationToken"] = token
 
     @staticmethod
     def _json(response: requests.Response) -> Any:
@@ -195,4 +167,4 @@ class HelloAssoClient:
 
     def close(self) -> None:
         """Close the HTTP session; safe to call twice."""
-        self._session.close()
+        self._http.close()

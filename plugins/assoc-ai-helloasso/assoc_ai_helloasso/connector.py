@@ -6,6 +6,7 @@ custom field on a payer), so ``write_scores`` raises CapabilityError.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,13 +15,13 @@ from typing import Any, ClassVar
 from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.ext.connectors import Capability
-from assoc_ai_core.ext.crm import CURSOR_KEY, CrmConnector, advance_cursor, is_after_cursor
+from assoc_ai_core.ext.crm import CURSOR_KEY, ApiCrmConnector, advance_cursor, is_after_cursor
+from assoc_ai_core.ext.http import check_base_url
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.records.people import RecordPage
 
 from . import mapping
-from .client import HelloAssoClient
-from .http import check_base_url
+from .client import CONNECTOR_ID, SERVICE, HelloAssoClient
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_PAGE_SIZE = 100  # the v5 API caps pageSize at 100
@@ -49,7 +50,7 @@ class HelloAssoConfig:
                     "helloasso.com/associations/<name>.",
                 )
             )
-        check_base_url(self.api_url, field="api_url")
+        check_base_url(self.api_url, field="api_url", connector_id=CONNECTOR_ID)
 
 
 # record type -> (tier types read from the items endpoint, converter)
@@ -60,7 +61,7 @@ ITEM_TYPES: dict[str, tuple[str, ...]] = {
 }
 
 
-class HelloAssoConnector(CrmConnector):
+class HelloAssoConnector(ApiCrmConnector[HelloAssoClient]):
     """HelloAsso API v5, one organisation, read-only."""
 
     id: ClassVar[str] = "helloasso"
@@ -71,35 +72,18 @@ class HelloAssoConnector(CrmConnector):
 
     def __init__(self, config: HelloAssoConfig) -> None:
         super().__init__(config)
-        self._client: HelloAssoClient | None = None
         self._forms: dict[str, dict[str, Any]] | None = None
 
     # -- lifecycle ----------------------------------------------------------------
-    @property
-    def client(self) -> HelloAssoClient:
-        """The API client, built on first use (building the connector does no I/O)."""
-        if self._client is None:
-            c = self.config
-            self._client = HelloAssoClient(
-                check_base_url(c.api_url, field="api_url"),
-                c.client_id,
-                c.client_secret,
-                timeout=c.timeout,
-                verify=c.verify_tls,
-                max_attempts=c.max_attempts,
-                max_retry_wait=c.max_retry_wait,
-            )
-        return self._client
+    def build_client(self) -> HelloAssoClient:
+        """The API v5 client (no I/O yet: the token is asked for on first use)."""
+        c = self.config
+        return HelloAssoClient(check_base_url(c.api_url, field="api_url", connector_id=self.id), c.client_id,
+                               c.client_secret, http=self.http_client(SERVICE, field="api_url"))
 
     def open(self) -> None:
         """Authenticate now, so a wrong secret fails before any read."""
         self.client.authenticate()
-
-    def close(self) -> None:
-        """Close the HTTP session; safe twice."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     # -- reading ------------------------------------------------------------------
     def iter_records(
@@ -115,9 +99,9 @@ class HelloAssoConnector(CrmConnector):
             yield from self._changed("gift", f"{org}/payments", {}, mapping.gift_from_payment, cursor, size)
         else:
             tiers = ITEM_TYPES[record_type]
+            convert: Callable[[Mapping[str, Any]], Any]
             if record_type == "participation":
-                forms = self._event_forms(org, size)
-                convert: Callable[[Mapping[str, Any]], Any] = lambda item: mapping.participation_from_item(item, forms)
+                convert = functools.partial(mapping.participation_from_item, forms=self._event_forms(org, size))
             elif record_type == "membership":
                 convert = mapping.membership_from_item
             else:

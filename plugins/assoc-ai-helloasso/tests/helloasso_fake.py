@@ -11,14 +11,13 @@ paging, ``from`` / ``to`` date filters, ``sortOrder`` / ``sortField`` and the
 from __future__ import annotations
 
 import base64
-import json
 import secrets
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
+
+from assoc_ai_core.testing.loopback import Exchange, LoopbackApi
 
 ORG = "amis-du-vieux-quartier"
 CLIENT_ID = "a1b2c3d4e5f6"
@@ -51,16 +50,18 @@ def iso(when: datetime) -> str:
 
 
 @dataclass
-class FakeHelloAsso:
-    """State of the fake API: orders with their items and payments, tokens, injected faults."""
+class FakeHelloAsso(LoopbackApi):
+    """State of the fake API: orders with their items and payments, tokens, injected faults.
+
+    ``throttle`` holds the Retry-After values of the next 429 answers; ``fail_5xx`` counts 503 answers to come.
+    """
+
+    content_type: ClassVar[str] = "application/json; charset=utf-8"
 
     orders: list[dict[str, Any]] = field(default_factory=list)
     access_tokens: set[str] = field(default_factory=set)
     refresh_tokens: set[str] = field(default_factory=set)
-    throttle: list[int] = field(default_factory=list)  # Retry-After values of the next 429 answers
     fail_5xx: int = 0
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
     _next_id: int = 1000
 
     # -- data -----------------------------------------------------------------------
@@ -144,38 +145,16 @@ class FakeHelloAsso:
             self.access_tokens.clear()
 
     # -- serving --------------------------------------------------------------------
-    def start(self) -> tuple[ThreadingHTTPServer, threading.Thread]:
-        """Serve on 127.0.0.1 on a free port, in a daemon thread."""
-        state = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep test output quiet
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                state.handle(self, "POST")
-
-            def do_GET(self) -> None:  # noqa: N802
-                state.handle(self, "GET")
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        thread.start()
-        return server, thread
-
-    def handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+    def handle(self, h: Exchange, method: str) -> None:
         """Route one request."""
         parts = urlsplit(h.path)
         query = parse_qs(parts.query)
-        length = int(h.headers.get("Content-Length") or 0)
-        body = h.rfile.read(length).decode() if length else ""
+        body = h.body.decode()
         with self.lock:
             self.requests.append({"method": method, "path": parts.path, "query": query,
                                   "auth": h.headers.get("Authorization", ""), "body": parse_qs(body)})
-            if self.throttle:
-                wait = self.throttle.pop(0)
-                return self.reply(h, 429, {"message": "Too Many Requests"}, {"Retry-After": str(wait)})
+            if self.reply_throttled(h, {"message": "Too Many Requests"}):
+                return None
             if self.fail_5xx:
                 self.fail_5xx -= 1
                 return self.reply(h, 503, {"message": "Service Unavailable"})
@@ -216,7 +195,7 @@ class FakeHelloAsso:
             return self.reply(h, 404, {"message": "Not Found"})
         return self.listing(h, rows, query, date_key)
 
-    def listing(self, h: BaseHTTPRequestHandler, rows: list[dict[str, Any]], query: dict[str, list[str]], date_key: Any) -> None:
+    def listing(self, h: Exchange, rows: list[dict[str, Any]], query: dict[str, list[str]], date_key: Any) -> None:
         """Filter, sort and page a list the way the v5 API does."""
         page_size = int(query.get("pageSize", ["20"])[0])
         if page_size > 100:
@@ -241,7 +220,7 @@ class FakeHelloAsso:
             "pageSize": page_size, "totalCount": total, "pageIndex": offset // page_size + 1,
             "totalPages": (total + page_size - 1) // page_size, "continuationToken": next_token}})
 
-    def token(self, h: BaseHTTPRequestHandler, form: dict[str, list[str]]) -> None:
+    def token(self, h: Exchange, form: dict[str, list[str]]) -> None:
         """The OAuth2 token endpoint."""
         grant = form.get("grant_type", [""])[0]
         with self.lock:
@@ -260,15 +239,3 @@ class FakeHelloAsso:
             self.refresh_tokens.add(refresh)
         return self.reply(h, 200, {"access_token": access, "token_type": "bearer", "expires_in": 1799,
                                    "refresh_token": refresh})
-
-    @staticmethod
-    def reply(h: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        """Send a JSON answer."""
-        data = json.dumps(payload).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json; charset=utf-8")
-        h.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(data)

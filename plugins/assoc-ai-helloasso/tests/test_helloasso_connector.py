@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from importlib.metadata import entry_points
 from typing import Any
@@ -17,19 +18,12 @@ from assoc_ai_core.ext.config import Secret, build_config
 from assoc_ai_core.ext.connectors import ConnectorRegistry
 from assoc_ai_core.ext.plugins import describe_connector
 from assoc_ai_core.records.people import Gift, Membership, Participation, Person, RecurringPlan, Score
+from assoc_ai_core.testing.crm import parametrize_crm_checks, read_pages
 
 
 @pytest.fixture()
 def api() -> Iterator[tuple[FakeHelloAsso, str]]:
-    fake = FakeHelloAsso()
-    fake.seed()
-    server, thread = fake.start()
-    try:
-        yield fake, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    yield from FakeHelloAsso().serve()
 
 
 def make(url: str, **overrides: Any) -> HelloAssoConnector:
@@ -39,15 +33,13 @@ def make(url: str, **overrides: Any) -> HelloAssoConnector:
     return HelloAssoConnector(HelloAssoConfig(**values))
 
 
-def read_all(conn: HelloAssoConnector, record_type: str, cursor: Any = None, page_size: int = 2) -> tuple[list[Any], Any, int]:
-    records: list[Any] = []
-    pages = 0
-    for page in conn.iter_records(record_type, cursor, page_size=page_size):
-        assert page.record_type == record_type and page.records
-        records.extend(page.records)
-        cursor = page.cursor
-        pages += 1
-    return records, cursor, pages
+read_all = functools.partial(read_pages, page_size=2, allow_empty_pages=False)
+
+
+@parametrize_crm_checks()
+def test_conformance(check: Callable[..., None], api: tuple[FakeHelloAsso, str]) -> None:
+    """HelloAsso is read-only: the write checks are skipped, the refusal of writes is checked."""
+    check(lambda: make(api[1]))
 
 
 def test_plugin_is_found_through_its_entry_point() -> None:

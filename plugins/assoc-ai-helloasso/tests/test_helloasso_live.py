@@ -13,19 +13,18 @@ import pytest
 from assoc_ai_helloasso import HelloAssoConfig, HelloAssoConnector
 
 from assoc_ai_core.ext.config import Secret
+from assoc_ai_core.testing.crm import live_settings
 
 NEEDED = ("ASSOC_AI_HELLOASSO_CLIENT_ID", "ASSOC_AI_HELLOASSO_CLIENT_SECRET", "ASSOC_AI_HELLOASSO_ORG")
 
 
 @pytest.mark.live
 def test_sandbox_reads_a_page_of_each_record_type() -> None:
-    missing = [name for name in NEEDED if not os.environ.get(name)]
-    if missing:
-        pytest.fail(f"HelloAsso sandbox credentials not set: {', '.join(missing)}")
+    env = live_settings("HelloAsso sandbox", *NEEDED)
     config = HelloAssoConfig(
-        organization_slug=os.environ["ASSOC_AI_HELLOASSO_ORG"],
-        client_id=os.environ["ASSOC_AI_HELLOASSO_CLIENT_ID"],
-        client_secret=Secret(os.environ["ASSOC_AI_HELLOASSO_CLIENT_SECRET"]),
+        organization_slug=env["ASSOC_AI_HELLOASSO_ORG"],
+        client_id=env["ASSOC_AI_HELLOASSO_CLIENT_ID"],
+        client_secret=Secret(env["ASSOC_AI_HELLOASSO_CLIENT_SECRET"]),
         api_url=os.environ.get("ASSOC_AI_HELLOASSO_API_URL", "https://api.helloasso-sandbox.com"),
     )
     with HelloAssoConnector(config) as conn:

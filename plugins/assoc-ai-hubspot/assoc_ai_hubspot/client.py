@@ -2,11 +2,13 @@
 
 ``hubspot-api-client`` builds a new API client (and connection pool) each
 time ``client.crm.objects.basic_api`` is read, so the API objects are built
-once here and reused.  Its own urllib3 retries are switched off: tenacity
-retries only :class:`~assoc_ai_core.errors.TransientError` (429, 502-504,
-network trouble) and waits as long as ``Retry-After`` says, within
-``max_retry_wait``.  A refused token is an :class:`~assoc_ai_core.errors.AuthError`
-at once: private-app tokens do not refresh, so retrying cannot help.
+once here and reused.  The client speaks urllib3, not requests, so it takes the
+core's retry policy and errors (:mod:`assoc_ai_core.ext.http`) rather than its
+session: its own urllib3 retries are switched off, tenacity retries only
+:class:`~assoc_ai_core.errors.TransientError` (429, 502-504, network trouble)
+and waits as long as ``Retry-After`` says, within ``max_retry_wait``.  A
+refused token is an :class:`~assoc_ai_core.errors.AuthError` at once:
+private-app tokens do not refresh, so retrying cannot help.
 """
 
 from __future__ import annotations
@@ -20,24 +22,28 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import hubspot
-import tenacity
 import urllib3
 from hubspot.crm.associations.v4.exceptions import ApiException as AssociationsApiException
 from hubspot.crm.objects.exceptions import ApiException as ObjectsApiException
 from hubspot.crm.properties.exceptions import ApiException as PropertiesApiException
 from urllib3.util.retry import Retry
 
-from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, TransientError
+from assoc_ai_core.errors import AuthError, ConnectorError, TransientError
 from assoc_ai_core.ext.config import Secret
-from assoc_ai_core.ext.http import parse_retry_after, retry_after_wait
+from assoc_ai_core.ext.http import (
+    RETRYABLE_STATUS,
+    check_base_url,
+    network_error,
+    parse_retry_after,
+    retrying,
+    throttled,
+    tls_refused,
+)
 from assoc_ai_core.i18n import tr
 
-log = logging.getLogger(__name__)
-
 CONNECTOR_ID = "hubspot"
+SERVICE = "HubSpot"
 DEFAULT_HOST = "https://api.hubapi.com"
-RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 API_ERRORS = (ObjectsApiException, PropertiesApiException, AssociationsApiException)
 T = TypeVar("T")
 
@@ -54,14 +60,6 @@ for _name in ("hubspot.crm.objects.rest", "hubspot.crm.properties.rest", "hubspo
     logging.getLogger(_name).addFilter(_NoBodies())
 
 
-class RateLimited(TransientError):
-    """HubSpot throttled the call or is unavailable; ``retry_after`` seconds when it said."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message, connector_id=CONNECTOR_ID)
-        self.retry_after = retry_after
-
-
 class NotFound(ConnectorError):
     """HubSpot answered 404: the object type, record or property does not exist."""
 
@@ -72,19 +70,6 @@ class AlreadyExists(ConnectorError):
 
 class DailyLimitReached(TransientError):
     """The portal's daily API allowance is spent: retrying before midnight (portal time) is pointless."""
-
-
-def check_base_url(url: str) -> str:
-    """HubSpot is reached over https; plain http is accepted on loopback only (tests, local proxies)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
-        return url.rstrip("/")
-    raise ConfigError(
-        tr(
-            f"[connectors.{CONNECTOR_ID}].base_url doit être une adresse https:// (reçu : {url!r}).",
-            f"[connectors.{CONNECTOR_ID}].base_url must be an https:// address (got: {url!r}).",
-        )
-    )
 
 
 def _body(exc: Any) -> dict[str, Any]:
@@ -109,7 +94,7 @@ class HubSpotApi:
 
     def __init__(self, base_url: str, token: Secret, *, timeout: float, verify: bool | str, max_attempts: int,
                  max_retry_wait: float) -> None:
-        self.base_url = check_base_url(base_url)
+        self.base_url = check_base_url(base_url, field="base_url", connector_id=CONNECTOR_ID)
         self.timeout = timeout
         self._max_attempts = max(1, int(max_attempts))
         self._max_wait = float(max_retry_wait)
@@ -138,14 +123,8 @@ class HubSpotApi:
         ``what`` names the end-point (``POST /crm/v3/objects/contacts/search``) for messages; it never
         holds personal data.
         """
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(_retryable),
-            stop=tenacity.stop_after_attempt(self._max_attempts),
-            wait=retry_after_wait(self._max_wait),
-            reraise=True,
-            before_sleep=lambda s: log.info("hubspot: %s, retrying (%s)", type(s.outcome.exception()).__name__, what),
-        )
-        return retrying(self._translated, fn, what)
+        policy = retrying(self._max_attempts, self._max_wait, name=f"{CONNECTOR_ID} ({what})", retry_if=_retryable)
+        return policy(self._translated, fn, what)
 
     def _translated(self, fn: Callable[[], T], what: str) -> T:
         try:
@@ -156,28 +135,18 @@ class HubSpotApi:
             reason = getattr(exc, "reason", None)
             if isinstance(exc, urllib3.exceptions.SSLError) or isinstance(reason, urllib3.exceptions.SSLError):
                 raise self._tls_error() from exc
-            raise TransientError(
-                tr(f"HubSpot ne répond pas ({type(exc).__name__}). Réessayez plus tard ou vérifiez le réseau.",
-                   f"HubSpot is not answering ({type(exc).__name__}). Try again later or check the network."),
-                connector_id=CONNECTOR_ID,
-            ) from exc
+            raise network_error(SERVICE, type(exc).__name__, connector_id=CONNECTOR_ID) from exc
 
     def _tls_error(self) -> ConnectorError:
-        host = urlsplit(self.base_url).hostname
-        return ConnectorError(
-            tr(f"Certificat TLS de {host} refusé. Vérifiez base_url ; n'indiquez verify_tls = \"/chemin/ca.pem\" "
-               "que pour un proxy d'entreprise connu.",
-               f"TLS certificate of {host} refused. Check base_url; set verify_tls = \"/path/ca.pem\" only for a "
-               "known corporate proxy."),
-            connector_id=CONNECTOR_ID)
+        return tls_refused(urlsplit(self.base_url).hostname or self.base_url, field="base_url",
+                           connector_id=CONNECTOR_ID)
 
     def _error(self, exc: Any, what: str) -> Exception:
         status = int(getattr(exc, "status", 0) or 0)
         if status == 0:
             if "SSL" in str(getattr(exc, "reason", "")):
                 return self._tls_error()
-            return TransientError(tr(f"HubSpot ne répond pas ({what}).", f"HubSpot is not answering ({what})."),
-                                  connector_id=CONNECTOR_ID)
+            return network_error(SERVICE, what, connector_id=CONNECTOR_ID)
         body = _body(exc)
         category = str(body.get("category") or "")
         detail = str(body.get("message") or getattr(exc, "reason", "") or "")[:300]
@@ -214,12 +183,8 @@ class HubSpotApi:
                 connector_id=CONNECTOR_ID,
             )
         if status in RETRYABLE_STATUS:
-            return RateLimited(
-                tr(f"HubSpot limite le débit ou est indisponible (HTTP {status}). Le connecteur a réessayé ; "
-                   "relancez plus tard.",
-                   f"HubSpot is throttling or unavailable (HTTP {status}). The connector retried; run again later."),
-                retry_after=parse_retry_after(_header(exc, "Retry-After")),
-            )
+            return throttled(SERVICE, status, retry_after=parse_retry_after(_header(exc, "Retry-After")),
+                             connector_id=CONNECTOR_ID)
         hint = ""
         if "PROPERTY_DOESNT_EXIST" in detail or "does not exist" in detail:
             hint = tr(" Lancez d'abord ensure_fields (dry_run=False) ou corrigez la correspondance des propriétés.",

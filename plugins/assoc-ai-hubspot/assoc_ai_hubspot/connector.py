@@ -12,6 +12,7 @@ never lose a change.  Scores go to contact properties, in a property group
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,12 +30,14 @@ from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCre
 from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.ext.connectors import Capability
-from assoc_ai_core.ext.crm import CURSOR_KEY, CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
+from assoc_ai_core.ext.crm import CURSOR_KEY, ApiCrmConnector, StoredScores, advance_cursor, is_after_cursor
+from assoc_ai_core.ext.http import check_base_url
+from assoc_ai_core.ext.paging import token_pages
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.records.people import FieldSpec, RecordDiff, RecordPage, Score, WriteReport, score_field_names
+from assoc_ai_core.records.people import FieldSpec, RecordDiff, RecordPage, Score, WriteReport
 
 from . import mapping as m
-from .client import CONNECTOR_ID, DEFAULT_HOST, AlreadyExists, HubSpotApi, NotFound, check_base_url
+from .client import CONNECTOR_ID, DEFAULT_HOST, AlreadyExists, HubSpotApi, NotFound
 
 LIST_KEY = "list_after"          # cursor of an unfinished first read: where the list end-point stopped
 SEARCH_CEILING = 10_000          # the search end-point answers 400 past this many results
@@ -73,7 +76,7 @@ class HubSpotConfig:
     max_retry_wait: float = 30.0
 
     def __post_init__(self) -> None:
-        check_base_url(self.base_url)
+        check_base_url(self.base_url, field="base_url", connector_id=CONNECTOR_ID)
         for key in ("do_not_profile_property", "property_group", "field_prefix"):
             value = getattr(self, key)
             if not re.match(NAME_RE, value):
@@ -93,7 +96,7 @@ class HubSpotConfig:
                 object.__setattr__(self, record_type, m.ObjectMapping.parse(record_type, value))
 
 
-class HubSpotConnector(CrmConnector):
+class HubSpotConnector(ApiCrmConnector[HubSpotApi]):
     """HubSpot CRM through the official client: contacts, mapped gifts and memberships; scores on contacts."""
 
     id: ClassVar[str] = "hubspot"
@@ -107,27 +110,17 @@ class HubSpotConnector(CrmConnector):
         # Only what this portal's configuration maps can be read (hosts read every listed type).
         self.record_types = frozenset(  # type: ignore[misc]
             {"person"} | {t for t in ("gift", "membership") if getattr(config, t) is not None})
-        self._api: HubSpotApi | None = None
         self._consent_checked = False
 
-    @property
-    def api(self) -> HubSpotApi:
-        """The HubSpot API objects, built on first use (building does no I/O)."""
-        if self._api is None:
-            c = self.config
-            self._api = HubSpotApi(c.base_url, c.access_token, timeout=c.timeout, verify=c.verify_tls,
-                                   max_attempts=c.max_attempts, max_retry_wait=c.max_retry_wait)
-        return self._api
+    def build_client(self) -> HubSpotApi:
+        """The HubSpot API objects (building them does no I/O)."""
+        c = self.config
+        return HubSpotApi(c.base_url, c.access_token, timeout=c.timeout, verify=c.verify_tls,
+                          max_attempts=c.max_attempts, max_retry_wait=c.max_retry_wait)
 
     def open(self) -> None:
         """Check the token now (one read of a property definition, no personal data)."""
         self._consent_checked = self._consent_property_exists()
-
-    def close(self) -> None:
-        """Close the connection pools; safe twice."""
-        if self._api is not None:
-            self._api.close()
-            self._api = None
 
     def check_record_type(self, record_type: str) -> None:
         """As the base class, with the configuration key to add for an unmapped gift or membership."""
@@ -145,8 +138,8 @@ class HubSpotConnector(CrmConnector):
     def _consent_property_exists(self) -> bool:
         name = self.config.do_not_profile_property
         try:
-            self.api.call(lambda: self.api.properties_core.get_by_name("contacts", name,
-                                                                       _request_timeout=self.api.timeout),
+            self.client.call(lambda: self.client.properties_core.get_by_name("contacts", name,
+                                                                       _request_timeout=self.client.timeout),
                           f"GET /crm/v3/properties/contacts/{name}")
         except NotFound:
             return False
@@ -198,31 +191,28 @@ class HubSpotConnector(CrmConnector):
     def _list_pages(self, record_type: str, resume: Mapping[str, Any] | None, page_size: int) -> Iterator[RecordPage]:
         otype, props, modified, om = self._source(record_type)
         limit = max(1, min(int(page_size), 100))
-        after = str(resume[LIST_KEY]) if resume else None
         seen: dict[str, Any] = dict(resume.get("list_seen") or {}) if resume else {}
         started = str(resume.get("list_started") or "") if resume else ""
-        while True:
-            token = after
-            data, _, headers = self.api.call(
-                lambda: self.api.objects_basic.get_page_with_http_info(
-                    otype, limit=limit, after=token, properties=props, _request_timeout=self.api.timeout),
+        api = self.client
+
+        def fetch(token: str | None) -> tuple[list[Any], str | None]:
+            nonlocal started
+            data, _, headers = api.call(
+                lambda: api.objects_basic.get_page_with_http_info(
+                    otype, limit=limit, after=token, properties=props, _request_timeout=api.timeout),
                 f"GET /crm/v3/objects/{otype}")
             if not started:
-                now = self.api.server_time(headers) or datetime.now(UTC)
-                started = now.isoformat()
-            rows = [(str(r.id), r.properties or {}) for r in data.results or []]
+                started = (api.server_time(headers) or datetime.now(UTC)).isoformat()
+            return list(data.results or []), data.paging.next.after if data.paging and data.paging.next else None
+
+        for results, nxt in token_pages(fetch, start=str(resume[LIST_KEY]) if resume else None):
+            rows = [(str(r.id), r.properties or {}) for r in results]
             seen = advance_cursor(seen, [_Stamp(rid, m.parse_datetime(p.get(modified))) for rid, p in rows])
-            kept = [(rid, p) for rid, p in rows if om is None or om.keeps(p)]
-            records = self._records(record_type, kept)
-            nxt = data.paging.next.after if data.paging and data.paging.next else None
-            if nxt:
-                # Unfinished: the stored cursor resumes this walk, never an incremental read from a
-                # date that later pages (sorted by id, not date) have not reached yet.
-                yield RecordPage(record_type, records, {LIST_KEY: nxt, "list_started": started, "list_seen": seen})
-                after = nxt
-                continue
-            yield RecordPage(record_type, records, self._finish(seen, started))
-            return
+            records = self._records(record_type, [(rid, p) for rid, p in rows if om is None or om.keeps(p)])
+            # Unfinished, the stored cursor resumes this walk, never an incremental read from a
+            # date that later pages (sorted by id, not date) have not reached yet.
+            unfinished = {LIST_KEY: nxt, "list_started": started, "list_seen": seen}
+            yield RecordPage(record_type, records, unfinished if nxt else self._finish(seen, started))
 
     @staticmethod
     def _finish(seen: Mapping[str, Any], started: str) -> dict[str, Any]:
@@ -253,8 +243,9 @@ class HubSpotConnector(CrmConnector):
                     {"propertyName": modified, "operator": "LTE", "value": m.ms(until)}, *extra]}],
                 sorts=[{"propertyName": modified, "direction": "ASCENDING"}],
                 properties=props, limit=limit, after=offset)
-            data = self.api.call(
-                lambda: self.api.objects_search.do_search(otype, request, _request_timeout=self.api.timeout),
+            data = self.client.call(
+                functools.partial(self.client.objects_search.do_search, otype, request,
+                                  _request_timeout=self.client.timeout),
                 f"POST /crm/v3/objects/{otype}/search")
             rows = [(str(r.id), r.properties or {}) for r in data.results or []]
             stamps = {rid: _Stamp(rid, m.parse_datetime(p.get(modified))) for rid, p in rows}
@@ -304,9 +295,9 @@ class HubSpotConnector(CrmConnector):
         for start in range(0, len(ids), BATCH):
             chunk = ids[start:start + BATCH]
             body = BatchInputPublicFetchAssociationsBatchRequest(inputs=[{"id": i} for i in chunk])
-            data = self.api.call(
-                lambda: self.api.associations_batch.get_page(om.object, "contacts", body,
-                                                             _request_timeout=self.api.timeout),
+            data = self.client.call(
+                functools.partial(self.client.associations_batch.get_page, om.object, "contacts", body,
+                                  _request_timeout=self.client.timeout),
                 f"POST /crm/v4/associations/{om.object}/contacts/batch/read")
             for result in data.results or []:
                 owner = self._pick_contact(om, result.to or [])
@@ -330,7 +321,7 @@ class HubSpotConnector(CrmConnector):
         """Create the property group, the score properties and the consent checkbox on contacts if missing."""
         self.require(Capability.WRITE_SCORES)
         c = self.config
-        api = self.api
+        api = self.client
         groups = api.call(lambda: api.properties_groups.get_all("contacts", _request_timeout=api.timeout),
                           "GET /crm/v3/properties/contacts/groups")
         have_group = any(g.name == c.property_group for g in groups.results or [])
@@ -371,7 +362,7 @@ class HubSpotConnector(CrmConnector):
                 self._create(lambda: api.properties_groups.create("contacts", group, _request_timeout=api.timeout),
                              "POST /crm/v3/properties/contacts/groups")
             for prop in missing:
-                self._create(lambda: api.properties_core.create("contacts", prop, _request_timeout=api.timeout),
+                self._create(functools.partial(api.properties_core.create, "contacts", prop, _request_timeout=api.timeout),
                              "POST /crm/v3/properties/contacts")
             self._consent_checked = False
         return WriteReport(dry_run=dry_run, diffs=tuple(diffs), target="hubspot:contacts")
@@ -379,59 +370,53 @@ class HubSpotConnector(CrmConnector):
     def _create(self, fn: Callable[[], Any], what: str) -> None:
         """Create once: a 409 after a retried, timed-out create means it is already there."""
         try:
-            self.api.call(fn, what)
+            self.client.call(fn, what)
         except AlreadyExists:
             pass
 
-    def write_scores(self, scores: Sequence[Score], *, dry_run: bool = True) -> WriteReport:
-        """Diff scores against the contacts' properties; batch-update only the changed contacts unless ``dry_run``.
+    def score_target(self) -> str:
+        """Scores go to contact properties."""
+        return "hubspot:contacts"
 
-        Contacts whose consent checkbox is ticked are read but never written; ids HubSpot does not
-        know are skipped (a score never creates a contact).
+    def read_stored_scores(self, person_ids: Sequence[str], fields: Sequence[str]) -> Mapping[str, StoredScores]:
+        """The contacts' score properties and consent checkbox (batch read, 100 a call).
+
+        Refused while the consent checkbox does not exist: objections to profiling could not be seen.
         """
-        self.require(Capability.WRITE_SCORES)
         self._require_consent_property()
-        c, api = self.config, self.api
-        names = sorted({n for s in scores for n in score_field_names(s.task, c.field_prefix).values()})
-        ids = sorted({str(s.person_id) for s in scores if str(s.person_id).isdigit()})
-        current: dict[str, dict[str, Any]] = {}
-        blocked: list[tuple[str, str]] = []
+        c, api = self.config, self.client
+        ids = sorted({pid for pid in person_ids if pid.isdigit()})
+        stored: dict[str, StoredScores] = {}
         for start in range(0, len(ids), BATCH):
-            body = BatchReadInputSimplePublicObjectId(properties=[*names, c.do_not_profile_property],
+            body = BatchReadInputSimplePublicObjectId(properties=[*fields, c.do_not_profile_property],
                                                       properties_with_history=[],
                                                       inputs=[{"id": i} for i in ids[start:start + BATCH]])
-            data = api.call(lambda: api.objects_batch.read("contacts", body, _request_timeout=api.timeout),
+            data = api.call(functools.partial(api.objects_batch.read, "contacts", body, _request_timeout=api.timeout),
                             "POST /crm/v3/objects/contacts/batch/read")
             for row in data.results or []:
                 props = row.properties or {}
-                if m.is_true(props.get(c.do_not_profile_property)):
-                    blocked.append((str(row.id), tr("la personne refuse le profilage (do_not_profile)",
-                                                    "the person objects to profiling (do_not_profile)")))
-                else:
-                    current[str(row.id)] = {n: props.get(n) for n in names}
-        blocked_ids = {pid for pid, _ in blocked}
-        plan = plan_score_writes(current, [s for s in scores if str(s.person_id) not in blocked_ids], dry_run=dry_run,
-                                 prefix=c.field_prefix, target="hubspot:contacts")
-        report = WriteReport(dry_run=dry_run, diffs=plan.diffs, skipped=tuple(blocked) + plan.skipped,
-                             target=plan.target)
-        if not dry_run:
-            changed = [d for d in report.diffs if d.action != "unchanged"]
-            for start in range(0, len(changed), BATCH):
-                body = BatchInputSimplePublicObjectBatchInput(inputs=[
-                    {"id": d.record_id, "properties": {k: _text(v) for k, v in d.after.items()}}
-                    for d in changed[start:start + BATCH]])
-                result = api.call(lambda: api.objects_batch.update("contacts", body, _request_timeout=api.timeout),
-                                  "POST /crm/v3/objects/contacts/batch/update")
-                errors = getattr(result, "errors", None) or []
-                if errors:
-                    first = errors[0]
-                    raise ConnectorError(tr(
-                        f"HubSpot n'a pas écrit {len(errors)} lot(s) de scores ({first.category}) : {first.message} "
-                        "Les autres contacts sont écrits ; relancer l'écriture ne refait que ce qui manque.",
-                        f"HubSpot did not write {len(errors)} batch(es) of scores ({first.category}): {first.message} "
-                        "The other contacts are written; running the write again only redoes what is missing."),
-                        connector_id=CONNECTOR_ID)
-        return report
+                stored[str(row.id)] = StoredScores({n: props.get(n) for n in fields},
+                                                   m.is_true(props.get(c.do_not_profile_property)))
+        return stored
+
+    def save_scores(self, diffs: Sequence[RecordDiff], scores: Sequence[Score]) -> None:
+        """Batch-update the changed contacts (100 a call); a partly refused batch is a clear error."""
+        api = self.client
+        for start in range(0, len(diffs), BATCH):
+            body = BatchInputSimplePublicObjectBatchInput(inputs=[
+                {"id": d.record_id, "properties": {k: _text(v) for k, v in d.after.items()}}
+                for d in diffs[start:start + BATCH]])
+            result = api.call(functools.partial(api.objects_batch.update, "contacts", body, _request_timeout=api.timeout),
+                              "POST /crm/v3/objects/contacts/batch/update")
+            errors = getattr(result, "errors", None) or []
+            if errors:
+                first = errors[0]
+                raise ConnectorError(tr(
+                    f"HubSpot n'a pas écrit {len(errors)} lot(s) de scores ({first.category}) : {first.message} "
+                    "Les autres contacts sont écrits ; relancer l'écriture ne refait que ce qui manque.",
+                    f"HubSpot did not write {len(errors)} batch(es) of scores ({first.category}): {first.message} "
+                    "The other contacts are written; running the write again only redoes what is missing."),
+                    connector_id=CONNECTOR_ID)
 
 
 def _text(value: Any) -> str:

@@ -20,38 +20,28 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import ipaddress
 import json
 import re
-import ssl
-import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from hubspot_portal import prop_def, seed_portal, stamp
+
+from assoc_ai_core.testing.loopback import Exchange, LoopbackApi
 
 TOKEN = "pat-eu1-0f7e2a52-assoc-ai-tests"
 ALL_SCOPES = frozenset({
     "crm.objects.contacts.read", "crm.objects.contacts.write", "crm.schemas.contacts.read",
     "crm.schemas.contacts.write", "crm.objects.deals.read", "crm.objects.custom.read",
 })
-DONATIONS_PIPELINE = "34117412"
-RECEIVED, PLEDGED = "101010201", "101010202"
-MEMBERSHIPS = "2-3444025"  # a custom object type id, as HubSpot numbers them
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 TYPE_FIELDS = {"string": {"text", "textarea", "select", "radio", "checkbox", "phonenumber", "html", "file"},
                "number": {"number", "calculation_equation"}, "bool": {"booleancheckbox", "calculation_equation"},
                "enumeration": {"select", "radio", "checkbox", "booleancheckbox"}, "date": {"date"},
                "datetime": {"date"}}
 DATETIME_PROPS = {"createdate", "lastmodifieddate", "hs_lastmodifieddate", "closedate"}
-
-
-def stamp(text: str) -> str:
-    """HubSpot's timestamp format (UTC, milliseconds, ``Z``)."""
-    value = dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 def _as_ms(value: Any) -> float | None:
@@ -65,30 +55,6 @@ def _as_ms(value: Any) -> float | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.timestamp() * 1000
-
-
-def make_cert(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (only the TLS test trusts it)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = folder / "hubspot-cert.pem", folder / "hubspot-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 class Reply(Exception):
@@ -105,24 +71,15 @@ def error(status: int, message: str, category: str, **extra: Any) -> Reply:
                           "category": category, **extra})
 
 
-def prop_def(name: str, label: str, type_: str, field_type: str, group: str, *, read_only: bool = False,
-             options: list[dict[str, Any]] | None = None, description: str = "") -> dict[str, Any]:
-    """A property definition as ``/crm/v3/properties`` returns it."""
-    return {"name": name, "label": label, "type": type_, "fieldType": field_type, "groupName": group,
-            "description": description, "options": options or [], "displayOrder": -1, "calculated": False,
-            "externalOptions": False, "hasUniqueValue": False, "hidden": False, "formField": False,
-            "archived": False, "createdAt": "2023-09-01T10:00:00.000Z", "updatedAt": "2023-09-01T10:00:00.000Z",
-            "modificationMetadata": {"archivable": not read_only, "readOnlyDefinition": read_only,
-                                     "readOnlyValue": read_only}}
-
-
-BOOL_OPTIONS = [{"label": "Yes", "value": "true", "displayOrder": 0, "hidden": False},
-                {"label": "No", "value": "false", "displayOrder": 1, "hidden": False}]
-
-
 @dataclass
-class FakeHubSpot:
-    """Portal data, tokens and their scopes, faults to inject, and a log of requests."""
+class FakeHubSpot(LoopbackApi):
+    """Portal data, tokens and their scopes, faults to inject, and a log of requests.
+
+    ``throttle`` holds ``(Retry-After or None, policyName)`` of the next 429 answers.
+    """
+
+    methods: ClassVar[tuple[str, ...]] = ("GET", "POST", "PATCH")
+    content_type: ClassVar[str] = "application/json;charset=utf-8"
 
     objects: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     properties: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
@@ -130,102 +87,12 @@ class FakeHubSpot:
     associations: dict[tuple[str, str], dict[str, list[tuple[str, str | None]]]] = field(default_factory=dict)
     tokens: dict[str, frozenset[str]] = field(default_factory=lambda: {TOKEN: ALL_SCOPES})
     expired: set[str] = field(default_factory=set)
-    throttle: list[tuple[str | None, str]] = field(default_factory=list)  # (Retry-After, policyName)
-    requests: list[dict[str, Any]] = field(default_factory=list)
     clock: str = "2024-03-01T12:00:00"
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    base: str = ""
 
     # -- data -----------------------------------------------------------------------
     def seed(self, *, consent_property: bool = True) -> None:
         """A French association's portal: contacts, a donations pipeline, a membership custom object."""
-        info = "contactinformation"
-        self.groups["contacts"] = {info: {"name": info, "label": "Contact information", "displayOrder": -1,
-                                          "archived": False}}
-        self.groups["deals"] = {"dealinformation": {"name": "dealinformation", "label": "Deal information",
-                                                    "displayOrder": -1, "archived": False}}
-        self.groups[MEMBERSHIPS] = {"adhesion_information": {"name": "adhesion_information", "label": "Adhésion",
-                                                             "displayOrder": -1, "archived": False}}
-        contact_props = [prop_def("firstname", "First Name", "string", "text", info),
-                         prop_def("lastname", "Last Name", "string", "text", info),
-                         prop_def("email", "Email", "string", "text", info),
-                         prop_def("phone", "Phone Number", "string", "phonenumber", info),
-                         prop_def("zip", "Postal Code", "string", "text", info),
-                         prop_def("city", "City", "string", "text", info),
-                         prop_def("date_of_birth", "Date of birth", "string", "text", info),
-                         prop_def("createdate", "Create Date", "datetime", "date", info, read_only=True),
-                         prop_def("lastmodifieddate", "Last Modified Date", "datetime", "date", info, read_only=True),
-                         prop_def("hs_lastmodifieddate", "Object last modified date/time", "datetime", "date", info,
-                                  read_only=True),
-                         prop_def("hs_object_id", "Record ID", "number", "number", info, read_only=True)]
-        if consent_property:
-            contact_props.append(prop_def("assoc_ai_do_not_profile", "Ne pas profiler", "bool", "booleancheckbox",
-                                          info, options=BOOL_OPTIONS))
-        self.properties["contacts"] = {p["name"]: p for p in contact_props}
-        people = [("101", "Camille", "Martin", "camille.martin@example.org", "75011", "Paris", "1961-02-03", False,
-                   "2024-01-05T10:00:00"),
-                  ("102", "Louis", "Bernard", "louis.bernard@example.net", "93100", "Montreuil", "1990-07-14", False,
-                   "2024-01-06T10:00:00"),
-                  ("103", "Inès", "Dubois", "ines.dubois@example.com", "75020", "Paris", "", True,
-                   "2024-01-06T10:00:00"),
-                  ("104", "Hugo", "Thomas", "hugo.thomas@example.org", "94300", "Vincennes", "1975-11-30", False,
-                   "2024-02-01T09:00:00"),
-                  ("105", "Chloé", "Petit", "chloe.petit@example.fr", "69003", "Lyon", "", False,
-                   "2024-02-01T09:00:00")]
-        for cid, first, last, email, zip_code, city, born, dnp, modified in people:
-            props = {"firstname": first, "lastname": last, "email": email, "phone": None, "zip": zip_code,
-                     "city": city, "date_of_birth": born or None, "createdate": stamp("2023-09-01T10:00:00"),
-                     "lastmodifieddate": stamp(modified), "hs_lastmodifieddate": stamp(modified), "hs_object_id": cid}
-            if consent_property:
-                props["assoc_ai_do_not_profile"] = "true" if dnp else None
-            self.objects.setdefault("contacts", {})[cid] = {"id": cid, "properties": props}
-        self.properties["deals"] = {p["name"]: p for p in [
-            prop_def("dealname", "Deal Name", "string", "text", "dealinformation"),
-            prop_def("amount", "Amount", "number", "number", "dealinformation"),
-            prop_def("closedate", "Close Date", "datetime", "date", "dealinformation"),
-            prop_def("pipeline", "Pipeline", "enumeration", "select", "dealinformation"),
-            prop_def("dealstage", "Deal Stage", "enumeration", "radio", "dealinformation"),
-            prop_def("deal_currency_code", "Currency", "enumeration", "select", "dealinformation"),
-            prop_def("campagne", "Campagne", "string", "text", "dealinformation"),
-            prop_def("don_mensuel", "Don mensuel", "bool", "booleancheckbox", "dealinformation", options=BOOL_OPTIONS),
-            prop_def("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", "dealinformation",
-                     read_only=True)]}
-        deals = [("9001", "Don Camille", "50", "2024-01-06T11:00:00", DONATIONS_PIPELINE, RECEIVED, "Printemps 2024",
-                  None, "2024-01-06T11:00:00"),
-                 ("9002", "Don Louis", "30", "2024-01-07T12:00:00", DONATIONS_PIPELINE, RECEIVED, None, None,
-                  "2024-01-07T12:00:00"),
-                 ("9003", "Promesse Hugo", "100", "2024-02-03T09:00:00", DONATIONS_PIPELINE, PLEDGED, None, None,
-                  "2024-02-03T09:00:00"),
-                 ("9004", "Mécénat Bernard SARL", "5000", "2024-01-15T09:00:00", "default", "closedwon", None, None,
-                  "2024-01-15T09:00:00"),
-                 ("9005", "Don mensuel Hugo", "15", "2024-02-05T09:00:00", DONATIONS_PIPELINE, RECEIVED, None,
-                  "true", "2024-02-05T09:00:00"),
-                 ("9006", "Don anonyme", "20", "2024-02-06T09:00:00", DONATIONS_PIPELINE, RECEIVED, None, None,
-                  "2024-02-06T09:00:00")]
-        for did, name, amount, close, pipeline, stage, campaign, monthly, modified in deals:
-            self.objects.setdefault("deals", {})[did] = {"id": did, "properties": {
-                "dealname": name, "amount": amount, "closedate": stamp(close), "pipeline": pipeline, "dealstage": stage,
-                "deal_currency_code": "EUR", "campagne": campaign, "don_mensuel": monthly,
-                "createdate": stamp(close), "hs_lastmodifieddate": stamp(modified), "hs_object_id": did}}
-        # deal 9002 is linked to Louis and, with the "Donateur" label, to Chloé who gave through his account
-        self.associations[("deals", "contacts")] = {
-            "9001": [("101", None)], "9002": [("102", None), ("105", "Donateur")], "9003": [("104", None)],
-            "9004": [("102", None)], "9005": [("104", None)]}
-        self.properties[MEMBERSHIPS] = {p["name"]: p for p in [
-            prop_def("saison", "Saison", "string", "text", "adhesion_information"),
-            prop_def("cotisation", "Cotisation", "number", "number", "adhesion_information"),
-            prop_def("date_debut", "Début", "date", "date", "adhesion_information"),
-            prop_def("date_fin", "Fin", "date", "date", "adhesion_information"),
-            prop_def("statut", "Statut", "string", "text", "adhesion_information"),
-            prop_def("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", "adhesion_information",
-                     read_only=True)]}
-        for mid, season, fee, start, end, status, modified in [
-                ("7001", "2024", "25", "2024-01-01", "2024-12-31", "Payée", "2024-01-02T09:00:00"),
-                ("7002", "2023-2024", "20", "2023-09-01", "2024-08-31", "Payée", "2023-09-02T09:00:00")]:
-            self.objects.setdefault(MEMBERSHIPS, {})[mid] = {"id": mid, "properties": {
-                "saison": season, "cotisation": fee, "date_debut": start, "date_fin": end, "statut": status,
-                "createdate": stamp(modified), "hs_lastmodifieddate": stamp(modified), "hs_object_id": mid}}
-        self.associations[(MEMBERSHIPS, "contacts")] = {"7001": [("102", "Adhérent")], "7002": [("101", "Adhérent")]}
+        seed_portal(self, consent_property=consent_property)
 
     def touch(self, object_type: str, object_id: str, when: str, **values: Any) -> None:
         """Change a record as a HubSpot user would: new values, new modification time."""
@@ -240,43 +107,10 @@ class FakeHubSpot:
         return [r for r in self.requests if r["method"] == method and path_part in r["path"]]
 
     # -- serving --------------------------------------------------------------------
-    def start(self, tls: tuple[Path, Path] | None = None) -> tuple[ThreadingHTTPServer, threading.Thread]:
-        """Serve on 127.0.0.1 on a free port (TLS with ``tls=(cert, key)``)."""
-        state = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802
-                state.handle(self, "GET")
-
-            def do_POST(self) -> None:  # noqa: N802
-                state.handle(self, "POST")
-
-            def do_PATCH(self) -> None:  # noqa: N802
-                state.handle(self, "PATCH")
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        scheme = "http"
-        if tls:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*tls)
-            server.socket = context.wrap_socket(server.socket, server_side=True)
-            scheme = "https"
-        self.base = f"{scheme}://127.0.0.1:{server.server_address[1]}"
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        thread.start()
-        return server, thread
-
-    def handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+    def handle(self, h: Exchange, method: str) -> None:
         """Authenticate, apply injected faults, route, answer JSON."""
         parts = urlsplit(h.path)
-        length = int(h.headers.get("Content-Length") or 0)
-        raw = h.rfile.read(length).decode() if length else ""
+        raw = h.body.decode()
         try:
             with self.lock:
                 self.requests.append({"method": method, "path": parts.path, "query": parse_qs(parts.query),
@@ -303,7 +137,7 @@ class FakeHubSpot:
                                              parse_qs(parts.query), json.loads(raw) if raw else {}, token)
                 raise Reply(status, payload)
         except Reply as reply:
-            self.send(h, reply)
+            self.reply(h, reply.status, reply.payload, reply.headers)
 
     def need(self, token: str, *scopes: str) -> None:
         """403 MISSING_SCOPES unless the token was granted every scope."""
@@ -557,14 +391,3 @@ class FakeHubSpot:
             "status": "error", "category": "OBJECT_NOT_FOUND", "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
             "context": {"fromObjectId": [m]}, "message": f"No {dst} is associated with {src} {m}."} for m in missing])
         return 207, out
-
-    @staticmethod
-    def send(h: BaseHTTPRequestHandler, reply: Reply) -> None:
-        data = b"" if reply.payload is None else json.dumps(reply.payload).encode()
-        h.send_response(reply.status)
-        h.send_header("Content-Type", "application/json;charset=utf-8")
-        h.send_header("Content-Length", str(len(data)))
-        for k, v in reply.headers.items():
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(data)

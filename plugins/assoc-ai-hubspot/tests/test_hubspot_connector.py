@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -13,12 +14,15 @@ from typing import Any
 import pytest
 from assoc_ai_hubspot import HubSpotConfig, HubSpotConnector
 from assoc_ai_hubspot.connector import LIST_KEY
-from hubspot_fake import DONATIONS_PIPELINE, MEMBERSHIPS, PLEDGED, RECEIVED, TOKEN, FakeHubSpot, make_cert
+from hubspot_fake import TOKEN, FakeHubSpot
+from hubspot_portal import DONATIONS_PIPELINE, MEMBERSHIPS, PLEDGED, RECEIVED
 
 from assoc_ai_core.errors import AuthError, CapabilityError, ConfigError, ConnectorError, TransientError
 from assoc_ai_core.ext.config import Secret, build_config
 from assoc_ai_core.ext.connectors import ConnectorRegistry
 from assoc_ai_core.records.people import Gift, Membership, Person, Score
+from assoc_ai_core.testing.crm import parametrize_crm_checks, read_pages
+from assoc_ai_core.testing.loopback import make_cert
 
 GIFT = {"object": "deals", "pipeline": DONATIONS_PIPELINE, "stages": [RECEIVED], "campaign": "campagne",
         "recurring": "don_mensuel", "association_label": "Donateur"}
@@ -33,13 +37,8 @@ SCORES = [Score(person_id="101", task="donor_propensity", probability=0.81, expl
 
 
 def serve(fake: FakeHubSpot, tls: tuple[Path, Path] | None = None) -> Iterator[FakeHubSpot]:
-    server, thread = fake.start(tls)
-    try:
+    with fake.running(tls):
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture()
@@ -64,15 +63,12 @@ def make(fake: FakeHubSpot, **overrides: Any) -> HubSpotConnector:
     return HubSpotConnector(HubSpotConfig(**values))
 
 
-def read_all(conn: HubSpotConnector, record_type: str, cursor: Any = None, page_size: int = 100
-             ) -> tuple[list[Any], Any, int]:
-    records: list[Any] = []
-    pages = 0
-    for page in conn.iter_records(record_type, cursor, page_size=page_size):
-        records.extend(page.records)
-        cursor = page.cursor
-        pages += 1
-    return records, cursor, pages
+read_all = functools.partial(read_pages, page_size=100)
+
+
+@parametrize_crm_checks()
+def test_conformance(check: Callable[..., None], portal: FakeHubSpot) -> None:
+    check(lambda: make(portal))
 
 
 def test_entry_point_and_configuration_checks(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -344,7 +340,7 @@ def test_personal_data_never_reaches_the_logs(portal: FakeHubSpot, caplog: pytes
 
 
 def test_tls_is_verified(tmp_path: Path) -> None:
-    cert = make_cert(tmp_path)
+    cert = make_cert(tmp_path, "hubspot")
     fake = FakeHubSpot()
     fake.seed()
     for served in serve(fake, cert):

@@ -14,13 +14,12 @@ from assoc_ai_hubspot import HubSpotConfig, HubSpotConnector
 
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.records.people import Score
+from assoc_ai_core.testing.crm import live_settings
 
 
 @pytest.mark.live
 def test_account_reads_and_dry_runs() -> None:
-    token = os.environ.get("ASSOC_AI_HUBSPOT_TOKEN")
-    if not token:
-        pytest.fail("HubSpot account not configured: ASSOC_AI_HUBSPOT_TOKEN")
+    token = live_settings("HubSpot account", "ASSOC_AI_HUBSPOT_TOKEN")["ASSOC_AI_HUBSPOT_TOKEN"]
     pipeline = os.environ.get("ASSOC_AI_HUBSPOT_GIFT_PIPELINE")
     config = HubSpotConfig(access_token=Secret(token),
                            gift={"object": "deals", "pipeline": pipeline} if pipeline else None)

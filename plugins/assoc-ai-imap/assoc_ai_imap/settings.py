@@ -9,7 +9,6 @@ BATCH_CHUNK = 500  # UIDs per MOVE / COPY / STORE of a batch: keeps each command
 KEY_SEARCH_CHUNK = 25  # Message-IDs OR-ed in one SEARCH when looking for several messages at once
 LOCATE_SEARCH_LIMIT = 20  # above this many keys, one header FETCH per folder beats one SEARCH per key
 IDLE_RENEW_SECONDS = 25 * 60  # RFC 2177: servers may end an IDLE after 30 minutes
-MARKER_HEADER = "X-Assoc-AI"  # kept by assoc_ai_core.mail.parsing, so the core can see it too
 DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
 TLS_MODES = ("ssl", "starttls", "none")
 OAUTH2_MECHANISMS = ("XOAUTH2", "OAUTHBEARER")

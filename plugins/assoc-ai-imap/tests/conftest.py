@@ -24,37 +24,32 @@ def _new_server(**kwargs: object) -> DovecotServer:
     return DovecotServer(**kwargs)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[DovecotServer]:
-    """A Dovecot with Debian's default capabilities (MOVE, UIDPLUS, IDLE...)."""
-    server = _new_server()
+def _serving(**kwargs: object) -> Iterator[DovecotServer]:
+    """A started server for a fixture to yield, stopped afterwards even when the test fails."""
+    server = _new_server(**kwargs)
     try:
         server.start()
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[DovecotServer]:
+    """A Dovecot with Debian's default capabilities (MOVE, UIDPLUS, IDLE...)."""
+    yield from _serving()
 
 
 @pytest.fixture(scope="session")
 def dovecot_copy_only() -> Iterator[DovecotServer]:
     """A Dovecot that announces UIDPLUS but not MOVE."""
-    server = _new_server(capabilities=CAPABILITIES_WITHOUT_MOVE)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
+    yield from _serving(capabilities=CAPABILITIES_WITHOUT_MOVE)
 
 
 @pytest.fixture
 def private_dovecot() -> Iterator[DovecotServer]:
     """A Dovecot of its own for one test (may be stopped, restarted, tampered with)."""
-    server = _new_server()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
+    yield from _serving()
 
 
 @pytest.fixture

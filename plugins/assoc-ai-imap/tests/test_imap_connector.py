@@ -7,12 +7,12 @@ import time
 
 import pytest
 from assoc_ai_imap import ImapConnector
-from assoc_ai_imap import headers as hdr
 from assoc_ai_imap.settings import LOCATE_SEARCH_LIMIT
 from assoc_ai_imap.testing import DovecotServer
 from imap_support import CAPABILITIES_WITHOUT_UIDPLUS, Mailbox, make_mail
 
 from assoc_ai_core.errors import CapabilityError, ConnectorError
+from assoc_ai_core.ext import subject as hdr
 from assoc_ai_core.ext.connectors import Capability, MailRef
 from assoc_ai_core.mail.parsing import parse_message
 
@@ -172,7 +172,7 @@ def test_tag_subject_resumes_after_a_crash_between_append_and_delete(mailbox: Ma
     mailbox.append(raw)
     with mailbox.connector() as conn:
         (ref,) = [m.ref for m in conn.fetch_all("INBOX")]
-        mailbox.append(hdr.tag_subject_bytes(raw, "[#Evenement]", ref.key))  # the crashed run's copy
+        mailbox.append(hdr.tag_subject_bytes(raw, "[#Evenement]", ref.key, mark=True))  # the crashed run's copy
         copy_uid = max(uid for uid, _, _ in mailbox.contents("INBOX"))
         tagged = conn.tag_subject(ref, "[#Evenement]")
     assert tagged.uid == str(copy_uid)
@@ -186,7 +186,7 @@ def test_tag_subject_after_original_was_already_deleted(mailbox: Mailbox) -> Non
     mailbox.append(raw)
     with mailbox.connector() as conn:
         (ref,) = [m.ref for m in conn.fetch_all("INBOX")]
-        mailbox.append(hdr.tag_subject_bytes(raw, "[#Partenariat]", ref.key))
+        mailbox.append(hdr.tag_subject_bytes(raw, "[#Partenariat]", ref.key, mark=True))
         with mailbox.server.client(mailbox.user, mailbox.password) as other:
             other.select_folder("INBOX")
             other.add_flags([int(ref.uid)], [b"\\Deleted"])

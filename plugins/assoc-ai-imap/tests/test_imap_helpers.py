@@ -8,13 +8,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from assoc_ai_imap import headers as hdr
 from assoc_ai_imap.errors import translate
 from assoc_ai_imap.folders import FolderNames
 from assoc_ai_imap.keywords import to_keyword
 from imapclient import exceptions as imap_exc
 
 from assoc_ai_core.errors import AuthError, CapabilityError, ConnectorError, TransientError
+from assoc_ai_core.ext import subject as hdr
 from assoc_ai_core.mail.parsing import parse_message
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared"
@@ -46,39 +46,39 @@ def test_tagging_real_mail_changes_only_the_subject(real_mail: list[bytes]) -> N
     for raw in real_mail:
         before = parse_message(raw)
         key = before.key
-        tagged = hdr.tag_subject_bytes(raw, "[#Adhésion]", key)
+        tagged = hdr.tag_subject_bytes(raw, "[#Adhésion]", key, mark=True)
         after = parse_message(tagged)
         assert after.key == key
-        assert after.subject == f"[#Adhésion] {hdr.subject(raw)}".strip()
+        assert after.subject == f"[#Adhésion] {hdr.read_subject(raw)}".strip()
         assert after.text == before.text and after.attachments == before.attachments
         assert hdr.split_head(tagged)[1] == (hdr.split_head(raw)[1] or hdr.split_head(tagged)[2])
-        assert hdr.original_key(tagged) == key and hdr.has_tag(tagged, "[#Adhésion]")
+        assert hdr.original_key(tagged) == key and hdr.is_tagged(tagged, "[#Adhésion]")
         assert all(line.isascii() for line in hdr.split_head(tagged)[0].splitlines()
                    if line.lower().startswith((b"subject:", b"x-assoc-ai:")))
 
 
 def test_retagging_replaces_our_own_tag_only() -> None:
     raw = b"Subject: [#Presse] [#Autre-chose] Article\r\nMessage-ID: <a@b>\r\n\r\ncorps\r\n"
-    once = hdr.tag_subject_bytes(raw, "[#Presse]", "a@b")
-    assert hdr.subject(once) == "[#Presse] [#Presse] [#Autre-chose] Article"  # not ours before: kept
-    twice = hdr.tag_subject_bytes(once, "[#Evenement]", "a@b")
-    assert hdr.subject(twice) == "[#Evenement] [#Presse] [#Autre-chose] Article"
+    once = hdr.tag_subject_bytes(raw, "[#Presse]", "a@b", mark=True)
+    assert hdr.read_subject(once) == "[#Presse] [#Presse] [#Autre-chose] Article"  # not ours before: kept
+    twice = hdr.tag_subject_bytes(once, "[#Evenement]", "a@b", mark=True)
+    assert hdr.read_subject(twice) == "[#Evenement] [#Presse] [#Autre-chose] Article"
     assert twice.count(b"X-Assoc-AI:") == 1 and twice.endswith(b"\r\n\r\ncorps\r\n")
 
 
 def test_tagging_keeps_lf_line_endings_and_headerless_bodies() -> None:
     raw = b"From: a@b.c\nSubject: Bonjour\n\nligne 1\nligne 2\n"
-    tagged = hdr.tag_subject_bytes(raw, "[#Autre]", "k@x")
+    tagged = hdr.tag_subject_bytes(raw, "[#Autre]", "k@x", mark=True)
     assert b"\r" not in tagged and tagged.endswith(b"\n\nligne 1\nligne 2\n")
     only_headers = b"From: a@b.c\r\nSubject: vide"
-    tagged = hdr.tag_subject_bytes(only_headers, "[#Autre]", "k@x")
-    assert hdr.subject(tagged) == "[#Autre] vide" and tagged.endswith(b"\r\n\r\n")
+    tagged = hdr.tag_subject_bytes(only_headers, "[#Autre]", "k@x", mark=True)
+    assert hdr.read_subject(tagged) == "[#Autre] vide" and tagged.endswith(b"\r\n\r\n")
 
 
 def test_eight_bit_subjects_are_read_and_reencoded() -> None:
     raw = "Subject: Adhésion café\r\nMessage-ID: <z@y>\r\n\r\nx\r\n".encode()
-    tagged = hdr.tag_subject_bytes(raw, "[#Adhésion]", "z@y")
-    assert hdr.subject(tagged) == "[#Adhésion] Adhésion café"
+    tagged = hdr.tag_subject_bytes(raw, "[#Adhésion]", "z@y", mark=True)
+    assert hdr.read_subject(tagged) == "[#Adhésion] Adhésion café"
     assert hdr.split_head(tagged)[0].isascii()
 
 
@@ -86,7 +86,7 @@ def test_keyless_copies_keep_their_key() -> None:
     raw = b"From: a@b.c\r\nSubject: Sans identifiant\r\n\r\ntexte\r\n"
     key = parse_message(raw).key
     assert key.startswith("sha256:")
-    tagged = hdr.tag_subject_bytes(raw, "[#Autre]", key)
+    tagged = hdr.tag_subject_bytes(raw, "[#Autre]", key, mark=True)
     assert parse_message(tagged).key == key == hdr.message_key(tagged)
     assert hdr.key_from_head(hdr.split_head(tagged)[0]) == key
     assert hdr.key_from_head(hdr.split_head(raw)[0]) is None  # the bytes are needed for this one

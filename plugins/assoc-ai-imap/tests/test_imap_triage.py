@@ -21,10 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from assoc_ai_imap import headers as hdr
 from assoc_ai_imap.testing import DovecotServer
 from imap_support import Mailbox
 
+from assoc_ai_core.ext import subject as hdr
 from assoc_ai_core.jobs.state import StateStore
 from assoc_ai_core.mail.parsing import parse_message
 
@@ -126,7 +126,7 @@ def _assert_each_once(box: Mailbox, keys: list[str], state_path: Path) -> dict[s
             record = state.get_message("imap", key)
             assert record is not None and record.status == "done", (key, record and record.status)
             assert record.current_folder == folder
-            subject = hdr.subject(raw)
+            subject = hdr.read_subject(raw)
             if record.decision == "auto":
                 category = record.effective_category or record.category
                 assert folder == (CATEGORIES[category] or "INBOX"), (key, category, folder)

@@ -9,7 +9,7 @@
   ``assoc-ai m365 auth``; rotated refresh tokens are written back to it.
 
 The cache file holds refresh tokens, so it is always (re)written with mode
-0600 through a temporary file and an atomic rename.
+0600 through :func:`assoc_ai_core.files.atomic_write`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +25,7 @@ import msal
 import requests
 
 from assoc_ai_core.errors import AuthError, ConfigError, TransientError
+from assoc_ai_core.files import PRIVATE_FILE, atomic_write, private_dir
 from assoc_ai_core.i18n import tr
 
 from .config import CONNECTOR_ID, WHERE, M365Config
@@ -101,23 +101,8 @@ def load_token_cache(path: str | os.PathLike[str]) -> msal.SerializableTokenCach
 def save_token_cache(cache: msal.SerializableTokenCache, path: str | os.PathLike[str]) -> None:
     """Write ``cache`` to ``path`` with mode 0600, atomically (never a half-written or world-readable file)."""
     p = Path(path).expanduser()
-    p.parent.mkdir(parents=True, exist_ok=True)
-    data = cache.serialize()
-    fd, tmp = tempfile.mkstemp(prefix=".m365-cache-", dir=str(p.parent))
-    try:
-        os.chmod(tmp, 0o600)  # mkstemp already uses 0600; be explicit, the file holds a refresh token
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    os.chmod(p, 0o600)
+    private_dir(p.parent)
+    atomic_write(p, cache.serialize(), mode=PRIVATE_FILE)  # the file holds a refresh token
 
 
 # ---------------------------------------------------------------- token provider
@@ -151,13 +136,7 @@ class TokenProvider:
         except requests.exceptions.SSLError as exc:
             raise AuthError(tls_message(cfg.authority_host), connector_id=CONNECTOR_ID) from exc
         except requests.RequestException as exc:
-            raise TransientError(
-                tr(
-                    f"Service de connexion Microsoft injoignable ({type(exc).__name__}). Réessayez plus tard.",
-                    f"Microsoft sign-in service unreachable ({type(exc).__name__}). Try again later.",
-                ),
-                connector_id=CONNECTOR_ID,
-            ) from exc
+            raise sign_in_unreachable(exc) from exc
         except ValueError as exc:  # msal: unknown tenant / bad authority
             raise AuthError(
                 tr(
@@ -187,13 +166,7 @@ class TokenProvider:
             else:
                 result = self._delegated(force_refresh)
         except requests.RequestException as exc:
-            raise TransientError(
-                tr(
-                    f"Service de connexion Microsoft injoignable ({type(exc).__name__}). Réessayez plus tard.",
-                    f"Microsoft sign-in service unreachable ({type(exc).__name__}). Try again later.",
-                ),
-                connector_id=CONNECTOR_ID,
-            ) from exc
+            raise sign_in_unreachable(exc) from exc
         except (ValueError, RuntimeError) as exc:  # msal: malformed answer from the sign-in service
             raise AuthError(
                 tr(
@@ -278,6 +251,17 @@ class TokenProvider:
             ),
             connector_id=CONNECTOR_ID,
         )
+
+
+def sign_in_unreachable(exc: requests.RequestException) -> TransientError:
+    """The error when the Microsoft sign-in service cannot be reached: nothing is wrong, try later."""
+    return TransientError(
+        tr(
+            f"Service de connexion Microsoft injoignable ({type(exc).__name__}). Réessayez plus tard.",
+            f"Microsoft sign-in service unreachable ({type(exc).__name__}). Try again later.",
+        ),
+        connector_id=CONNECTOR_ID,
+    )
 
 
 def tls_message(host: str) -> str:

@@ -8,10 +8,17 @@ import click
 import msal
 import requests
 
-from assoc_ai_core.errors import AuthError, ConfigError, TransientError
+from assoc_ai_core.errors import AuthError, ConfigError
 from assoc_ai_core.i18n import tr
 
-from .auth import authority_url, delegated_scopes, load_token_cache, save_token_cache, tls_message
+from .auth import (
+    authority_url,
+    delegated_scopes,
+    load_token_cache,
+    save_token_cache,
+    sign_in_unreachable,
+    tls_message,
+)
 from .config import CONNECTOR_ID, DEFAULT_AUTHORITY_HOST, DEFAULT_GRAPH_URL
 from .session import make_session
 
@@ -92,13 +99,7 @@ def auth(client_id: str, tenant: str, cache_path: str, mailbox: str, authority_h
     except requests.exceptions.SSLError as exc:
         raise AuthError(tls_message(authority_host), connector_id=CONNECTOR_ID) from exc
     except requests.RequestException as exc:
-        raise TransientError(
-            tr(
-                f"Service de connexion Microsoft injoignable ({type(exc).__name__}). Réessayez plus tard.",
-                f"Microsoft sign-in service unreachable ({type(exc).__name__}). Try again later.",
-            ),
-            connector_id=CONNECTOR_ID,
-        ) from exc
+        raise sign_in_unreachable(exc) from exc
     except ValueError as exc:  # msal: the tenant's OpenID configuration cannot be read
         raise AuthError(
             tr(f"Locataire « {tenant} » introuvable : {exc}", f"Tenant '{tenant}' not found: {exc}"),

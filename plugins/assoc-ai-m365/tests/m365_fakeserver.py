@@ -16,134 +16,32 @@ published references:
 
 Faults are injected per request (status, ``Retry-After``, callbacks run before
 a request is served) and tokens can be expired or revoked, so the connector's
-real msal + requests code paths are exercised.
+real msal + requests code paths are exercised.  The mailbox model is in
+:mod:`m365_fakemailbox`, the token endpoints in :mod:`m365_fakeentra`.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import email
-import email.policy
-import email.utils
 import itertools
 import json
 import re
 import secrets
-import ssl
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from m365_fakeentra import TENANT, TENANT_ID, FakeEntra, Token, json_answer
+from m365_fakemailbox import FakeMailbox, Folder, Msg, _graph_id, _iso, make_tls_files
 
-TENANT = "contoso-asso.onmicrosoft.com"
-TENANT_ID = "9f3c1a52-0d1e-4c4b-9a61-3f5d2b7e8c10"
-WELL_KNOWN_FR = {
-    "inbox": "Boîte de réception",
-    "sentitems": "Éléments envoyés",
-    "deleteditems": "Éléments supprimés",
-    "drafts": "Brouillons",
-    "junkemail": "Courrier indésirable",
-    "archive": "Archive",
-}
+from assoc_ai_core.testing.loopback_http import LoopbackHTTPServer, RecordedRequest
 
-
-# ---------------------------------------------------------------------------- TLS
-def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA certificate and a server certificate for 127.0.0.1 signed by it: (ca.pem, cert.pem, key.pem)."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "assoc-ai test CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    import ipaddress
-
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    ca_path, cert_path, key_path = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
-    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return ca_path, cert_path, key_path
-
-
-# ---------------------------------------------------------------------------- model
-def _graph_id(prefix: str = "AAMkAGI2") -> str:
-    # Exchange ids are URL-safe base64 with padding; keep the "=" so URL quoting is exercised.
-    return prefix + base64.urlsafe_b64encode(secrets.token_bytes(24)).decode() + "AAA="
-
-
-def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-@dataclass
-class Folder:
-    id: str
-    display_name: str
-    parent_id: str
-    well_known: str = ""
-    hidden: bool = False
-
-
-@dataclass
-class Msg:
-    id: str
-    folder_id: str
-    raw: bytes
-    internet_message_id: str
-    subject: str
-    sender: str
-    received: float
-    seq: int
-    change_key: str = field(default_factory=lambda: secrets.token_hex(8))
-    categories: list[str] = field(default_factory=list)
-    is_read: bool = False
-    is_draft: bool = False
-    changed_seq: int = 0
+__all__ = ["TENANT", "TENANT_ID", "FakeM365", "FakeMailbox", "make_tls_files"]
 
 
 @dataclass
@@ -171,128 +69,6 @@ class Hook:
     times: int = 1
 
 
-@dataclass
-class Seen:
-    """One request as the server saw it (for assertions)."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    at: float
-    status: int = 0
-
-
-class FakeMailbox:
-    """One Exchange mailbox: folders, messages, master categories."""
-
-    def __init__(self, address: str, counter: Callable[[], int]) -> None:
-        self.address = address
-        self._next = counter
-        self.folders: dict[str, Folder] = {}
-        self.messages: dict[str, Msg] = {}
-        self.master_categories: list[dict[str, str]] = []
-        self.tombstones: list[tuple[int, str, str]] = []  # (seq, folder_id, message id)
-        root = Folder(_graph_id("AAMkAGRv"), "Haut de la banque d'informations", "", "msgfolderroot", hidden=True)
-        self.folders[root.id] = root
-        self.root_id = root.id
-        for wk, name in WELL_KNOWN_FR.items():
-            f = Folder(_graph_id("AAMkAGZv"), name, root.id, wk)
-            self.folders[f.id] = f
-
-    # ---- folders
-    def well_known(self, name: str) -> Folder | None:
-        return next((f for f in self.folders.values() if f.well_known == name.lower()), None)
-
-    def folder(self, ref: str) -> Folder | None:
-        return self.folders.get(ref) or self.well_known(ref)
-
-    def children(self, parent_id: str) -> list[Folder]:
-        return [f for f in self.folders.values() if f.parent_id == parent_id]
-
-    def folder_by_path(self, path: str) -> Folder:
-        """Test helper: ``"inbox"`` or ``"inbox/IA/Adhésion"`` or ``"IA/Adhésion"`` (creating missing levels)."""
-        parts = [p for p in path.split("/") if p]
-        current = self.well_known(parts[0]) if self.well_known(parts[0]) else None
-        if current is None:
-            current = self.folders[self.root_id]
-        else:
-            parts = parts[1:]
-        for name in parts:
-            found = next((c for c in self.children(current.id) if c.display_name.casefold() == name.casefold()), None)
-            if found is None:
-                found = Folder(_graph_id("AAMkAGZv"), name, current.id)
-                self.folders[found.id] = found
-            current = found
-        return current
-
-    # ---- messages
-    def deliver(self, raw: bytes, folder: str = "inbox", *, received: float | None = None, categories: list[str] | None = None) -> Msg:
-        """Put a message in a folder as Exchange delivery would (new id, new sequence number)."""
-        parsed = email.message_from_bytes(raw, policy=email.policy.default)
-        mid = str(parsed.get("message-id", "")).strip()
-        seq = self._next()
-        m = Msg(
-            id=_graph_id(),
-            folder_id=self.folder_by_path(folder).id,
-            raw=raw,
-            internet_message_id=mid,
-            subject=str(parsed.get("subject", "")),
-            sender=email.utils.parseaddr(str(parsed.get("from", "")))[1],
-            received=received if received is not None else time.time(),
-            seq=seq,
-            changed_seq=seq,
-            categories=list(categories or []),
-        )
-        self.messages[m.id] = m
-        return m
-
-    def move(self, msg: Msg, folder_id: str) -> Msg:
-        """Graph semantics: the moved message is a new item with a new id in the destination."""
-        del self.messages[msg.id]
-        self.tombstones.append((self._next(), msg.folder_id, msg.id))
-        seq = self._next()
-        moved = Msg(
-            id=_graph_id(), folder_id=folder_id, raw=msg.raw, internet_message_id=msg.internet_message_id,
-            subject=msg.subject, sender=msg.sender, received=msg.received, seq=seq, changed_seq=seq,
-            categories=list(msg.categories), is_read=msg.is_read, is_draft=msg.is_draft,
-        )
-        self.messages[moved.id] = moved
-        return moved
-
-    def delete(self, msg_id: str) -> None:
-        msg = self.messages.pop(msg_id)
-        self.tombstones.append((self._next(), msg.folder_id, msg.id))
-
-    def touch(self, msg: Msg) -> None:
-        msg.change_key = secrets.token_hex(8)
-        msg.changed_seq = self._next()
-
-    def in_folder(self, path: str) -> list[Msg]:
-        fid = self.folder_by_path(path).id
-        return sorted((m for m in self.messages.values() if m.folder_id == fid), key=lambda m: m.seq)
-
-    def find_by_mid(self, mid: str) -> list[Msg]:
-        return [m for m in self.messages.values() if m.internet_message_id == mid]
-
-    def path_of(self, folder_id: str) -> str:
-        names = []
-        f = self.folders.get(folder_id)
-        while f is not None and f.id != self.root_id:
-            names.append(f.display_name)
-            f = self.folders.get(f.parent_id)
-        return "/".join(reversed(names))
-
-
-@dataclass
-class Token:
-    kind: str  # "app" or "user"
-    client_id: str
-    expires: float
-    scopes: list[str]
-    username: str = ""
-
-
 class GraphError(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -300,7 +76,7 @@ class GraphError(Exception):
 
 
 # ---------------------------------------------------------------------------- the server
-class FakeM365:
+class FakeM365(FakeEntra):
     """Entra ID + Graph for one tenant, on ``https://127.0.0.1:{port}``."""
 
     def __init__(self, tls: tuple[Path, Path, Path]) -> None:
@@ -317,30 +93,21 @@ class FakeM365:
         self.delta_states: dict[str, dict[str, Any]] = {}
         self.faults: list[Fault] = []
         self.hooks: list[Hook] = []
-        self.seen: list[Seen] = []
+        self.seen: list[RecordedRequest] = []
         self.sent: list[bytes] = []
         self.token_lifetime = 3599
         self.auto_approve_as: str | None = None  # a device code approved as soon as it is issued
-        handler = _make_handler(self)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(cert), str(key))
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = self.httpd.server_address[1]
-        self.base = f"https://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-m365", daemon=True)
+        self.server = LoopbackHTTPServer(self.handle, name="fake-m365", tls=(cert, key))
+        self.port = self.server.port
+        self.base = self.server.base_url
 
     # ---- lifecycle
     def start(self) -> FakeM365:
-        self._thread.start()
+        self.server.start()
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=5)
+        self.server.stop()
 
     # ---- set-up helpers for tests
     @property
@@ -399,7 +166,7 @@ class FakeM365:
                     return
         raise KeyError(user_code)
 
-    def graph_requests(self, pattern: str = "", method: str | None = None) -> list[Seen]:
+    def graph_requests(self, pattern: str = "", method: str | None = None) -> list[RecordedRequest]:
         with self._lock:
             return [s for s in self.seen if s.path.startswith("/v1.0") and re.search(pattern, s.path)
                     and (method is None or s.method == method)]
@@ -409,7 +176,7 @@ class FakeM365:
         parts = urlsplit(raw_path)
         path = parts.path
         query = parse_qs(parts.query, keep_blank_values=True)
-        seen = Seen(method, unquote(path), query, {k.lower(): v for k, v in headers.items()}, time.time())
+        seen = RecordedRequest(method, unquote(path), query, {k.lower(): v for k, v in headers.items()}, time.time())
         with self._lock:
             self.seen.append(seen)
             hooks = [h for h in self.hooks if h.times > 0 and h.method in ("*", method) and re.search(h.path, unquote(path))]
@@ -435,98 +202,6 @@ class FakeM365:
                                                 "innerError": {"date": _iso(time.time()), "request-id": str(uuid.uuid4())}}}).encode()
             seen.status = status
             return status, hdrs, payload
-
-    # ------------------------------------------------------------------------ Entra ID
-    def _entra(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> tuple[int, dict[str, str], bytes]:
-        m = re.fullmatch(r"/([^/]+)/(v2\.0/\.well-known/openid-configuration|oauth2/v2\.0/(token|devicecode|authorize))", path)
-        if not m:
-            return _json(404, {"error": "not_found"})
-        tenant = m.group(1)
-        if tenant not in (TENANT, TENANT_ID, "organizations"):
-            return _json(400, {"error": "invalid_tenant", "error_description": f"AADSTS90002: Tenant '{tenant}' not found."})
-        base = f"{self.base}/{tenant}"
-        if m.group(2).startswith("v2.0"):
-            return _json(200, {
-                "issuer": f"{self.base}/{TENANT_ID}/v2.0",
-                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                "token_endpoint": f"{base}/oauth2/v2.0/token",
-                "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-                "jwks_uri": f"{base}/discovery/v2.0/keys",
-                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-                "scopes_supported": ["openid", "profile", "email", "offline_access"],
-                "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-                "tenant_region_scope": "EU",
-            })
-        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8")).items()}
-        if m.group(3) == "devicecode":
-            return self._devicecode(form)
-        if m.group(3) == "token" and method == "POST":
-            return self._token(form)
-        return _json(400, {"error": "unsupported_response_type"})
-
-    def _devicecode(self, form: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-        if form.get("client_id") not in self.apps or self.apps[form["client_id"]] is not None:
-            return _json(400, {"error": "invalid_client", "error_description": "AADSTS7000218: public client flows are not allowed."})
-        device_code = secrets.token_urlsafe(32)
-        user_code = "".join(secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(9))
-        self.device_codes[device_code] = {"user_code": user_code, "client_id": form["client_id"],
-                                          "scope": form.get("scope", ""), "expires": time.time() + 900,
-                                          "approved_by": self.auto_approve_as}
-        return _json(200, {
-            "device_code": device_code, "user_code": user_code,
-            "verification_uri": f"{self.base}/devicelogin", "expires_in": 900, "interval": 1,
-            "message": f"To sign in, use a web browser to open the page {self.base}/devicelogin and enter the code {user_code} to authenticate.",
-        })
-
-    def _token(self, form: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-        grant = form.get("grant_type", "")
-        client_id = form.get("client_id", "")
-        if client_id not in self.apps:
-            return _json(400, {"error": "unauthorized_client", "error_description": f"AADSTS700016: Application with identifier '{client_id}' was not found."})
-        if grant == "client_credentials":
-            if self.apps[client_id] is None or form.get("client_secret") != self.apps[client_id]:
-                return _json(401, {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."})
-            scopes = form.get("scope", "").split()
-            if len(scopes) != 1 or not scopes[0].endswith("/.default"):
-                return _json(400, {"error": "invalid_scope", "error_description": "AADSTS1002012: The provided value for scope is not valid."})
-            at = self._issue(Token("app", client_id, time.time() + self.token_lifetime, scopes))
-            return _json(200, {"token_type": "Bearer", "expires_in": self.token_lifetime, "ext_expires_in": self.token_lifetime, "access_token": at})
-        if grant == "urn:ietf:params:oauth:grant-type:device_code":
-            dc = self.device_codes.get(form.get("device_code", ""))
-            if dc is None or dc["expires"] < time.time():
-                return _json(400, {"error": "expired_token", "error_description": "AADSTS70020: The provided value for the input parameter 'device_code' is not valid."})
-            if dc["approved_by"] is None:
-                return _json(400, {"error": "authorization_pending", "error_description": "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending."})
-            del self.device_codes[form["device_code"]]
-            return self._user_tokens(client_id, dc["approved_by"], dc["scope"].split())
-        if grant == "refresh_token":
-            rt = self.refresh_tokens.pop(form.get("refresh_token", ""), None)
-            if rt is None or rt["client_id"] != client_id:
-                return _json(400, {"error": "invalid_grant", "error_description": "AADSTS700082: The refresh token has expired due to inactivity."})
-            return self._user_tokens(client_id, rt["username"], form.get("scope", "").split() or rt["scopes"])
-        return _json(400, {"error": "unsupported_grant_type"})
-
-    def _user_tokens(self, client_id: str, username: str, scopes: list[str]) -> tuple[int, dict[str, str], bytes]:
-        granted = [s for s in scopes if s not in ("openid", "profile", "offline_access")]
-        at = self._issue(Token("user", client_id, time.time() + self.token_lifetime, granted, username))
-        rt = secrets.token_urlsafe(40)
-        self.refresh_tokens[rt] = {"client_id": client_id, "username": username, "scopes": granted}
-        uid = str(uuid.uuid5(uuid.NAMESPACE_URL, username))
-        now = int(time.time())
-        claims = {"aud": client_id, "iss": f"{self.base}/{TENANT_ID}/v2.0", "iat": now, "nbf": now, "exp": now + 3600,
-                  "name": username.split("@")[0].title(), "oid": uid, "preferred_username": username, "sub": uid,
-                  "tid": TENANT_ID, "ver": "2.0"}
-        id_token = ".".join([_b64url(json.dumps({"typ": "JWT", "alg": "none"}).encode()),
-                             _b64url(json.dumps(claims).encode()), ""])
-        client_info = _b64url(json.dumps({"uid": uid, "utid": TENANT_ID}).encode())
-        return _json(200, {"token_type": "Bearer", "scope": " ".join(granted), "expires_in": self.token_lifetime,
-                           "ext_expires_in": self.token_lifetime, "access_token": at, "refresh_token": rt,
-                           "id_token": id_token, "client_info": client_info})
-
-    def _issue(self, token: Token) -> str:
-        value = "eyJ0eXAiOiJKV1QifQ." + secrets.token_urlsafe(48)
-        self.tokens[value] = token
-        return value
 
     # ------------------------------------------------------------------------ Graph
     def _graph(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -561,65 +236,80 @@ class FakeM365:
         return self._mail(box, prefix, method, rest, query, headers, body)
 
     def _mail(self, box: FakeMailbox, prefix: str, method: str, rest: list[str], q: dict[str, list[str]], headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
-        n = len(rest)
         if rest[:1] == ["mailFolders"]:
-            if n == 1:
-                if method == "GET":
-                    return self._list(prefix, rest, q, [self._folder_json(box, f, q) for f in box.children(box.root_id) if not f.hidden])
-                if method == "POST":
-                    return self._create_folder(box, box.root_id, body)
-            folder = box.folder(rest[1])
-            if folder is None:
-                raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
-            if n == 2 and method == "GET":
-                return _json(200, self._folder_json(box, folder, q))
-            if n == 3 and rest[2] == "childFolders":
-                if method == "GET":
-                    return self._list(prefix, rest, q, [self._folder_json(box, f, q) for f in box.children(folder.id)])
-                if method == "POST":
-                    return self._create_folder(box, folder.id, body)
-            if n == 3 and rest[2] == "messages" and method == "GET":
-                items = [self._msg_json(m, q) for m in box.messages.values() if m.folder_id == folder.id]
-                return self._list(prefix, rest, q, items)
-            if n == 4 and rest[2:] == ["messages", "delta"] and method == "GET":
-                return self._delta(box, prefix, folder, q, headers)
+            answer = self._folders_request(box, prefix, method, rest, q, headers, body)
+            if answer is not None:
+                return answer
         if rest[:1] == ["messages"]:
-            if n == 1 and method == "GET":
-                return self._list(prefix, rest, q, [self._msg_json(m, q) for m in self._filter(box, q)])
-            msg = box.messages.get(rest[1]) if n > 1 else None
-            if msg is None:
-                raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
-            if n == 2 and method == "GET":
-                return _json(200, self._msg_json(msg, q))
-            if n == 3 and rest[2] == "$value" and method == "GET":
-                return 200, {"Content-Type": "text/plain"}, msg.raw
-            if n == 2 and method == "PATCH":
-                return self._patch(box, msg, headers, body)
-            if n == 2 and method == "DELETE":
-                box.delete(msg.id)
-                return 204, {}, b""
-            if n == 3 and rest[2] == "move" and method == "POST":
-                dest = box.folder(json.loads(body or b"{}").get("destinationId", ""))
-                if dest is None:
-                    raise GraphError(400, "ErrorInvalidIdMalformed", "Id is malformed.")
-                return _json(201, self._msg_json(box.move(msg, dest.id), {}))
-        if rest == ["outlook", "masterCategories"]:
-            if method == "GET":
-                return _json(200, {"value": list(box.master_categories)})
-            if method == "POST":
-                data = json.loads(body or b"{}")
-                name = str(data.get("displayName", ""))
-                if any(c["displayName"].casefold() == name.casefold() for c in box.master_categories):
-                    raise GraphError(409, "ErrorDuplicateDisplayName", "A category with this name already exists.")
-                color = str(data.get("color", "none"))
-                if not re.fullmatch(r"(?i)none|preset([0-9]|1[0-9]|2[0-4])", color):
-                    raise GraphError(400, "ErrorInvalidArgument", "Invalid color.")
-                cat = {"id": str(uuid.uuid4()), "displayName": name, "color": color}
-                box.master_categories.append(cat)
-                return _json(201, cat)
+            answer = self._messages_request(box, prefix, method, rest, q, headers, body)
+            if answer is not None:
+                return answer
+        if rest == ["outlook", "masterCategories"] and method in ("GET", "POST"):
+            return self._master_categories(box, method, body)
         if rest == ["sendMail"] and method == "POST":
             return self._send_mail(box, headers, body)
         raise GraphError(400, "BadRequest", f"Unsupported request: {method} /{'/'.join(rest)}")
+
+    def _folders_request(self, box: FakeMailbox, prefix: str, method: str, rest: list[str], q: dict[str, list[str]], headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes] | None:
+        n = len(rest)
+        if n == 1:
+            if method == "GET":
+                return self._list(prefix, rest, q, [self._folderjson_answer(box, f, q) for f in box.children(box.root_id) if not f.hidden])
+            if method == "POST":
+                return self._create_folder(box, box.root_id, body)
+        folder = box.folder(rest[1]) if n > 1 else None
+        if folder is None:
+            raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+        if n == 2 and method == "GET":
+            return json_answer(200, self._folderjson_answer(box, folder, q))
+        if n == 3 and rest[2] == "childFolders":
+            if method == "GET":
+                return self._list(prefix, rest, q, [self._folderjson_answer(box, f, q) for f in box.children(folder.id)])
+            if method == "POST":
+                return self._create_folder(box, folder.id, body)
+        if n == 3 and rest[2] == "messages" and method == "GET":
+            items = [self._msgjson_answer(m, q) for m in box.messages.values() if m.folder_id == folder.id]
+            return self._list(prefix, rest, q, items)
+        if n == 4 and rest[2:] == ["messages", "delta"] and method == "GET":
+            return self._delta(box, prefix, folder, q, headers)
+        return None
+
+    def _messages_request(self, box: FakeMailbox, prefix: str, method: str, rest: list[str], q: dict[str, list[str]], headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes] | None:
+        n = len(rest)
+        if n == 1 and method == "GET":
+            return self._list(prefix, rest, q, [self._msgjson_answer(m, q) for m in self._filter(box, q)])
+        msg = box.messages.get(rest[1]) if n > 1 else None
+        if msg is None:
+            raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+        if n == 2 and method == "GET":
+            return json_answer(200, self._msgjson_answer(msg, q))
+        if n == 3 and rest[2] == "$value" and method == "GET":
+            return 200, {"Content-Type": "text/plain"}, msg.raw
+        if n == 2 and method == "PATCH":
+            return self._patch(box, msg, headers, body)
+        if n == 2 and method == "DELETE":
+            box.delete(msg.id)
+            return 204, {}, b""
+        if n == 3 and rest[2] == "move" and method == "POST":
+            dest = box.folder(json.loads(body or b"{}").get("destinationId", ""))
+            if dest is None:
+                raise GraphError(400, "ErrorInvalidIdMalformed", "Id is malformed.")
+            return json_answer(201, self._msgjson_answer(box.move(msg, dest.id), {}))
+        return None
+
+    def _master_categories(self, box: FakeMailbox, method: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        if method == "GET":
+            return json_answer(200, {"value": list(box.master_categories)})
+        data = json.loads(body or b"{}")
+        name = str(data.get("displayName", ""))
+        if any(c["displayName"].casefold() == name.casefold() for c in box.master_categories):
+            raise GraphError(409, "ErrorDuplicateDisplayName", "A category with this name already exists.")
+        color = str(data.get("color", "none"))
+        if not re.fullmatch(r"(?i)none|preset([0-9]|1[0-9]|2[0-4])", color):
+            raise GraphError(400, "ErrorInvalidArgument", "Invalid color.")
+        cat = {"id": str(uuid.uuid4()), "displayName": name, "color": color}
+        box.master_categories.append(cat)
+        return json_answer(201, cat)
 
     # ---- Graph helpers
     def _list(self, prefix: str, rest: list[str], q: dict[str, list[str]], items: list[dict[str, Any]]) -> tuple[int, dict[str, str], bytes]:
@@ -631,10 +321,10 @@ class FakeM365:
             keep = {k: v[0] for k, v in q.items() if k not in ("$skip",)}
             keep["$skip"] = str(skip + top)
             out["@odata.nextLink"] = f"{self.graph_url}/{prefix}/{'/'.join(quote(r, safe='') for r in rest)}?{urlencode(keep)}"
-        return _json(200, out)
+        return json_answer(200, out)
 
 
-    def _folder_json(self, box: FakeMailbox, f: Folder, q: dict[str, list[str]]) -> dict[str, Any]:
+    def _folderjson_answer(self, box: FakeMailbox, f: Folder, q: dict[str, list[str]]) -> dict[str, Any]:
         full = {"id": f.id, "displayName": f.display_name, "parentFolderId": f.parent_id,
                 "childFolderCount": len(box.children(f.id)),
                 "unreadItemCount": sum(1 for m in box.messages.values() if m.folder_id == f.id and not m.is_read),
@@ -652,9 +342,9 @@ class FakeM365:
             raise GraphError(409, "ErrorFolderExists", "A folder with the specified name already exists.")
         f = Folder(_graph_id("AAMkAGZv"), name, parent_id, hidden=bool(data.get("isHidden", False)))
         box.folders[f.id] = f
-        return _json(201, self._folder_json(box, f, {}))
+        return json_answer(201, self._folderjson_answer(box, f, {}))
 
-    def _msg_json(self, m: Msg, q: dict[str, list[str]]) -> dict[str, Any]:
+    def _msgjson_answer(self, m: Msg, q: dict[str, list[str]]) -> dict[str, Any]:
         full = {
             "@odata.etag": f'W/"{m.change_key}"', "id": m.id, "createdDateTime": _iso(m.received),
             "lastModifiedDateTime": _iso(m.received), "changeKey": m.change_key, "categories": list(m.categories),
@@ -694,7 +384,7 @@ class FakeM365:
             else:
                 raise GraphError(400, "ErrorInvalidProperty", f"Property '{key}' is not supported in this fake.")
         box.touch(msg)
-        return _json(200, self._msg_json(msg, {}))
+        return json_answer(200, self._msgjson_answer(msg, {}))
 
     def _send_mail(self, box: FakeMailbox, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         if not headers.get("content-type", "").startswith("text/plain"):
@@ -734,7 +424,7 @@ class FakeM365:
             msg = box.messages.get(mid)
             if msg is None or msg.folder_id != folder.id:
                 continue  # gone since the round started; a later round reports the removal
-            value.append({"@odata.type": "#microsoft.graph.message", **self._msg_json(msg, sel)})
+            value.append({"@odata.type": "#microsoft.graph.message", **self._msgjson_answer(msg, sel)})
         url = f"{self.graph_url}/{prefix}/mailFolders/{quote(folder.id, safe='')}/messages/delta"
         out: dict[str, Any] = {"@odata.context": f"{self.graph_url}/$metadata#Collection(message)", "value": value}
         if offset + page_size < len(state["snapshot"]):
@@ -746,7 +436,7 @@ class FakeM365:
             self.delta_states[dlt] = {"folder": folder.id, "upto": state["upto"], "change_type": state["change_type"],
                                       "select": state["select"]}
             out["@odata.deltaLink"] = f"{url}?$deltatoken={dlt}"
-        return _json(200, out)
+        return json_answer(200, out)
 
     def _round(self, box: FakeMailbox, folder: Folder, *, since: int, change_type: str, select: str) -> dict[str, Any]:
         upto = next(self._seq)
@@ -768,36 +458,3 @@ def _select(full: dict[str, Any], q: dict[str, list[str]]) -> dict[str, Any]:
         return full
     wanted = {s.strip() for s in sel.split(",")} | {"id", "@odata.etag"}
     return {k: v for k, v in full.items() if k in wanted}
-
-
-def _json(status: int, body: Any) -> tuple[int, dict[str, str], bytes]:
-    return status, {"Content-Type": "application/json; odata.metadata=minimal"}, json.dumps(body).encode("utf-8")
-
-
-def _make_handler(app: FakeM365) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        wbufsize = -1  # one write per answer (headers + body), flushed by handle_one_request
-        disable_nagle_algorithm = True
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            try:
-                status, headers, payload = app.handle(self.command, self.path, dict(self.headers.items()), body)
-            except Exception as exc:  # a bug in the fake must show up as a 500, not a hung client
-                status, headers, payload = 500, {"Content-Type": "text/plain"}, f"fake server error: {exc!r}".encode()
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
-
-        do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-            pass
-
-    return Handler

@@ -8,6 +8,7 @@ fields (``ensure_fields`` creates them through the Tooling API).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -15,8 +16,8 @@ from typing import Any, ClassVar
 
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.ext.connectors import Capability
-from assoc_ai_core.ext.crm import CURSOR_KEY, CrmConnector, advance_cursor, is_after_cursor, plan_score_writes
-from assoc_ai_core.i18n import tr
+from assoc_ai_core.ext.crm import CURSOR_KEY, ApiCrmConnector, StoredScores, advance_cursor, is_after_cursor
+from assoc_ai_core.ext.paging import token_pages
 from assoc_ai_core.records.people import (
     FieldSpec,
     Gift,
@@ -27,10 +28,9 @@ from assoc_ai_core.records.people import (
     RecurringPlan,
     Score,
     WriteReport,
-    score_field_names,
 )
 
-from .session import SalesforceSession, check_https
+from .session import SERVICE, SalesforceSession, check_https
 
 SOURCE = "salesforce"
 SOQL = {
@@ -96,7 +96,7 @@ def _soql_dt(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class SalesforceConnector(CrmConnector):
+class SalesforceConnector(ApiCrmConnector[SalesforceSession]):
     """Salesforce NPSP through the REST API (simple-salesforce)."""
 
     id: ClassVar[str] = "salesforce"
@@ -105,29 +105,15 @@ class SalesforceConnector(CrmConnector):
     record_types: ClassVar[frozenset[str]] = frozenset(SOQL)
     description: ClassVar[str] = "Salesforce NPSP: contacts, gifts, recurring donations, memberships; scores on Contact"
 
-    def __init__(self, config: SalesforceConfig) -> None:
-        super().__init__(config)
-        self._session: SalesforceSession | None = None
-
-    @property
-    def session(self) -> SalesforceSession:
-        """The Salesforce session, built on first use."""
-        if self._session is None:
-            c = self.config
-            self._session = SalesforceSession(check_https(c.domain_url, "domain_url"), c.client_id, c.client_secret,
-                                              api_version=c.api_version, timeout=c.timeout, verify=c.verify_tls,
-                                              max_attempts=c.max_attempts, max_retry_wait=c.max_retry_wait)
-        return self._session
+    def build_client(self) -> SalesforceSession:
+        """The Salesforce session (no I/O yet: the token is asked for on first use)."""
+        c = self.config
+        return SalesforceSession(check_https(c.domain_url, "domain_url"), c.client_id, c.client_secret,
+                                 api_version=c.api_version, http=self.http_client(SERVICE, field="domain_url"))
 
     def open(self) -> None:
         """Get a token now, so a wrong secret fails before any read."""
-        self.session.login()
-
-    def close(self) -> None:
-        """Close the HTTP session; safe twice."""
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        self.client.login()
 
     # -- reading ------------------------------------------------------------------
     def iter_records(
@@ -147,19 +133,21 @@ class SalesforceConnector(CrmConnector):
         soql += " ORDER BY SystemModstamp ASC, Id ASC"
         # Salesforce sends 200 to 2000 rows per batch; the header is a wish it may shrink.
         headers = {"Sforce-Query-Options": f"batchSize={max(200, min(2000, int(page_size)))}"}
-        result = self.session.call(lambda sf: sf.query(soql, headers=headers), f"SOQL {sobject}")
+
+        def fetch(next_url: str | None) -> tuple[list[dict[str, Any]], str | None]:
+            if next_url is None:
+                result = self.client.call(lambda sf: sf.query(soql, headers=headers), f"SOQL {sobject}")
+            else:
+                result = self.client.call(lambda sf: sf.query_more(next_url, identifier_is_url=True, headers=headers),
+                                          f"SOQL {sobject} (query_more)")
+            return result.get("records") or [], None if result.get("done", True) else result.get("nextRecordsUrl")
+
         state = dict(cursor or {})
-        while True:
-            records = [r for r in map(getattr(self, f"_{record_type}"), result.get("records") or [])
-                       if r is not None and is_after_cursor(r, cursor)]
+        for rows, _ in token_pages(fetch):
+            records = [r for r in map(getattr(self, f"_{record_type}"), rows) if r is not None and is_after_cursor(r, cursor)]
             if records:
                 state = advance_cursor(state, records)
                 yield RecordPage(record_type, records, state)
-            next_url = result.get("nextRecordsUrl")
-            if result.get("done", True) or not next_url:
-                return
-            result = self.session.call(lambda sf: sf.query_more(next_url, identifier_is_url=True, headers=headers),
-                                       f"SOQL {sobject} (query_more)")
 
     def _person(self, row: Mapping[str, Any]) -> Person:
         born = _day(row.get("Birthdate"))
@@ -213,7 +201,7 @@ class SalesforceConnector(CrmConnector):
     def ensure_fields(self, fields: Sequence[FieldSpec] | None = None, *, task: str = "", dry_run: bool = True) -> WriteReport:
         """Create missing Contact custom fields through the Tooling API (``Customize Application`` needed)."""
         self.require(Capability.WRITE_SCORES)
-        described = self.session.call(lambda sf: sf.Contact.describe(), "describe Contact")
+        described = self.client.call(lambda sf: sf.Contact.describe(), "describe Contact")
         existing = {f["name"] for f in described.get("fields", [])}
         diffs: list[RecordDiff] = []
         for spec in (s for s in self.fields_for(task, fields) if s.record_type == "person"):
@@ -225,37 +213,33 @@ class SalesforceConnector(CrmConnector):
             diffs.append(RecordDiff(f"Contact.{name}", "create", {}, after))
             if not dry_run:
                 body = {"FullName": f"Contact.{name}", "Metadata": {**after, "description": spec.description}}
-                self.session.call(lambda sf: sf.toolingexecute("sobjects/CustomField/", method="POST", data=body),
-                                  f"create Contact.{name}")
+                self.client.call(operator.methodcaller("toolingexecute", "sobjects/CustomField/", method="POST", data=body),
+                                 f"create Contact.{name}")
         return WriteReport(dry_run=dry_run, diffs=tuple(diffs), target="salesforce:Contact")
 
-    def write_scores(self, scores: Sequence[Score], *, dry_run: bool = True) -> WriteReport:
-        """Diff scores against the Contacts' fields; PATCH only the changed Contacts unless ``dry_run``."""
-        self.require(Capability.WRITE_SCORES)
+    def score_target(self) -> str:
+        """Scores go to Contacts."""
+        return "salesforce:Contact"
+
+    def read_stored_scores(self, person_ids: Sequence[str], fields: Sequence[str]) -> Mapping[str, StoredScores]:
+        """The Contacts' score fields and objection to profiling, 200 Contacts per SOQL query."""
         c = self.config
-        names = sorted({n for s in scores for n in score_field_names(s.task, c.field_prefix).values()})
-        ids = sorted({str(s.person_id) for s in scores if str(s.person_id).isalnum()})
-        current: dict[str, dict[str, Any]] = {}
-        blocked: list[tuple[str, str]] = []
+        ids = sorted({pid for pid in person_ids if pid.isalnum()})
+        stored: dict[str, StoredScores] = {}
         for start in range(0, len(ids), 200):
             chunk = ", ".join(f"'{i}'" for i in ids[start : start + 200])
-            soql = (f"SELECT Id, {', '.join(self.api_name(n) for n in names)}, {c.do_not_profile_field} "
+            soql = (f"SELECT Id, {', '.join(self.api_name(n) for n in fields)}, {c.do_not_profile_field} "
                     f"FROM Contact WHERE Id IN ({chunk})")
-            rows = self.session.call(lambda sf: sf.query_all(soql), "SOQL Contact (scores)")
+            rows = self.client.call(operator.methodcaller("query_all", soql), "SOQL Contact (scores)")
             for row in rows.get("records") or []:
-                pid = str(row["Id"])
-                if _get(row, c.do_not_profile_field):
-                    blocked.append((pid, tr("la personne refuse le profilage (do_not_profile)",
-                                            "the person objects to profiling (do_not_profile)")))
-                else:
-                    current[pid] = {n: row.get(self.api_name(n)) for n in names}
-        blocked_ids = {pid for pid, _ in blocked}
-        plan = plan_score_writes(current, [s for s in scores if str(s.person_id) not in blocked_ids], dry_run=dry_run,
-                                 prefix=c.field_prefix, target="salesforce:Contact")
-        report = WriteReport(dry_run=dry_run, diffs=plan.diffs, skipped=tuple(blocked) + plan.skipped, target=plan.target)
-        if not dry_run:
-            for diff in report.diffs:
-                if diff.action != "unchanged":
-                    values = {self.api_name(k): v for k, v in diff.after.items()}
-                    self.session.call(lambda sf: sf.Contact.update(diff.record_id, values), f"update Contact {diff.record_id}")
-        return report
+                stored[str(row["Id"])] = StoredScores({n: row.get(self.api_name(n)) for n in fields},
+                                                      bool(_get(row, c.do_not_profile_field)))
+        return stored
+
+    def save_scores(self, diffs: Sequence[RecordDiff], scores: Sequence[Score]) -> None:
+        """PATCH each changed Contact."""
+        for diff in diffs:
+            self._update_contact(diff.record_id, {self.api_name(k): v for k, v in diff.after.items()})
+
+    def _update_contact(self, contact_id: str, values: Mapping[str, Any]) -> None:
+        self.client.call(lambda sf: sf.Contact.update(contact_id, dict(values)), f"update Contact {contact_id}")

@@ -11,46 +11,20 @@ and ``tooling/sobjects/CustomField``; NPSP objects hold the seed data.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import json
 import re
 import secrets
-import ssl
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
+
+from assoc_ai_core.testing.loopback import Exchange, LoopbackApi
 
 CLIENT_ID = "3MVG9-connected-app-for-tests"
 CLIENT_SECRET = "sf-secret-for-tests"
 VERSION = "59.0"
 SOQL = re.compile(r"^SELECT (?P<fields>.+?) FROM (?P<obj>\w+)(?: WHERE (?P<where>.+?))?(?: ORDER BY (?P<order>.+?))?$")
 COND = re.compile(r"^(?P<f>[\w.]+) (?P<op>>=|<=|!=|=|>|<|IN) (?P<v>.+)$")
-
-
-def make_cert(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (the test session trusts exactly this file)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = folder / "sf-cert.pem", folder / "sf-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 def stamp(text: str) -> str:
@@ -79,20 +53,48 @@ def _cmp(a: Any) -> Any:
     return a
 
 
+def _holds(have: Any, op: str, want: Any) -> bool:
+    """One SOQL condition on a row's value."""
+    if op == "=":
+        return bool(have == want)
+    if op == "!=":
+        return bool(have != want)
+    if op == "IN":
+        return have in want
+    if have is None:
+        return False
+    return {">=": have >= want, "<=": have <= want, ">": have > want, "<": have < want}[op]
+
+
+def _nested(obj: str, row: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    """A row as the API returns it: ``attributes``, and relationship fields (``A.B``) as nested objects."""
+    rec: dict[str, Any] = {"attributes": {"type": obj, "url": f"/services/data/v{VERSION}/sobjects/{obj}/{row['Id']}"}}
+    for f in fields:
+        if "." in f:
+            rel, sub = f.split(".", 1)
+            if row.get(f) is not None:
+                rec.setdefault(rel, {"attributes": {"type": rel}})[sub] = row[f]
+            else:
+                rec.setdefault(rel, None)
+        else:
+            rec[f] = row.get(f)
+    return rec
+
+
 @dataclass
-class FakeSalesforce:
-    """Org data (flat keys; ``A.B`` for relationships), tokens, faults, request log."""
+class FakeSalesforce(LoopbackApi):
+    """Org data (flat keys; ``A.B`` for relationships), tokens, faults (``throttle``: Retry-After of the next 429s),
+    request log.  Serve it with TLS: ``fake.running((cert, key))``."""
+
+    methods: ClassVar[tuple[str, ...]] = ("GET", "POST", "PATCH")
+    content_type: ClassVar[str] = "application/json;charset=UTF-8"
 
     objects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     contact_fields: set[str] = field(default_factory=set)
     tokens: set[str] = field(default_factory=set)
     locators: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     max_batch: int = 2
-    throttle: list[int] = field(default_factory=list)
-    requests: list[dict[str, Any]] = field(default_factory=list)
     clock: str = "2024-03-01T12:00:00+00:00"
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    base: str = ""
 
     def seed(self) -> None:
         """NPSP data: contacts (one objecting to profiling), gifts, a recurring donation, a membership."""
@@ -128,44 +130,15 @@ class FakeSalesforce:
         return [r for r in self.requests if r["method"] == "PATCH"]
 
     # -- serving ------------------------------------------------------------------
-    def start(self, cert: Path, key: Path) -> tuple[ThreadingHTTPServer, threading.Thread]:
-        """Serve TLS on 127.0.0.1 on a free port."""
-        state = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802
-                state.handle(self, "GET")
-
-            def do_POST(self) -> None:  # noqa: N802
-                state.handle(self, "POST")
-
-            def do_PATCH(self) -> None:  # noqa: N802
-                state.handle(self, "PATCH")
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        self.base = f"https://127.0.0.1:{server.server_address[1]}"
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        thread.start()
-        return server, thread
-
-    def handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+    def handle(self, h: Exchange, method: str) -> None:
         """Authenticate and route."""
         parts = urlsplit(h.path)
-        length = int(h.headers.get("Content-Length") or 0)
-        raw = h.rfile.read(length).decode() if length else ""
+        raw = h.body.decode()
         with self.lock:
             self.requests.append({"method": method, "path": parts.path, "query": parse_qs(parts.query), "body": raw,
                                   "headers": {k.lower(): v for k, v in h.headers.items()}})
-            if self.throttle:
-                return self.reply(h, 429, [{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "Too many requests"}],
-                                  {"Retry-After": str(self.throttle.pop(0))})
+            if self.reply_throttled(h, [{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "Too many requests"}]):
+                return None
             if parts.path == "/services/oauth2/token":
                 form = parse_qs(raw)
                 if form.get("client_id") != [CLIENT_ID] or form.get("client_secret") != [CLIENT_SECRET]:
@@ -185,7 +158,7 @@ class FakeSalesforce:
             except ValueError as exc:
                 return self.reply(h, 400, [{"errorCode": "MALFORMED_QUERY", "message": str(exc)}])
 
-    def route(self, h: BaseHTTPRequestHandler, method: str, rest: str, query: dict[str, list[str]], raw: str) -> None:
+    def route(self, h: Exchange, method: str, rest: str, query: dict[str, list[str]], raw: str) -> None:
         """The REST resources."""
         if rest == "query":
             rows = self.soql(query["q"][0])
@@ -243,37 +216,13 @@ class FakeSalesforce:
             if not c:
                 raise ValueError(f"bad condition {cond}")
             name, op, want = c["f"], c["op"], _value(c["v"])
-            def ok(r: dict[str, Any]) -> bool:
-                have = _cmp(r.get(name))
-                if op == "=":
-                    return have == want
-                if op == "!=":
-                    return have != want
-                if op == "IN":
-                    return have in want
-                if have is None:
-                    return False
-                return {">=": have >= want, "<=": have <= want, ">": have > want, "<": have < want}[op]
-            rows = [r for r in rows if ok(r)]
+            rows = [r for r in rows if _holds(_cmp(r.get(name)), op, want)]
         for part in reversed((m["order"] or "").split(",") if m["order"] else []):
             name, *direction = part.split()
-            rows.sort(key=lambda r: _cmp(r.get(name)) or "", reverse=bool(direction) and direction[0] == "DESC")
-        out = []
-        for r in rows:
-            rec: dict[str, Any] = {"attributes": {"type": m["obj"], "url": f"/services/data/v{VERSION}/sobjects/{m['obj']}/{r['Id']}"}}
-            for f in fields:
-                if "." in f:
-                    rel, sub = f.split(".", 1)
-                    if r.get(f) is not None:
-                        rec.setdefault(rel, {"attributes": {"type": rel}})[sub] = r[f]
-                    else:
-                        rec.setdefault(rel, None)
-                else:
-                    rec[f] = r.get(f)
-            out.append(rec)
-        return out
+            rows.sort(key=lambda r, name=name: _cmp(r.get(name)) or "", reverse=bool(direction) and direction[0] == "DESC")
+        return [_nested(m["obj"], r, fields) for r in rows]
 
-    def page(self, h: BaseHTTPRequestHandler, rows: list[dict[str, Any]], batch: int) -> None:
+    def page(self, h: Exchange, rows: list[dict[str, Any]], batch: int) -> None:
         """One batch and, when more remain, a ``nextRecordsUrl``."""
         head, tail = rows[:batch], rows[batch:]
         body: dict[str, Any] = {"totalSize": len(rows), "done": not tail, "records": head}
@@ -282,15 +231,3 @@ class FakeSalesforce:
             self.locators[locator] = tail
             body["nextRecordsUrl"] = f"/services/data/v{VERSION}/query/{locator}"
         return self.reply(h, 200, body)
-
-    @staticmethod
-    def reply(h: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        """Send JSON (or nothing for 204)."""
-        data = b"" if payload is None else json.dumps(payload).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json;charset=UTF-8")
-        h.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(data)

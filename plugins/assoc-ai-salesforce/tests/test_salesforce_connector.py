@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import pytest
 from assoc_ai_salesforce import SalesforceConfig, SalesforceConnector
-from salesforce_fake import CLIENT_ID, CLIENT_SECRET, FakeSalesforce, make_cert
+from salesforce_fake import CLIENT_ID, CLIENT_SECRET, FakeSalesforce
 
 from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, TransientError
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.ext.connectors import ConnectorRegistry
 from assoc_ai_core.records.people import Gift, Membership, Person, RecurringPlan, Score
+from assoc_ai_core.testing.crm import parametrize_crm_checks, read_pages
+from assoc_ai_core.testing.loopback import make_cert
 
 FIELD_MAP = {"assoc_ai_donor_propensity": "AssocAI_Score__c", "assoc_ai_donor_propensity_why": "AssocAI_Explanation__c",
              "assoc_ai_donor_propensity_model": "AssocAI_Model__c"}
@@ -23,20 +25,15 @@ FIELD_MAP = {"assoc_ai_donor_propensity": "AssocAI_Score__c", "assoc_ai_donor_pr
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_cert(tmp_path_factory.mktemp("tls"))
+    return make_cert(tmp_path_factory.mktemp("tls"), "salesforce")
 
 
 @pytest.fixture()
 def org(cert: tuple[Path, Path]) -> Iterator[FakeSalesforce]:
     fake = FakeSalesforce()
     fake.seed()
-    server, thread = fake.start(*cert)
-    try:
+    with fake.running(cert):
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def make(fake: FakeSalesforce, cert: tuple[Path, Path], **overrides: Any) -> SalesforceConnector:
@@ -46,19 +43,15 @@ def make(fake: FakeSalesforce, cert: tuple[Path, Path], **overrides: Any) -> Sal
     return SalesforceConnector(SalesforceConfig(**values))
 
 
-def read_all(conn: SalesforceConnector, record_type: str, cursor: Any = None) -> tuple[list[Any], Any, int]:
-    records: list[Any] = []
-    pages = 0
-    for page in conn.iter_records(record_type, cursor):
-        records.extend(page.records)
-        cursor = page.cursor
-        pages += 1
-    return records, cursor, pages
-
 
 SCORES = [Score(person_id="0031", task="donor_propensity", probability=0.81, explanation="Dons fréquents.", model_version="m1"),
           Score(person_id="0033", task="donor_propensity", probability=0.3, explanation="?", model_version="m1"),
           Score(person_id="0034", task="donor_propensity", probability=0.66, explanation="Don mensuel.", model_version="m1")]
+
+
+@parametrize_crm_checks()
+def test_conformance(check: Callable[..., None], org: FakeSalesforce, cert: tuple[Path, Path]) -> None:
+    check(lambda: make(org, cert))
 
 
 def test_entry_point_and_https_only() -> None:
@@ -81,7 +74,7 @@ def test_contacts_paged_with_query_more(org: FakeSalesforce, cert: tuple[Path, P
     conn = make(org, cert)
     assert org.requests == []
     with conn:
-        people, cursor, pages = read_all(conn, "person")
+        people, cursor, pages = read_pages(conn, "person")
     conn.close()
     assert pages == 2 and [p.source_id for p in people] == ["0031", "0032", "0033", "0034"]
     assert all(isinstance(p, Person) for p in people)
@@ -95,11 +88,11 @@ def test_contacts_paged_with_query_more(org: FakeSalesforce, cert: tuple[Path, P
 
 def test_incremental_on_systemmodstamp(org: FakeSalesforce, cert: tuple[Path, Path]) -> None:
     with make(org, cert) as conn:
-        _, cursor, _ = read_all(conn, "person")
-        assert read_all(conn, "person", cursor)[0] == []
+        _, cursor, _ = read_pages(conn, "person")
+        assert read_pages(conn, "person", cursor)[0] == []
         org.objects["Contact"][1]["MailingCity"] = "Bagnolet"
         org.objects["Contact"][1]["SystemModstamp"] = "2024-03-02T08:00:00.000+0000"
-        changed, _, _ = read_all(conn, "person", cursor)
+        changed, _, _ = read_pages(conn, "person", cursor)
     assert [(p.source_id, p.city) for p in changed] == [("0032", "Bagnolet")]
     soql = [r["query"]["q"][0] for r in org.requests if r["path"].rstrip("/").endswith("/query")][-1]
     assert "SystemModstamp >= 2024-02-01T09:00:00Z" in soql
@@ -107,9 +100,9 @@ def test_incremental_on_systemmodstamp(org: FakeSalesforce, cert: tuple[Path, Pa
 
 def test_npsp_gifts_recurring_and_memberships(org: FakeSalesforce, cert: tuple[Path, Path]) -> None:
     with make(org, cert) as conn:
-        gifts, _, _ = read_all(conn, "gift")
-        plans, _, _ = read_all(conn, "recurring_plan")
-        members, _, _ = read_all(conn, "membership")
+        gifts, _, _ = read_pages(conn, "gift")
+        plans, _, _ = read_pages(conn, "recurring_plan")
+        members, _, _ = read_pages(conn, "membership")
     assert all(isinstance(g, Gift) for g in gifts)
     assert [(g.source_id, g.person_id, g.amount, g.recurring, g.plan_id) for g in gifts] == [
         ("0061", "0031", 50.0, False, ""), ("0062", "0032", 30.0, False, ""), ("0063", "0034", 15.0, True, "a0R1")]
@@ -148,9 +141,9 @@ def test_write_scores_dry_run_write_idempotent_consent(org: FakeSalesforce, cert
 
 def test_expired_session_gets_one_new_token(org: FakeSalesforce, cert: tuple[Path, Path]) -> None:
     with make(org, cert) as conn:
-        read_all(conn, "gift")
+        read_pages(conn, "gift")
         org.tokens.clear()
-        gifts, _, _ = read_all(conn, "gift")
+        gifts, _, _ = read_pages(conn, "gift")
     assert len(gifts) == 3
     assert sum(1 for r in org.requests if r["path"] == "/services/oauth2/token") == 2
 
@@ -160,13 +153,13 @@ def test_429_retry_after_and_persistent_throttling(org: FakeSalesforce, cert: tu
     with make(org, cert) as conn:
         org.throttle = [1]
         started = time.monotonic()
-        assert len(read_all(conn, "recurring_plan")[0]) == 1
+        assert len(read_pages(conn, "recurring_plan")[0]) == 1
         assert time.monotonic() - started >= 0.95
         for lang, words in (("en", "is throttling"), ("fr", "limite le débit")):
             monkeypatch.setenv("ASSOC_AI_LANG", lang)
             org.throttle = [0, 0, 0]
             with pytest.raises(TransientError, match=words):
-                read_all(conn, "recurring_plan")
+                read_pages(conn, "recurring_plan")
 
 
 @pytest.mark.parametrize("lang, words", [("fr", "refuse l'application connectée"), ("en", "refused the connected app")])

@@ -7,23 +7,19 @@ client-credentials flow enabled.  Reads one batch of each record type and dry-ru
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from assoc_ai_salesforce import SalesforceConfig, SalesforceConnector
 
 from assoc_ai_core.ext.config import Secret
+from assoc_ai_core.testing.crm import live_settings
 
 NEEDED = ("ASSOC_AI_SALESFORCE_DOMAIN_URL", "ASSOC_AI_SALESFORCE_CLIENT_ID", "ASSOC_AI_SALESFORCE_CLIENT_SECRET")
 
 
 @pytest.mark.live
 def test_sandbox_reads_and_dry_runs() -> None:
-    missing = [n for n in NEEDED if not os.environ.get(n)]
-    if missing:
-        pytest.fail(f"Salesforce sandbox not configured: {', '.join(missing)}")
-    config = SalesforceConfig(domain_url=os.environ[NEEDED[0]], client_id=os.environ[NEEDED[1]],
-                              client_secret=Secret(os.environ[NEEDED[2]]))
+    env = live_settings("Salesforce sandbox", *NEEDED)
+    config = SalesforceConfig(domain_url=env[NEEDED[0]], client_id=env[NEEDED[1]], client_secret=Secret(env[NEEDED[2]]))
     with SalesforceConnector(config) as conn:
         first = None
         for record_type in sorted(conn.record_types):

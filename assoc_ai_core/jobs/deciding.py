@@ -1,0 +1,129 @@
+"""From a page of parsed messages to decisions: predictions and explanations computed as one batch.
+
+A message that cannot be read, or that the model cannot classify, goes to the
+review folder with the reason; so does one the model would route to a
+category without a ``[categories.<Name>]`` section, or with too little
+confidence.  One odd message never costs the page: when the batch fails, the
+page is classified (or explained) one message at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from assoc_ai_core.ext.connectors import Capability, FetchedMail
+from assoc_ai_core.i18n import tr
+from assoc_ai_core.jobs.plan import Decision, DecisionKind, MessageKey, category_plan, key_of, review_plan
+from assoc_ai_core.jobs.settings import TriageSettings
+from assoc_ai_core.records.mail import Message, Prediction
+
+
+@dataclass
+class PageModelOutput:
+    """What the model said about the readable messages of a page, by message key."""
+
+    predictions: dict[MessageKey, Prediction] = field(default_factory=dict)
+    failures: dict[MessageKey, str] = field(default_factory=dict)
+    explanations: dict[MessageKey, Any] = field(default_factory=dict)
+
+
+def unconfigured_categories(model: Any, settings: TriageSettings) -> list[str]:
+    """Categories the model knows that have no ``[categories.<Name>]`` section (their mail goes to review)."""
+    return [str(c) for c in getattr(model, "classes_", []) if str(c) not in settings.categories]
+
+
+def decide_page(model: Any, todo: Sequence[tuple[FetchedMail, Message]], *, settings: TriageSettings,
+                capabilities: Collection[Capability]) -> list[Decision]:
+    """One decision per message of ``todo``, in order (keys are unique within a page)."""
+    output = run_model(model, [(key_of(f), m) for f, m in todo if m.error is None])
+    review = review_plan(settings.review_folder, capabilities)
+    decisions: list[Decision] = []
+    for fetched, msg in todo:
+        key = key_of(fetched)
+        if msg.error is not None:
+            decisions.append(Decision(fetched, msg, DecisionKind.ERROR, plan=review, reason=tr(
+                f"message illisible : {msg.error}", f"unreadable message: {msg.error}")))
+        elif key in output.failures:
+            decisions.append(Decision(fetched, msg, DecisionKind.ERROR, plan=review, reason=tr(
+                f"classement impossible : {output.failures[key]}", f"cannot classify: {output.failures[key]}")))
+        else:
+            explanation = output.explanations.get(key)
+            if explanation is None:
+                explanation = explain_one(model, msg)
+            decisions.append(decision_from(fetched, msg, output.predictions[key], explanation,
+                                           settings=settings, capabilities=capabilities))
+    return decisions
+
+
+def run_model(model: Any, readable: Sequence[tuple[MessageKey, Message]]) -> PageModelOutput:
+    """Predictions and explanations of a page, cleaned once; message by message when the batch fails."""
+    output = PageModelOutput()
+    if not readable:
+        return output
+    from assoc_ai_core.api import predict
+
+    msgs = [m for _, m in readable]
+    try:
+        cleaned = model.transform_clean(msgs)  # once for the page: predictions and explanations
+    except Exception:  # one odd message must not stop the page: the fallbacks below go one by one
+        cleaned = None
+    output.explanations = explain_page(model, readable, cleaned)
+    try:
+        output.predictions = dict(zip((k for k, _ in readable), predict(model, msgs, cleaned=cleaned), strict=True))
+    except Exception:  # one bad message must not stop the page: retry one by one
+        for key, msg in readable:
+            try:
+                output.predictions[key] = predict(model, [msg])[0]
+            except Exception as exc:
+                output.failures[key] = f"{type(exc).__name__}: {exc}"
+    return output
+
+
+def explain_page(model: Any, readable: Sequence[tuple[MessageKey, Message]], cleaned: Any = None,
+                 ) -> dict[MessageKey, Any]:
+    """Explanations of a page of messages, computed as one batch (empty when the batch fails)."""
+    try:
+        from assoc_ai_core.mail.explain import explain_many
+
+        exps = explain_many(model, [m for _, m in readable], cleaned=cleaned)
+        return {key: exp.to_dict() for (key, _), exp in zip(readable, exps, strict=True)}
+    except Exception:  # fall back to one by one, so one odd message cannot cost the page's reasons
+        return {}
+
+
+def explain_one(model: Any, msg: Message) -> Any:
+    """One message's explanation; its failure is recorded instead (an explanation never blocks triage)."""
+    try:
+        from assoc_ai_core.api import explain
+
+        exp = explain(model, msg)
+        return exp.to_dict() if hasattr(exp, "to_dict") else dataclasses.asdict(exp)
+    except Exception as exc:  # an explanation is a courtesy: its failure must not block triage
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def decision_from(fetched: FetchedMail, msg: Message, pred: Prediction, explanation: Any, *,
+                  settings: TriageSettings, capabilities: Collection[Capability]) -> Decision:
+    """The model's prediction as a decision: routed only when confident and the category has a section."""
+    category = settings.categories.get(pred.label or "")
+    kind = DecisionKind.AUTO if pred.decision == DecisionKind.AUTO else DecisionKind.REVIEW
+    reason = pred.reason or None
+    if kind is DecisionKind.AUTO and category is None:
+        kind = DecisionKind.REVIEW
+        reason = tr(f"la catégorie « {pred.label} » n'a pas de section [categories] dans la configuration",
+                    f"category '{pred.label}' has no [categories] section in the configuration")
+    if kind is DecisionKind.AUTO and category is not None:
+        plan = category_plan(category, msg, capabilities)
+    else:
+        kind = DecisionKind.REVIEW
+        reason = reason or tr("confiance insuffisante", "confidence too low")
+        plan = review_plan(settings.review_folder, capabilities)
+    return Decision(fetched, msg, kind, category=pred.label, probability=float(pred.probability),
+                    runner_up=pred.runner_up, runner_up_probability=float(pred.runner_up_probability),
+                    explanation=explanation, reason=reason, plan=plan)
+
+
+__all__ = ["PageModelOutput", "unconfigured_categories", "decide_page", "run_model", "explain_page", "explain_one", "decision_from"]

@@ -1,0 +1,261 @@
+"""Carrying out plans through the journal: an *intent* committed before each action, *done* after it.
+
+Actions are idempotent, so a run killed at any instant (even ``SIGKILL``) is
+completed by the next one: a step whose intent has no *done* is carried out
+again, on the very message it started on.  A forward is the exception: an
+intent without *done* is marked ``uncertain`` and never sent again, so a
+message is forwarded at most once.  This module also finishes the messages an
+interrupted run left ``pending`` (:meth:`Executor.recover`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, TransientError
+from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef
+from assoc_ai_core.i18n import tr
+from assoc_ai_core.jobs.forwarding import ForwardError
+from assoc_ai_core.jobs.plan import SETTLED, Action, MessageStatus, Plan, Step, StepStatus
+from assoc_ai_core.jobs.preflight import Forwarder
+from assoc_ai_core.jobs.report import RunReport, StopFlag
+from assoc_ai_core.jobs.state import ActionRecord, MessageRecord, StateStore
+from assoc_ai_core.mail.parsing import parse_message
+
+log = logging.getLogger(__name__)
+
+#: ``checkpoint(stage, actions_so_far, kind)`` after each journal stage: ``intent``, ``act``, ``done``
+Checkpoint = Callable[[str, int, str], None]
+
+
+class _RetryLater(Exception):
+    """Internal: a step failed; the message stays pending and the next run tries again."""
+
+
+class Executor:
+    """Carries out plans of one job's messages through its journal (see the module docstring)."""
+
+    def __init__(self, *, instance: str, state: StateStore, connector: MailboxConnector,
+                 forwarder: Forwarder | None = None, checkpoint: Checkpoint | None = None) -> None:
+        self.instance = instance
+        self.state = state
+        self.connector = connector
+        self.forwarder = forwarder
+        self.checkpoint = checkpoint
+        self.run_id = 0
+        self.actions = 0  # mailbox actions performed so far (what the checkpoint receives)
+
+    def tick(self, stage: str, kind: Action) -> None:
+        """Tell the checkpoint a journal stage is reached (the conformance kit kills the job there)."""
+        if self.checkpoint is not None:
+            self.checkpoint(stage, self.actions, kind.value)
+
+    # ------------------------------------------------------------------ journal
+    def add_intent(self, key: str, i: int, step: Step, ref: MailRef, *, status: StepStatus = StepStatus.INTENT,
+                   detail: str | None = None) -> int:
+        """Journal step ``i`` of ``key``'s plan (call inside a transaction); returns the row id."""
+        return self.state.add_intent(instance=self.instance, key=key, run_id=self.run_id, step=i,
+                                     kind=step.kind.value, target=step.target, folder=ref.folder, uid=ref.uid,
+                                     status=status.value, detail=detail)
+
+    def journal_next(self, key: str, plan: Plan, i: int, ref: MailRef) -> int | None:
+        """Journal the intent of step ``i`` when it has never been started (call inside a transaction)."""
+        if i >= len(plan) or plan[i].skip is not None:
+            return None
+        if self.state.last_action(self.instance, key, i) is not None:
+            return None
+        return self.add_intent(key, i, plan[i], ref)
+
+    # ------------------------------------------------------------------ one message
+    def execute(self, key: str, plan: Plan, ref: MailRef, raw: bytes | None, report: RunReport, *,
+                subject: str = "", journaled: int | None = None) -> bool:
+        """Carry out a message's plan step by step through the journal; True when complete.
+
+        ``journaled`` is the id of step 0's intent when the caller committed it
+        with the decision.  Each *done* is committed together with the next
+        step's *intent* (one disk flush instead of two); the order on disk is
+        unchanged: an intent is always durable before its action starts.
+        """
+        fresh: set[int] = {journaled} if journaled is not None else set()
+        finished = False
+        for i, step in enumerate(plan):
+            last = self.state.last_action(self.instance, key, i)
+            if last is not None and last.status in SETTLED:
+                if last.result_folder and last.result_uid:
+                    ref = MailRef(last.result_folder, last.result_uid, key)
+                continue
+            if self._open_step(key, i, step, last, fresh, ref):
+                continue
+            if last is not None and last.status == StepStatus.INTENT:
+                action_id = last.id  # the interrupted action itself, carried out again
+            else:
+                action_id = self.add_intent(key, i, step, ref)
+            try:
+                new_ref = self._attempt(action_id, key, step, ref, raw, subject, report)
+            except _RetryLater:
+                return False
+            if new_ref is None:
+                continue
+            finished = self._finish_step(action_id, key, plan, i, new_ref, fresh)
+            if step.kind is Action.FORWARD:
+                report.forwarded += 1
+            ref = new_ref
+        if not finished:
+            self.state.set_message_status(self.instance, key, MessageStatus.DONE)
+        return True
+
+    def _open_step(self, key: str, i: int, step: Step, last: ActionRecord | None, fresh: set[int],
+                   ref: MailRef) -> bool:
+        """Settle a step that must not be carried out now; True when it was (the plan goes on)."""
+        interrupted = last is not None and last.status == StepStatus.INTENT and last.id not in fresh
+        if last is not None and interrupted and step.kind is Action.FORWARD:
+            self.state.finish_action(last.id, StepStatus.UNCERTAIN, detail=tr(
+                "exécution interrompue pendant l'envoi : le transfert a pu partir, il n'est pas renvoyé",
+                "run interrupted while sending: the forward may have gone out, it is not sent again"))
+            log.warning(tr(f"{key} : transfert peut-être déjà envoyé, pas de nouvel envoi.",
+                           f"{key}: forward may already have been sent, not sending again."))
+            return True
+        if step.skip is not None:
+            self.add_intent(key, i, step, ref, status=StepStatus.SKIPPED, detail=step.skip)
+            return True
+        return False
+
+    def _attempt(self, action_id: int, key: str, step: Step, ref: MailRef, raw: bytes | None, subject: str,
+                 report: RunReport) -> MailRef | None:
+        """Do one journalled action: where the message is after it, None when a forward was not done.
+
+        Transient and login failures stop the run (the journal says ``failed``);
+        another connector failure leaves the message pending (:class:`_RetryLater`).
+        """
+        self.tick("intent", step.kind)
+        try:
+            return self.act(step, ref, raw, key, subject)
+        except (TransientError, AuthError) as exc:
+            self.state.finish_action(action_id, StepStatus.FAILED,
+                                     detail="transient" if isinstance(exc, TransientError) else "auth")
+            raise
+        except ForwardError as exc:
+            status = StepStatus.UNCERTAIN if exc.maybe_sent else StepStatus.REFUSED
+            self.state.finish_action(action_id, status, detail=str(exc))
+            report.failed += 1
+            log.warning(tr(f"{key} : transfert non fait ({status}).", f"{key}: forward not done ({status})."))
+            return None
+        except ConnectorError as exc:
+            self.state.finish_action(action_id, StepStatus.FAILED, detail=str(exc))
+            report.failed += 1
+            log.warning(tr(f"{key} : action {step.kind} impossible, nouvel essai au prochain passage : {exc}",
+                           f"{key}: action {step.kind} failed, will retry on the next run: {exc}"))
+            raise _RetryLater from exc
+
+    def _finish_step(self, action_id: int, key: str, plan: Plan, i: int, new_ref: MailRef, fresh: set[int]) -> bool:
+        """Commit a step done with the next step's intent; True when it was the last step."""
+        self.actions += 1
+        self.tick("act", plan[i].kind)
+        last = i == len(plan) - 1
+        with self.state.transaction():
+            self.state.finish_action(action_id, StepStatus.DONE, folder=new_ref.folder, uid=new_ref.uid)
+            self.state.set_location(self.instance, key, new_ref.folder, new_ref.uid)
+            nxt = self.journal_next(key, plan, i + 1, new_ref)
+            if nxt is not None:
+                fresh.add(nxt)
+            if last:
+                self.state.set_message_status(self.instance, key, MessageStatus.DONE)
+        self.tick("done", plan[i].kind)
+        return last
+
+    # ------------------------------------------------------------------ mailbox actions
+    def act(self, step: Step, ref: MailRef, raw: bytes | None, key: str, subject: str) -> MailRef:
+        """One mailbox action; returns where the message is after it."""
+        conn = self.connector
+        if step.kind is Action.LABEL:
+            conn.add_label(ref, step.target)
+            return ref
+        if step.kind is Action.TAG:
+            return conn.tag_subject(ref, step.target)
+        if step.kind is Action.MOVE:
+            return conn.move(ref, step.target)
+        if raw is None:
+            raw = self.fetch_raw(ref)
+            subject = parse_message(raw).subject
+        if Capability.FORWARD in conn.capabilities:
+            conn.forward(ref, raw, step.target)
+        elif self.forwarder is None:
+            raise ConfigError(tr("Aucun moyen d'envoyer les transferts : ajoutez une section [smtp].",
+                                 "No way to send forwards: add an [smtp] section."))
+        else:
+            self.forwarder.send(raw, step.target, category=step.category or "", key=key, subject=subject)
+        return ref
+
+    def act_many(self, kind: Action, target: str, refs: Sequence[MailRef]) -> dict[str, MailRef]:
+        """One batched connector call; key -> where each message is now (a message left out is retried alone)."""
+        if kind is Action.LABEL:
+            self.connector.add_label_many(refs, target)
+            return {ref.key: ref for ref in refs}
+        if kind is Action.MOVE:
+            moved = self.connector.move_many(refs, target)
+            if not isinstance(moved, Mapping):  # a plugin's own move_many from before the contract had one
+                moved = {ref.key: ref for ref in moved}
+            return moved
+        raise ConfigError(f"unknown batched action {kind!r}")
+
+    def fetch_raw(self, ref: MailRef) -> bytes:
+        """The raw bytes of a message (a resumed forward whose page is gone)."""
+        for fetched in self.connector.fetch_all(ref.folder):
+            if fetched.ref.key == ref.key:
+                return fetched.raw
+        raise ConnectorError(tr(f"Message {ref.key} introuvable dans « {ref.folder} ».",
+                                f"Message {ref.key} not found in '{ref.folder}'."), connector_id=self.connector.id)
+
+    # ------------------------------------------------------------------ recovery
+    def recover(self, report: RunReport, stop: StopFlag) -> None:
+        """Finish every message an interrupted run left pending, from where it really is now."""
+        pending = self.state.messages_with_status(self.instance, MessageStatus.PENDING)
+        if not pending:
+            return
+        log.info(tr(f"{len(pending)} message(s) laissé(s) en cours par une exécution interrompue : reprise.",
+                    f"{len(pending)} message(s) left in progress by an interrupted run: resuming."))
+        located = self.connector.locate([_last_known(r) for r in pending])
+        for record in pending:
+            if stop:
+                return
+            self.resume(record, report, found=located.get(record.key, []))
+
+    def resume(self, record: MessageRecord, report: RunReport, *, found: Sequence[MailRef] | None = None,
+               fetched: FetchedMail | None = None) -> None:
+        """Finish a message whose handling was interrupted, from where it really is now."""
+        if found is None:
+            found = self.connector.locate([_last_known(record)]).get(record.key, [])
+        if not found:
+            self.state.set_message_status(self.instance, record.key, MessageStatus.LOST, reason=tr(
+                "introuvable à la reprise (supprimé entre-temps ?)", "not found when resuming (deleted meanwhile?)"))
+            log.warning(tr(f"{record.key} : introuvable à la reprise.", f"{record.key}: not found when resuming."))
+            return
+        report.recovered += 1
+        log.info(tr(f"{record.key} : reprise d'un traitement interrompu.", f"{record.key}: resuming interrupted handling."))
+        ref = self.choose_ref(record, found)
+        raw = fetched.raw if fetched is not None and fetched.ref == ref else None
+        subject = parse_message(raw).subject if raw is not None else ""
+        self.execute(record.key, Plan.from_records(record.plan), ref, raw, report, subject=subject)
+
+    def choose_ref(self, record: MessageRecord, found: Sequence[MailRef]) -> MailRef:
+        """Which copy to carry on with: the one the interrupted action started on, else the known folder."""
+        for action in reversed(self.state.actions_for(record.instance, record.key)):
+            if action.status == StepStatus.INTENT:
+                for ref in found:
+                    if ref.folder == action.ref_folder and ref.uid == action.ref_uid:
+                        return ref  # finish the interrupted action on the very message it started on
+                break
+        for ref in found:
+            if ref.folder == record.current_folder:
+                return ref
+        return found[0]
+
+
+def _last_known(record: MessageRecord) -> MailRef:
+    """Where the state last saw a message."""
+    return MailRef(record.current_folder or record.source_folder or "", record.current_uid or record.source_uid or "",
+                   record.key)
+
+
+__all__ = ["Checkpoint", "Executor"]

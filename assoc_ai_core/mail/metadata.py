@@ -1,0 +1,84 @@
+"""What a trained mail model records about itself: versions, data, choices and cross-validated figures.
+
+The model card, the CLI's summary and the registry read this record; it is
+saved beside the model in the file's ``assoc_ai.json`` member, so it can be
+read without building the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import sklearn
+from sklearn.metrics import accuracy_score, f1_score
+
+from assoc_ai_core import __version__
+from assoc_ai_core.mail.thresholds import Calibration, coverage_at_precision, coverage_curve
+from assoc_ai_core.persistence import FORMAT_VERSION
+from assoc_ai_core.records.mail import Message
+
+__all__ = ["TrainingChoices", "training_metadata", "train_digest"]
+
+
+@dataclass(frozen=True)
+class TrainingChoices:
+    """What the training chose or was told to do, as recorded in the metadata."""
+
+    C: float
+    block_weights: tuple[float, float]
+    label_names: bool
+    n_splits: int
+    target_precision: float
+
+
+def train_digest(texts: Sequence[Any] | np.ndarray, y: np.ndarray) -> str:
+    """SHA-256 of the cleaned training texts and their categories: tells whether two models saw the same mail."""
+    digest = hashlib.sha256()
+    for text, label in zip(texts, y, strict=True):
+        digest.update(str(label).encode() + b"\x00" + str(text).encode("utf-8", "surrogatepass") + b"\x01")
+    return digest.hexdigest()
+
+
+def training_metadata(
+    X: Sequence[Message | str], y: np.ndarray, cleaned: np.ndarray, choices: TrainingChoices, cal: Calibration,
+) -> dict[str, Any]:
+    """The metadata of a model trained on messages ``X`` (cleaned into ``cleaned``) with categories ``y``."""
+    classes, counts = np.unique(y, return_counts=True)
+    meta_w, history_w = choices.block_weights
+    metadata: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "assoc_ai_version": __version__,
+        "sklearn_version": sklearn.__version__,
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "n_train": len(y),
+        "train_sha256": train_digest(cleaned[:, 0], y),
+        "labels": [str(c) for c in classes],
+        "per_class": {str(c): {"examples": int(k)} for c, k in zip(classes, counts, strict=True)},
+        "rare_categories": [str(c) for c, k in zip(classes, counts, strict=True) if k < 2],
+        "C": float(choices.C),
+        "block_weights": {"meta": float(meta_w), "history": float(history_w)},
+        "label_names": choices.label_names,
+        "temperature": float(cal.temperature),
+        "cv_folds": int(choices.n_splits),
+        "cv_accuracy": float(accuracy_score(y, cal.predicted)),
+        "cv_macro_f1": float(f1_score(y, cal.predicted, average="macro")),
+        "target_precision": float(choices.target_precision),
+        "threshold": float(cal.threshold),
+        "expected_auto_share": float(cal.expected_auto_share),
+        "cv_auto_precision": float(cal.auto_precision),
+        "coverage_at_precision": coverage_at_precision(cal.confidence, cal.correct),
+        "coverage_curve": coverage_curve(cal.confidence, cal.correct),
+    }
+    dates = [m.date for m in X if isinstance(m, Message) and m.date is not None]
+    if dates:
+        metadata["data_period"] = [min(dates).isoformat(), max(dates).isoformat()]
+    return metadata
+
