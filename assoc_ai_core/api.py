@@ -25,7 +25,7 @@ from assoc_ai_core.mail.embeddings import available as _embeddings_available
 from assoc_ai_core.mail.evaluate import chronological_split, evaluate
 from assoc_ai_core.mail.explain import Explanation, explain, explain_many, explain_model, sentence
 from assoc_ai_core.mail.model import MailClassifier
-from assoc_ai_core.mail.parsing import message_from_text, parse_message
+from assoc_ai_core.mail.parsing import TRUNCATION_DEFECTS, message_from_text, parse_message
 from assoc_ai_core.mail.pseudonymise import pseudonymise
 from assoc_ai_core.mail.report import write_report
 from assoc_ai_core.mail.sources import Dataset, iter_messages, load_dataset
@@ -42,10 +42,11 @@ __all__ = [
 ]
 
 # Parser defects that mean part of the message may be missing: a person must look.
+# (a message cut at a reading cap was classified on what was read: a person checks the rest)
 SERIOUS_DEFECTS = frozenset({
     "CloseBoundaryNotFoundDefect", "StartBoundaryNotFoundDefect", "MultipartInvariantViolationDefect",
     "NoBoundaryInMultipartDefect", "MissingHeaderBodySeparatorDefect",
-})
+}) | TRUNCATION_DEFECTS
 
 
 def _as_messages(items: Sequence[Message | str]) -> list[Message]:

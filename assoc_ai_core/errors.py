@@ -2,6 +2,12 @@
 
 Every error a user can meet derives from :class:`AssocAIError`; the command line
 prints its message (already localised) and exits with ``exit_code``.
+
+Exit codes of ``assoc-ai``: 0 success; 1 unexpected error (or actions that failed in a
+triage pass); 2 usage error (a bad option or argument: click's own); 3 authentication
+refused; 4 unusable data (no message, one category only); 5 plugin error; 6 connector
+error; 7 model error; 75 temporary failure, try again later (``EX_TEMPFAIL``);
+78 configuration error (``EX_CONFIG``); 130 stopped by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ class AssocAIError(Exception):
 class ConfigError(AssocAIError):
     """Bad or missing configuration."""
 
-    exit_code = 2
+    exit_code = 78  # EX_CONFIG; 2 stays click's, for a mistyped command line
 
 
 class MissingSecretError(ConfigError):

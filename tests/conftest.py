@@ -1,4 +1,4 @@
-"""Shared fixtures: the example mailbox, a model trained on it once per session, French by default."""
+"""Common fixtures: the example mailbox and tests/fixtures, a model trained once per session, French by default."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "mailbox"
-SHARED = ROOT.parent / "shared"
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +37,11 @@ def trained_model(example_mailbox: Path):
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """../shared beside the repo (data the project provides to tests and benchmarks)."""
-    assert SHARED.is_dir(), f"{SHARED} is missing: tests read real data from ../shared"
-    return SHARED
+def fixtures_dir() -> Path:
+    """Small data written for the tests (tests/fixtures/README.md says what each file is and where it comes from).
+
+    Tests never read ../shared: the suite must pass on a clone of the repository alone; the large corpora are for
+    bench/.
+    """
+    assert FIXTURES.is_dir(), "tests/fixtures is part of the repository"
+    return FIXTURES

@@ -130,3 +130,17 @@ def test_modules_say_what_is_public(module: str) -> None:
     for name in mod.__all__:
         assert hasattr(mod, name), f"{module}.__all__ names {name}, which it does not define"
         assert not name.startswith("_"), f"{module}.__all__ names the private {name}"
+
+
+def test_mail_cut_at_a_reading_cap_goes_to_a_person_with_the_reason(trained_model, example_mailbox) -> None:
+    """Classified on what was read, but never routed alone: the reason names the cap."""
+    raw = (example_mailbox / "new" / "0008.eml").read_bytes()  # a membership request the model routes on its own
+    plain = api.predict(trained_model, [api.parse_message(raw)])[0]
+    assert plain.decision == "auto"
+    head, sep, body = raw.partition(b"\r\n\r\n") if b"\r\n\r\n" in raw else raw.partition(b"\n\n")
+    huge_subject = b"Subject: adh\xc3\xa9sion " + b"cotisation " * 400  # past the subject cap
+    lines = [huge_subject if line.lower().startswith(b"subject:") else line for line in head.splitlines()]
+    message = api.parse_message(b"\r\n".join(lines) + sep + body)
+    assert "truncated:subject" in message.defects
+    cut = api.predict(trained_model, [message])[0]
+    assert cut.decision == "review" and "truncated:subject" in cut.reason

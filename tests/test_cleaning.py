@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.base import clone
 
 from assoc_ai_core.mail.cleaning import TextCleaner, clean, clean_message, detect_language, strip_signature
@@ -103,10 +105,10 @@ def test_text_cleaner_is_a_stateless_sklearn_transformer():
     assert isinstance(out, np.ndarray)
 
 
-def test_melusine_french_mail_cleaning(shared_dir):
+def test_french_mail_cleaning(fixtures_dir):
     import csv
 
-    rows = list(csv.DictReader((shared_dir / "data" / "melusine_emails_fr" / "emails.csv").open(encoding="utf-8")))
+    rows = list(csv.DictReader((fixtures_dir / "french_mail.csv").open(encoding="utf-8")))
     assert rows
     cleaned = [clean_message(msg(r["body"], subject=r["header"])) for r in rows]
     assert all(c.text for c in cleaned)
@@ -156,3 +158,69 @@ def test_cheap_candidate_search_finds_what_the_full_pattern_finds():
         for pos in range(0, len(body) + 1, 7):
             m = _CANDIDATE.search(body, pos)
             assert _candidate(body, body.lower(), pos) == ((m.start(), m.end()) if m else None), (body, pos)
+
+
+# The patterns as they were before issue 14: the linear rewrites must find exactly what they found.
+_OLD_LINE_MARKER = (
+    r"\n(\s*-{2,}\s*(original|forwarded|message|mensaje|urspr|oorspronkelijk|doorgestuurd|weitergeleitet|origineel|"
+    r"vidarebefordrat)|\s*(begin forwarded|d[ée]but du message r[ée]exp[ée]di|anfang der weitergeleiteten|inicio del mensaje)"
+    r"|\s*_{30,34}\s*$|\s*\*?(de|from|von|da|van|från)\s?\*?\s?:|\d{4}/\d{1,2}/\d{1,2} )"
+)
+_OLD_PREFIX = r"^\s*((re|ré|rép|réf|aw|sv|antw|r|fwd?|tr|trans|transf|wg|rv|enc)\s*(\[\d+\])?\s*:\s*)+"
+_MARKER_PIECES = ["\n", "\n\n", " ", "\t", "\x0c", "\u3000", "--", "---- Original", "From:", "De :", "*From*:", "2024/1/2 ",
+                  "_" * 32, "x", " wrote:", "a écrit :", "İ", "begin forwarded", "\r", "re", "RE", "Fwd", ":", "[2]"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_MARKER_PIECES), max_size=14), st.integers(0, 60))
+def test_linear_rewrites_find_what_the_old_patterns_found(pieces: list[str], pos: int):
+    import re
+
+    from assoc_ai_core.mail.cleaning import _ANY_PREFIX, _CANDIDATE, _TRAILING, _candidate, _line_marker
+
+    body = "".join(pieces)
+    pos = min(pos, len(body))
+    m = re.compile(_OLD_LINE_MARKER, re.I | re.M).search("\n" + body, pos)
+    assert _line_marker("\n" + body, pos) == ((m.start(), m.end()) if m else None)
+    m = _CANDIDATE.search(body, pos)
+    assert _candidate(body, body.lower(), pos) == ((m.start(), m.end()) if m else None)
+    assert _TRAILING.sub("", body) == re.sub(r"[^\S\n]+(?=\n|\Z)", "", body)
+    assert _ANY_PREFIX.sub("", body) == re.compile(_OLD_PREFIX, re.I).sub("", body)
+
+
+def test_blank_lines_and_wide_spaces_are_read_once():
+    from assoc_ai_core.mail.cleaning import SCAN_CHARS, _line_marker
+
+    # 12,000 blank lines took 30 s: every line break re-read the whole run. One pass finds the marker after it.
+    body = "\n" * (SCAN_CHARS * 20) + "-----Original Message-----"
+    assert _line_marker(body, 0) == (0, body.index("Original") + len("Original"))
+    cleaned = clean_message(Message(key="k", subject="re" + " " * 1_900 + ": x", text="\u3000" * (SCAN_CHARS - 10) + "a"))
+    assert cleaned.subject == "x" and cleaned.body == "a"
+
+
+def test_quotequail_is_given_header_runs_of_bounded_length():
+    from assoc_ai_core.mail.cleaning import _header_runs_bounded
+
+    block = "De : Marie\nEnvoyé : lundi\nÀ : info\nObjet : adhésion\n\nBonjour,\nje souhaite adhérer."
+    assert _header_runs_bounded(block) == block  # a real header block is left alone
+    hostile = "note\n" + "De : a\n\nsuite repliée\n" * 60 + "fin"
+    cut = _header_runs_bounded(hostile)
+    assert cut.count("De : a") == 50 and hostile.startswith(cut)
+
+
+def test_nested_forwards_are_unwrapped_a_few_levels_deep(monkeypatch):
+    from assoc_ai_core.mail import cleaning
+
+    # Hostile mail nests hundreds of forwards; each level re-read the rest of the body (441 levels here before).
+    calls = []
+    real = cleaning._split_history
+
+    def counted(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(cleaning, "_split_history", counted)
+    body = "Bonjour\n" + "-----Original Message-----\n" * 440 + "fin"
+    cleaned = clean_message(Message(key="k", subject="Fwd: x", text=body))
+    assert cleaned.kind == "forward" and cleaned.body.startswith("Bonjour")
+    assert len(calls) == cleaning._MAX_FORWARDS + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from click.testing import CliRunner
 
@@ -121,3 +122,85 @@ def test_numbers_are_written_the_way_each_language_writes_them(example_mailbox, 
     assert "précision  rappel  F1" in r.output and re.search(r"F1 macro \d,\d{3}", r.output)
     r = run(["train", str(example_mailbox / "train"), "-o", str(model)], env={"ASSOC_AI_LANG": "en"})
     assert re.search(r"macro-F1 \d\.\d{3}\.", r.output), r.output
+
+
+def _core_commands(command, path=()):
+    import click
+
+    if path and not command.callback.__module__.startswith("assoc_ai_core"):
+        return
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            yield from _core_commands(sub, (*path, name))
+
+
+def test_every_option_says_what_it_does_and_required_ones_look_required():
+    import click
+
+    from assoc_ai_core.cli.main import _wire_optional_commands
+
+    _wire_optional_commands()
+    missing = [(" ".join(path), p.opts) for path, command in _core_commands(cli) for p in command.params
+               if isinstance(p, click.Option) and not p.help]
+    assert not missing
+    r = run(["train", "--help"])
+    assert "train [OPTIONS] DATA\n" in r.output and re.search(r"--output CHEMIN\s+Fichier du modèle \(\.skops\)\.\s+"
+                                                               r"\[obligatoire\]", r.output)
+    r = run(["train", str(tmp_dir := __import__("tempfile").mkdtemp())])
+    assert r.exit_code == 2 and "Option manquante '-o' / '--output'." in r.output, (tmp_dir, r.output)
+
+
+def test_exit_code_2_is_for_usage_errors_only(tmp_path):
+    assert run(["predict", "--nosuchoption"]).exit_code == 2
+    r = run(["triage", "run", "--config", str(tmp_path / "absent.toml")])
+    assert r.exit_code == 78 and "introuvable" in r.output  # a configuration error: EX_CONFIG
+
+
+def test_evaluate_writes_its_json_whole_and_private(trained_model, example_mailbox, tmp_path):
+    from assoc_ai_core.persistence import save_model
+
+    model = save_model(trained_model, tmp_path / "m.skops")
+    out = tmp_path / "e.json"
+    r = run(["evaluate", str(model), str(example_mailbox / "train"), "--json", str(out), "--lang", "en"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text(encoding="utf-8"))["n"] > 0 and out.stat().st_mode & 0o777 == 0o600
+    assert not list(tmp_path.glob(".e.json.*"))  # no temporary file left beside it
+    assert "training data (" in r.output and "held-out" not in r.output
+
+
+def test_the_progress_bar_never_counts_past_its_end():
+    import io
+
+    from tqdm import tqdm
+
+    from assoc_ai_core.cli.mail import BoundedProgress
+
+    out = io.StringIO()
+    with BoundedProgress(tqdm(total=5, file=out, mininterval=0, miniters=1, ascii=True)) as bar:
+        for _ in range(7):  # two more steps than planned (more folds)
+            bar.update(1)
+            assert bar.bar.n < bar.bar.total  # 100 % only once done
+    counts = [(int(a), int(b)) for a, b in re.findall(r"(\d+)/(\d+)", out.getvalue())]
+    assert counts and all(done <= total for done, total in counts) and counts[-1][0] == counts[-1][1]
+
+
+def test_ctrl_c_ends_in_one_line_and_exit_code_130(example_mailbox, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    model = tmp_path / "m.skops"
+    cmd = [sys.executable, "-m", "assoc_ai_core.cli.main", "train", str(example_mailbox / "train"), "-o", str(model)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, ASSOC_AI_LANG="fr"))
+    first = proc.stderr.readline()  # "84 messages étiquetés, …": learning has begun
+    assert "étiquetés" in first, first + proc.stderr.read()
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert err.strip().splitlines() == ["Interrompu (Ctrl-C) : rien n'a été écrit à moitié."], err
+    assert not model.exists() and "Traceback" not in err

@@ -103,15 +103,15 @@ store_raw_sender = false
     result = CliRunner().invoke(cli, ["config", "show", "--config", str(ref)])
     assert json.loads(result.output.split("\nConfiguration valide.")[0])["smtp"]["password"] == {"env": "SMTP_PW"}
     bad = _write(tmp_path, BASE + "\n[triage]\n", "bad.toml")
-    assert CliRunner().invoke(cli, ["config", "show", "--config", str(bad)]).exit_code == 2
+    assert CliRunner().invoke(cli, ["config", "show", "--config", str(bad)]).exit_code == 78  # EX_CONFIG
 
 
-def test_missing_config_file_is_exit_2(tmp_path: Path) -> None:
+def test_missing_config_file_is_exit_78(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["triage", "run", "--config", str(tmp_path / "absent.toml")])
-    assert result.exit_code == 2 and "introuvable" in result.output
+    assert result.exit_code == 78 and "introuvable" in result.output
 
 
-def test_missing_secret_names_the_variable_and_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_secret_names_the_variable_and_exits_78(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from assoc_ai_core.persistence import save_model
 
     monkeypatch.delenv("ASSOC_AI_TEST_SMTP_PW", raising=False)
@@ -127,7 +127,7 @@ username = "tri@asso.example"
 password = {{ env = "ASSOC_AI_TEST_SMTP_PW" }}
 """)
     result = CliRunner().invoke(cli, ["triage", "run", "--config", str(cfg)])
-    assert result.exit_code == 2
+    assert result.exit_code == 78
     assert "ASSOC_AI_TEST_SMTP_PW" in result.output
 
 
@@ -150,7 +150,7 @@ def test_secret_never_reaches_logs_or_output(tmp_path: Path, monkeypatch: pytest
     conn.open()
     for raw, _ in kit_messages(2, seed=9):
         conn.deliver(raw)
-    cfg = _write(tmp_path, BASE + f"""
+    cfg = _write(tmp_path, BASE.replace('state = "state.sqlite"\n', 'state = "state.sqlite"\nforward_max_age_days = 0\n') + f"""
 [model]
 path = "{model}"
 [categories."Adhésion"]

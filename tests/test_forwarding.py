@@ -11,11 +11,19 @@ import pytest
 
 from assoc_ai_core.errors import AuthError, ConnectorError, TransientError
 from assoc_ai_core.ext.config import Secret
-from assoc_ai_core.jobs.forwarding import SmtpForwarder, SmtpSettings, build_forward, should_forward
+from assoc_ai_core.jobs.forwarding import (
+    ForwardError,
+    SmtpForwarder,
+    SmtpSettings,
+    build_forward,
+    forward_message_id,
+    longest_line,
+    should_forward,
+)
 from assoc_ai_core.mail.parsing import parse_message
 from assoc_ai_core.testing.loopback import make_cert
 from assoc_ai_core.testing.mailbox import sample_mail
-from assoc_ai_core.testing.smtp import SmtpSink, free_port
+from assoc_ai_core.testing.smtp import SmtpSink, free_port, kit_forward_config
 
 USER, PASSWORD = "relais@asso.example", "s3cr3t-smtp-Pa55"
 
@@ -138,25 +146,9 @@ def test_triage_forwards_through_smtp_once(plain_server, tmp_path: Path, monkeyp
     conn.open()
     keys = [conn.deliver(raw).key for raw, label in kit_messages(2, seed=5) if label == "Adhésion"]
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f"""
-[mailbox]
-connector = "local"
-path = "Maildir"
-[model]
-path = "{model}"
-[triage]
-state = "state.sqlite"
-[categories."Adhésion"]
-folder = "IA/Adhésion"
-forward = "tresorier@asso.example"
-[categories."Événement"]
-folder = "IA/Événement"
-[smtp]
-host = "127.0.0.1"
-port = {port}
-starttls = false
-sender = "tri@asso.example"
-""", encoding="utf-8")
+    # the kit mail is dated 2025: no age limit here (forward_max_age_days has tests of its own)
+    cfg.write_text(kit_forward_config(port, model, ["tresorier@asso.example"], triage="forward_max_age_days = 0"),
+                   encoding="utf-8")
     with TriageJob(cfg) as job:
         first = job.run_once()
         job.run_once()
@@ -166,3 +158,63 @@ sender = "tri@asso.example"
     forwarded_ids = {email.message_from_bytes(d, policy=default_policy).get_payload()[1].get_payload()[0]["Message-ID"]
                      for _, _, d in handler.envelopes}
     assert forwarded_ids == {f"<{k}>" for k in auto}
+
+
+def test_message_id_is_deterministic_per_message_and_destination(plain_server) -> None:
+    handler, port = plain_server
+    forwarder = SmtpForwarder(SmtpSettings(host="127.0.0.1", port=port, starttls=False, sender="tri@asso.example"))
+    first = forwarder.send(ORIGINAL, "tresorier@asso.example", category="A", key="cotis-42@exemple.org")
+    again = forwarder.send(ORIGINAL, "tresorier@asso.example", category="A", key="cotis-42@exemple.org")
+    other = forwarder.send(ORIGINAL, "bureau@asso.example", category="A", key="cotis-42@exemple.org")
+    assert first == again == forwarder.message_id("cotis-42@exemple.org", "tresorier@asso.example")
+    assert other != first and first.endswith("@asso.example>") and first.startswith("<fwd.")
+    assert handler.message_ids() == [first, first, other]
+    assert forward_message_id("k", "A@b.fr", "x@y.fr") == forward_message_id("k", "a@b.fr ", "z@y.fr")
+
+
+def test_original_with_unfolded_headers_is_attached_byte_for_byte(plain_server) -> None:
+    handler, port = plain_server
+    raw = ORIGINAL.replace(b"Subject: ", b"X-Long: " + b"mot " * 60 + b"\r\nX-Folded: a\r\n  b\r\nSubject: ")
+    settings = SmtpSettings(host="127.0.0.1", port=port, starttls=False, sender="tri@asso.example")
+    SmtpForwarder(settings).send(raw, "t@asso.example", category="A", key="k@x")
+    [(_, _, data)] = handler.envelopes
+    assert raw in data  # the received headers are neither refolded nor rewritten
+
+
+def test_long_lines_are_refused_by_the_sink_like_a_real_server(plain_server) -> None:
+    import smtplib
+
+    handler, port = plain_server
+    long_raw = ORIGINAL.replace(b"Bonjour,", b"x" * 1500)
+    with smtplib.SMTP("127.0.0.1", port) as client, pytest.raises(smtplib.SMTPDataError) as err:
+        client.sendmail("a@b.fr", ["c@d.fr"], long_raw)
+    assert err.value.smtp_code == 500 and handler.envelopes == []
+
+
+def test_long_lines_are_re_encoded_and_the_original_stays_byte_faithful(plain_server) -> None:
+    handler, port = plain_server
+    html = b"<p>" + "é".encode() * 1200 + b"</p>"  # one 2,400-octet line, as HTML editors write
+    raw = ORIGINAL.replace(b"Bonjour,", html) + b"bare\nlf and\rcr\r\n"
+    assert longest_line(raw) > 998
+    settings = SmtpSettings(host="127.0.0.1", port=port, starttls=False, sender="tri@asso.example")
+    SmtpForwarder(settings).send(raw, "t@asso.example", category="A", key="k@x", subject="Cotisation")
+    [(_, _, data)] = handler.envelopes
+    assert longest_line(data) <= 998
+    msg = email.message_from_bytes(data, policy=default_policy)
+    [part] = [p for p in msg.iter_parts() if p.get_filename() == "original.eml"]
+    assert part.get_content_type() == "application/octet-stream" and part["Content-Transfer-Encoding"] == "base64"
+    assert part.get_payload(decode=True) == raw  # exactly the received bytes
+
+
+def test_refusals_say_whether_to_try_again_with_the_servers_reason() -> None:
+    with SmtpSink(transient=1, refuse={"nobody@asso.example": "550 5.1.1 no such user"}) as sink:
+        settings = SmtpSettings(host="127.0.0.1", port=sink.port, starttls=False, sender="tri@asso.example")
+        forwarder = SmtpForwarder(settings)
+        with pytest.raises(ForwardError) as later:
+            forwarder.send(ORIGINAL, "t@asso.example", category="A", key="k@x")
+        assert later.value.transient and not later.value.maybe_sent and later.value.code == 451
+        with pytest.raises(ForwardError) as never:
+            forwarder.send(ORIGINAL, "nobody@asso.example", category="A", key="k@x")
+        assert not never.value.transient and "no such user" in never.value.reason and never.value.code == 550
+        forwarder.send(ORIGINAL, "t@asso.example", category="A", key="k@x")
+        assert len(sink.envelopes) == 1

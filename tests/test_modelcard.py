@@ -17,12 +17,12 @@ add_trust_commands(cli)
 
 
 @pytest.fixture(scope="module")
-def newer_mail(shared_dir: Path, trained_model) -> list:
-    """devA mail of the categories the example model knows (another association, so honestly unseen)."""
+def newer_mail(fixtures_dir: Path, trained_model) -> list:
+    """The fixture mailbox (another association, so honestly unseen), in the categories the example model knows."""
     from assoc_ai_core.mail.sources import load_dataset
 
     known = set(trained_model.classes_)
-    return [m for m in load_dataset(shared_dir / "corpora" / "devA").labelled() if m.label in known]
+    return [m for m in load_dataset(fixtures_dir / "mailbox").labelled() if m.label in known]
 
 
 def test_per_language_accuracy_matches_predictions(trained_model, newer_mail) -> None:
@@ -74,3 +74,24 @@ def test_model_card_command_on_a_file_and_a_registry_version(tmp_path: Path, tra
     bad = CliRunner().invoke(cli, ["model", "card", "v0009", "--config", str(cfg)])
     assert bad.exit_code != 0 and "v0009" in bad.output
     assert "list" in cli.commands["model"].commands and "card" in cli.commands["model"].commands
+
+
+def test_a_weak_model_is_never_called_free_of_fragile_categories(trained_model) -> None:
+    from types import SimpleNamespace
+
+    from assoc_ai_core.trust.modelcard import WEAK_MACRO_F1
+
+    md = dict(trained_model.metadata_)
+    assert md["cv_macro_f1"] >= WEAK_MACRO_F1  # the example model is a good one: nothing to flag
+    good = build_card(trained_model, lang="fr").markdown()
+    weak_section = good.split("## Catégories fragiles connues")[1].split("##")[0]
+    assert "Aucune repérée" in weak_section and "pas encore de mesure par catégorie" in weak_section
+    weak = build_card(SimpleNamespace(metadata_=dict(md, cv_macro_f1=0.72)), lang="fr").markdown()
+    weak_section = weak.split("## Catégories fragiles connues")[1].split("##")[0]
+    assert "Aucune repérée" not in weak_section
+    assert "Le modèle entier est fragile : F1 macro 0,72 en validation croisée, sous le seuil de 0,80" in weak_section
+    # a chronological measurement, when given, is the one that counts
+    evaluation = {"n": 40, "accuracy": 0.7, "macro_f1": 0.66, "per_class": {}, "coverage_at_precision": {}}
+    en = build_card(trained_model, evaluation=evaluation, lang="en").markdown()
+    assert "The whole model is weak: macro-F1 0.66 on recent mail, under the 0.80 threshold" in en
+    assert "None found" not in en

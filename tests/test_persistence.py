@@ -32,6 +32,7 @@ def test_round_trip_gives_identical_predictions(trained_model, example_mailbox, 
     msgs = load_dataset(example_mailbox / "new", labelled=False).readable()
     assert np.allclose(loaded.predict_proba(msgs), trained_model.predict_proba(msgs))
     assert loaded.threshold_ == trained_model.threshold_
+    assert trained_model.validate_loaded() == [] and loaded.validate_loaded() == []  # what training writes loads
     assert read_metadata(path)["labels"] == trained_model.metadata_["labels"]
 
 

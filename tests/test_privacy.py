@@ -97,6 +97,19 @@ def scan(root: Path, needles: list[str], *, skip: tuple[Path, ...]) -> list[str]
     return hits
 
 
+def job_config(root: Path, privacy: list[str]) -> Path:
+    """The configuration of a job on a local Maildir under ``root``, raw senders kept, with ``privacy`` lines."""
+    lines = ['[mailbox]', 'connector = "local"', 'path = "Maildir"', 'create = true', '',
+             '[triage]', 'folders = ["INBOX"]', 'state = "state/assoc_ai.sqlite"', '',
+             '[privacy]', 'store_raw_sender = true', *privacy, '',
+             '[training]', f'data = "{ROOT / "examples" / "mailbox" / "train"}"', 'min_corrections = 1', '']
+    for name, folder in CATEGORIES.items():
+        lines += [f"[categories.{name}]", f'folder = "{folder}"', ""]
+    cfg = root / "assoc_ai.toml"
+    cfg.write_text("\n".join(lines), encoding="utf-8")
+    return cfg
+
+
 @pytest.fixture()
 def job_setup(tmp_path: Path):
     """A trained model (that saw the person's mail) in the registry, two runs of the job, corrections, people files."""
@@ -118,15 +131,8 @@ def job_setup(tmp_path: Path):
         f"P-17,{EMAIL},{NAME},0.81\nP-18,{OTHER},Paul Martin,0.22\n", encoding="utf-8")
     (people / "features.csv").write_text("person_id,gifts_12m,recency_months\nP-17,3,2\nP-18,0,30\n",
                                          encoding="utf-8")
-    lines = ['[mailbox]', 'connector = "local"', 'path = "Maildir"', 'create = true', '',
-             '[triage]', 'folders = ["INBOX"]', 'state = "state/assoc_ai.sqlite"', '',
-             '[privacy]', 'store_raw_sender = true', 'retention_days_text = 365',
-             'people_files = ["people/contacts_scores.csv", "people/features.csv"]', '',
-             '[training]', f'data = "{ROOT / "examples" / "mailbox" / "train"}"', 'min_corrections = 1', '']
-    for name, folder in CATEGORIES.items():
-        lines += [f"[categories.{name}]", f'folder = "{folder}"', ""]
-    cfg = tmp_path / "assoc_ai.toml"
-    cfg.write_text("\n".join(lines), encoding="utf-8")
+    cfg = job_config(tmp_path, ['retention_days_text = 365',
+                                'people_files = ["people/contacts_scores.csv", "people/features.csv"]'])
 
     conn = LocalMailConnector(LocalMailConfig(path=str(tmp_path / "Maildir"), create=True))
     conn.open()
@@ -266,8 +272,16 @@ def test_retention_pseudonymises_old_text_and_training_still_works(job_setup) ->
 def test_identity_blanks_names_with_or_without_accents() -> None:
     ident = Identity("marie.l@exemple.fr", ("Marie-Hélène Le Bihan",))
     text = "Signé MARIE-HELENE le bihan (marie.l@exemple.fr), merci Bihan"
-    blanked = ident.blank(text)
+    # name words alone only in text known to come from the person (issue 14: by identity, not by substring)
+    blanked = ident.blank(text, words=True)
     assert "bihan" not in blanked.lower() and "exemple.fr" not in blanked and "helene" not in blanked.lower()
     assert blanked.startswith("Signé ") and blanked.endswith("merci <ERASED>")
+    assert ident.blank(text) == "Signé <ERASED> (<ERASED>), merci Bihan"  # full name and address, whole
+    eve = Identity("val@exemple.fr", ("Ève Martin",))
+    structural = "Evenement uidvalidity Martine Eve-Martinez xval@exemple.fr val@exemple.fr.evil Martin"
+    assert eve.blank(structural) == structural
+    assert eve.blank(structural, words=True) == ("Evenement uidvalidity Martine <ERASED>-Martinez xval@exemple.fr "
+                                                 "val@exemple.fr.evil <ERASED>")
+    assert eve.blank("Merci à EVE  martin et à martin ève !") == "Merci à <ERASED> et à <ERASED> !"
     with pytest.raises(Exception, match="retention_action"):
         PrivacyPolicy.from_mapping({"retention_action": "shred"})

@@ -1,5 +1,8 @@
 """Personal data replaced by typed placeholders."""
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from assoc_ai_core.mail.pseudonymise import pseudonymise
 
 
@@ -44,3 +47,22 @@ def test_names_are_found_whatever_their_case():
     assert pseudonymise("Merci, BİLSAG et bilsag", names=["Bilsag"]) == "Merci, <NAME> et <NAME>"
     assert pseudonymise("Signé STRAUß", names=["Strauß"]) == "Signé <NAME>"
     assert pseudonymise("Aucun nom ici", names=["Delorme"]) == "Aucun nom ici"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b.", "@", ".", "-", "+", "'", "é", " ", "x.y", "@@", ".com", "_", "\n", "<"]),
+                max_size=14))
+def test_addresses_are_found_as_the_pattern_finds_them(pieces: list[str]):
+    from assoc_ai_core.mail.pseudonymise import _EMAIL_RE, _URL_RE, EMAIL, URL, _emails, mask_addresses_and_links
+
+    text = "".join(pieces)
+    assert _emails(text) == [m.span() for m in _EMAIL_RE.finditer(text)]
+    assert mask_addresses_and_links(text) == _URL_RE.sub(URL, _EMAIL_RE.sub(EMAIL, text))
+
+
+def test_a_long_run_before_an_at_sign_is_read_once():
+    from assoc_ai_core.mail.pseudonymise import _emails
+
+    # "x@ aaaa…" took 8 s a pass at 50 KB: the pattern re-read the run from each of its letters.
+    assert _emails("x@ " + "a" * 2_000_000) == []
+    assert pseudonymise("a" * 100_000 + "@exemple.fr ok") == "<EMAIL> ok"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -55,8 +56,8 @@ def job_with_corrections(tmp_path: Path) -> tuple[Path, list[str]]:
     """A job whose volunteers moved six donation mails from where the model put them to a new 'Don' folder."""
     from assoc_ai_core.persistence import save_model
 
-    train = tmp_path / "train"
-    for i, (raw, label) in enumerate(kit_messages(6, seed=1)):
+    train = tmp_path / "train"  # 80 messages: enough for a held-out set of 30 (the gate's minimum)
+    for i, (raw, label) in enumerate(kit_messages(40, seed=1)):
         (train / label).mkdir(parents=True, exist_ok=True)
         (train / label / f"{i:03d}.eml").write_bytes(raw)
     save_model(kit_model(), tmp_path / "model.skops")
@@ -99,32 +100,61 @@ folder = "IA/Don"
 def test_retrain_learns_the_corrections_and_promotes(job_with_corrections) -> None:
     cfg, keys = job_with_corrections
     result = retrain(cfg)
-    assert result.version == "v0002" and result.promoted
-    assert (result.n_corrections, result.n_holdout) == (6, 2)
-    assert result.current_accuracy == 0.0  # the original model does not even know 'Don'
-    assert result.candidate_accuracy >= result.current_accuracy
+    assert result.version == "v0002" and result.promoted, result.summary()
+    assert (result.n_corrections, result.n_holdout_corrections) == (6, 2)
+    # the held-out set: 2 recent corrections + a seeded sample of the original data, 30 in all (the minimum)
+    assert (result.n_holdout, result.n_holdout_original) == (30, 28)
+    assert result.compared_with == "reference"  # the hand-trained live model may have seen the sample
+    figures = result.figures
+    assert figures is not None and figures.n == 30
+    # the live recipe does not know 'Don': the candidate is better on macro-F1, not worse beyond the noise
+    assert figures.candidate_macro_f1 > figures.current_macro_f1 and not figures.worse
+    assert figures.macro_f1_interval[0] <= figures.candidate_macro_f1 - figures.current_macro_f1
+    assert result.candidate_accuracy > result.current_accuracy
     registry = ModelRegistry(cfg.parent / "models")
     assert [v.version for v in registry.list()] == ["v0001", "v0002"]
     assert registry.current() == "v0002"
     assert registry.info("v0001")["source"].startswith("imported")
     info = registry.info("v0002")
-    assert info["parent"] == "v0001" and info["evaluation"]["n_holdout"] == 2 and info["n_train"] == 12 + 4
+    assert info["parent"] == "v0001" and info["n_train"] == 80 - 28 + 4
+    evaluation = info["evaluation"]
+    assert evaluation["n_holdout"] == 30 and evaluation["promoted"] and evaluation["test"].startswith("paired")
+    assert evaluation["figures"]["candidate_macro_f1"] == figures.candidate_macro_f1
     model, _ = registry.load()
     assert "Don" in list(model.classes_)
     with TriageJob(cfg) as job:  # the job now runs the promoted version
         assert job.model_version == "v0002"
+    again = retrain(cfg)  # the live model now comes from the same held-out rule: compared directly
+    assert again.compared_with == "live" and again.current_version == "v0002"
 
 
 def test_worse_candidate_is_kept_aside(job_with_corrections, monkeypatch: pytest.MonkeyPatch) -> None:
-    import assoc_ai_core.jobs.retrain as registry_module
+    import random
+
+    import assoc_ai_core.jobs.retrain as retrain_module
+    from assoc_ai_core.api import train
 
     cfg, _ = job_with_corrections
-    scores = iter([0.25, 0.75])  # candidate first, live model second: the unit under test is the rule
-    monkeypatch.setattr(registry_module, "_accuracy", lambda model, messages: next(scores))
+    calls: list[int] = []
+
+    def scrambled_first(messages, **kwargs):
+        """The candidate (first training) learns from shuffled categories: a real model, really worse."""
+        calls.append(len(messages))
+        if len(calls) == 1:
+            labels = [m.label for m in messages]
+            random.Random(5).shuffle(labels)
+            messages = [dataclasses.replace(m, label=lab) for m, lab in zip(messages, labels, strict=True)]
+        return train(messages, **kwargs)
+
+    monkeypatch.setattr(retrain_module, "train", scrambled_first)
     result = retrain(cfg)
-    assert result.version == "v0002" and not result.promoted
+    assert len(calls) == 2  # the candidate, then the reference standing for the hand-trained live model
+    assert result.version == "v0002" and not result.promoted, result.figures
+    assert result.figures is not None and result.figures.worse and result.figures.macro_f1_p_value < 0.05
+    assert result.figures.macro_f1_interval[1] < 0  # the whole interval of the difference is below zero
     assert ModelRegistry(cfg.parent / "models").current() == "v0001"
     assert "moins bonne" in result.summary()
+    assert ModelRegistry(cfg.parent / "models").info("v0002")["evaluation"]["promoted"] is False
 
 
 def test_retrain_needs_enough_corrections(tmp_path: Path) -> None:
@@ -137,6 +167,8 @@ def test_retrain_needs_enough_corrections(tmp_path: Path) -> None:
     StateStore(tmp_path / "s.sqlite").close()
     result = retrain(cfg)
     assert result.version is None and "0 sur 3" in result.summary()
+    refused = CliRunner().invoke(cli, ["retrain", "--config", str(cfg)])
+    assert refused.exit_code == 1 and "0 sur 3" in refused.output  # a scheduler sees that nothing was retrained
 
 
 def test_model_commands(job_with_corrections) -> None:
@@ -152,7 +184,7 @@ def test_model_commands(job_with_corrections) -> None:
     assert runner.invoke(cli, ["model", "rollback", "v0001", "--config", str(cfg)]).exit_code == 0
     assert runner.invoke(cli, ["model", "current", "--config", str(cfg)]).output.strip() == "v0001"
     bad = runner.invoke(cli, ["model", "rollback", "v0042", "--config", str(cfg)])
-    assert bad.exit_code == 2 and "v0042" in bad.output
+    assert bad.exit_code == 78 and "v0042" in bad.output  # a configuration error (EX_CONFIG), not a usage one
 
 
 def test_audit_command_answers_an_access_request(job_with_corrections, tmp_path: Path) -> None:

@@ -180,7 +180,7 @@ def test_config_show_refuses_exactly_what_triage_run_refuses(tmp_path: Path, mod
     cfg.chmod(0o600)
     show = CliRunner().invoke(cli, ["config", "show", "--config", str(cfg)])
     run = CliRunner().invoke(cli, ["triage", "run", "--config", str(cfg)])
-    assert show.exit_code == run.exit_code and run.exit_code in (2, 5), (show.output, run.output)
+    assert show.exit_code == run.exit_code and run.exit_code in (78, 5), (show.output, run.output)  # config or plugin
     assert _errors(show.output) == _errors(run.output) and len(_errors(run.output)) == 1, (show.output, run.output)
     assert not (tmp_path / "state.sqlite").exists()  # refused before the job touched anything
 
@@ -206,4 +206,4 @@ def test_config_show_warns_about_state_a_run_needs(tmp_path: Path) -> None:
     warnings = [line for line in show.output.splitlines() if line.startswith("Attention : ")]
     assert len(warnings) == 2 and "not-trained-yet.skops" in warnings[0] and "retention_action" in warnings[1]
     run = CliRunner().invoke(cli, ["triage", "run", "--config", str(cfg)])
-    assert run.exit_code == 2 and "not-trained-yet.skops" in _errors(run.output)[0]
+    assert run.exit_code == 78 and "not-trained-yet.skops" in _errors(run.output)[0]

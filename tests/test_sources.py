@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import mailbox
+import warnings
 
 import pytest
 
@@ -62,3 +63,77 @@ def test_csv_without_text_column_is_a_clear_error(tmp_path):
 def test_missing_path(tmp_path):
     with pytest.raises(DataError, match="introuvable"):
         load_dataset(tmp_path / "nope")
+
+
+# Folder names as an old Windows zip leaves them: Windows-1252 "Adhésion", "Cœur" and DOS (cp437) "Bénévolat".
+BYTE_NAMES = {b"Adh\xe9sion": "Adhésion", b"B\x82n\x82volat": "Bénévolat", b"C\x9cur": "Cœur", b"Presse": "Presse"}
+
+
+def _byte_named_tree(root, messages_per_folder):
+    """Category folders created under their raw byte names, as unzip does with an archive made on old Windows."""
+    import os
+
+    for i, name in enumerate(BYTE_NAMES):
+        folder = os.path.join(os.fsencode(root), name)
+        os.mkdir(folder)
+        for j, raw in enumerate(messages_per_folder(BYTE_NAMES[name], i)):
+            with open(os.path.join(folder, b"%d-r\xe9ponse.eml" % j), "wb") as handle:  # a non-UTF-8 file name too
+                handle.write(raw)
+
+
+def test_non_utf8_folder_names_are_decoded_and_said_once(tmp_path):
+    import os
+
+    _byte_named_tree(tmp_path, lambda label, i: [RAW % (b"sujet", f"{i}-{j}".encode(), b"x") for j in range(2)])
+    assert any("\udce9" in name for name in os.listdir(tmp_path))  # the system hands back surrogate escapes
+    with pytest.warns(UserWarning) as caught:
+        ds = load_dataset(tmp_path)
+    said = [str(w.message) for w in caught if "UTF-8" in str(w.message)]
+    assert len(said) == 1 and "'Adhésion' (cp1252)" in said[0] and "'Bénévolat' (cp437)" in said[0]
+    assert sorted(set(ds.labels)) == ["Adhésion", "Bénévolat", "Cœur", "Presse"] and not ds.problems
+    for m in ds.messages:  # printable and savable: no surrogate left in a label or a source
+        json.dumps({"label": m.label, "source": m.source}, ensure_ascii=False).encode("utf-8")
+    assert any(m.source.endswith("Bénévolat/0-réponse.eml") for m in ds.messages)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset(tmp_path / os.listdir(tmp_path)[0])  # one category folder alone: no folder name to decode
+
+
+@pytest.mark.filterwarnings("ignore:nom\\(s\\) de dossier qui ne sont pas en UTF-8")
+def test_train_and_evaluate_json_on_non_utf8_folder_names(tmp_path, fixtures_dir):
+    from click.testing import CliRunner
+
+    from assoc_ai_core.cli.main import _wire_optional_commands, cli
+
+    sources = sorted(p for p in (fixtures_dir / "mailbox").iterdir() if p.is_dir())
+    data = tmp_path / "data"
+    data.mkdir()
+    _byte_named_tree(data, lambda label, i: [p.read_bytes() for p in sorted(sources[i].glob("*.eml"))])
+    _wire_optional_commands()
+    model, report = tmp_path / "m.skops", tmp_path / "e.json"
+    result = CliRunner().invoke(cli, ["train", str(data), "-o", str(model)], catch_exceptions=False)
+    assert result.exit_code == 0 and model.stat().st_size > 0, result.output
+    result = CliRunner().invoke(cli, ["evaluate", str(model), str(data), "--json", str(report)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(report.read_text(encoding="utf-8"))["per_class"]) == set(BYTE_NAMES.values())
+
+
+def test_csv_without_a_known_label_column_names_it_and_the_accepted_ones(tmp_path):
+    from assoc_ai_core.mail.sources import LABEL_COLUMNS
+
+    export = tmp_path / "export.csv"
+    export.write_text("texte;classe\nJe veux adhérer;Adhesion\n", encoding="utf-8")
+    with pytest.raises(DataError) as error:
+        load_dataset(export)
+    message = str(error.value)
+    assert "colonne de catégorie" in message and "classe" in message and "rangez" not in message
+    assert all(name in message for name in LABEL_COLUMNS)
+    (tmp_path / "d.jsonl").write_text(json.dumps({"text": "bonjour", "classe": "A"}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="classe"):
+        load_dataset(tmp_path / "d.jsonl")
+    # mail to classify needs no category; in a category folder, the folder gives it
+    assert load_dataset(export, labelled=False).messages[0].label is None
+    (tmp_path / "Adhesion").mkdir()
+    export.rename(tmp_path / "Adhesion" / "export.csv")
+    (tmp_path / "d.jsonl").unlink()
+    assert load_dataset(tmp_path).labels == ["Adhesion"]

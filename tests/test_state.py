@@ -166,3 +166,45 @@ def test_runs_are_recorded_and_killed_ones_closed(tmp_path: Path) -> None:
     assert [r["status"] for r in runs] == ["killed", "ok"]
     assert runs[1]["category_mix"] == {"A": 2} and runs[1]["fetched"] == 3
     assert runs[1]["review_share"] == pytest.approx(1 / 3)
+
+
+def test_a_version_1_file_gains_the_participants_table(tmp_path: Path) -> None:
+    from assoc_ai_core.jobs.audit import MIGRATIONS
+
+    path = tmp_path / "state.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[1] + "; PRAGMA user_version = 1;")
+    db.close()
+    with StateStore(path) as state:
+        assert state.schema_version == SCHEMA_VERSION == 2
+        assert state.participants_of(["h"]) == []
+
+
+def test_tombstoned_keys_are_still_known_and_hold_no_personal_data(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"  # the key file sits next to it: state.key, the job's default
+    privacy = SenderPrivacy.from_key_file(tmp_path / "state.key")
+    with StateStore(path) as state:
+        for key in ("marie.dupont.42@exemple.org", "b@x"):
+            _decide(state, privacy, key, status="done")
+        state.add_intent(instance="local", key="marie.dupont.42@exemple.org", run_id=1, step=0, kind="move",
+                         target="IA/Adhésion", folder="INBOX", uid="u", detail="Marie Dupont")
+        state.record_participants("local", "marie.dupont.42@exemple.org", privacy,
+                                  {"cc": ["Paul@Exemple.org"], "body": ["paul@exemple.org", ""]})
+        assert state.participant_keys([privacy.hash("paul@exemple.org")]) == {("local", "marie.dupont.42@exemple.org")}
+        assert state.participants_of([privacy.hash("PAUL@exemple.org")]) == [
+            ("local", "marie.dupont.42@exemple.org", "body"), ("local", "marie.dupont.42@exemple.org", "cc")]
+        with state.transaction():
+            tomb = state.tombstone_message("local", "marie.dupont.42@exemple.org")
+        assert tomb.startswith("erased:") and "marie" not in tomb
+        known = state.get_messages("local", ["marie.dupont.42@exemple.org", "b@x", "unknown@x"])
+        assert set(known) == {"marie.dupont.42@exemple.org", "b@x"}
+        gone = known["marie.dupont.42@exemple.org"]
+        assert (gone.key, gone.status, gone.sender_hash, gone.sender_pseudo, gone.explanation) == (
+            tomb, "erased", None, None, None)
+        assert [a.detail for a in state.actions_for("local", tomb)] == [None]
+        assert state.participant_keys([privacy.hash("paul@exemple.org")]) == {("local", tomb)}
+        # another installation's key gives other tombstones: nobody can test guesses without the key
+        other = SenderPrivacy(b"k" * 32)
+        assert other.tombstone_key("local", "marie.dupont.42@exemple.org") != tomb
+        dump = "\n".join(state.execute("SELECT 1").connection.iterdump())  # the old pages: erasure's VACUUM
+        assert "marie.dupont.42" not in dump and "Marie Dupont" not in dump

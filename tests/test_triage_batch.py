@@ -232,6 +232,7 @@ def test_state_holds_the_same_plain_strings_as_before(tmp_path: Path, trained_mo
     """Decisions, plans and journal statuses are typed in the code and written as the strings they always were."""
     data = _settings_mapping(tmp_path, tag=True)
     data["categories"]["Adhesion"]["forward"] = ["tresorier@asso.example"]
+    data["triage"]["forward_max_age_days"] = 0  # the example mail is from 2025
     conn = _maildir(tmp_path)
     conn.open()
     body = (NEW / "0001.eml").read_bytes()  # a membership question: label, tag, forward, move

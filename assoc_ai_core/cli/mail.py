@@ -1,4 +1,4 @@
-"""The mail commands: ``train``, ``evaluate``, ``predict``, ``explain`` and ``demo``.
+"""The mail commands: ``train``, ``evaluate``, ``explain`` and ``demo`` (``predict`` lives in its own module).
 
 They reach the mail layer only through :mod:`assoc_ai_core.api`, imported
 inside each command so that ``assoc-ai --help`` stays fast.  ``train``,
@@ -18,17 +18,21 @@ from typing import Any
 
 import click
 
+from assoc_ai_core.cli.common import lang_option, option
+from assoc_ai_core.cli.handover import load_mail_model, people_commands
+from assoc_ai_core.cli.predict import NAME_WIDTH, classify_paths, format_table, predict
 from assoc_ai_core.errors import DataError
-from assoc_ai_core.i18n import current_lang, decimal, percent, tr
+from assoc_ai_core.files import atomic_write, private_dir
+from assoc_ai_core.i18n import count, current_lang, decimal, percent, signed, tr
 
 __all__ = ["add_commands", "train", "evaluate", "predict", "explain", "demo", "classify_paths", "format_table",
-           "SEMANTIC_TIP_UP_TO"]
+           "SEMANTIC_TIP_UP_TO", "BoundedProgress", "NAME_WIDTH"]
 
 # Up to this many training messages, words alone leave much to sentence embeddings (devA, 210 messages:
 # macro-F1 0.71 -> 0.81, automatic share 25 % -> 47 %); a large mailbox has words enough.
 SEMANTIC_TIP_UP_TO = 2000
 
-_LANG = click.option("--lang", type=click.Choice(["fr", "en"]), default=None)
+_LANG = lang_option
 
 
 def add_commands(group: click.Group) -> None:
@@ -37,25 +41,43 @@ def add_commands(group: click.Group) -> None:
         group.add_command(command)
 
 
-def _people_commands() -> Any:
-    """The people-data commands module, or None when its optional extra is not installed."""
-    try:
-        from assoc_ai_core.cli import people as commands
-    except ImportError:
-        return None
-    return commands
+class BoundedProgress:
+    """A progress bar that never counts past 100 %: training may take more steps than planned (more folds).
+
+    Each step beyond the plan pushes the total one further, so the bar stays short of its end until
+    :meth:`close` fills it.
+    """
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+
+    def update(self, n: int = 1) -> None:
+        """``n`` steps done."""
+        if self.bar.total is not None and self.bar.n + n >= self.bar.total:
+            self.bar.total = self.bar.n + n + 1
+        self.bar.update(n)
+
+    def close(self) -> None:
+        """All done: the bar at 100 %, then gone."""
+        if self.bar.total is not None and self.bar.n < self.bar.total:
+            self.bar.update(self.bar.total - self.bar.n)
+        self.bar.close()
+
+    def __enter__(self) -> BoundedProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        else:  # interrupted or failed: no 100 % shown
+            self.bar.close()
 
 
-def _progress(total: int, desc: str) -> Any:
+def _progress(total: int, desc: str) -> BoundedProgress:
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=tr(" étape", " step"), leave=False, disable=not sys.stderr.isatty())
-
-
-def _load(path: str) -> Any:
-    from assoc_ai_core.persistence import load_model
-
-    return load_model(path)
+    return BoundedProgress(tqdm(total=total, desc=desc, unit=tr(" étape", " step"), leave=False,
+                                disable=not sys.stderr.isatty()))
 
 
 def _echo_warnings(caught: Sequence[warnings.WarningMessage]) -> None:
@@ -92,32 +114,36 @@ def _warnings_as_lines() -> Iterator[None]:
 
 # --------------------------------------------------------------------- train
 @click.command(help=tr(
-    "Entraîner un modèle sur du courrier déjà trié (un dossier par catégorie, Maildir, mbox, CSV ou JSONL).",
-    "Train a model on mail already sorted (one folder per category, Maildir, mbox, CSV or JSONL).",
+    "Entraîner un modèle sur DATA, du courrier déjà trié (un dossier par catégorie, Maildir, mbox, CSV ou JSONL) ; "
+    "sans DATA avec --from-mailbox.",
+    "Train a model on DATA, mail already sorted (one folder per category, Maildir, mbox, CSV or JSONL); "
+    "no DATA with --from-mailbox.",
 ))
-@click.argument("data", required=False, type=click.Path(exists=True))
-@click.option("-o", "--output", "output", type=click.Path(), help=tr("Fichier du modèle (.skops).", "Model file (.skops)."))
-@click.option("--target-precision", type=float, default=0.95, show_default=True,
+@click.argument("data", metavar="DATA", required=False, type=click.Path(exists=True))  # not with --from-mailbox
+@option("-o", "--output", "output", type=click.Path(), required=True,
+        help=tr("Fichier du modèle (.skops).", "Model file (.skops)."))
+@option("--target-precision", type=float, default=0.95, show_default=True,
               help=tr("Précision visée pour le courrier classé automatiquement.", "Precision wanted on automatically routed mail."))
-@click.option("--semantic/--no-semantic", default=False,
+@option("--semantic/--no-semantic", default=False,
               help=tr("Ajouter des plongements de phrases multilingues (extra « semantic »).",
                       "Add multilingual sentence embeddings (the 'semantic' extra)."))
-@click.option("--pseudonymize/--raw-text", "pseudonymize", default=True, show_default=True,
+@option("--pseudonymize/--raw-text", "pseudonymize", default=True, show_default=True,
               help=tr("Pseudonymiser le texte avant apprentissage (défaut) ou garder le texte brut.",
                       "Pseudonymise text before learning (default) or keep raw text."))
-@click.option("--label-names/--no-label-names", "label_names", default=None,
+@option("--label-names/--no-label-names", "label_names", default=None,
               help=tr("Apprendre aussi des noms des catégories (par défaut : jusqu'à 5 000 messages).",
                       "Also learn from the category names (default: up to 5,000 messages)."))
-@click.option("--task", default="mail", show_default=True,
+@option("--task", default="mail", show_default=True,
               help=tr("mail, ou une tâche « personnes » (donor-propensity, churn, ...).",
                       "mail, or a people task (donor-propensity, churn, ...)."))
-@click.option("--from-mailbox", is_flag=True, help=tr("Apprendre des dossiers de la boîte configurée.", "Learn from the configured mailbox's folders."))
-@click.option("--config", "config_path", type=click.Path(), help=tr("Fichier de configuration TOML.", "TOML configuration file."))
+@option("--from-mailbox", is_flag=True, help=tr("Apprendre des dossiers de la boîte configurée.", "Learn from the configured mailbox's folders."))
+@option("--config", "config_path", type=click.Path(), help=tr("Fichier de configuration TOML.", "TOML configuration file."))
+@_LANG
 def train(data: str | None, output: str | None, target_precision: float, semantic: bool, pseudonymize: bool,
-          label_names: bool | None, task: str, from_mailbox: bool, config_path: str | None) -> None:
+          label_names: bool | None, task: str, from_mailbox: bool, config_path: str | None, lang: str | None) -> None:
     """Train a model and save it."""
     if task != "mail":
-        _train_people(task, data, output)
+        _train_people(task, data, output, lang)
         return
     if from_mailbox:
         if not config_path or not output:
@@ -137,8 +163,9 @@ def train(data: str | None, output: str | None, target_precision: float, semanti
     ds = load_dataset(data, progress=sys.stderr.isatty())
     _report_problems(ds.problems)
     labelled = ds.labelled()
-    click.echo(tr(f"{len(labelled)} messages étiquetés, {len(set(m.label for m in labelled))} catégories.",
-                  f"{len(labelled)} labelled messages, {len(set(m.label for m in labelled))} categories."), err=True)
+    n_labels = len({m.label for m in labelled})
+    click.echo(count(len(labelled), ("message étiqueté", "messages étiquetés"), ("labelled message", "labelled messages"))
+               + ", " + count(n_labels, ("catégorie.", "catégories."), ("category.", "categories.")), err=True)
     loose = [m for m in ds.messages if m.error is None and not m.label]
     if loose and labelled:  # mail beside the category folders: not learnt from, and the user should know
         click.echo(tr(f"{len(loose)} message(s) hors de tout dossier de catégorie, non appris (ex. : {loose[0].source}).",
@@ -157,25 +184,25 @@ def train(data: str | None, output: str | None, target_precision: float, semanti
         click.echo(_semantic_tip(), err=True)
 
 
-def _train_people(task: str, data: str | None, output: str | None) -> None:
-    people = _people_commands()
+def _train_people(task: str, data: str | None, output: str | None, lang: str | None) -> None:
+    people = people_commands()
     if people is None:
         raise click.UsageError(tr(
             "Les tâches « personnes » demandent l'extra : pip install 'assoc-ai-core[people]'.",
             "People tasks need the extra: pip install 'assoc-ai-core[people]'."))
     if not data or not output:
         raise click.UsageError(tr("DATA et -o MODEL sont requis.", "DATA and -o MODEL are required."))
-    people.train_task(task, data, output)
+    people.train_task(task, data, output, lang=lang)
 
 
 def _trained_summary(md: dict[str, Any], output: str, target_precision: float) -> str:
     return tr(
         f"Modèle écrit : {output}\n"
-        f"Validation croisée : exactitude {percent(md['cv_accuracy'])}, F1 macro {decimal(md['cv_macro_f1'], 3, 'fr')}.\n"
+        f"Validation croisée : exactitude {percent(md['cv_accuracy'])}, F1 macro {decimal(md['cv_macro_f1'], 3)}.\n"
         f"À {percent(target_precision)} de précision, {percent(md['expected_auto_share'])} du courrier serait "
         f"classé automatiquement (seuil de confiance {percent(md['threshold'])}) ; le reste va « À vérifier ».",
         f"Model written: {output}\n"
-        f"Cross-validation: accuracy {percent(md['cv_accuracy'])}, macro-F1 {md['cv_macro_f1']:.3f}.\n"
+        f"Cross-validation: accuracy {percent(md['cv_accuracy'])}, macro-F1 {decimal(md['cv_macro_f1'], 3)}.\n"
         f"At {percent(target_precision)} precision, {percent(md['expected_auto_share'])} of mail would be routed "
         f"automatically (confidence threshold {percent(md['threshold'])}); the rest goes to review.",
     )
@@ -203,28 +230,28 @@ def _semantic_tip() -> str:
 ))
 @click.argument("model_path", metavar="MODEL", type=click.Path(exists=True))
 @click.argument("data", type=click.Path(exists=True))
-@click.option("--json", "json_out", type=click.Path(), help=tr("Écrire les mesures en JSON.", "Write the metrics as JSON."))
-@click.option("--html", "html_out", type=click.Path(), help=tr("Écrire le rapport HTML.", "Write the HTML report."))
-@click.option("--chronological", "chrono", type=float, default=None, metavar="FRACTION",
+@option("--json", "json_out", type=click.Path(), help=tr("Écrire les mesures en JSON.", "Write the metrics as JSON."))
+@option("--html", "html_out", type=click.Path(), help=tr("Écrire le rapport HTML.", "Write the HTML report."))
+@option("--chronological", "chrono", type=float, default=None, metavar="FRACTION",
               help=tr("Ré-entraîner sur le plus ancien courrier de DATA et tester sur la FRACTION la plus récente.",
                       "Retrain on the oldest mail of DATA and test on the newest FRACTION."))
 @_LANG
-@click.option("--config", "config_path", type=click.Path(exists=True), default=None,
+@option("--config", "config_path", type=click.Path(exists=True), default=None,
               help=tr("Configuration du tri : ajoute au rapport la surveillance du modèle (exécutions, dérive).",
                       "Triage configuration: adds model monitoring (runs, drift) to the report."))
 def evaluate(model_path: str, data: str, json_out: str | None, html_out: str | None, chrono: float | None,
              lang: str | None, config_path: str | None) -> None:
     """Evaluate a model on labelled data."""
-    people = _people_commands()
+    people = people_commands()
     if people is not None and people.is_people_model(model_path):
-        people.evaluate_task(model_path, data, json_out, html_out)
+        people.evaluate_task(model_path, data, json_out, html_out, lang=lang)
         return
     from assoc_ai_core.api import chronological_split, load_dataset
     from assoc_ai_core.api import evaluate as run_eval
     from assoc_ai_core.api import train as train_model
 
     lang = lang or current_lang()
-    model = _load(model_path)
+    model = load_mail_model(model_path)
     ds = load_dataset(data, progress=sys.stderr.isatty())
     _report_problems(ds.problems)
     test = ds.labelled()
@@ -237,8 +264,8 @@ def evaluate(model_path: str, data: str, json_out: str | None, html_out: str | N
     result = run_eval(model, test, lang=lang)
     result["protocol"] = protocol
     click.echo(_summary(result, lang))
-    if json_out:
-        Path(json_out).write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+    if json_out:  # whole or not at all: never a 0-byte file after a crash (the worst mistakes quote mail)
+        atomic_write(json_out, json.dumps(result, ensure_ascii=False, indent=1))
     if html_out:
         _write_html(result, html_out, model, lang, config_path)
         click.echo(tr(f"Rapport : {html_out}", f"Report: {html_out}"))
@@ -258,17 +285,21 @@ def _write_html(result: dict[str, Any], html_out: str, model: Any, lang: str, co
 
 
 def _summary(result: dict[str, Any], lang: str) -> str:
-    lines = [
-        tr(f"{result['n']} messages — exactitude {percent(result['accuracy'], lang)}, F1 macro {decimal(result['macro_f1'], 3, 'fr')}",
-           f"{result['n']} messages — accuracy {percent(result['accuracy'], lang)}, macro-F1 {result['macro_f1']:.3f}", lang),
-    ]
+    """The console summary of ``evaluate``: what the mail was, the headline figures, then each category."""
+    lines = [line for line in (_evaluated_on(result, lang),) if line]
+    lines.append(tr(f"{result['n']} messages — exactitude {percent(result['accuracy'], lang)}, "
+                    f"F1 macro {decimal(result['macro_f1'], 3, lang)}",
+                    f"{result['n']} messages — accuracy {percent(result['accuracy'], lang)}, "
+                    f"macro-F1 {decimal(result['macro_f1'], 3, lang)}", lang))
     at = result["at_threshold"]
-    lines.append(tr(
-        f"Au seuil du modèle : {percent(at['auto_share'], lang)} classé automatiquement"
-        + (f", précision {percent(at['auto_precision'], lang)}" if at["auto_precision"] is not None else ""),
-        f"At the model's threshold: {percent(at['auto_share'], lang)} routed automatically"
-        + (f", precision {percent(at['auto_precision'], lang)}" if at["auto_precision"] is not None else ""), lang))
-    cov = ", ".join(f"{k}: {percent(v, lang)}" for k, v in result["coverage_at_precision"].items())
+    precision = (tr(", précision ", ", precision ", lang) + percent(at["auto_precision"], lang)
+                 if at["auto_precision"] is not None else "")
+    lines.append(tr(f"Au seuil du modèle : {percent(at['auto_share'], lang)} classé automatiquement{precision}",
+                    f"At the model's threshold: {percent(at['auto_share'], lang)} routed automatically{precision}",
+                    lang))
+    colon = " : " if lang == "fr" else ": "
+    cov = ", ".join(f"{decimal(float(k), 2, lang)}{colon}{percent(v, lang)}"
+                    for k, v in result["coverage_at_precision"].items())
     lines.append(tr(f"Part automatisable par précision : {cov}", f"Share automatable by precision: {cov}", lang))
     width = max(len(k) for k in result["per_class"])
     lines.append(f"{'':{width}}  " + tr("précision  rappel  F1     n", "precision  recall  f1     n", lang))
@@ -278,68 +309,19 @@ def _summary(result: dict[str, Any], lang: str) -> str:
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------- predict
-@click.command(help=tr("Classer des messages (fichiers .eml, dossiers, mbox...).", "Classify messages (.eml files, folders, mbox...)."))
-@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True))
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--json", "as_json", is_flag=True, help=tr("Sortie JSON (une ligne par message).", "JSON output (one line per message)."))
-@click.option("--explain/--no-explain", "with_explain", default=True, help=tr("Ajouter l'explication.", "Add the explanation."))
-@_LANG
-def predict(model_path: str, paths: tuple[str, ...], as_json: bool, with_explain: bool, lang: str | None) -> None:
-    """Classify messages and print the category, confidence, decision and why."""
-    people = _people_commands()
-    if people is not None and people.is_people_model(model_path):
-        for p in paths:
-            people.predict_task(model_path, p, None)
-        return
-    lang = lang or current_lang()
-    model = _load(model_path)
-    rows = classify_paths(model, paths, with_explain=with_explain, lang=lang)
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
-    else:
-        click.echo(format_table(rows, lang))
-
-
-def classify_paths(model: Any, paths: Sequence[str], *, with_explain: bool = True, lang: str | None = None) -> list[dict[str, Any]]:
-    """Read, classify and (optionally) explain every message under ``paths``."""
-    from assoc_ai_core.api import explain_prediction, iter_messages
-    from assoc_ai_core.api import predict as run_predict
-
-    msgs = [m for p in paths for m in iter_messages(p, labelled=False)]
-    preds = run_predict(model, msgs)
-    rows = []
-    for m, p in zip(msgs, preds, strict=True):
-        row: dict[str, Any] = {
-            "source": m.source, "key": m.key, "category": p.label, "probability": round(p.probability, 4),
-            "runner_up": p.runner_up, "runner_up_probability": round(p.runner_up_probability, 4),
-            "decision": p.decision, "reason": p.reason,
-        }
-        if with_explain and m.error is None:
-            exp = explain_prediction(model, m, p, lang=lang)
-            row["explanation"] = exp.sentence
-            row["toward"] = [[t, round(w, 3)] for t, w in exp.toward]
-            row["against"] = [[t, round(w, 3)] for t, w in exp.against]
-        elif m.error is not None:
-            row["explanation"] = tr(f"Illisible : {m.error} → à vérifier par une personne.",
-                                    f"Unreadable: {m.error} → to be checked by a person.", lang)
-        rows.append(row)
-    return rows
-
-
-def format_table(rows: Sequence[dict[str, Any]], lang: str | None = None) -> str:
-    """A plain-text table a volunteer can read in a terminal."""
-    head = tr("fichier", "file", lang), tr("catégorie", "category", lang), tr("confiance", "confidence", lang), "décision" if (lang or current_lang()) == "fr" else "decision"
-    out = [f"{head[0]:<28} {head[1]:<18} {head[2]:>9}  {head[3]}"]
-    for r in rows:
-        name = Path(str(r["source"] or r["key"])).name[:28]
-        decision = {"auto": tr("auto", "auto", lang), "review": tr("à vérifier", "review", lang)}[r["decision"]]
-        conf = percent(r["probability"], lang) if r["category"] else "—"
-        out.append(f"{name:<28} {str(r['category'] or '—'):<18} {conf:>9}  {decision}")
-        if r.get("explanation"):
-            out.append(f"    {r['explanation']}")
-    return "\n".join(out)
+def _evaluated_on(result: dict[str, Any], lang: str) -> str:
+    """Whether the mail was seen at training (absent for models saved before the check existed)."""
+    where = result.get("evaluated_on")
+    share = percent(float((result.get("training_overlap") or {}).get("share") or 0.0), lang)
+    if where == "held_out":
+        return tr("Évalué sur du courrier non vu à l'entraînement.", "Evaluated on held-out mail.", lang)
+    if where in ("training_data", "partly_training_data"):
+        partly = where == "partly_training_data"
+        return tr(f"Attention : évalué sur {'en partie ' if partly else ''}des données d'entraînement ({share}) : "
+                  "les chiffres surestiment ce que le modèle fera sur du courrier nouveau.",
+                  f"Warning: evaluated on {'partly ' if partly else ''}training data ({share}): the figures overstate "
+                  "what the model will do on new mail.", lang)
+    return ""
 
 
 # ------------------------------------------------------------------- explain
@@ -348,17 +330,18 @@ def format_table(rows: Sequence[dict[str, Any]], lang: str | None = None) -> str
 @click.argument("model_path", metavar="MODEL", type=click.Path(exists=True))
 @click.argument("path", required=False, type=click.Path(exists=True))
 @_LANG
-@click.option("--top", "top_k", type=int, default=8, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--person", "person_id", default=None, help=tr("Identifiant d'une personne (modèles « personnes »).", "A person's id (people models)."))
+@option("--top", "top_k", type=click.IntRange(min=1), default=8, show_default=True,
+        help=tr("Nombre de raisons montrées de chaque côté.", "Number of reasons shown on each side."))
+@option("--json", "as_json", is_flag=True, help=tr("Sortie JSON au lieu du texte.", "JSON output instead of text."))
+@option("--person", "person_id", default=None, help=tr("Identifiant d'une personne (modèles « personnes »).", "A person's id (people models)."))
 def explain(model_path: str, path: str | None, lang: str | None, top_k: int, as_json: bool, person_id: str | None) -> None:
     """Per-message reasons with signed weights, or the top terms of each category."""
-    people = _people_commands()
+    people = people_commands()
     if people is not None and people.is_people_model(model_path):
         people.explain_task(model_path, path, person_id, lang or current_lang())
         return
     lang = lang or current_lang()
-    model = _load(model_path)
+    model = load_mail_model(model_path)
     if path is None:
         _explain_whole_model(model, top_k, lang, as_json)
     else:
@@ -373,7 +356,7 @@ def _explain_whole_model(model: Any, top_k: int, lang: str, as_json: bool) -> No
         click.echo(json.dumps(top, ensure_ascii=False, indent=1))
         return
     for label, terms in top.items():
-        click.echo(f"{label}: " + ", ".join(f"{t} ({w:+.2f})" for t, w in terms))
+        click.echo(f"{label}: " + _weights(terms, lang))
 
 
 def _explain_messages(model: Any, path: str, top_k: int, lang: str, as_json: bool) -> None:
@@ -390,10 +373,14 @@ def _explain_messages(model: Any, path: str, top_k: int, lang: str, as_json: boo
             click.echo(json.dumps({"source": msg.source, **exp.to_dict()}, ensure_ascii=False))
             continue
         click.echo(f"{msg.source}\n  {exp.sentence}")
-        click.echo("  " + tr(f"pour {exp.label} :", f"for {exp.label}:", lang) + " "
-                   + ", ".join(f"{t} ({w:+.2f})" for t, w in exp.toward))
+        click.echo("  " + tr(f"pour {exp.label} :", f"for {exp.label}:", lang) + " " + _weights(exp.toward, lang))
         click.echo("  " + tr(f"pour {exp.runner_up} :", f"for {exp.runner_up}:", lang) + " "
-                   + ", ".join(f"{t} ({w:+.2f})" for t, w in exp.against))
+                   + _weights(exp.against, lang))
+
+
+def _weights(terms: Sequence[tuple[str, float]], lang: str) -> str:
+    """Terms with their signed weights, in the language's number format (``adhésion (+1,34)``)."""
+    return ", ".join(f"{t} ({signed(w, 2, lang)})" for t, w in terms)
 
 
 # ---------------------------------------------------------------------- demo
@@ -402,7 +389,9 @@ def _explain_messages(model: Any, path: str, top_k: int, lang: str, as_json: boo
     "End-to-end demo on the example mailbox: learn, classify, explain, HTML report.",
 ))
 @click.argument("mailbox", type=click.Path(exists=True, file_okay=False), default="examples/mailbox")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="assoc-ai-demo", show_default=True)
+@option("--out", "out_dir", type=click.Path(file_okay=False), default="assoc-ai-demo", show_default=True,
+        help=tr("Dossier où écrire le modèle, les prédictions et le rapport.",
+                "Folder to write the model, predictions and report to."))
 @_LANG
 def demo(mailbox: str, out_dir: str, lang: str | None) -> None:
     """Train on MAILBOX/train, classify MAILBOX/new, write the model and report in --out."""
@@ -416,8 +405,7 @@ def demo(mailbox: str, out_dir: str, lang: str | None) -> None:
     if not train_dir.is_dir() or not new_dir.is_dir():
         raise DataError(tr(f"{root} doit contenir train/ (un dossier par catégorie) et new/.",
                            f"{root} must hold train/ (one folder per category) and new/.", lang))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = private_dir(out_dir)  # the model and the predictions hold the mailbox's words
     ds = load_dataset(train_dir)
     _report_problems(ds.problems)
     labelled = ds.labelled()
@@ -427,14 +415,14 @@ def demo(mailbox: str, out_dir: str, lang: str | None) -> None:
     model = load_model(model_path)  # what a scheduled job would do: the saved file, not the object in memory
     md = model.metadata_
     click.echo(tr(
-        f"   validation croisée : F1 macro {decimal(md['cv_macro_f1'], 2, 'fr')} ; à 95 % de précision, "
+        f"   validation croisée : F1 macro {decimal(md['cv_macro_f1'], 2, lang)} ; à 95 % de précision, "
         f"{percent(md['expected_auto_share'], lang)} classé automatiquement.",
-        f"   cross-validation: macro-F1 {md['cv_macro_f1']:.2f}; at 95% precision, "
+        f"   cross-validation: macro-F1 {decimal(md['cv_macro_f1'], 2, lang)}; at 95% precision, "
         f"{percent(md['expected_auto_share'], lang)} routed automatically.", lang))
     click.echo(tr(f"2. Classement du nouveau courrier ({new_dir}) :", f"2. Classifying new mail ({new_dir}):", lang))
     rows = classify_paths(model, [str(new_dir)], lang=lang)
     click.echo(format_table(rows, lang))
-    (out / "predictions.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    atomic_write(out / "predictions.json", json.dumps(rows, ensure_ascii=False, indent=1))
     result = _score_against_expected(model, new_dir, rows, lang) or {"n": 0}
     report = out / "report.html"
     write_report(result, report, model=model, lang=lang, predictions=rows)

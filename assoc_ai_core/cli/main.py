@@ -4,9 +4,9 @@ The mail commands live in :mod:`assoc_ai_core.cli.mail`; the triage, trust and
 people commands in their own modules; installed plugins add theirs through the
 ``register_commands`` hook.
 
-Exit codes: 0 success; 1 unexpected error; 2 configuration or usage error;
-3 authentication refused; 4 unusable data; 5 plugin error; 6 connector error;
-7 model error; 75 temporary failure (network, throttling: try again later).
+Exit codes (listed in :mod:`assoc_ai_core.errors`): 0 success; 1 unexpected error; 2 usage error;
+3 authentication refused; 4 unusable data; 5 plugin error; 6 connector error; 7 model error;
+75 temporary failure (network, throttling: try again later); 78 configuration error; 130 Ctrl-C.
 Set ``ASSOC_AI_RAISE_ERRORS=1`` to see the full traceback of an error.
 """
 
@@ -19,7 +19,7 @@ import click
 
 from assoc_ai_core import __version__
 from assoc_ai_core.cli import mail
-from assoc_ai_core.cli.common import ErrorReportingGroup
+from assoc_ai_core.cli.common import BilingualOption, ErrorReportingGroup, lang_option, option
 from assoc_ai_core.errors import AssocAIError
 from assoc_ai_core.i18n import tr
 
@@ -30,9 +30,11 @@ __all__ = ["cli", "main"]
     "assoc-ai : trier le courrier d'une association, expliquer, laisser la main aux humains.",
     "assoc-ai: sort an association's mail, explain, keep humans in charge.",
 ))
-@click.version_option(__version__, prog_name="assoc-ai")
-@click.option("-v", "--verbose", count=True, help=tr("Plus de détails dans le journal.", "More detail in the log."))
-def cli(verbose: int) -> None:
+@click.version_option(__version__, prog_name="assoc-ai", cls=BilingualOption,
+                      help=tr("Afficher la version et quitter.", "Show the version and exit."))
+@option("-v", "--verbose", count=True, help=tr("Plus de détails dans le journal.", "More detail in the log."))
+@lang_option
+def cli(verbose: int, lang: str | None) -> None:
     """Root command."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

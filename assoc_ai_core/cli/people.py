@@ -8,22 +8,19 @@ export file, or a TOML configuration with a ``[crm]`` section.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from assoc_ai_core.cli.common import ErrorReportingGroup
+from assoc_ai_core.cli.common import ErrorReportingGroup, lang_option, option
+from assoc_ai_core.cli.people_files import input_files, write_csv, write_json, write_rows
 from assoc_ai_core.errors import DataError
-from assoc_ai_core.files import atomic_write
-from assoc_ai_core.i18n import current_lang, decimal, percent, tr
+from assoc_ai_core.i18n import current_lang, decimal, percent, signed, tr
 
 __all__ = ["people", "train_task", "evaluate_task", "predict_task", "explain_task", "is_people_model"]
 
@@ -37,20 +34,6 @@ def is_people_model(path: str | os.PathLike[str]) -> bool:
 
 def _say(text: str) -> None:
     click.echo(text, err=True)
-
-
-def _write_json(path: str, value: Any) -> None:
-    """Write ``value`` as indented UTF-8 JSON, atomically and private (0600): some of these files name people."""
-    atomic_write(path, json.dumps(value, ensure_ascii=False, indent=1, default=str))
-
-
-def _write_rows(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]], *, delimiter: str = ";") -> None:
-    """Write a CSV that Excel opens as it is (UTF-8 with a BOM), atomically and private (0600): these files name people."""
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, delimiter=delimiter)
-    writer.writerow(header)
-    writer.writerows(rows)
-    atomic_write(path, buffer.getvalue().encode("utf-8-sig"))
 
 
 def _problems(people: Any) -> None:
@@ -96,12 +79,13 @@ def train_task(
             f"Vérification chronologique sur {m['n']} personnes : AUC {decimal(m['roc_auc'], 3, 'fr')}, "
             f"Brier {decimal(m['brier'], 3, 'fr')}, "
             f"taux réel {percent(m['base_rate'], lang)}, probabilité moyenne {percent(m['mean_prediction'], lang)}.",
-            f"Chronological check on {m['n']} people: AUC {m['roc_auc']:.3f}, Brier {m['brier']:.3f}, "
+            f"Chronological check on {m['n']} people: AUC {decimal(m['roc_auc'], 3, lang)}, "
+            f"Brier {decimal(m['brier'], 3, lang)}, "
             f"actual rate {percent(m['base_rate'], lang)}, mean probability {percent(m['mean_prediction'], lang)}.", lang))
     for warning in (ev.get("fairness") or {}).get("warnings", []):
         _say(warning)
     if json_out:
-        _write_json(json_out, ev)
+        write_json(json_out, ev)
     if html_out:
         from assoc_ai_core.people.report import write_people_report
 
@@ -129,8 +113,8 @@ def evaluate_task(model_path: str, data: str, json_out: str | None = None, html_
     if m.get("roc_auc") is not None:
         click.echo(tr(f"{m['n']} personnes : AUC {decimal(m['roc_auc'], 3, 'fr')}, Brier {decimal(m['brier'], 3, 'fr')}, "
                       f"précision moyenne {decimal(m['average_precision'], 3, 'fr')}.",
-                      f"{m['n']} people: AUC {m['roc_auc']:.3f}, Brier {m['brier']:.3f}, average precision "
-                      f"{m['average_precision']:.3f}.", lang))
+                      f"{m['n']} people: AUC {decimal(m['roc_auc'], 3, lang)}, Brier {decimal(m['brier'], 3, lang)}, "
+                      f"average precision {decimal(m['average_precision'], 3, lang)}.", lang))
     if result.get("in_sample"):
         _say(tr("Attention : cette période a servi à l'apprentissage ; les chiffres honnêtes sont ceux de la "
                 "vérification chronologique (clé « chronological »).",
@@ -145,7 +129,7 @@ def evaluate_task(model_path: str, data: str, json_out: str | None = None, html_
     except DataError:
         pass
     if json_out:
-        _write_json(json_out, result)
+        write_json(json_out, result)
     if html_out:
         from assoc_ai_core.people.report import write_people_report
 
@@ -155,17 +139,12 @@ def evaluate_task(model_path: str, data: str, json_out: str | None = None, html_
 
 
 # ---------------------------------------------------------------- predict
-def _write_csv(frame: Any, output: str, lang: str) -> None:
-    """The scores as a CSV in the reader's convention: ``;`` and a decimal comma in French."""
-    french = lang == "fr"
-    rows = ([(f"{v:.4f}".replace(".", ",") if french else f"{v:.4f}") if isinstance(v, float) else v for v in row]
-            for row in frame.itertuples(index=False))
-    _write_rows(output, list(frame.columns), rows, delimiter=";" if french else ",")
-
-
 def predict_task(model_path: str, data: str, output: str | None = None, *, as_of: str | None = None,
-                 top: int = 20, lang: str | None = None) -> Any:
-    """Score ``data`` with a people model; write every row to ``output`` (CSV) or print the best ``top``."""
+                 top: int | None = None, lang: str | None = None, as_json: bool = False) -> Any:
+    """Score ``data`` with a people model; write every row to ``output`` (CSV), else print them (the best ``top``).
+
+    ``as_json`` prints one JSON object per person instead of the plain lines.
+    """
     from assoc_ai_core.people.matching import TASK as MATCHING_TASK
     from assoc_ai_core.people.store import load_people_model
     from assoc_ai_core.people.tasks import predict_people
@@ -180,11 +159,19 @@ def predict_task(model_path: str, data: str, output: str | None = None, *, as_of
     _say(tr(f"{len(frame)} personnes notées au {frame.attrs.get('as_of', '?')} ; {excluded} exclue(s) (opposition au profilage).",
             f"{len(frame)} people scored as of {frame.attrs.get('as_of', '?')}; {excluded} left out (objected to profiling).", lang))
     if output:
-        _write_csv(frame, output, lang)
+        write_csv(frame, output, lang)
         click.echo(tr(f"Scores écrits : {output}", f"Scores written: {output}", lang))
+        return frame
+    shown = frame if top is None else frame.head(top)
+    if as_json:
+        for record in json.loads(shown.to_json(orient="records", force_ascii=False)):  # numpy values as JSON's
+            click.echo(json.dumps(record, ensure_ascii=False))
     else:
-        for row in frame.head(top).itertuples(index=False):
+        for row in shown.itertuples(index=False):
             click.echo(f"{row.person_id:<12} {row.explanation}")
+    if top is not None and len(frame) > top:
+        _say(tr(f"… {len(frame) - top} autre(s) : sans --top, toutes les personnes sont affichées.",
+                f"… {len(frame) - top} more: without --top, everyone is shown.", lang))
     return frame
 
 
@@ -201,12 +188,12 @@ def explain_task(model_path: str, data: str | None, person_id: str | None, lang:
         click.echo(tr(f"Modèle {md.get('model_version')} — ce qui compte (effet d'un écart-type, en log-cotes) :",
                       f"Model {md.get('model_version')} — what matters (effect of one standard deviation, log-odds):", lang))
         for name, w in (md.get("weights") or model.global_weights()).items():
-            click.echo(f"  {'+' if w > 0 else '−'} {name:<28} {w:+.3f}")
+            click.echo(f"  {'+' if w > 0 else '−'} {name:<28} {signed(w, 3, lang)}")
         perm = (md.get("evaluation") or {}).get("permutation_importance") or {}
         if perm:
             click.echo(tr("Importance par permutation (perte d'AUC) :", "Permutation importance (AUC drop):", lang))
             for name, v in list(perm.items())[:8]:
-                click.echo(f"  {name:<30} {v:+.4f}")
+                click.echo(f"  {name:<30} {signed(v, 4, lang)}")
         return md.get("weights")
     if not data:
         raise DataError(tr("Indiquez les DONNÉES pour expliquer le score d'une personne.",
@@ -216,7 +203,7 @@ def explain_task(model_path: str, data: str | None, person_id: str | None, lang:
     click.echo(tr(f"  point de départ (personne moyenne) : {percent(exp.baseline, lang)}",
                   f"  starting point (average person): {percent(exp.baseline, lang)}", lang))
     for f in exp.factors:
-        click.echo(f"  {f.sign} {f.text:<50} {f.contribution:+.3f}")
+        click.echo(f"  {f.sign} {f.text:<50} {signed(f.contribution, 3, lang)}")
     if not exp.exact:
         click.echo(tr("  (modèle à arbres : effets « et si » approchés, non additifs)",
                       "  (tree model: approximate what-if effects, not additive)", lang))
@@ -228,7 +215,7 @@ class _PeopleGroup(ErrorReportingGroup):
     """The ``people`` group: same error handling as the main command line (also when used on its own)."""
 
 
-_LANG = click.option("--lang", type=click.Choice(["fr", "en"]), default=None)
+_LANG = lang_option
 _DATA = click.argument("data", type=click.Path(exists=True))
 
 
@@ -244,13 +231,14 @@ def people() -> None:
                                  "lapsed-reactivation, volunteer-matching).",
                                  "Train a model for a task (donor-propensity, membership-churn, lapsed-reactivation, "
                                  "volunteer-matching)."))
-@click.option("--task", required=True)
+@option("--task", required=True, help=tr("La tâche à apprendre.", "The task to learn."))
 @_DATA
-@click.option("-o", "--output", required=True, type=click.Path())
-@click.option("--horizon", type=int, default=12, show_default=True, help=tr("Horizon en mois.", "Horizon in months."))
-@click.option("--kind", type=click.Choice(["logistic", "boosting"]), default="logistic", show_default=True)
-@click.option("--json", "json_out", type=click.Path())
-@click.option("--html", "html_out", type=click.Path())
+@option("-o", "--output", required=True, type=click.Path(), help=tr("Fichier du modèle (.skops).", "Model file (.skops)."))
+@option("--horizon", type=int, default=12, show_default=True, help=tr("Horizon en mois.", "Horizon in months."))
+@option("--kind", type=click.Choice(["logistic", "boosting"]), default="logistic", show_default=True,
+        help=tr("Modèle linéaire (explications exactes) ou à arbres.", "Linear model (exact explanations) or trees."))
+@option("--json", "json_out", type=click.Path(), help=tr("Écrire aussi le résultat en JSON dans ce fichier.", "Also write the result as JSON to this file."))
+@option("--html", "html_out", type=click.Path(), help=tr("Écrire aussi un rapport HTML dans ce fichier.", "Also write an HTML report to this file."))
 @_LANG
 def train_cmd(task: str, data: str, output: str, horizon: int, kind: str, json_out: str | None, html_out: str | None,
               lang: str | None) -> None:
@@ -261,9 +249,9 @@ def train_cmd(task: str, data: str, output: str, horizon: int, kind: str, json_o
 @people.command("clean", help=tr("Rapport de qualité des données ; avec -o, écrit une copie nettoyée des personnes.",
                                  "Data-quality report; with -o, writes a cleaned copy of the people."))
 @_DATA
-@click.option("-o", "--output", type=click.Path(), help=tr("CSV des personnes nettoyées (jamais l'export d'origine).",
+@option("-o", "--output", type=click.Path(), help=tr("CSV des personnes nettoyées (jamais l'export d'origine).",
                                                            "CSV of cleaned people (never the original export)."))
-@click.option("--json", "json_out", type=click.Path())
+@option("--json", "json_out", type=click.Path(), help=tr("Écrire aussi le résultat en JSON dans ce fichier.", "Also write the result as JSON to this file."))
 @_LANG
 def clean_cmd(data: str, output: str | None, json_out: str | None, lang: str | None) -> None:
     """Quality report and cleaned people."""
@@ -276,37 +264,26 @@ def clean_cmd(data: str, output: str | None, json_out: str | None, lang: str | N
     report = quality_report(ppl, lang=lang)
     click.echo(report.to_text(lang))
     if json_out:
-        _write_json(json_out, report.to_dict())
+        write_json(json_out, report.to_dict())
     if output:
         out = Path(output).resolve()
-        if out in _input_files(data):
+        if out in input_files(data):
             raise DataError(tr("-o ne peut pas être un des exports d'origine : choisissez un autre nom de fichier.",
                                "-o cannot be one of the original exports: choose another file name.", lang))
         cleaned, issues = clean_people(ppl.persons)
         fields = ["source", "source_id", "first_name", "last_name", "email", "phone", "postcode", "city", "birth_year",
                   "gender", "do_not_profile"]
-        _write_rows(out, [*fields, "issues"],
+        write_rows(out, [*fields, "issues"],
                     ([getattr(p, f) for f in fields] + [" ".join(issues.get(p.key, []))] for p in cleaned))
         click.echo(tr(f"Personnes nettoyées : {out}", f"Cleaned people: {out}", lang))
-
-
-def _input_files(data: str) -> set[Path]:
-    """Every export file DATA points at (so no command ever writes over one)."""
-    from assoc_ai_core.people.files_connector import FilesConfig, FilesConnector
-    from assoc_ai_core.records.people import RECORD_TYPES
-
-    p = Path(data).resolve()
-    if p.suffix.lower() == ".toml":
-        return {p}
-    conn = FilesConnector(FilesConfig(path=str(p)))
-    return {p} | {f.resolve() for t in RECORD_TYPES if (f := conn.file_for(t)) is not None}
 
 
 @people.command("dedupe", help=tr("Proposer des fusions de doublons probables (rien n'est fusionné).",
                                   "Propose merges of probable duplicates (nothing is merged)."))
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--threshold", type=float, default=0.8, show_default=True)
-@click.option("-o", "--output", type=click.Path(), help=tr("CSV des propositions.", "CSV of the proposals."))
+@option("--threshold", type=float, default=0.8, show_default=True,
+        help=tr("Ressemblance minimale pour proposer une fusion (0 à 1).", "Least likeness to propose a merge (0 to 1)."))
+@option("-o", "--output", type=click.Path(), help=tr("CSV des propositions.", "CSV of the proposals."))
 @_LANG
 def dedupe_cmd(data: tuple[str, ...], threshold: float, output: str | None, lang: str | None) -> None:
     """Probable duplicates across one or more sources."""
@@ -325,7 +302,7 @@ def dedupe_cmd(data: tuple[str, ...], threshold: float, output: str | None, lang
     for m in proposals[:30]:
         click.echo(f"  {m.left} ≈ {m.right}  {percent(m.score, lang)}  ({', '.join(m.reasons)})")
     if output:
-        _write_rows(output, ["left", "right", "score", "reasons", "decision"],
+        write_rows(output, ["left", "right", "score", "reasons", "decision"],
                     ([m.left, m.right, f"{m.score:.3f}", " ".join(m.reasons), ""] for m in proposals))
         click.echo(tr(f"Propositions : {output} (colonne « decision » à remplir : fusionner / distinct).",
                       f"Proposals: {output} (fill in the 'decision' column: merge / distinct).", lang))
@@ -334,10 +311,10 @@ def dedupe_cmd(data: tuple[str, ...], threshold: float, output: str | None, lang
 @people.command("retention", help=tr("Rapport de fidélisation des donateurs (définitions FEP).",
                                      "Donor retention report (FEP definitions)."))
 @_DATA
-@click.option("--year", type=int, default=None, help=tr("Année civile étudiée.", "Calendar year studied."))
-@click.option("--history", type=int, default=0, help=tr("Nombre d'années à tabuler.", "Number of years to tabulate."))
-@click.option("--json", "json_out", type=click.Path())
-@click.option("--html", "html_out", type=click.Path())
+@option("--year", type=int, default=None, help=tr("Année civile étudiée.", "Calendar year studied."))
+@option("--history", type=int, default=0, help=tr("Nombre d'années à tabuler.", "Number of years to tabulate."))
+@option("--json", "json_out", type=click.Path(), help=tr("Écrire aussi le résultat en JSON dans ce fichier.", "Also write the result as JSON to this file."))
+@option("--html", "html_out", type=click.Path(), help=tr("Écrire aussi un rapport HTML dans ce fichier.", "Also write an HTML report to this file."))
 @_LANG
 def retention_cmd(data: str, year: int | None, history: int, json_out: str | None, html_out: str | None,
                   lang: str | None) -> None:
@@ -349,7 +326,7 @@ def retention_cmd(data: str, year: int | None, history: int, json_out: str | Non
     click.echo(report.to_text(lang))
     reports = retention_history(data, years=history) if history else [report]
     if json_out:
-        _write_json(json_out, [r.to_dict() for r in reports])
+        write_json(json_out, [r.to_dict() for r in reports])
     if html_out:
         from assoc_ai_core.people.report import write_people_report
 
@@ -361,10 +338,12 @@ def retention_cmd(data: str, year: int | None, history: int, json_out: str | Non
                                     "Rates by group (declared gender, age, département) at the model's threshold."))
 @click.argument("model_path", metavar="MODEL", type=click.Path(exists=True))
 @_DATA
-@click.option("--attribute", "attributes", multiple=True, default=("gender", "age_band", "department"), show_default=True)
-@click.option("--bound", type=float, default=0.1, show_default=True, help=tr("Écart toléré.", "Gap tolerated."))
-@click.option("--min-group", type=int, default=20, show_default=True)
-@click.option("--json", "json_out", type=click.Path())
+@option("--attribute", "attributes", multiple=True, default=("gender", "age_band", "department"), show_default=True,
+        help=tr("Attribut comparé entre groupes (répétable).", "Attribute compared between groups (repeatable)."))
+@option("--bound", type=float, default=0.1, show_default=True, help=tr("Écart toléré.", "Gap tolerated."))
+@option("--min-group", type=int, default=20, show_default=True,
+        help=tr("Taille minimale d'un groupe comparé.", "Smallest group compared."))
+@option("--json", "json_out", type=click.Path(), help=tr("Écrire aussi le résultat en JSON dans ce fichier.", "Also write the result as JSON to this file."))
 @_LANG
 def fairness_cmd(model_path: str, data: str, attributes: tuple[str, ...], bound: float, min_group: int,
                  json_out: str | None, lang: str | None) -> None:
@@ -392,14 +371,15 @@ def fairness_cmd(model_path: str, data: str, attributes: tuple[str, ...], bound:
     for w in report.warnings:
         _say(w)
     if json_out:
-        _write_json(json_out, report.to_dict())
+        write_json(json_out, report.to_dict())
 
 
 @people.command("features", help=tr("Écrire la table des caractéristiques (une ligne par personne) à une date.",
                                     "Write the feature table (one row per person) as of a date."))
 @_DATA
-@click.option("-o", "--output", required=True, type=click.Path())
-@click.option("--as-of", default=None, help="YYYY-MM-DD")
+@option("-o", "--output", required=True, type=click.Path(), help=tr("Fichier de la table.", "Table file."))
+@option("--as-of", default=None, help=tr("Date de référence (AAAA-MM-JJ ; défaut : aujourd'hui).",
+                                         "Reference date (YYYY-MM-DD; default: today)."))
 def features_cmd(data: str, output: str, as_of: str | None) -> None:
     """Feature table for large-scale scoring."""
     from assoc_ai_core.people.scoring import write_feature_table
@@ -412,28 +392,30 @@ def features_cmd(data: str, output: str, as_of: str | None) -> None:
                                  "Score a large feature table in parallel (Dask)."))
 @click.argument("model_path", metavar="MODEL", type=click.Path(exists=True))
 @click.argument("table", type=click.Path(exists=True))
-@click.option("-o", "--output", required=True, type=click.Path())
-@click.option("--scheduler", default="local", show_default=True,
+@option("-o", "--output", required=True, type=click.Path(), help=tr("Fichier des scores.", "Scores file."))
+@option("--scheduler", default="local", show_default=True,
               help=tr("local, synchronous ou l'adresse d'un cluster (tcp://...).", "local, synchronous or a cluster address (tcp://...)."))
-@click.option("--workers", type=int, default=2, show_default=True)
-@click.option("--blocksize", default="32MB", show_default=True)
+@option("--workers", type=int, default=2, show_default=True, help=tr("Processus en parallèle.", "Parallel processes."))
+@option("--blocksize", default="32MB", show_default=True, help=tr("Taille d'un bloc lu.", "Size of a block read."))
 def score_cmd(model_path: str, table: str, output: str, scheduler: str, workers: int, blocksize: str) -> None:
     """Out-of-core scoring."""
     from assoc_ai_core.people.scoring import score_table
 
     result = score_table(model_path, table, output, scheduler=scheduler, n_workers=workers, blocksize=blocksize)
     rate = f"{result.rows_per_second:,.0f}"
-    click.echo(tr(f"{result.rows} lignes notées en {result.seconds:.1f} s ({rate.replace(',', ' ')} lignes/s) → {result.output}",
+    click.echo(tr(f"{result.rows} lignes notées en {decimal(result.seconds, 1)} s ({rate.replace(',', ' ')} lignes/s) → {result.output}",
                   f"{result.rows} rows scored in {result.seconds:.1f} s ({rate} rows/s) → {result.output}"))
 
 
 @people.command("match", help=tr("Classer les bénévoles pour une mission, avec les raisons.",
                                  "Rank volunteers for a mission, with the reasons."))
 @_DATA
-@click.option("--mission", required=True)
-@click.option("--model", "model_path", type=click.Path(exists=True), default=None)
-@click.option("--top", type=int, default=10, show_default=True)
-@click.option("--as-of", default=None)
+@option("--mission", required=True, help=tr("Identifiant de la mission.", "The mission's id."))
+@option("--model", "model_path", type=click.Path(exists=True), default=None,
+        help=tr("Modèle d'appariement appris (sinon : règles simples).", "Trained matching model (else: simple rules)."))
+@option("--top", type=click.IntRange(min=1), default=10, show_default=True,
+        help=tr("Nombre de bénévoles proposés.", "Number of volunteers proposed."))
+@option("--as-of", default=None, help=tr("Date de référence (AAAA-MM-JJ).", "Reference date (YYYY-MM-DD)."))
 @_LANG
 def match_cmd(data: str, mission: str, model_path: str | None, top: int, as_of: str | None, lang: str | None) -> None:
     """Volunteer–mission matching."""
@@ -453,9 +435,9 @@ def match_cmd(data: str, mission: str, model_path: str | None, top: int, as_of: 
                                         "Score the CRM's people and write the scores back (dry run by default)."))
 @click.argument("model_path", metavar="MODEL", type=click.Path(exists=True))
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True))
-@click.option("--apply", "apply_", is_flag=True, help=tr("Écrire vraiment (sinon : seulement le différentiel).",
+@option("--apply", "apply_", is_flag=True, help=tr("Écrire vraiment (sinon : seulement le différentiel).",
                                                           "Really write (otherwise: only the diff)."))
-@click.option("--json", "json_out", type=click.Path())
+@option("--json", "json_out", type=click.Path(), help=tr("Écrire aussi le résultat en JSON dans ce fichier.", "Also write the result as JSON to this file."))
 @_LANG
 def write_scores_cmd(model_path: str, config_path: str, apply_: bool, json_out: str | None, lang: str | None) -> None:
     """Predict from the CRM configured in CONFIG and write the scores through its connector."""
@@ -481,7 +463,7 @@ def write_scores_cmd(model_path: str, config_path: str, apply_: bool, json_out: 
     if not apply_ and report.changed:
         click.echo(tr("Relancez avec --apply pour écrire.", "Run again with --apply to write.", lang))
     if json_out:
-        _write_json(json_out, report.to_dict())
+        write_json(json_out, report.to_dict())
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m assoc_ai_core.cli.people

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from assoc_ai_core.cli.common import option
 from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.files import atomic_write
-from assoc_ai_core.i18n import decimal, percent, tr
+from assoc_ai_core.i18n import count, decimal, percent, tr
 
 if TYPE_CHECKING:  # imported for annotations only: the commands load the job lazily
     from assoc_ai_core.jobs.preflight import CheckedConfig
@@ -89,13 +90,13 @@ def _print_report(report: Any, as_json: bool) -> None:
 
 @triage_group.command("run", help=tr("Un passage : reprise, corrections, nouveau courrier ; puis s'arrête.",
                                      "One pass: resume, corrections, new mail; then exit."))
-@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
-@click.option("--once", is_flag=True, default=True, help=tr("Un seul passage (par défaut ; voir « triage watch »).",
+@option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@option("--once", is_flag=True, default=True, help=tr("Un seul passage (par défaut ; voir « triage watch »).",
                                                            "A single pass (the default; see 'triage watch')."))
-@click.option("--dry-run", is_flag=True, default=None,
+@option("--dry-run", is_flag=True, default=None,
               help=tr("Décider et noter « ferait », sans rien toucher dans la boîte.",
                       "Decide and record 'would do', without touching the mailbox."))
-@click.option("--json", "as_json", is_flag=True, help=tr("Résumé en JSON.", "Summary as JSON."))
+@option("--json", "as_json", is_flag=True, help=tr("Résumé en JSON.", "Summary as JSON."))
 @click.pass_context
 def triage_run(ctx: click.Context, config_path: str | None, once: bool, dry_run: bool | None, as_json: bool) -> None:
     """Run one pass of the triage job."""
@@ -110,8 +111,8 @@ def triage_run(ctx: click.Context, config_path: str | None, once: bool, dry_run:
 @triage_group.command("watch", help=tr("Trier en continu (attente de courrier ou interrogation périodique) "
                                        "jusqu'à SIGTERM/SIGINT.",
                                        "Triage continuously (wait for mail or poll) until SIGTERM/SIGINT."))
-@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
-@click.option("--dry-run", is_flag=True, default=None, help=tr("Simulation.", "Dry run."))
+@option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@option("--dry-run", is_flag=True, default=None, help=tr("Simulation.", "Dry run."))
 @click.pass_context
 def triage_watch(ctx: click.Context, config_path: str | None, dry_run: bool | None) -> None:
     """Run until stopped; a stop signal ends the current message, commits, exits 0."""
@@ -204,10 +205,12 @@ def format_audit(rows: Sequence[dict[str, Any]], fmt: str) -> str:
         return buf.getvalue()
     if not rows:
         return tr("Aucune décision enregistrée.", "No decision recorded.") + "\n"
-    lines = [f"{'date':<25} {'decision':<8} {'category':<16} {'p':>5}  {'runner-up':<16} {'sender':<26} key"]
+    head = [tr(fr, en) for fr, en in (("date", "date"), ("décision", "decision"), ("catégorie", "category"), ("p", "p"),
+                                      ("2e choix", "runner-up"), ("expéditeur", "sender"), ("clé", "key"))]
+    lines = [f"{head[0]:<25} {head[1]:<8} {head[2]:<16} {head[3]:>5}  {head[4]:<16} {head[5]:<26} {head[6]}"]
     for r in rows:
-        p = f"{r['probability']:.2f}" if r["probability"] is not None else "—"
-        mark = " (dry-run)" if r["dry_run"] else ""
+        p = decimal(r["probability"], 2) if r["probability"] is not None else "—"
+        mark = tr(" (simulation)", " (dry run)") if r["dry_run"] else ""
         lines.append(f"{r['decided_at']:<25} {r['decision']:<8} {str(r['category'] or '—'):<16} {p:>5}  "
                      f"{str(r['runner_up'] or '—'):<16} {str(r['sender'] or '—'):<26} {r['key']}{mark}")
         if r["reason"]:
@@ -221,12 +224,13 @@ def format_audit(rows: Sequence[dict[str, Any]], fmt: str) -> str:
     "Relire les décisions (qui, quoi, pourquoi) ; --sender pour une demande d'accès RGPD.",
     "Read back decisions (what, why, which model); --sender for a GDPR access request.",
 ))
-@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
-@click.option("--state", "state_path", type=click.Path(), help=tr("Fichier d'état (sans --config).", "State file (without --config)."))
-@click.option("--sender", help=tr("Adresse de l'expéditeur (retrouvée par son empreinte).", "Sender address (found by its keyed hash)."))
-@click.option("--since", help=tr("Depuis cette date (AAAA-MM-JJ).", "Since this date (YYYY-MM-DD)."))
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@click.option("--output", "output", type=click.Path(), help=tr("Écrire dans ce fichier.", "Write to this file."))
+@option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@option("--state", "state_path", type=click.Path(), help=tr("Fichier d'état (sans --config).", "State file (without --config)."))
+@option("--sender", help=tr("Adresse de l'expéditeur (retrouvée par son empreinte).", "Sender address (found by its keyed hash)."))
+@option("--since", help=tr("Depuis cette date (AAAA-MM-JJ).", "Since this date (YYYY-MM-DD)."))
+@option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+        help=tr("Format de sortie.", "Output format."))
+@option("--output", "output", type=click.Path(), help=tr("Écrire dans ce fichier.", "Write to this file."))
 def audit(config_path: str | None, state_path: str | None, sender: str | None, since: str | None, fmt: str,
           output: str | None) -> None:
     """Print the audit trail."""
@@ -234,13 +238,36 @@ def audit(config_path: str | None, state_path: str | None, sender: str | None, s
     _emit(format_audit(rows, fmt), output)
 
 
+@triage_group.command("outbox", help=tr(
+    "Transferts non remis (en attente, en échec, refusés, incertains) et pourquoi.",
+    "Forwards not delivered (pending, failed, refused, uncertain) and why."))
+@option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@option("--all", "show_all", is_flag=True, help=tr("Aussi les transferts remis.", "Delivered forwards too."))
+@option("--json", "as_json", is_flag=True, help=tr("Sortie JSON au lieu du texte.", "JSON output instead of text."))
+def triage_outbox(config_path: str | None, show_all: bool, as_json: bool) -> None:
+    """List the forward outbox of the configured mailbox (exit 1 when a forward failed, was refused or is uncertain)."""
+    from assoc_ai_core.jobs.outbox import NOT_SENT, OutboxStatus, outbox_status
+
+    rows = outbox_status(_settings(config_path), statuses=None if show_all else NOT_SENT)
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in rows], ensure_ascii=False, indent=2))
+    elif not rows:
+        click.echo(tr("Aucun transfert en souffrance.", "No forward outstanding."))
+    else:
+        for r in rows:
+            when = f" → {r.next_attempt_at}" if r.next_attempt_at else ""
+            click.echo(f"{r.status:<9} {r.key}  {r.destination}  {r.attempts}x{when}  {r.reason or r.message_id or ''}")
+    if any(r.status in {OutboxStatus.FAILED, OutboxStatus.REFUSED, OutboxStatus.UNCERTAIN} for r in rows):
+        raise SystemExit(1)
+
+
 # ==================================================================== models
 @click.command("retrain", help=tr(
     "Ré-entraîner avec les corrections ; la nouvelle version n'est mise en service que si elle n'est pas moins bonne.",
     "Retrain with the corrections; the new version goes live only if it is not worse.",
 ))
-@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
-@click.option("--json", "as_json", is_flag=True)
+@option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@option("--json", "as_json", is_flag=True, help=tr("Sortie JSON au lieu du texte.", "JSON output instead of text."))
 def retrain_cmd(config_path: str | None, as_json: bool) -> None:
     """Train a candidate, compare on recent corrections, promote if not worse."""
     from assoc_ai_core.jobs.retrain import retrain
@@ -252,6 +279,8 @@ def retrain_cmd(config_path: str | None, as_json: bool) -> None:
         click.echo(json.dumps(dataclasses.asdict(result), ensure_ascii=False, indent=1, default=str))
     else:
         click.echo(result.summary())
+    if result.version is None:  # refused: a scheduler must see it (nothing was trained or stored)
+        raise SystemExit(1)
 
 
 @click.group("model", help=tr("Versions du modèle : liste, version en service, retour arrière.",
@@ -267,8 +296,8 @@ def _registry(config_path: str | None) -> Any:
 
 
 @model_group.command("list", help=tr("Lister les versions.", "List versions."))
-@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
-@click.option("--json", "as_json", is_flag=True)
+@option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@option("--json", "as_json", is_flag=True, help=tr("Sortie JSON au lieu du texte.", "JSON output instead of text."))
 def model_list(config_path: str | None, as_json: bool) -> None:
     """Every stored version, the live one marked with ``*``."""
     versions = _registry(config_path).list()
@@ -287,7 +316,7 @@ def model_list(config_path: str | None, as_json: bool) -> None:
 
 
 @model_group.command("current", help=tr("Afficher la version en service.", "Show the live version."))
-@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
 def model_current(config_path: str | None) -> None:
     """Print the live version (or the configured model file when the registry is empty)."""
     settings = _settings(config_path)
@@ -305,7 +334,7 @@ def model_current(config_path: str | None) -> None:
 
 @model_group.command("rollback", help=tr("Remettre en service une version antérieure.", "Put an earlier version back in service."))
 @click.argument("version")
-@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
 def model_rollback(version: str, config_path: str | None) -> None:
     """Make ``VERSION`` the live model again (later versions are kept)."""
     _registry(config_path).rollback(version)
@@ -320,7 +349,7 @@ def config_group() -> None:
 
 @config_group.command("show", help=tr("Afficher la configuration, secrets masqués, et la vérifier.",
                                       "Show the configuration with secrets hidden, and check it."))
-@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
 def config_show(config_path: str | None) -> None:
     """Print the configuration (secrets replaced by ``***``; references shown as references), then check it.
 
@@ -370,12 +399,13 @@ def train_from_mailbox_command(config_path: str, output: str) -> None:
     model = train_from_mailbox(_settings(config_path))
     save_model(model, output)
     md = getattr(model, "metadata_", {})
+    categories = count(len(md.get("labels", [])), ("catégorie", "catégories"), ("category", "categories"))
     click.echo(tr(
-        f"Modèle écrit : {output} ({md.get('n_train', '?')} messages, {len(md.get('labels', []))} catégories).\n"
-        f"Validation croisée : F1 macro {decimal(md.get('cv_macro_f1', 0), 3, 'fr')} ; "
+        f"Modèle écrit : {output} ({md.get('n_train', '?')} messages, {categories}).\n"
+        f"Validation croisée : F1 macro {decimal(md.get('cv_macro_f1', 0), 3)} ; "
         f"{percent(md.get('expected_auto_share', 0))} du courrier serait classé automatiquement.",
-        f"Model written: {output} ({md.get('n_train', '?')} messages, {len(md.get('labels', []))} categories).\n"
-        f"Cross-validation: macro-F1 {md.get('cv_macro_f1', 0):.3f}; "
+        f"Model written: {output} ({md.get('n_train', '?')} messages, {categories}).\n"
+        f"Cross-validation: macro-F1 {decimal(md.get('cv_macro_f1', 0), 3)}; "
         f"{percent(md.get('expected_auto_share', 0))} of mail would be routed automatically.",
     ))
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from assoc_ai_core.cli.common import lang_option, option
 from assoc_ai_core.files import atomic_write
 from assoc_ai_core.i18n import tr
 
@@ -36,12 +37,12 @@ def privacy_group() -> None:
 @privacy_group.command("export", help=tr(
     "Tout ce qui est conservé sur une personne, en JSON et en page HTML lisible (droit d'accès).",
     "Everything kept about one person, as JSON and a readable HTML page (access request)."))
-@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
-@click.option("--email", help=tr("Adresse e-mail de la personne.", "The person's e-mail address."))
-@click.option("--person", "person_id", help=tr("Identifiant de la personne dans le CRM.", "The person's CRM id."))
-@click.option("--output", "output", type=click.Path(), default=".", show_default=True,
+@option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@option("--email", help=tr("Adresse e-mail de la personne.", "The person's e-mail address."))
+@option("--person", "person_id", help=tr("Identifiant de la personne dans le CRM.", "The person's CRM id."))
+@option("--output", "output", type=click.Path(), default=".", show_default=True,
               help=tr("Dossier où écrire les deux fichiers.", "Folder to write both files to."))
-@click.option("--lang", type=click.Choice(["fr", "en"]), default=None)
+@lang_option
 def privacy_export(config_path: str | None, email: str | None, person_id: str | None, output: str,
                    lang: str | None) -> None:
     """Write the access-request export."""
@@ -61,13 +62,13 @@ def privacy_export(config_path: str | None, email: str | None, person_id: str | 
 @privacy_group.command("erase", help=tr(
     "Effacer ce qui est conservé sur une personne (simulation sans --yes).",
     "Erase what is kept about one person (dry run without --yes)."))
-@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
-@click.option("--email", required=True, help=tr("Adresse e-mail de la personne.", "The person's e-mail address."))
-@click.option("--name", "names", multiple=True, help=tr(
+@option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@option("--email", required=True, help=tr("Adresse e-mail de la personne.", "The person's e-mail address."))
+@option("--name", "names", multiple=True, help=tr(
     "Nom de la personne (répétable) : ses mentions sont aussi effacées.",
     "The person's name (repeatable): its mentions are erased too."))
-@click.option("--yes", is_flag=True, help=tr("Effacer vraiment.", "Really erase."))
-@click.option("--json", "as_json", is_flag=True)
+@option("--yes", is_flag=True, help=tr("Effacer vraiment.", "Really erase."))
+@option("--json", "as_json", is_flag=True, help=tr("Sortie JSON au lieu du texte.", "JSON output instead of text."))
 def privacy_erase(config_path: str | None, email: str, names: tuple[str, ...], yes: bool, as_json: bool) -> None:
     """Erase (or count, without --yes) a person's data."""
     from assoc_ai_core.trust.erasure import erase_person
@@ -80,11 +81,11 @@ def privacy_erase(config_path: str | None, email: str, names: tuple[str, ...], y
 @click.command("monitor", help=tr(
     "Surveiller le modèle : part envoyée en revue, répartition des catégories, confiance, dérives.",
     "Watch the model: share sent to review, category mix, confidence, drift."))
-@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
-@click.option("--html", "html_out", type=click.Path(), help=tr("Écrire une page HTML.", "Write an HTML page."))
-@click.option("--alert", is_flag=True, help=tr("Envoyer l'alerte par e-mail à [monitor] alert_to s'il y a une dérive.",
+@option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@option("--html", "html_out", type=click.Path(), help=tr("Écrire une page HTML.", "Write an HTML page."))
+@option("--alert", is_flag=True, help=tr("Envoyer l'alerte par e-mail à [monitor] alert_to s'il y a une dérive.",
                                                "Mail the alert to [monitor] alert_to when drift is found."))
-@click.option("--json", "as_json", is_flag=True)
+@option("--json", "as_json", is_flag=True, help=tr("Sortie JSON au lieu du texte.", "JSON output instead of text."))
 @click.pass_context
 def monitor_cmd(ctx: click.Context, config_path: str | None, html_out: str | None, alert: bool, as_json: bool) -> None:
     """Print the monitoring figures and drift flags; exit 3 when drift is flagged."""
@@ -110,15 +111,16 @@ def monitor_cmd(ctx: click.Context, config_path: str | None, html_out: str | Non
     "Fiche du modèle (Markdown et HTML) : usage prévu, catégories, mesures, faiblesses, contact.",
     "Model card (Markdown and HTML): intended use, categories, metrics, weaknesses, contact."))
 @click.argument("model_ref", metavar="MODEL")
-@click.option("--config", "config_path", type=click.Path(), help=tr(
+@option("--config", "config_path", type=click.Path(), help=tr(
     "Configuration (pour désigner une version du registre, ex. v0002).",
     "Configuration (to name a registry version, e.g. v0002)."))
-@click.option("--data", "data", type=click.Path(exists=True), help=tr(
+@option("--data", "data", type=click.Path(exists=True), help=tr(
     "Courrier étiqueté plus récent que l'entraînement, pour les mesures (protocole chronologique).",
     "Labelled mail newer than the training data, for the metrics (chronological protocol)."))
-@click.option("--contact", default=None, help=tr("Qui contacter au sujet du modèle.", "Who to contact about the model."))
-@click.option("--output", "output", type=click.Path(), default=".", show_default=True)
-@click.option("--lang", type=click.Choice(["fr", "en"]), default=None)
+@option("--contact", default=None, help=tr("Qui contacter au sujet du modèle.", "Who to contact about the model."))
+@option("--output", "output", type=click.Path(), default=".", show_default=True,
+        help=tr("Dossier où écrire les deux fichiers.", "Folder to write both files to."))
+@lang_option
 def model_card_cmd(model_ref: str, config_path: str | None, data: str | None, contact: str | None, output: str,
                    lang: str | None) -> None:
     """Write MODEL's card as ``<name>.card.md`` and ``<name>.card.html`` in the output folder."""

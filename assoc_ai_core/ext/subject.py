@@ -24,12 +24,12 @@ from assoc_ai_core.ext.headers import decode_bytes, decode_header, stable_key
 
 __all__ = [
     "MARKER_HEADER", "subject_tag", "split_head", "header_value", "message_key", "key_from_head", "read_subject",
-    "is_tagged", "original_key", "marker_search_value", "encode_subject", "tag_subject_bytes", "with_tag",
+    "is_tagged", "original_key", "HEAD_LIMIT", "marker_search_value", "encode_subject", "tag_subject_bytes", "with_tag",
 ]
 
 MARKER_HEADER = "X-Assoc-AI"
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
-_HEAD_LIMIT = 256 * 1024  # header blocks are far smaller; never parse a whole attachment looking for one
+HEAD_LIMIT = 256 * 1024  # header blocks are far smaller; never parse a whole attachment looking for one
 _MARKER_ORIGINAL = re.compile(r"original=<([^<>\s]+)>")
 _OWN_TAG = re.compile(r"^\s*\[#[^\]]*\]\s*")
 _HEADER_PARSER = BytesHeaderParser(policy=compat32)
@@ -63,7 +63,7 @@ def header_value(raw_or_head: bytes, name: str, *, repair_8bit: bool = False) ->
     with it, raw 8-bit bytes (UTF-8 or Windows-1252, common though not
     allowed in headers) are decoded too.
     """
-    head = split_head(raw_or_head[:_HEAD_LIMIT])[0]
+    head = split_head(raw_or_head[:HEAD_LIMIT])[0]
     try:
         parsed = _HEADER_PARSER.parsebytes(head)
     except Exception:  # unreadable headers: the caller falls back as parse_message does
@@ -86,8 +86,9 @@ def message_key(raw: bytes) -> str:
 
     A copy made by :func:`tag_subject_bytes` has the same key as its original
     (for mail without a usable Message-ID, the copy carries the key as one).
+    Raw 8-bit bytes in the Message-ID are decoded as the parser decodes them.
     """
-    return stable_key(header_value(raw, "message-id") or "", raw)
+    return stable_key(header_value(raw, "message-id", repair_8bit=True) or "", raw)
 
 
 def key_from_head(head: bytes) -> str | None:

@@ -12,15 +12,132 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets as _secrets
 import sqlite3
 from dataclasses import dataclass
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
 from assoc_ai_core.files import atomic_write, private_dir
 
-__all__ = ["pseudonymise_address", "SenderPrivacy", "MessageRecord", "ActionRecord"]
+__all__ = ["pseudonymise_address", "SenderPrivacy", "MessageRecord", "ActionRecord", "TOMBSTONE_PREFIX", "MIGRATIONS",
+           "participant_addresses"]
+
+TOMBSTONE_PREFIX = "erased:"  # never the start of a real key: Message-IDs are "local@domain", digests "sha256:"
+
+
+# The state file's schema, one script per version (``user_version``); StateStore runs the missing ones in order.
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE cursors (
+        instance TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        cursor TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (instance, folder)
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        instance TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        status TEXT NOT NULL DEFAULT 'running',
+        dry_run INTEGER NOT NULL DEFAULT 0,
+        model_version TEXT,
+        pid INTEGER,
+        fetched INTEGER NOT NULL DEFAULT 0,
+        auto INTEGER NOT NULL DEFAULT 0,
+        review INTEGER NOT NULL DEFAULT 0,
+        errors INTEGER NOT NULL DEFAULT 0,
+        skipped INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        forwarded INTEGER NOT NULL DEFAULT 0,
+        recovered INTEGER NOT NULL DEFAULT 0,
+        corrections INTEGER NOT NULL DEFAULT 0,
+        review_share REAL,
+        mean_confidence REAL,
+        category_mix TEXT,
+        exit_code INTEGER,
+        message TEXT
+    );
+    CREATE TABLE messages (
+        instance TEXT NOT NULL,
+        key TEXT NOT NULL,
+        run_id INTEGER,
+        dry_run INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL,
+        source_folder TEXT,
+        source_uid TEXT,
+        current_folder TEXT,
+        current_uid TEXT,
+        sender_pseudo TEXT,
+        sender_hash TEXT,
+        sender_raw TEXT,
+        decision TEXT NOT NULL,
+        category TEXT,
+        probability REAL,
+        runner_up TEXT,
+        runner_up_probability REAL,
+        explanation TEXT,
+        model_version TEXT,
+        reason TEXT,
+        plan TEXT NOT NULL DEFAULT '[]',
+        effective_category TEXT,
+        decided_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        gone_at TEXT,
+        PRIMARY KEY (instance, key)
+    );
+    CREATE INDEX messages_sender ON messages (sender_hash);
+    CREATE INDEX messages_decided ON messages (decided_at);
+    CREATE INDEX messages_status ON messages (instance, status);
+    CREATE TABLE actions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        instance TEXT NOT NULL,
+        key TEXT NOT NULL,
+        run_id INTEGER,
+        step INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT,
+        status TEXT NOT NULL,
+        ref_folder TEXT,
+        ref_uid TEXT,
+        result_folder TEXT,
+        result_uid TEXT,
+        detail TEXT,
+        created_at TEXT NOT NULL,
+        done_at TEXT
+    );
+    CREATE INDEX actions_message ON actions (instance, key, step);
+    CREATE TABLE corrections (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        instance TEXT NOT NULL,
+        key TEXT NOT NULL,
+        from_category TEXT,
+        from_folder TEXT,
+        to_category TEXT NOT NULL,
+        to_folder TEXT NOT NULL,
+        detected_at TEXT NOT NULL,
+        model_version TEXT,
+        text TEXT
+    );
+    CREATE INDEX corrections_time ON corrections (detected_at);
+    """,
+    # who else a message is about (Reply-To, To/Cc, addresses in the body of contact forms and forwards), as keyed
+    # hashes only: access and erasure requests find a person's mail where they are not the sender
+    2: """
+    CREATE TABLE participants (
+        instance TEXT NOT NULL,
+        key TEXT NOT NULL,
+        role TEXT NOT NULL,
+        address_hash TEXT NOT NULL,
+        PRIMARY KEY (instance, key, role, address_hash)
+    );
+    CREATE INDEX participants_hash ON participants (address_hash);
+    """,
+}
 
 
 def pseudonymise_address(address: str) -> str:
@@ -72,6 +189,15 @@ class SenderPrivacy:
         norm = (address or "").strip().lower()
         return hmac.new(self._key, norm.encode("utf-8"), hashlib.sha256).hexdigest() if norm else ""
 
+    def tombstone_key(self, instance: str, key: str) -> str:
+        """The key an erased message keeps: a keyed hash of its mailbox and message key (no personal data).
+
+        A Message-ID can hold a name or an address, so an erased decision keeps
+        only this; the job still recognises the mail and never decides it again.
+        """
+        digest = hmac.new(self._key, f"message-key\x00{instance}\x00{key}".encode(), hashlib.sha256).hexdigest()
+        return TOMBSTONE_PREFIX + digest
+
     def pseudonym(self, address: str) -> str:
         """Readable pseudonym of an address (see :func:`pseudonymise_address`)."""
         return pseudonymise_address(address)
@@ -79,6 +205,31 @@ class SenderPrivacy:
     def raw(self, address: str) -> str | None:
         """The address itself when the configuration opts in, else None."""
         return (address or "").strip().lower() or None if self.store_raw else None
+
+
+# bounded pieces keep the search linear on hostile text; the body is read up to a cap (forms put addresses early)
+_ADDRESS = re.compile(r"[\w.+'-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
+_BODY_CAP = 100_000
+
+
+def participant_addresses(message: Any) -> dict[str, list[str]]:
+    """The addresses a message is about besides its From, by role: ``reply-to``, ``to``, ``cc`` and ``body``.
+
+    ``body`` holds the addresses written in the text: a web contact form or a
+    forward names the person there, not in the From.  Only keyed hashes of
+    these are stored (:meth:`~assoc_ai_core.jobs.state.StateStore.record_participants`).
+    """
+    sender = (getattr(message, "sender", "") or "").strip().lower()
+    headers = getattr(message, "headers", {}) or {}
+    roles = {"reply-to": [a for _n, a in getaddresses([str(headers.get("reply-to", ""))])],
+             "to": list(getattr(message, "to", ()) or ()), "cc": list(getattr(message, "cc", ()) or ()),
+             "body": _ADDRESS.findall((getattr(message, "text", "") or "")[:_BODY_CAP])}
+    out = {}
+    for role, addresses in roles.items():
+        found = sorted({a.strip().lower().strip(".") for a in addresses if "@" in a} - {sender})
+        if found:
+            out[role] = found
+    return out
 
 
 @dataclass(frozen=True)

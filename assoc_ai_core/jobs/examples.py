@@ -7,8 +7,11 @@ asked to be forgotten.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from assoc_ai_core.errors import ConfigError, DataError
@@ -30,7 +33,21 @@ def collect_mailbox_examples(settings: TriageSettings, connector: MailboxConnect
     ``exclude`` holds keys not to learn from (mail the model itself routed and
     nobody confirmed — learning from its own decisions would only reinforce them).
     """
-    examples: list[Message] = []
+    return mailbox_census(settings, connector, exclude=exclude).examples
+
+
+@dataclass
+class MailboxCensus:
+    """The examples found in the category folders, and how many were left out as the model's own filing."""
+
+    examples: list[Message] = field(default_factory=list)
+    left_out: int = 0
+
+
+def mailbox_census(settings: TriageSettings, connector: MailboxConnector,
+                   *, exclude: set[str] | None = None) -> MailboxCensus:
+    """Like :func:`collect_mailbox_examples`, also counting the messages ``exclude`` left out (to explain a refusal)."""
+    census = MailboxCensus()
     folders = [(c.name, c.folder) for c in settings.categories.values() if c.folder]
     if len(folders) < 2:
         raise ConfigError(tr(
@@ -45,11 +62,40 @@ def collect_mailbox_examples(settings: TriageSettings, connector: MailboxConnect
             continue
         for fetched in connector.fetch_all(folder):
             if exclude and fetched.ref.key in exclude:
+                census.left_out += 1
                 continue
             msg = parse_message(fetched.raw, source=f"{folder}/{fetched.ref.uid}", label=name)
             if msg.error is None:
-                examples.append(msg)
-    return examples
+                census.examples.append(msg)
+    return census
+
+
+def held_out_sample(examples: Sequence[Message], size: int, *, seed: int,
+                    keep: int = 2) -> tuple[list[Message], list[Message]]:
+    """Split ``examples`` into (held out, rest): a fixed, seeded sample of about ``size`` messages.
+
+    The sample is stratified: in each category, the messages whose seeded hash
+    of their key is smallest, in proportion to the category's size, leaving at
+    least ``keep`` of each category to learn from.  The same data and seed
+    always give the same sample, so successive retrainings are compared on the
+    same mail, which a candidate trained with the same rule has never seen.
+    """
+    if not examples or size <= 0:
+        return [], list(examples)
+    share = min(1.0, size / len(examples))
+    by_label: dict[str, list[Message]] = {}
+    for m in examples:
+        by_label.setdefault(str(m.label), []).append(m)
+    chosen: set[int] = set()
+    for members in by_label.values():
+        ranked = sorted(members, key=lambda m: _seeded_rank(m, seed))
+        take = min(round(len(members) * share), max(0, len(members) - keep))
+        chosen.update(id(m) for m in ranked[:take])
+    return ([m for m in examples if id(m) in chosen], [m for m in examples if id(m) not in chosen])
+
+
+def _seeded_rank(message: Message, seed: int) -> str:
+    return hashlib.sha256(f"{seed}\x00{message.key}\x00{message.subject}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def routed_keys(settings: TriageSettings) -> set[str]:
@@ -84,4 +130,5 @@ def train_from_mailbox(config: TriageSettings | str | os.PathLike[str], *,
     return train(examples, target_precision=settings.target_precision)
 
 
-__all__ = ["collect_mailbox_examples", "routed_keys", "train_from_mailbox"]
+__all__ = ["MailboxCensus", "collect_mailbox_examples", "held_out_sample", "mailbox_census", "routed_keys",
+           "train_from_mailbox"]

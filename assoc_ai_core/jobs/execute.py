@@ -2,21 +2,28 @@
 
 Actions are idempotent, so a run killed at any instant (even ``SIGKILL``) is
 completed by the next one: a step whose intent has no *done* is carried out
-again, on the very message it started on.  A forward is the exception: an
-intent without *done* is marked ``uncertain`` and never sent again, so a
-message is forwarded at most once.  This module also finishes the messages an
-interrupted run left ``pending`` (:meth:`Executor.recover`).
+again, on the very message it started on.  A forward sent by SMTP is handed to
+the outbox (:mod:`assoc_ai_core.jobs.outbox`), which is idempotent too (one row
+per message and destination) and sends it, retries it on later runs, and sends
+a forward interrupted by a kill again at most once, with the same Message-ID.
+A forward the connector makes itself (Gmail, Microsoft 365) is the exception:
+an intent without *done* is marked ``uncertain`` and never sent again.  A
+forward that fails affects that message only: its plan goes on.  This module
+also finishes the messages an interrupted run left ``pending`` and the forwards
+that are due (:meth:`Executor.recover`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 
 from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, TransientError
 from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.jobs.forwarding import ForwardError
+from assoc_ai_core.jobs.outbox import ForwardPolicy, Outbox, OutboxStatus, mail_date
 from assoc_ai_core.jobs.plan import SETTLED, Action, MessageStatus, Plan, Step, StepStatus
 from assoc_ai_core.jobs.preflight import Forwarder
 from assoc_ai_core.jobs.report import RunReport, StopFlag
@@ -33,16 +40,28 @@ class _RetryLater(Exception):
     """Internal: a step failed; the message stays pending and the next run tries again."""
 
 
+class _TooOld(Exception):
+    """Internal: a forward of mail older than ``forward_max_age_days``: recorded as skipped."""
+
+
+#: how a forward handed to the outbox ends its journal step, by the outbox's status after the first try
+_JOURNAL_OF = {OutboxStatus.REFUSED: StepStatus.REFUSED, OutboxStatus.UNCERTAIN: StepStatus.UNCERTAIN,
+               OutboxStatus.SKIPPED: StepStatus.SKIPPED}
+
+
 class Executor:
     """Carries out plans of one job's messages through its journal (see the module docstring)."""
 
     def __init__(self, *, instance: str, state: StateStore, connector: MailboxConnector,
-                 forwarder: Forwarder | None = None, checkpoint: Checkpoint | None = None) -> None:
+                 forwarder: Forwarder | None = None, checkpoint: Checkpoint | None = None,
+                 forwarding: ForwardPolicy | None = None) -> None:
         self.instance = instance
         self.state = state
         self.connector = connector
         self.forwarder = forwarder
         self.checkpoint = checkpoint
+        # the job passes its [triage] forward_* settings; without them: no age limit, the default retries
+        self.outbox = Outbox(state, instance, forwarding)
         self.run_id = 0
         self.actions = 0  # mailbox actions performed so far (what the checkpoint receives)
 
@@ -92,14 +111,13 @@ class Executor:
             else:
                 action_id = self.add_intent(key, i, step, ref)
             try:
-                new_ref = self._attempt(action_id, key, step, ref, raw, subject, report)
+                outcome = self._attempt(action_id, key, step, ref, raw, subject, report)
             except _RetryLater:
                 return False
-            if new_ref is None:
+            if outcome is None:
                 continue
-            finished = self._finish_step(action_id, key, plan, i, new_ref, fresh)
-            if step.kind is Action.FORWARD:
-                report.forwarded += 1
+            new_ref, detail = outcome
+            finished = self._finish_step(action_id, key, plan, i, new_ref, fresh, detail=detail)
             ref = new_ref
         if not finished:
             self.state.set_message_status(self.instance, key, MessageStatus.DONE)
@@ -109,7 +127,8 @@ class Executor:
                    ref: MailRef) -> bool:
         """Settle a step that must not be carried out now; True when it was (the plan goes on)."""
         interrupted = last is not None and last.status == StepStatus.INTENT and last.id not in fresh
-        if last is not None and interrupted and step.kind is Action.FORWARD:
+        # an outbox forward is handed over again (idempotent): the outbox knows whether it went out
+        if last is not None and interrupted and step.kind is Action.FORWARD and not self.uses_outbox:
             self.state.finish_action(last.id, StepStatus.UNCERTAIN, detail=tr(
                 "exécution interrompue pendant l'envoi : le transfert a pu partir, il n'est pas renvoyé",
                 "run interrupted while sending: the forward may have gone out, it is not sent again"))
@@ -122,15 +141,24 @@ class Executor:
         return False
 
     def _attempt(self, action_id: int, key: str, step: Step, ref: MailRef, raw: bytes | None, subject: str,
-                 report: RunReport) -> MailRef | None:
-        """Do one journalled action: where the message is after it, None when a forward was not done.
+                 report: RunReport) -> tuple[MailRef, str | None] | None:
+        """Do one journalled action: where the message is after it and a note for the journal; None when a
+        forward was settled otherwise (refused, skipped, uncertain).
 
         Transient and login failures stop the run (the journal says ``failed``);
         another connector failure leaves the message pending (:class:`_RetryLater`).
         """
         self.tick("intent", step.kind)
         try:
-            return self.act(step, ref, raw, key, subject)
+            if step.kind is Action.FORWARD and self.uses_outbox:
+                return self._hand_over(action_id, key, step, ref, raw, subject, report)
+            new_ref = self.act(step, ref, raw, key, subject)
+            if step.kind is Action.FORWARD:
+                report.forwarded += 1
+            return new_ref, None
+        except _TooOld as exc:
+            self.state.finish_action(action_id, StepStatus.SKIPPED, detail=str(exc))
+            return None
         except (TransientError, AuthError) as exc:
             self.state.finish_action(action_id, StepStatus.FAILED,
                                      detail="transient" if isinstance(exc, TransientError) else "auth")
@@ -148,13 +176,14 @@ class Executor:
                            f"{key}: action {step.kind} failed, will retry on the next run: {exc}"))
             raise _RetryLater from exc
 
-    def _finish_step(self, action_id: int, key: str, plan: Plan, i: int, new_ref: MailRef, fresh: set[int]) -> bool:
+    def _finish_step(self, action_id: int, key: str, plan: Plan, i: int, new_ref: MailRef, fresh: set[int], *,
+                     detail: str | None = None) -> bool:
         """Commit a step done with the next step's intent; True when it was the last step."""
         self.actions += 1
         self.tick("act", plan[i].kind)
         last = i == len(plan) - 1
         with self.state.transaction():
-            self.state.finish_action(action_id, StepStatus.DONE, folder=new_ref.folder, uid=new_ref.uid)
+            self.state.finish_action(action_id, StepStatus.DONE, folder=new_ref.folder, uid=new_ref.uid, detail=detail)
             self.state.set_location(self.instance, key, new_ref.folder, new_ref.uid)
             nxt = self.journal_next(key, plan, i + 1, new_ref)
             if nxt is not None:
@@ -178,6 +207,7 @@ class Executor:
         if raw is None:
             raw = self.fetch_raw(ref)
             subject = parse_message(raw).subject
+        self.check_age(raw)
         if Capability.FORWARD in conn.capabilities:
             conn.forward(ref, raw, step.target)
         elif self.forwarder is None:
@@ -186,6 +216,63 @@ class Executor:
         else:
             self.forwarder.send(raw, step.target, category=step.category or "", key=key, subject=subject)
         return ref
+
+    # ------------------------------------------------------------------ forwards
+    @property
+    def uses_outbox(self) -> bool:
+        """Forwards go through the outbox (SMTP), not through the connector's own forward."""
+        return self.forwarder is not None and Capability.FORWARD not in self.connector.capabilities
+
+    def check_age(self, raw: bytes) -> None:
+        """Refuse (:class:`_TooOld`) to forward mail older than ``forward_max_age_days``."""
+        policy = self.outbox.policy
+        if policy.too_old(mail_date(raw), datetime.now(UTC)):
+            raise _TooOld(policy.too_old_reason())
+
+    def _hand_over(self, action_id: int, key: str, step: Step, ref: MailRef, raw: bytes | None, subject: str,
+                   report: RunReport) -> tuple[MailRef, str | None] | None:
+        """Give a forward to the outbox (once) and let it try now; the journal step ends as the try did."""
+        assert self.forwarder is not None  # uses_outbox
+        if self.outbox.get(key, step.target) is None:
+            if raw is None:
+                raw = self.fetch_raw(ref)
+                subject = parse_message(raw).subject
+            self.check_age(raw)
+            self.outbox.enqueue(key, step.target, raw, category=step.category or "", subject=subject)
+        status = self.outbox.send(key, step.target, self.forwarder)
+        row = self.outbox.get(key, step.target)
+        reason = (row.reason if row is not None else None) or ""
+        self._count_forward(status, report)
+        if status in _JOURNAL_OF:
+            self.state.finish_action(action_id, _JOURNAL_OF[status], detail=reason or None)
+            return None
+        if status is OutboxStatus.SENT:
+            return ref, tr(f"envoyé {row.message_id if row else ''}".strip(), f"sent {row.message_id if row else ''}".strip())
+        log.warning(tr(f"{key} : transfert à {step.target} dans la file d'envoi ({status}) : {reason}",
+                       f"{key}: forward to {step.target} left in the outbox ({status}): {reason}"))
+        return ref, tr(f"dans la file d'envoi ({status}) : {reason}", f"in the outbox ({status}): {reason}")
+
+    @staticmethod
+    def _count_forward(status: OutboxStatus | None, report: RunReport) -> None:
+        """A forward sent counts as forwarded; one not sent (yet) as failed (exit 1: tried again on a later run)."""
+        if status is OutboxStatus.SENT:
+            report.forwarded += 1
+        elif status is not None and status not in (OutboxStatus.SKIPPED, OutboxStatus.SENDING):
+            report.failed += 1
+
+    def flush_outbox(self, report: RunReport, stop: StopFlag) -> None:
+        """Try every forward that is due (failed for a while, or interrupted by a kill)."""
+        if not self.uses_outbox:
+            return
+        assert self.forwarder is not None
+        self.outbox.unreachable = None  # a new run: the server gets another chance
+        counts = self.outbox.flush(self.forwarder, lambda: bool(stop))
+        for status, n in counts.items():
+            for _ in range(n):
+                self._count_forward(status, report)
+        if counts:
+            summary = ", ".join(f"{status}: {n}" for status, n in sorted(counts.items()))
+            log.info(tr(f"File d'envoi des transferts : {summary}.", f"Forward outbox: {summary}."))
 
     def act_many(self, kind: Action, target: str, refs: Sequence[MailRef]) -> dict[str, MailRef]:
         """One batched connector call; key -> where each message is now (a message left out is retried alone)."""
@@ -209,7 +296,12 @@ class Executor:
 
     # ------------------------------------------------------------------ recovery
     def recover(self, report: RunReport, stop: StopFlag) -> None:
-        """Finish every message an interrupted run left pending, from where it really is now."""
+        """Finish every message an interrupted run left pending, from where it really is now; then due forwards."""
+        self._recover_messages(report, stop)
+        if not stop:
+            self.flush_outbox(report, stop)
+
+    def _recover_messages(self, report: RunReport, stop: StopFlag) -> None:
         pending = self.state.messages_with_status(self.instance, MessageStatus.PENDING)
         if not pending:
             return

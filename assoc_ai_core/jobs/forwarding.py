@@ -7,22 +7,33 @@ well-behaved auto-responders stay silent, and ``X-Assoc-AI`` so assoc-ai never
 forwards its own forwards (no loops).  Mail that is itself automated
 (auto-replies, bounces, mailing lists) is never forwarded.
 
+Each forward's Message-ID is derived from (message key, destination)
+(:func:`forward_message_id`), so a forward sent twice — after a kill in the
+middle of a send — is recognised as the same message by the receiving side.
+The original is attached byte for byte: as ``message/rfc822`` when every line
+fits the 998-octet SMTP limit, else as a base64 file ``original.eml`` (see :func:`attach_original`).
+
 TLS is verified by default (system certificates, or ``ca_file``); the
 password is a :class:`~assoc_ai_core.ext.config.Secret` reference.  Only the
-connection and login are retried (with tenacity): once the message data has
-been sent, a failure is reported as *maybe sent* and the job will not send it
-again — a message is forwarded at most once.
+connection and login are retried here (with tenacity); a failure after that is
+a :class:`ForwardError` saying whether it is transient (4xx, connection lost),
+permanent (5xx, with the server's reason) or *maybe sent*.  Retrying across
+runs is the outbox's work (:mod:`assoc_ai_core.jobs.outbox`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import email.utils
+import hashlib
 import logging
 import smtplib
 import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from email import encoders
+from email.header import Header
+from email.mime.base import MIMEBase
 from email.mime.message import MIMEMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -41,6 +52,9 @@ from assoc_ai_core.records.mail import Message
 log = logging.getLogger(__name__)
 
 HEADER = "X-Assoc-AI"
+
+#: RFC 5321 4.5.3.1.6: a line is at most 998 octets before its CRLF; real servers refuse longer ones
+MAX_LINE = 998
 
 
 @dataclass(frozen=True)
@@ -95,11 +109,21 @@ class SmtpSettings:
 
 
 class ForwardError(ConnectorError):
-    """A forward failed; ``maybe_sent`` is True when the server may have accepted it anyway."""
+    """A forward failed after the connection was made.
 
-    def __init__(self, message: str, *, maybe_sent: bool = False) -> None:
+    ``maybe_sent``: the connection was lost during the send, the server may
+    have accepted it.  ``transient``: worth trying again later (a 4xx reply, a
+    lost connection); otherwise the server refused it for good (5xx).  ``code``
+    and ``reason`` are the server's reply, when there was one.
+    """
+
+    def __init__(self, message: str, *, maybe_sent: bool = False, transient: bool = False, code: int | None = None,
+                 reason: str = "") -> None:
         super().__init__(message, connector_id="smtp")
         self.maybe_sent = maybe_sent
+        self.transient = transient or maybe_sent
+        self.code = code
+        self.reason = reason
 
 
 def should_forward(message: Message) -> tuple[bool, str]:
@@ -113,27 +137,77 @@ def should_forward(message: Message) -> tuple[bool, str]:
     return True, ""
 
 
+def forward_message_id(key: str, to: str, sender: str) -> str:
+    """The Message-ID of the forward of message ``key`` to ``to``: the same every time it is built.
+
+    A hash of (key, destination) on the left, the sender's domain on the
+    right: a re-send after an interruption carries the same id, so the
+    receiving side (and a person) can tell the copies are one forward.
+    """
+    digest = hashlib.sha256(f"{key}\n{to.strip().lower()}".encode()).hexdigest()[:32]
+    domain = sender.rpartition("@")[2] or "assoc-ai.invalid"
+    return f"<fwd.{digest}@{domain}>"
+
+
+def longest_line(raw: bytes) -> int:
+    """Octets in the longest line of ``raw``, line ending excluded."""
+    return max((len(line.rstrip(b"\r")) for line in raw.split(b"\n")), default=0)
+
+
+def attach_original(outer: MIMEMultipart, raw: bytes) -> None:
+    """Attach the received message, byte for byte, in a form every SMTP server accepts.
+
+    When every line fits in 998 octets it goes as ``message/rfc822`` (shown
+    inline by mail clients; headers are written unfolded, exactly as received).
+    A longer line cannot be sent as is, and RFC 2046 allows no transfer
+    encoding on ``message/rfc822``; ``message/global`` (RFC 6532) would, but
+    common parsers (Python's own) read any ``message/*`` part as a message and
+    lose it.  So the original goes as the file ``original.eml``
+    (``application/octet-stream``, which every mail program offers to open) in
+    base64.  Base64 rather than quoted-printable: it carries any bytes exactly
+    — bare CR or LF, NUL, 8-bit text — whereas a quoted-printable decoder
+    rewrites line endings, so the original would no longer be byte-faithful;
+    the cost (a third larger) is paid only by such mail.
+    """
+    if longest_line(raw) <= MAX_LINE:
+        outer.attach(MIMEMessage(BytesParser(policy=compat32).parsebytes(raw)))
+        return
+    part = MIMEBase("application", "octet-stream", name="original.eml")
+    part.set_payload(raw)
+    encoders.encode_base64(part)
+    part.add_header("Content-Disposition", "attachment", filename="original.eml")
+    outer.attach(part)
+
+
 def build_forward(raw: bytes, *, to: str, sender: str, category: str, key: str, subject: str = "",
                   note: str = "") -> MIMEMultipart:
-    """The forward: a short note plus the original as ``message/rfc822``, with RFC 3834 headers."""
+    """The forward: a short note plus the original (see :func:`attach_original`), with RFC 3834 headers.
+
+    Write it with :data:`WIRE_POLICY`: its own headers are folded here, the
+    original's are kept as received.
+    """
     outer = MIMEMultipart("mixed")
     outer["From"] = sender
     outer["To"] = to
-    outer["Subject"] = f"Fwd: [#{category}] {subject}".strip() if subject else f"Fwd: [#{category}]"
+    title = f"Fwd: [#{category}] {subject}".strip() if subject else f"Fwd: [#{category}]"
+    outer["Subject"] = Header(title, "us-ascii" if title.isascii() else "utf-8").encode(linesep="\r\n")
     outer["Date"] = email.utils.formatdate(localtime=False)
-    outer["Message-ID"] = email.utils.make_msgid(domain=sender.rpartition("@")[2] or None)
+    outer["Message-ID"] = forward_message_id(key, to, sender)
     outer["Auto-Submitted"] = "auto-forwarded"
     outer[HEADER] = f"forwarded; category={_header_safe(category)}"
-    if key and not key.startswith("sha256:"):
+    if key and not key.startswith("sha256:") and len(key) < MAX_LINE - 20:
         outer["References"] = f"<{key}>"
     body = note or tr(
         f"Message classé « {category} » par assoc-ai et transféré automatiquement. L'original est en pièce jointe.",
         f"Message sorted as '{category}' by assoc-ai and forwarded automatically. The original is attached.",
     )
     outer.attach(MIMEText(body + "\n", "plain", "utf-8"))
-    original = BytesParser(policy=compat32).parsebytes(raw)
-    outer.attach(MIMEMessage(original))
+    attach_original(outer, raw)
     return outer
+
+
+#: how a forward goes on the wire: CRLF, and no refolding (the original's headers stay byte for byte)
+WIRE_POLICY = compat32.clone(linesep="\r\n", max_line_length=0)
 
 
 def _header_safe(text: str) -> str:
@@ -239,32 +313,48 @@ class SmtpForwarder:
                 f"SMTP server {s.host}:{s.port} unreachable ({type(exc).__name__}). Will retry on the next run.",
             ), connector_id="smtp") from None
 
+    def message_id(self, key: str, to: str) -> str:
+        """The Message-ID :meth:`send` gives the forward of ``key`` to ``to``."""
+        return forward_message_id(key, to, self.settings.from_address)
+
     def send(self, raw: bytes, to: str, *, category: str, key: str, subject: str = "") -> str:
-        """Send one forward of ``raw`` to ``to``; returns the forward's Message-ID."""
+        """Send one forward of ``raw`` to ``to``; returns the forward's Message-ID.
+
+        Raises :class:`ForwardError` (transient, permanent or maybe sent) once
+        connected, and the connection's own errors before (see :meth:`session`).
+        """
         s = self.settings
         forward = build_forward(raw, to=to, sender=s.from_address, category=category, key=key, subject=subject)
-        data = forward.as_bytes(policy=compat32.clone(linesep="\r\n"))
+        data = forward.as_bytes(policy=WIRE_POLICY)
         with self.session() as client:
             try:
                 options = ["BODY=8BITMIME"] if client.has_extn("8bitmime") and not data.isascii() else []
                 refused = client.sendmail(s.from_address, [to], data, mail_options=options)
                 if refused:
-                    raise ForwardError(tr(f"Destinataire refusé par le serveur SMTP (message {key}).",
-                                          f"Recipient refused by the SMTP server (message {key})."))
-            except smtplib.SMTPRecipientsRefused:
-                raise ForwardError(tr(f"Destinataire refusé par le serveur SMTP (message {key}). Vérifiez l'adresse.",
-                                      f"Recipient refused by the SMTP server (message {key}). Check the address.")) from None
+                    code, reply = next(iter(refused.values()))
+                    raise _refusal(code, reply, key)
+            except smtplib.SMTPRecipientsRefused as exc:
+                code, reply = next(iter(exc.recipients.values()), (550, b""))
+                raise _refusal(code, reply, key) from None
             except smtplib.SMTPResponseException as exc:
-                # a clear refusal (4xx/5xx) means the server did not take the message
-                raise ForwardError(tr(f"Transfert refusé par le serveur SMTP (code {exc.smtp_code}).",
-                                      f"Forward refused by the SMTP server (code {exc.smtp_code})."),
-                                   maybe_sent=False) from None
+                # a reply to MAIL, RCPT or the end of DATA: the server did not take the message
+                raise _refusal(exc.smtp_code, exc.smtp_error, key) from None
             except (OSError, smtplib.SMTPException) as exc:
                 raise ForwardError(tr(
-                    f"Connexion SMTP perdue pendant l'envoi ({type(exc).__name__}) : le transfert a pu partir, "
-                    "il ne sera pas renvoyé.",
-                    f"SMTP connection lost while sending ({type(exc).__name__}): the forward may have gone out, "
-                    "it will not be sent again.",
-                ), maybe_sent=True) from None
+                    f"Connexion SMTP perdue pendant l'envoi ({type(exc).__name__}) : le transfert a pu partir.",
+                    f"SMTP connection lost while sending ({type(exc).__name__}): the forward may have gone out.",
+                ), maybe_sent=True, reason=type(exc).__name__) from None
         return str(forward["Message-ID"])
 
+
+def _refusal(code: int, reply: bytes | str, key: str) -> ForwardError:
+    """A server's refusal as a :class:`ForwardError`: 4xx is transient, anything else permanent."""
+    reason = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    reason = f"{code} {reason}".strip()
+    transient = 400 <= code < 500
+    return ForwardError(tr(
+        f"Transfert de {key} refusé par le serveur SMTP ({reason})"
+        + (" : nouvel essai plus tard." if transient else " : définitivement."),
+        f"Forward of {key} refused by the SMTP server ({reason})"
+        + (": will try again later." if transient else ": for good."),
+    ), transient=transient, code=code, reason=reason)

@@ -5,7 +5,8 @@ says otherwise)::
 
     models/
       v0001.skops      the model (skops format, no pickle)
-      v0001.json       how it was made and how it scored (evaluation, metadata)
+      v0001.json       how it was made and how it scored (evaluation, metadata), and the
+                       file's SHA-256 (``sha256``) recorded when it was stored
       v0002.skops
       v0002.json
       current          one line: the live version ("v0002")
@@ -14,6 +15,12 @@ says otherwise)::
 always loads a complete model.  Nothing is ever deleted.  The folder is created
 mode 0700 and every file in it 0600: a model's vocabulary can hold words of
 the mail it learnt from.
+
+:meth:`ModelRegistry.load` refuses a file whose SHA-256 is no longer the one
+recorded (changed behind the registry's back: copied over, edited, corrupted).
+A version stored before digests were recorded loads without the check.  Code
+that rewrites a stored model on purpose (erasure scrubbing its vocabulary)
+goes through :meth:`ModelRegistry.replace`, which records the new digest.
 """
 
 from __future__ import annotations
@@ -48,13 +55,18 @@ class ModelVersion:
         return {"version": self.version, "path": str(self.path), "current": self.current, **dict(self.info)}
 
 
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """Short SHA-256 of a file, used to name a model that is not in a registry."""
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file (what the registry records for each version)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()[:12]
+    return h.hexdigest()
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """Short SHA-256 of a file, used to name a model that is not in a registry."""
+    return file_sha256(path)[:12]
 
 
 class ModelRegistry:
@@ -112,12 +124,29 @@ class ModelRegistry:
         existing = self._versions()
         number = int(existing[-1][1:]) + 1 if existing else 1
         version = f"v{number:04d}"
-        save_model(model, self.directory / f"{version}.skops")  # written atomically by save_model
-        record = {"version": version, "model_metadata": _jsonable(getattr(model, "metadata_", {})), **dict(info)}
-        atomic_write(self.directory / f"{version}.json", json.dumps(record, ensure_ascii=False, indent=2, default=str))
+        path = save_model(model, self.directory / f"{version}.skops")  # written atomically by save_model
+        record = {"version": version, "model_metadata": _jsonable(getattr(model, "metadata_", {})), **dict(info),
+                  "sha256": file_sha256(path)}
+        self._write_record(version, record)
         if promote:
             self.promote(version)
         return version
+
+    def replace(self, version: str, model: Any) -> str:
+        """Rewrite the stored file of ``version`` on purpose (e.g. a vocabulary scrubbed by an erasure).
+
+        The new digest is recorded, so the registry keeps loading it; returns that SHA-256.
+        """
+        from assoc_ai_core.persistence import save_model
+
+        path = save_model(model, self.path(version))
+        digest = file_sha256(path)
+        self._write_record(version, {**self.info(version), "version": version, "sha256": digest})
+        return digest
+
+    def _write_record(self, version: str, record: Mapping[str, Any]) -> None:
+        atomic_write(self.directory / f"{version}.json",
+                     json.dumps(dict(record), ensure_ascii=False, indent=2, default=str))
 
     def promote(self, version: str) -> None:
         """Make ``version`` the live model."""
@@ -129,16 +158,30 @@ class ModelRegistry:
         self.promote(version)
 
     def load(self, version: str | None = None) -> tuple[Any, str]:
-        """Load ``version`` (default: the live one); returns (model, version)."""
-        from assoc_ai_core.persistence import load_model
-
+        """Load ``version`` (default: the live one) after checking its recorded digest; returns (model, version)."""
         version = version or self.current()
         if version is None:
             raise ModelError(tr(
                 f"Aucun modèle dans {self.directory}. Entraînez-en un : assoc-ai train --from-mailbox --config …",
                 f"No model in {self.directory}. Train one: assoc-ai train --from-mailbox --config …",
             ))
-        return load_model(self.path(version)), version
+        from assoc_ai_core.persistence import build_model, read_model_file
+
+        path = self.path(version)
+        data = path.read_bytes()  # the bytes whose digest is checked are the bytes built
+        digest, recorded = hashlib.sha256(data).hexdigest(), self.info(version).get("sha256")
+        if recorded and digest != recorded:
+            raise ModelError(tr(
+                f"Le fichier du modèle {version} ({path}) a changé depuis son enregistrement : empreinte SHA-256 "
+                f"{digest[:12]}…, {str(recorded)[:12]}… attendue. Il n'est pas chargé. Remettez en service une "
+                "version intacte (assoc-ai model rollback VERSION ; voir assoc-ai model list) ou ré-importez un "
+                "modèle sûr (assoc-ai retrain --config …, ou le fichier d'origine restauré).",
+                f"The file of model {version} ({path}) changed since it was stored: SHA-256 {digest[:12]}…, "
+                f"expected {str(recorded)[:12]}…. It is not loaded. Put an intact version back in service "
+                "(assoc-ai model rollback VERSION; see assoc-ai model list) or re-import a safe model "
+                "(assoc-ai retrain --config …, or the original file restored).",
+            ))
+        return build_model(read_model_file(path, data=data)), version
 
 
 def _jsonable(value: Any) -> Any:

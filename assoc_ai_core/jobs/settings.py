@@ -57,6 +57,18 @@ class TriageSection:
     correction_window_days: int = setting(
         60, Kind.INTEGER, "jours pendant lesquels un déplacement par une personne compte comme correction",
         "days after a decision during which a move by a person counts as a correction")
+    forward_max_age_days: int = setting(
+        7, Kind.INTEGER, "ne jamais transférer un courrier plus vieux que ce nombre de jours (0 : pas de limite)",
+        "never forward mail older than this many days (0: no limit)",
+        between=Between(0, 36500, ("entre 0 et 36500 jours", "between 0 and 36500 days")))
+    forward_attempts: int = setting(
+        10, Kind.INTEGER, "essais d'un transfert refusé pour un temps (4xx, coupure) avant de l'abandonner",
+        "tries of a forward that fails for a while (4xx, lost connection) before giving up",
+        between=Between(1, 100, ("entre 1 et 100", "between 1 and 100")))
+    forward_retry_days: float = setting(
+        2.0, Kind.NUMBER, "jours sur lesquels ces essais s'étalent (chaque attente double la précédente)",
+        "days those tries are spread over (each wait twice the one before)",
+        between=Between(0.0, 30.0, ("entre 0 et 30 jours", "between 0 and 30 days"), low_open=True))
 
 
 @dataclass(frozen=True)
@@ -114,11 +126,12 @@ class TrainingSection:
 
     data: Path | None = setting(None, Kind.PATH, "les données d'entraînement d'origine",
                                 "the original training data")
-    min_corrections: int = setting(3, Kind.INTEGER, "en dessous de ce nombre de corrections, retrain ne fait rien",
-                                   "retrain does nothing below this many corrections")
+    min_corrections: int = setting(3, Kind.INTEGER, "en dessous de ce nombre de corrections, retrain ne fait rien (sauf après un effacement)",
+                                   "retrain does nothing below this many corrections (except after an erasure)")
     holdout_share: float = setting(
-        0.2, Kind.NUMBER, "part des corrections récentes mise de côté pour comparer",
-        "share of the most recent corrections held out to compare",
+        0.2, Kind.NUMBER, "part des corrections récentes et des données d'origine mise de côté pour comparer "
+        "(au moins 30 messages)",
+        "share of the most recent corrections and of the original data held out to compare (at least 30 messages)",
         between=Between(0.0, 0.5, ("entre 0 et 0,5", "between 0 and 0.5"), low_open=True))
 
 
@@ -153,6 +166,9 @@ class TriageSettings:
     page_size: int = 100
     poll_interval: float = 60.0
     correction_window_days: int = 60
+    forward_max_age_days: int = 7
+    forward_attempts: int = 10
+    forward_retry_days: float = 2.0
     categories: Mapping[str, CategorySettings] = field(default_factory=dict)
     model_path: Path | None = None
     registry_dir: Path | None = None
@@ -203,7 +219,9 @@ class TriageSettings:
             connector=connector, mailbox=mailbox, state_path=triage.state or _default_state_path(),
             instance=triage.instance or connector, folders=triage.folders, review_folder=triage.review_folder,
             dry_run=triage.dry_run, page_size=triage.page_size, poll_interval=triage.poll_interval,
-            correction_window_days=triage.correction_window_days, categories=categories,
+            correction_window_days=triage.correction_window_days, forward_max_age_days=triage.forward_max_age_days,
+            forward_attempts=triage.forward_attempts, forward_retry_days=triage.forward_retry_days,
+            categories=categories,
             model_path=model.path, registry_dir=model.registry, target_precision=model.target_precision,
             smtp=smtp, store_raw_sender=privacy.store_raw_sender,
             privacy_key_file=privacy.key_file, keep_correction_text=privacy.keep_correction_text,

@@ -40,112 +40,21 @@ from typing import Any
 from assoc_ai_core.errors import ConfigError
 from assoc_ai_core.files import private_dir, private_file
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.jobs.audit import ActionRecord, MessageRecord, SenderPrivacy, pseudonymise_address
+from assoc_ai_core.jobs.audit import (
+    MIGRATIONS,
+    TOMBSTONE_PREFIX,
+    ActionRecord,
+    MessageRecord,
+    SenderPrivacy,
+    pseudonymise_address,
+)
 
 __all__ = [
     "SCHEMA_VERSION", "StateStore", "now_iso", "inserted_id", "ActionRecord", "MessageRecord", "SenderPrivacy",
-    "pseudonymise_address",
+    "pseudonymise_address", "TOMBSTONE_PREFIX",
 ]
 
-SCHEMA_VERSION = 1
-
-_MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE cursors (
-        instance TEXT NOT NULL,
-        folder TEXT NOT NULL,
-        cursor TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        PRIMARY KEY (instance, folder)
-    );
-    CREATE TABLE runs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        instance TEXT NOT NULL,
-        started_at TEXT NOT NULL,
-        ended_at TEXT,
-        status TEXT NOT NULL DEFAULT 'running',
-        dry_run INTEGER NOT NULL DEFAULT 0,
-        model_version TEXT,
-        pid INTEGER,
-        fetched INTEGER NOT NULL DEFAULT 0,
-        auto INTEGER NOT NULL DEFAULT 0,
-        review INTEGER NOT NULL DEFAULT 0,
-        errors INTEGER NOT NULL DEFAULT 0,
-        skipped INTEGER NOT NULL DEFAULT 0,
-        failed INTEGER NOT NULL DEFAULT 0,
-        forwarded INTEGER NOT NULL DEFAULT 0,
-        recovered INTEGER NOT NULL DEFAULT 0,
-        corrections INTEGER NOT NULL DEFAULT 0,
-        review_share REAL,
-        mean_confidence REAL,
-        category_mix TEXT,
-        exit_code INTEGER,
-        message TEXT
-    );
-    CREATE TABLE messages (
-        instance TEXT NOT NULL,
-        key TEXT NOT NULL,
-        run_id INTEGER,
-        dry_run INTEGER NOT NULL DEFAULT 0,
-        status TEXT NOT NULL,
-        source_folder TEXT,
-        source_uid TEXT,
-        current_folder TEXT,
-        current_uid TEXT,
-        sender_pseudo TEXT,
-        sender_hash TEXT,
-        sender_raw TEXT,
-        decision TEXT NOT NULL,
-        category TEXT,
-        probability REAL,
-        runner_up TEXT,
-        runner_up_probability REAL,
-        explanation TEXT,
-        model_version TEXT,
-        reason TEXT,
-        plan TEXT NOT NULL DEFAULT '[]',
-        effective_category TEXT,
-        decided_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        gone_at TEXT,
-        PRIMARY KEY (instance, key)
-    );
-    CREATE INDEX messages_sender ON messages (sender_hash);
-    CREATE INDEX messages_decided ON messages (decided_at);
-    CREATE INDEX messages_status ON messages (instance, status);
-    CREATE TABLE actions (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        instance TEXT NOT NULL,
-        key TEXT NOT NULL,
-        run_id INTEGER,
-        step INTEGER NOT NULL,
-        kind TEXT NOT NULL,
-        target TEXT,
-        status TEXT NOT NULL,
-        ref_folder TEXT,
-        ref_uid TEXT,
-        result_folder TEXT,
-        result_uid TEXT,
-        detail TEXT,
-        created_at TEXT NOT NULL,
-        done_at TEXT
-    );
-    CREATE INDEX actions_message ON actions (instance, key, step);
-    CREATE TABLE corrections (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        instance TEXT NOT NULL,
-        key TEXT NOT NULL,
-        from_category TEXT,
-        from_folder TEXT,
-        to_category TEXT NOT NULL,
-        to_folder TEXT NOT NULL,
-        detected_at TEXT NOT NULL,
-        model_version TEXT,
-        text TEXT
-    );
-    CREATE INDEX corrections_time ON corrections (detected_at);
-    """,
-}
+SCHEMA_VERSION = max(MIGRATIONS)
 
 
 def now_iso() -> str:
@@ -178,8 +87,11 @@ class StateStore:
     SQLite gives its ``-wal`` and ``-shm`` files the database's mode.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, key_file: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path)
+        # the sender-hash key also keys the tombstones of erased mail; by default it sits next to the state file
+        self.key_file = Path(key_file) if key_file is not None else self.path.with_name(self.path.stem + ".key")
+        self._privacy: SenderPrivacy | None = None
         try:
             private_file(private_dir(self.path.parent) / self.path.name)
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
@@ -234,7 +146,7 @@ class StateStore:
             # another process may have migrated while we waited for the write lock
             version = self.schema_version
             for v in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[v].split(";"):
+                for statement in MIGRATIONS[v].split(";"):
                     if statement.strip():
                         self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -324,18 +236,61 @@ class StateStore:
         return MessageRecord.from_row(row) if row else None
 
     def get_messages(self, instance: str, keys: Sequence[str]) -> dict[str, MessageRecord]:
-        """The decisions recorded for several keys at once (a page's), by key; unknown keys are left out."""
-        out: dict[str, MessageRecord] = {}
+        """The decisions recorded for several keys at once (a page's), by key; unknown keys are left out.
+
+        Erased mail is found too, through its tombstone (a keyed hash of the
+        key), so it is never decided again: its record keeps the hashed key.
+        """
         wanted = list(dict.fromkeys(keys))
-        for start in range(0, len(wanted), 500):  # stays under SQLite's limit on bound parameters
-            chunk = wanted[start:start + 500]
+        out = {r.key: r for r in self._messages_by_key(instance, wanted)}
+        missing = [k for k in wanted if k not in out]
+        if missing and self._has_tombstones(instance):
+            privacy = self.privacy()
+            hashed = {privacy.tombstone_key(instance, k): k for k in missing}
+            out.update({hashed[r.key]: r for r in self._messages_by_key(instance, list(hashed))})
+        return out
+
+    def _messages_by_key(self, instance: str, keys: Sequence[str]) -> list[MessageRecord]:
+        out: list[MessageRecord] = []
+        for start in range(0, len(keys), 500):  # stays under SQLite's limit on bound parameters
+            chunk = keys[start:start + 500]
             rows = self._db.execute(
                 f"SELECT * FROM messages WHERE instance=? AND key IN ({','.join('?' * len(chunk))})",
                 (instance, *chunk)).fetchall()
-            for row in rows:
-                record = MessageRecord.from_row(row)
-                out[record.key] = record
+            out += [MessageRecord.from_row(row) for row in rows]
         return out
+
+    def _has_tombstones(self, instance: str) -> bool:
+        # a range on the primary key: an index look-up, cheap on every page
+        return self._db.execute("SELECT 1 FROM messages WHERE instance=? AND key>=? AND key<? LIMIT 1",
+                                (instance, TOMBSTONE_PREFIX, TOMBSTONE_PREFIX[:-1] + chr(ord(":") + 1))
+                                ).fetchone() is not None
+
+    def privacy(self) -> SenderPrivacy:
+        """The keyed hashing of this state file (its key file, read once; created the first time)."""
+        if self._privacy is None:
+            self._privacy = SenderPrivacy.from_key_file(self.key_file)
+        return self._privacy
+
+    def tombstone_message(self, instance: str, key: str) -> str:
+        """Turn a decision into a de-identified tombstone; its journal follows; returns the tombstone key.
+
+        What stays is what the job needs never to decide the mail again and
+        what the association may keep: the category, decision and times.  The
+        sender, explanation, review reason and where the mail is go (so no
+        correction is ever looked for again); corrections are deleted by the
+        caller.
+        """
+        tomb = self.privacy().tombstone_key(instance, key)
+        self._db.execute(
+            "UPDATE messages SET key=?, sender_pseudo=NULL, sender_hash=NULL, sender_raw=NULL, explanation=NULL,"
+            " source_uid=NULL, current_folder=NULL, current_uid=NULL, reason='erased', status='erased', dry_run=0,"
+            " updated_at=? WHERE instance=? AND key=?",
+            (tomb, now_iso(), instance, key))
+        self._db.execute("UPDATE actions SET key=?, detail=NULL, ref_uid=NULL, result_uid=NULL WHERE instance=?"
+                         " AND key=?", (tomb, instance, key))
+        self._db.execute("UPDATE participants SET key=? WHERE instance=? AND key=?", (tomb, instance, key))
+        return tomb
 
     def record_decision(self, *, instance: str, key: str, run_id: int, dry_run: bool, status: str,
                         folder: str, uid: str, sender: str, privacy: SenderPrivacy, decision: str,
@@ -364,6 +319,31 @@ class StateStore:
              runner_up_probability, json.dumps(explanation, ensure_ascii=False) if explanation is not None else None,
              model_version, reason, json.dumps(list(plan), ensure_ascii=False), effective, now, now),
         )
+
+    def record_participants(self, instance: str, key: str, privacy: SenderPrivacy,
+                            roles: Mapping[str, Sequence[str]]) -> None:
+        """Remember, as keyed hashes, the other addresses of a message by role (``reply-to``, ``cc``, ``body``…)."""
+        rows = {(instance, key, role, h) for role, addresses in roles.items() for a in addresses
+                if (h := privacy.hash(a))}
+        self._db.executemany("INSERT OR IGNORE INTO participants (instance, key, role, address_hash)"
+                             " VALUES (?,?,?,?)", sorted(rows))
+
+    def participants_of(self, address_hashes: Sequence[str]) -> list[tuple[str, str, str]]:
+        """(instance, key, role) of every message where one of these hashed addresses appears besides the From."""
+        out: list[tuple[str, str, str]] = []
+        for h in dict.fromkeys(address_hashes):
+            out += [(r[0], r[1], r[2]) for r in self._db.execute(
+                "SELECT instance, key, role FROM participants WHERE address_hash=? ORDER BY instance, key, role",
+                (h,))]
+        return out
+
+    def participant_keys(self, address_hashes: Sequence[str]) -> set[tuple[str, str]]:
+        """(instance, key) of the messages where one of these hashed addresses appears besides the From."""
+        return {(instance, key) for instance, key, _role in self.participants_of(address_hashes)}
+
+    def forget_participants(self, address_hashes: Sequence[str]) -> None:
+        """Delete the participant rows of these hashed addresses (erasure)."""
+        self._db.executemany("DELETE FROM participants WHERE address_hash=?", [(h,) for h in address_hashes])
 
     def set_message_status(self, instance: str, key: str, status: str, *, reason: str | None = None) -> None:
         """Change a message's status (``pending``, ``done``, ``failed``, ``lost``)."""

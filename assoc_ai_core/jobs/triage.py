@@ -17,8 +17,9 @@ One pass (``assoc-ai triage run``):
 
 Every mailbox action is journalled: *intent* committed before, *done* after.
 Actions are idempotent, so a run killed at any instant (even ``SIGKILL``) is
-completed by the next one; a forward whose intent has no *done* is never
-re-sent (a message is forwarded at most once).  The folder cursor is stored
+completed by the next one; SMTP forwards go through an outbox (jobs/outbox.py) that
+retries temporary failures and re-sends an interrupted forward at most once, with
+the same Message-ID.  The folder cursor is stored
 only after its page is fully handled, and keys already handled are skipped,
 so each message is handled exactly once.
 
@@ -51,21 +52,23 @@ from typing import Any
 from pluggy import HookRelay
 
 from assoc_ai_core.errors import AssocAIError, ConnectorError, TransientError
-from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
+from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, Page
 from assoc_ai_core.ext.plugins import load_plugins, notify_observers
 from assoc_ai_core.files import acquire_lock, private_dir, release_lock
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.jobs.acknowledgement import Acknowledger
+from assoc_ai_core.jobs.audit import participant_addresses
 from assoc_ai_core.jobs.batch import InFlight, carry_out
 from assoc_ai_core.jobs.corrections import detect_corrections
 from assoc_ai_core.jobs.deciding import decide_page, unconfigured_categories
 from assoc_ai_core.jobs.examples import collect_mailbox_examples, train_from_mailbox
 from assoc_ai_core.jobs.execute import Checkpoint, Executor
+from assoc_ai_core.jobs.outbox import ForwardPolicy
 from assoc_ai_core.jobs.plan import Decision, DecisionKind, MessageKey, MessageStatus, StepStatus
 from assoc_ai_core.jobs.preflight import Forwarder, acknowledger, build_connector, load_current_model, smtp_forwarder
 from assoc_ai_core.jobs.report import RunReport, StopFlag
 from assoc_ai_core.jobs.settings import DEFAULT_REVIEW_FOLDER, CategorySettings, TriageSettings, as_settings
-from assoc_ai_core.jobs.state import MessageRecord, SenderPrivacy, StateStore
+from assoc_ai_core.jobs.state import SenderPrivacy, StateStore
 from assoc_ai_core.mail.parsing import parse_message
 from assoc_ai_core.records.mail import Message
 
@@ -145,7 +148,7 @@ class TriageJob:
         """Everything but the lock, built by the functions :func:`~.preflight.check_config` checks with."""
         s = self.settings
         self._hooks = load_plugins().hook  # also when the connector is given: observers must hear every decision
-        self._state = StateStore(s.state_path)
+        self._state = StateStore(s.state_path, key_file=s.key_file)  # key: erased mail's tombstones are keyed
         self._state.mark_abandoned_runs()  # we hold the lock: a run still 'running' was killed
         self._privacy = SenderPrivacy.from_key_file(s.key_file, store_raw=s.store_raw_sender)
         self._ack = acknowledger(s, self._state, self._privacy, dry_run=self.dry_run)
@@ -157,7 +160,8 @@ class TriageJob:
         self._connector.open()
         self._check_capabilities()
         self._executor = Executor(instance=s.instance, state=self._state, connector=self._connector,
-                                  forwarder=self._forwarder, checkpoint=self._checkpoint)
+                                  forwarder=self._forwarder, checkpoint=self._checkpoint,
+                                  forwarding=ForwardPolicy.from_settings(s))
 
     def close(self) -> None:
         """Release the mailbox, the state and the lock; safe to call twice."""
@@ -431,6 +435,9 @@ class TriageJob:
                     probability=d.probability, runner_up=d.runner_up, runner_up_probability=d.runner_up_probability,
                     explanation=d.explanation, model_version=self._model_version, reason=d.reason,
                     plan=d.plan.to_records())
+                # who else the message is about (Reply-To, Cc, a contact form's address), as keyed hashes only:
+                # an access request or an erasure must find them too
+                state.record_participants(s.instance, d.key, self.privacy, participant_addresses(d.message))
                 intents[d.key] = self._journal_start(d)
         for d in decisions:
             report.count(d)
@@ -476,10 +483,6 @@ class TriageJob:
         except ConnectorError as exc:
             log.warning(tr(f"{d.key} : accusé de réception non envoyé ({exc})",
                            f"{d.key}: acknowledgement not sent ({exc})"))
-
-    def _choose_ref(self, record: MessageRecord, found: Sequence[MailRef]) -> MailRef:
-        """Which copy of an interrupted message to carry on with (see :meth:`Executor.choose_ref`)."""
-        return self.executor.choose_ref(record, found)
 
 
 def run_triage(config: TriageSettings | str | os.PathLike[str], *, dry_run: bool | None = None, watch: bool = False,

@@ -26,7 +26,7 @@ import numpy as np
 import quotequail
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from assoc_ai_core.mail.parsing import message_from_text
+from assoc_ai_core.mail.parsing import MAX_SUBJECT_CHARS, message_from_text
 from assoc_ai_core.mail.pseudonymise import mask_addresses_and_links, pseudonymise
 from assoc_ai_core.records.mail import Message
 
@@ -34,9 +34,10 @@ __all__ = ["CleanedMail", "TextCleaner", "clean", "clean_message", "detect_langu
            "MAX_BODY_CHARS", "CHAR_FEATURE_CHARS", "MAX_RECIPIENT_TOKENS", "HISTORY_CHARS", "SCAN_CHARS"]
 
 # Subject prefixes of replies and forwards in the languages an association meets.
-_REPLY_PREFIX = re.compile(r"^\s*((re|ré|rép|réf|aw|sv|antw|r)\s*(\[\d+\])?\s*:\s*)+", re.I)
-_FWD_PREFIX = re.compile(r"^\s*((fwd?|tr|trans|transf|wg|rv|enc)\s*:\s*)+", re.I)
-_ANY_PREFIX = re.compile(r"^\s*((re|ré|rép|réf|aw|sv|antw|r|fwd?|tr|trans|transf|wg|rv|enc)\s*(\[\d+\])?\s*:\s*)+", re.I)
+# Possessive white space: "re" and 2,000 spaces were otherwise split every way between the two "\s*".
+_REPLY_PREFIX = re.compile(r"^\s*+((re|ré|rép|réf|aw|sv|antw|r)\s*+(\[\d+\]\s*+)?:\s*+)+", re.I)
+_FWD_PREFIX = re.compile(r"^\s*+((fwd?|tr|trans|transf|wg|rv|enc)\s*+:\s*+)+", re.I)
+_ANY_PREFIX = re.compile(r"^\s*+((re|ré|rép|réf|aw|sv|antw|r|fwd?|tr|trans|transf|wg|rv|enc)\s*+(\[\d+\]\s*+)?:\s*+)+", re.I)
 
 _SIG_DASHES = re.compile(r"^(-- ?|__+|—)$")
 _MOBILE = re.compile(
@@ -79,16 +80,17 @@ _CANDIDATE = re.compile(
     r"|^\s*_{30,34}\s*$|^\s*\*?(de|from|von|da|van|från)\s?\*?\s?:|^\d{4}/\d{1,2}/\d{1,2} )",
     re.I | re.M,
 )
-# The same search in two cheaper parts (``_candidate`` gives the same line as ``_CANDIDATE``): the
-# attribution words are found with ``str.find`` in the lower-cased body, then checked in place; the
-# markers at the start of a line are matched after a newline, a literal the regex engine jumps to.
+# ``_candidate`` finds what ``_CANDIDATE`` (the tests' reference) finds, cheaper: attribution words with
+# ``str.find`` in the lower-cased body, line markers once per run of blank lines (``_line_marker``).
 _ATTRIBUTION_KEYS = ("wrote", "écrit", "ecrit", "schrieb", "escribi", "escreveu", "schreef", "skrev", "geschreven",
                      "написал")
 _ATTRIBUTION_AT = re.compile(rf"\b({_ATTRIBUTION_WORDS})\b", re.I)
-_LINE_MARKER = re.compile(
-    r"\n(\s*-{2,}\s*(original|forwarded|message|mensaje|urspr|oorspronkelijk|doorgestuurd|weitergeleitet|origineel|vidarebefordrat)"
-    r"|\s*(begin forwarded|d[ée]but du message r[ée]exp[ée]di|anfang der weitergeleiteten|inicio del mensaje)"
-    r"|\s*_{30,34}\s*$|\s*\*?(de|from|von|da|van|från)\s?\*?\s?:|\d{4}/\d{1,2}/\d{1,2} )",
+# A marker line: a line break, white space within the line, then one of the markers (each starts with a
+# visible character), or a date right after the line break.
+_MARKER_LINE = re.compile(
+    r"\n[^\S\n]*+(?:-{2,}\s*(original|forwarded|message|mensaje|urspr|oorspronkelijk|doorgestuurd|weitergeleitet|"
+    r"origineel|vidarebefordrat)|(begin forwarded|d[ée]but du message r[ée]exp[ée]di|anfang der weitergeleiteten|"
+    r"inicio del mensaje)|_{30,34}\s*$|\*?(de|from|von|da|van|från)\s?\*?\s?:)|\n(?P<date>\d{4}/\d{1,2}/\d{1,2} )",
     re.I | re.M,
 )
 _SPACES = re.compile(r"[ \t\u00a0\u200b\ufeff]+")
@@ -116,7 +118,9 @@ class CleanedMail:
     history: str = ""  # quoted history of a reply (kept apart: context, often another topic)
 
 
-_TRAILING = re.compile(r"[^\S\n]+(?=\n|\Z)")
+# Tried only where a run of spaces starts, and never backtracked into: a line of 12,000 ideographic
+# spaces (which the pass above leaves) was otherwise re-read from each of its characters.
+_TRAILING = re.compile(r"(?<![^\S\n])[^\S\n]++(?=\n|\Z)")
 
 
 def _normalise(text: str) -> str:
@@ -131,11 +135,28 @@ def _looks_like_outlook_block(lines: Sequence[str], start: int) -> bool:
     return sum(1 for line in window if _HEADER_LINE.match(line.strip())) >= 2
 
 
+def _line_marker(text: str, pos: int) -> tuple[int, int] | None:
+    """(start, end) of the first match from ``pos`` of ``\\n\\s*<marker>|\\n<date>`` in ``text``.
+
+    ``\\s*`` tried from each line break of a run of blank lines re-read the run
+    (12 KB of them took 30 s).  The marker is found from the run's last line
+    break; the match starts at the run's first one, as ``\\s*`` would give.
+    """
+    found = _MARKER_LINE.search(text, pos)
+    if found is None:
+        return None
+    if found.group("date") is not None:  # a date follows its line break directly: no run to go back over
+        return found.start(), found.end()
+    start = found.start()
+    while start > pos and text[start - 1].isspace():
+        start -= 1
+    return text.find("\n", start), found.end()
+
+
 def _candidate(body: str, lowered: str, pos: int) -> tuple[int, int] | None:
     """(start, end) of the first line from ``pos`` that ``_CANDIDATE`` matches, as its search would give."""
-    if len(lowered) != len(body):  # lower-casing changed offsets (rare scripts): the plain search
-        m = _CANDIDATE.search(body, pos)
-        return (m.start(), m.end()) if m else None
+    if len(lowered) != len(body):  # "İ" lower-cases to two characters: keep one for each, offsets stay
+        lowered = "".join(ch.lower()[:1] for ch in body)
     attribution = None
     hits = []
     for key in _ATTRIBUTION_KEYS:
@@ -154,10 +175,35 @@ def _candidate(body: str, lowered: str, pos: int) -> tuple[int, int] | None:
             attribution = (line_start, line_end)
             break
     # "\n" + body: a newline at index j of it is a line starting at index j of the body.
-    marker = _LINE_MARKER.search("\n" + body, pos)
-    if marker is not None and (attribution is None or marker.start() < attribution[0]):
-        return marker.start(), marker.end() - 1
+    marker = _line_marker("\n" + body, pos)
+    if marker is not None and (attribution is None or marker[0] < attribution[0]):
+        return marker[0], marker[1] - 1
     return attribution
+
+
+# quotequail's header line (its HEADER_RE, matched the same way), and the longest run of them it is given.
+_HEADERISH = re.compile(r"\*?[-\w ]+:")
+_MAX_HEADER_RUN = 50
+_MAX_FORWARDS = 8
+
+
+def _header_runs_bounded(text: str) -> str:
+    """``text`` cut where a run of header-like lines passes ``_MAX_HEADER_RUN`` lines.
+
+    quotequail re-reads a header block from each of its lines (2,000 "De : a"
+    lines took 0.5 s; real blocks have under ten).  Runs as it reads them: blank
+    lines and one wrapped line after a header line do not end one.
+    """
+    run, wrapped, pos = 0, False, 0
+    for line in text.split("\n"):
+        if _HEADERISH.match(line):
+            run, wrapped = run + 1, False
+        elif line.strip():
+            run, wrapped = (run, True) if run and not wrapped else (0, False)
+        if run > _MAX_HEADER_RUN:
+            return text[:pos]
+        pos += len(line) + 1
+    return text
 
 
 def _unwrap(body: str) -> dict[str, str] | None:
@@ -192,10 +238,11 @@ def _unwrap(body: str) -> dict[str, str] | None:
             window_end = nxt
         found: dict[str, str] | None
         try:
-            found = quotequail.unwrap(body[start:window_end])
+            found = quotequail.unwrap(_header_runs_bounded(body[start:window_end]))
             needs_all = found is not None and (found.get("type") == "forward" or not (found.get("text_top") or "").strip())
             if needs_all and window_end < len(body):
-                found = quotequail.unwrap(body[start:])  # a forward's content is the request: read all of it
+                # a forward's content is the request: read all of it
+                found = quotequail.unwrap(_header_runs_bounded(body[start:]))
         except Exception:  # quotequail is heuristic; a failure must not lose the mail
             return None
         if found is not None:
@@ -208,8 +255,8 @@ def _unwrap(body: str) -> dict[str, str] | None:
     return None
 
 
-def _split_history(body: str, subject: str) -> tuple[str, str, str]:
-    """Return (kind, new_text, forwarded_text) of a body."""
+def _split_history(body: str, subject: str, depth: int = 0) -> tuple[str, str, str]:
+    """Return (kind, new_text, forwarded_text) of a body; forwards nested past ``_MAX_FORWARDS`` are read as is."""
     lines = body.split("\n")
     is_fwd_subject = bool(_FWD_PREFIX.match(subject))
     is_reply_subject = bool(_REPLY_PREFIX.match(subject))
@@ -228,7 +275,8 @@ def _split_history(body: str, subject: str) -> tuple[str, str, str]:
                 kind = "reply"
         if kind == "forward":
             fwd_subject = found.get("subject", "")
-            inner_kind, inner_new, _ = _split_history(inner, fwd_subject)
+            # Each level re-reads the rest: hostile mail nests hundreds, real mail a few.
+            inner_new = _split_history(inner, fwd_subject, depth + 1)[1] if depth < _MAX_FORWARDS else inner
             return "forward", (top + "\n" + bottom).strip(), (fwd_subject + "\n" + inner_new).strip()
         if kind == "reply":
             new = top.strip() or bottom.strip()
@@ -305,11 +353,13 @@ def detect_language(text: str) -> str:
 def clean_message(message: Message | str, *, keep_signature: bool = False, pseudonymize: bool = False) -> CleanedMail:
     """Clean one message (or a plain string treated as a message body)."""
     msg = message_from_text(message) if isinstance(message, str) else message
-    subject = _ANY_PREFIX.sub("", msg.subject or "").strip()
+    # The parser caps what it reads; a message built otherwise (a CSV cell, a caller's record) is capped here.
+    raw_subject = (msg.subject or "")[:MAX_SUBJECT_CHARS]
+    subject = _ANY_PREFIX.sub("", raw_subject).strip()
     # What is kept is at most MAX_BODY_CHARS of new text and HISTORY_CHARS of quote: reading further
     # into a very long mail (a newsletter, a pasted log) only costs time.
     body = _normalise((msg.text or "")[:SCAN_CHARS])
-    kind, new, forwarded = _split_history(body, msg.subject or "")
+    kind, new, forwarded = _split_history(body, raw_subject)
     history = ""
     if forwarded.startswith("\x00"):  # a reply's quoted history, not a forwarded request
         history, forwarded = forwarded[1:][:HISTORY_CHARS], ""

@@ -192,7 +192,7 @@ def _layout(features: Any) -> _Layout:
 
 
 def _contributions(model: Any, cleaned_row: np.ndarray, k: int, r: int, X_row: Any = None,
-                   grams: _WordGrams | None = None) -> tuple[dict[str, float], float, float]:
+                   grams: _WordGrams | None = None, lang: str | None = None) -> tuple[dict[str, float], float, float]:
     """Per-term pushes toward class k over class r for one cleaned message.
 
     ``X_row`` is its features (a sparse row, or its ``(indices, data)``) and ``grams`` its words'
@@ -212,7 +212,7 @@ def _contributions(model: Any, cleaned_row: np.ndarray, k: int, r: int, X_row: A
     layout = _layout(features)
     text = str(cleaned_row[2] if len(cleaned_row) > 2 else cleaned_row[0])  # what the char features read
     terms: dict[str, float] = defaultdict(float)
-    lang = current_lang()
+    lang = lang or current_lang()  # the explanation's language: no "⟨langue en⟩" in an English one
     blocks = layout.block[idx]
     is_char = blocks == _CHAR
     quoted = tr(" (cité)", " (quoted)", lang)
@@ -381,7 +381,7 @@ def explain_many(model: Any, messages: Sequence[Message | str], *, top_k: int = 
         else:
             row = slice(X.indptr[i], X.indptr[i + 1])
             terms, total, bias = _contributions(model, cleaned[i], k, r, X_row=(X.indices[row], X.data[row]),
-                                                grams=grams[i])
+                                                grams=grams[i], lang=lang)
             terms = _name_placeholders(terms, str(cleaned[i][0]), lang)
         ranked = sorted(((t, w) for t, w in terms.items() if abs(w) > 1e-6), key=lambda tw: -abs(tw[1]))
         exp = Explanation(

@@ -7,6 +7,7 @@ read without building the model.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import platform
 from collections.abc import Sequence
@@ -23,7 +24,13 @@ from assoc_ai_core.mail.thresholds import Calibration, coverage_at_precision, co
 from assoc_ai_core.persistence import FORMAT_VERSION
 from assoc_ai_core.records.mail import Message
 
-__all__ = ["TrainingChoices", "training_metadata", "train_digest"]
+__all__ = [
+    "TrainingChoices", "training_metadata", "train_digest", "message_digests", "pack_digests", "unpack_digests",
+    "DIGEST_BYTES", "DIGESTS_KEY",
+]
+
+DIGEST_BYTES = 8  # 2**64 values: a false match between 100,000 training and 100,000 test messages is ~1e-9 likely
+DIGESTS_KEY = "train_message_digests"
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,35 @@ def train_digest(texts: Sequence[Any] | np.ndarray, y: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def _message_text(message: Message | str) -> str:
+    """The part of a message the digest covers: its subject and text, whitespace made uniform.
+
+    Line endings and wrapping differ between an .eml, an mbox and a CSV copy of the same mail;
+    they must not hide that the message was seen at training.
+    """
+    if isinstance(message, Message):
+        return " ".join(message.subject.split()) + "\x00" + " ".join(message.text.split())
+    return "\x00" + " ".join(str(message).split())
+
+
+def message_digests(messages: Sequence[Message | str]) -> np.ndarray:
+    """The first ``DIGEST_BYTES`` bytes of a BLAKE2b of each message's subject and text, as unsigned integers."""
+    raw = b"".join(
+        hashlib.blake2b(_message_text(m).encode("utf-8", "surrogatepass"), digest_size=DIGEST_BYTES).digest()
+        for m in messages)
+    return np.frombuffer(raw, dtype=">u8").astype(np.uint64)
+
+
+def pack_digests(digests: np.ndarray) -> str:
+    """Sorted, deduplicated digests as one base64 text (about 10.7 characters a message) for the metadata."""
+    return base64.b64encode(np.unique(digests).astype(">u8").tobytes()).decode("ascii")
+
+
+def unpack_digests(packed: str) -> np.ndarray:
+    """The digests written by :func:`pack_digests`."""
+    return np.frombuffer(base64.b64decode(packed), dtype=">u8").astype(np.uint64)
+
+
 def training_metadata(
     X: Sequence[Message | str], y: np.ndarray, cleaned: np.ndarray, choices: TrainingChoices, cal: Calibration,
 ) -> dict[str, Any]:
@@ -60,6 +96,8 @@ def training_metadata(
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "n_train": len(y),
         "train_sha256": train_digest(cleaned[:, 0], y),
+        # Lets evaluate() tell mail the model was trained on from mail it has not seen.
+        DIGESTS_KEY: pack_digests(message_digests(X)),
         "labels": [str(c) for c in classes],
         "per_class": {str(c): {"examples": int(k)} for c, k in zip(classes, counts, strict=True)},
         "rare_categories": [str(c) for c, k in zip(classes, counts, strict=True) if k < 2],

@@ -36,10 +36,11 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
 from assoc_ai_core.errors import DataError
-from assoc_ai_core.i18n import tr
+from assoc_ai_core.i18n import percent, tr
 from assoc_ai_core.mail.cleaning import TextCleaner
 from assoc_ai_core.mail.label_names import name_rows
 from assoc_ai_core.mail.metadata import TrainingChoices, training_metadata
+from assoc_ai_core.mail.model_checks import loaded_model_problems
 from assoc_ai_core.mail.ngrams import CharNgramIndex, WordNgramIndex
 from assoc_ai_core.mail.search import (
     HISTORY_WEIGHT,
@@ -441,8 +442,8 @@ class MailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # s
             item = X[i]
             key = keys[i] if keys is not None else (item.key if isinstance(item, Message) else str(i))
             reason = "" if decision == "auto" else tr(
-                f"confiance {p:.0%} sous le seuil {self.threshold_:.0%}",
-                f"confidence {p:.0%} below threshold {self.threshold_:.0%}",
+                f"confiance {percent(p, 'fr')} sous le seuil {percent(self.threshold_, 'fr')}",
+                f"confidence {percent(p, 'en')} below threshold {percent(self.threshold_, 'en')}",
             )
             out.append(Prediction(
                 key=key, label=str(self.classes_[top]), probability=p,
@@ -451,6 +452,14 @@ class MailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # s
                 reason=reason,
             ))
         return out
+
+    # ------------------------------------------------------------ on load
+    def validate_loaded(self) -> list[str]:
+        """What a loaded model holds outside what :meth:`fit` writes (empty: nothing); called on load.
+
+        The rules are in :func:`assoc_ai_core.mail.model_checks.loaded_model_problems`.
+        """
+        return loaded_model_problems(self)
 
 
 class _QuietLogisticRegression(LogisticRegression):  # type: ignore[misc]  # scikit-learn ships no type information

@@ -11,10 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from assoc_ai_core.errors import ModelError
 from assoc_ai_core.i18n import tr
 
-__all__ = ["PEOPLE_TRUSTED_TYPES", "save_people_model", "load_people_model", "is_people_model"]
+__all__ = [
+    "PEOPLE_TRUSTED_TYPES", "save_people_model", "load_people_model", "people_model_problems", "is_people_model",
+]
 
 # Beyond skops' own defaults, only these appear in a people model (checked by tests/people/test_store.py).
 PEOPLE_TRUSTED_TYPES: tuple[str, ...] = (
@@ -38,14 +39,29 @@ def save_people_model(model: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def load_people_model(path: str | os.PathLike[str]) -> Any:
-    """Load a people model, refusing any type outside the reviewed lists."""
-    from assoc_ai_core.people.model import PeopleModel
-    from assoc_ai_core.persistence import load_model
+    """Load a people model, refusing any type outside the reviewed lists, another root class or bad parameters."""
+    from assoc_ai_core.persistence import PEOPLE_MODEL, load_model
 
-    model = load_model(path, trusted=PEOPLE_TRUSTED_TYPES)
-    if not isinstance(model, PeopleModel):
-        raise ModelError(tr(f"{path} n'est pas un modèle de données de personnes.", f"{path} is not a people-data model."))
-    return model
+    return load_model(path, trusted=PEOPLE_TRUSTED_TYPES, expected=PEOPLE_MODEL, check=people_model_problems)
+
+
+def people_model_problems(model: Any) -> list[str]:
+    """What a loaded people model holds outside what training writes (empty: nothing).
+
+    The rule for ``threshold_``: a finite number in [0, 1].  Unlike the mail
+    threshold, 0 can be honest here (isotonic calibration gives 0 to some
+    people, and the F1-best cut-off may then be 0) and nothing is done
+    automatically on it: it only splits a list into "likely" and "unlikely".
+    """
+    import math
+
+    problems: list[str] = []
+    threshold = getattr(model, "threshold_", 0.5)
+    if not isinstance(threshold, (int, float)) or not math.isfinite(threshold) or not 0.0 <= threshold <= 1.0:
+        problems.append(tr(f"seuil {threshold!r} hors de [0, 1]", f"threshold {threshold!r} outside [0, 1]"))
+    if getattr(model, "kind", "logistic") not in ("logistic", "boosting"):
+        problems.append(tr(f"type de modèle inconnu {model.kind!r}", f"unknown model kind {model.kind!r}"))
+    return problems
 
 
 def is_people_model(path: str | os.PathLike[str]) -> bool:

@@ -173,9 +173,9 @@ def snapshot_dates(
             tr(
                 f"Historique trop court : {months} mois de données, il en faut au moins {need} pour un horizon de "
                 f"{horizon_months} mois (apprendre sur le passé, vérifier sur la dernière période). "
-                "Réduisez l'horizon (--horizon 6) ou ajoutez des années d'historique.",
+                "Réduisez l'horizon (`assoc-ai people train … --horizon 6`) ou ajoutez des années d'historique.",
                 f"History too short: {months} months of data, at least {need} are needed for a {horizon_months}-month "
-                "horizon (learn on the past, check on the latest period). Reduce the horizon (--horizon 6) or add "
+                "horizon (learn on the past, check on the latest period). Reduce the horizon (`assoc-ai people train … --horizon 6`) or add "
                 "years of history.",
             )
         )

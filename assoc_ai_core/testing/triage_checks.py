@@ -45,7 +45,9 @@ def kit_config(harness: MailboxHarness, tmp_path: Path, conn_id: str) -> dict[st
     section = dict(harness.section or {"connector": conn_id})
     return {
         "mailbox": section,
-        "triage": {"folders": [harness.inbox], "review_folder": REVIEW, "state": str((tmp_path / "state.sqlite").resolve())},
+        # the kit's sample mail carries fixed dates in the past: no forward age limit, or no forward would go out
+        "triage": {"folders": [harness.inbox], "review_folder": REVIEW, "state": str((tmp_path / "state.sqlite").resolve()),
+                   "forward_max_age_days": 0},
         "categories": {
             CATEGORY_A: {"folder": FOLDER_A, "label": CATEGORY_A, "tag": True, "forward": "tresorier@asso.example"},
             CATEGORY_B: {"folder": FOLDER_B, "label": CATEGORY_B, "tag": True},

@@ -37,16 +37,16 @@ def _ack_rows(state: Any, sender_hash: str) -> list[dict[str, Any]]:
     return [{k: r[k] for k in r.keys() if k != "sender_hash"} for r in rows]
 
 
-def _decision(state: Any, record: Any, corrections: list[dict[str, Any]]) -> dict[str, Any]:
-    """One decision about the person's mail, as the export shows it."""
+def _decision(state: Any, record: Any, corrections: list[dict[str, Any]], roles: list[str]) -> dict[str, Any]:
+    """One decision about mail the person appears in, as the export shows it (``roles``: where they appear)."""
     r = record
     return {
-        "decided_at": r.decided_at, "message_key": r.key, "mailbox": r.instance,
+        "decided_at": r.decided_at, "message_key": r.key, "mailbox": r.instance, "roles": roles,
         "decision": r.decision, "category": r.category, "probability": r.probability,
         "runner_up": r.runner_up, "runner_up_probability": r.runner_up_probability,
         "reason": r.reason, "explanation": r.explanation, "model_version": r.model_version,
         "received_in": r.source_folder, "now_in": r.current_folder, "status": r.status,
-        "simulation": r.dry_run, "sender_as_stored": r.sender_raw or r.sender_pseudo,
+        "simulation": r.dry_run, "sender_as_stored": r.sender_raw or r.sender_pseudo if "from" in roles else None,
         "actions": [{"kind": a.kind, "target": a.target, "status": a.status,
                      "at": a.done_at or a.created_at} for a in state.actions_for(r.instance, r.key)],
         "corrections": [
@@ -56,33 +56,59 @@ def _decision(state: Any, record: Any, corrections: list[dict[str, Any]]) -> dic
     }
 
 
+def _roles_by_message(state: Any, privacy: Any, emails: Iterable[str]) -> dict[tuple[str, str], set[str]]:
+    """Where the person appears, by message: ``from`` (sender hash or raw address), else the roles recorded
+    as keyed hashes when the message was decided (``reply-to``, ``to``, ``cc``, ``body``)."""
+    roles: dict[tuple[str, str], set[str]] = {}
+    for address in sorted(emails):
+        h = privacy.hash(address)
+        for r in state.audit(sender_hash=h, sender_raw=address):
+            roles.setdefault((r.instance, r.key), set()).add("from")
+        for instance, key, role in state.participants_of([h]):
+            roles.setdefault((instance, key), set()).add(role)
+    return roles
+
+
 def _mail_data(settings: Any, emails: Iterable[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(decisions about mail from these addresses, acknowledgements sent to them) from the state file."""
+    """(decisions about mail these addresses appear in, acknowledgements sent to them) from the state file."""
     decisions: list[dict[str, Any]] = []
     acknowledgements: list[dict[str, Any]] = []
     privacy = sender_privacy(settings)
-    with StateStore(settings.state_path) as state:
+    with StateStore(settings.state_path, key_file=settings.key_file) as state:
         corrections: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for c in state.corrections():
             corrections.setdefault((c["instance"], c["key"]), []).append(c)
+        for (instance, key), roles in sorted(_roles_by_message(state, privacy, emails).items()):
+            record = state.get_message(instance, key)
+            if record is not None:
+                decisions.append(_decision(state, record, corrections.get((instance, key), []), sorted(roles)))
         for address in sorted(emails):
-            for r in state.audit(sender_hash=privacy.hash(address), sender_raw=address):
-                decisions.append(_decision(state, r, corrections.get((r.instance, r.key), [])))
             acknowledgements += _ack_rows(state, privacy.hash(address))
     return decisions, acknowledgements
 
 
-def _model_versions(settings: Any, versions: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """What the registry records about each model version that decided about the person."""
+def _model_versions(settings: Any, decisions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What the registry records about each model version that decided about the person or learnt from their mail.
+
+    A version learnt from their mail when it was trained with the corrections
+    (its ``source`` says so) after one of their messages was corrected.
+    """
     registry = ModelRegistry(settings.models_dir)
+    corrected = min((c["detected_at"] for d in decisions for c in d["corrections"]), default=None)
+    deciders = {d["model_version"] for d in decisions if d["model_version"]}
     models = {}
-    for v in sorted(x for x in versions if x):
+    for v in sorted(deciders | {m.version for m in registry.list()}):
         info = registry.info(v) if re.match(r"^v\d{4,}$", v) else {}
+        trained = bool(corrected and "correction" in str(info.get("source", ""))
+                       and str(info.get("created_at", "")) >= corrected)
+        if v not in deciders and not trained:
+            continue
         meta = info.get("model_metadata", {}) if info else {}
         models[v] = {"created_at": info.get("created_at"), "source": info.get("source"),
                      "trained_at": meta.get("trained_at"), "categories": meta.get("labels"),
                      "n_train": info.get("n_train", meta.get("n_train")),
-                     "evaluation": info.get("evaluation")}
+                     "evaluation": info.get("evaluation"), "decided_about_them": v in deciders,
+                     "trained_with_their_mail": trained}
     return models
 
 
@@ -103,15 +129,18 @@ def export_person(config: TrustConfig, *, email: str | None = None, person_id: s
         "generated_at": iso_utc(utc_now()),
         "request": {"email": email or None, "person_id": person_id or None},
         "what_is_kept": tr(
-            "Décisions de tri sur les messages reçus de cette adresse (catégorie, probabilité, explication, "
-            "version du modèle, actions), corrections faites par l'équipe (texte pseudonymisé), accusés de "
+            "Décisions de tri sur les messages où apparaît cette adresse — expéditeur, adresse de réponse, "
+            "destinataire ou copie, ou dans le texte d'un formulaire de contact ou d'un transfert (catégorie, "
+            "probabilité, explication, version du modèle, actions) —, corrections faites par l'équipe (texte "
+            "pseudonymisé), versions de modèle qui ont décidé à son sujet ou appris de ses messages, accusés de "
             "réception envoyés, et lignes des fichiers de données de personnes.",
-            "Sorting decisions on mail received from this address (category, probability, explanation, model "
-            "version, actions), corrections made by the team (pseudonymised text), acknowledgements sent, and "
-            "rows of people-data files."),
+            "Sorting decisions on mail where this address appears — sender, reply-to, recipient or copy, or in "
+            "the text of a contact form or a forward (category, probability, explanation, model version, "
+            "actions) —, corrections made by the team (pseudonymised text), model versions that decided about "
+            "them or learnt from their mail, acknowledgements sent, and rows of people-data files."),
         "mail_decisions": sorted(decisions, key=lambda d: (d["decided_at"], d["message_key"])),
         "acknowledgements": acknowledgements,
-        "model_versions": _model_versions(settings, {d["model_version"] or "" for d in decisions}),
+        "model_versions": _model_versions(settings, decisions),
         "people_data": people,
         "people_ids": sorted(ids),
     }
@@ -139,9 +168,9 @@ pre{white-space:pre-wrap;margin:0;font-size:.85em}</style></head><body>
 <p>{{ d.what_is_kept }}</p>
 <h2>{{ t("Messages triés", "Mail sorted") }} ({{ d.mail_decisions|length }})</h2>
 {% if d.mail_decisions %}<table><tr><th>{{ t("Date", "Date") }}</th><th>{{ t("Décision", "Decision") }}</th>
-<th>{{ t("Catégorie", "Category") }}</th><th>{{ t("Pourquoi", "Why") }}</th><th>{{ t("Modèle", "Model") }}</th>
+<th>{{ t("Rôle", "Role") }}</th><th>{{ t("Catégorie", "Category") }}</th><th>{{ t("Pourquoi", "Why") }}</th><th>{{ t("Modèle", "Model") }}</th>
 <th>{{ t("Actions et corrections", "Actions and corrections") }}</th></tr>
-{% for m in d.mail_decisions %}<tr><td>{{ m.decided_at }}</td><td>{{ m.decision }}</td>
+{% for m in d.mail_decisions %}<tr><td>{{ m.decided_at }}</td><td>{{ m.decision }}</td><td>{{ m.roles|join(", ") }}</td>
 <td>{{ m.category or "—" }}{% if m.probability is not none %} ({{ "%.0f"|format(m.probability * 100) }} %){% endif %}</td>
 <td>{% if m.explanation and m.explanation.sentence %}{{ m.explanation.sentence }}{% endif %}{% if m.reason %}<br>{{ m.reason }}{% endif %}</td>
 <td>{{ m.model_version or "—" }}</td>

@@ -23,6 +23,9 @@ from assoc_ai_core.i18n import decimal, percent, tr
 
 WEAK_F1 = 0.7
 FEW_EXAMPLES = 5
+# Under this macro-F1 the average category misses or misfiles more than one message in five, and some categories
+# are then usually under WEAK_F1 even when none was measured on its own.
+WEAK_MACRO_F1 = 0.8
 
 
 @dataclass
@@ -203,7 +206,12 @@ def _coverage(md: Mapping[str, Any], evaluation: Mapping[str, Any] | None, t: Sa
 
 
 def _weak_categories(md: Mapping[str, Any], evaluation: Mapping[str, Any], t: Say) -> Section:
-    """Categories with too few examples, or a low F1 on the recent mail they appear in."""
+    """Categories with too few examples or a low F1 on recent mail, and a model that is weak as a whole.
+
+    A category is fragile under ``FEW_EXAMPLES`` examples or under ``WEAK_F1`` on the recent mail it appears in.
+    The whole model is called weak under ``WEAK_MACRO_F1`` macro-F1 (the chronological one when measured, else
+    cross-validation): the card then never says that no category is fragile.
+    """
     per_class = md.get("per_class", {})
     measured = evaluation.get("per_class", {})
     weak = []
@@ -213,10 +221,37 @@ def _weak_categories(md: Mapping[str, Any], evaluation: Mapping[str, Any], t: Sa
         if isinstance(n, int) and n < FEW_EXAMPLES:
             weak.append([lab, t(f"seulement {n} exemple(s)", f"only {n} example(s)")])
         elif isinstance(f1, float) and f1 < WEAK_F1 and measured.get(lab, {}).get("support"):
-            weak.append([lab, t(f"F1 {f1:.2f} sur le courrier récent", f"F1 {f1:.2f} on recent mail")])
-    return (t("Catégories fragiles connues", "Known weak categories"), [
-        Table([t("Catégorie", "Category"), t("Pourquoi", "Why")], weak) if weak else
-        t("Aucune repérée.", "None found.")])
+            weak.append([lab, t(f"F1 {decimal(f1, 2, 'fr')} sur le courrier récent", f"F1 {f1:.2f} on recent mail")])
+    blocks: list[Any] = [Table([t("Catégorie", "Category"), t("Pourquoi", "Why")], weak)] if weak else []
+    overall = _weak_model(md, evaluation, t)
+    if overall:
+        blocks.append(overall)
+    elif not weak:
+        blocks.append(t(
+            f"Aucune repérée (chaque catégorie a au moins {FEW_EXAMPLES} exemples"
+            + (f" et un F1 d'au moins {decimal(WEAK_F1, 2, 'fr')} sur le courrier récent)." if measured else
+               " ; pas encore de mesure par catégorie sur du courrier récent)."),
+            f"None found (every category has at least {FEW_EXAMPLES} examples"
+            + (f" and an F1 of at least {WEAK_F1:.2f} on recent mail)." if measured else
+               "; no per-category measurement on recent mail yet).")))
+    return (t("Catégories fragiles connues", "Known weak categories"), blocks)
+
+
+def _weak_model(md: Mapping[str, Any], evaluation: Mapping[str, Any], t: Say) -> str | None:
+    """A sentence when the model's macro-F1 is under ``WEAK_MACRO_F1``; None otherwise or when not measured."""
+    chrono = isinstance(evaluation.get("macro_f1"), (int, float))
+    f1 = evaluation.get("macro_f1") if chrono else md.get("cv_macro_f1")
+    if not isinstance(f1, (int, float)) or f1 >= WEAK_MACRO_F1:
+        return None
+    where_fr, where_en = ("sur le courrier récent", "on recent mail") if chrono else (
+        "en validation croisée", "in cross-validation")
+    return t(
+        f"Le modèle entier est fragile : F1 macro {decimal(f1, 2, 'fr')} {where_fr}, sous le seuil de "
+        f"{decimal(WEAK_MACRO_F1, 2, 'fr')} ; toutes les catégories sont à surveiller, même celles qui ne sont pas "
+        "listées. Ajoutez des exemples aux catégories qui se confondent (voir la matrice de confusion du rapport).",
+        f"The whole model is weak: macro-F1 {f1:.2f} {where_en}, under the {WEAK_MACRO_F1:.2f} threshold; watch "
+        "every category, listed or not. Add examples to the categories that get confused (see the report's "
+        "confusion matrix).")
 
 
 def _per_language(languages: Mapping[str, Mapping[str, Any]] | None, t: Say, pct: Callable[[Any], str]) -> Section:

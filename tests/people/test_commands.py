@@ -129,3 +129,18 @@ def test_example_script_runs_as_a_dry_run(capsys):
     assert "Vérification chronologique" in out and "Rien n'a été écrit" in out
     assert re.search(r"AUC \d,\d{2},", out)  # French numbers take a decimal comma
     assert "'create': " in out
+
+
+def test_predict_command_on_a_people_model_prints_everyone_in_json_and_english(donor_model_path, exports):
+    from assoc_ai_core.cli.main import _wire_optional_commands, cli
+
+    _wire_optional_commands()
+    res = CliRunner().invoke(cli, ["predict", str(donor_model_path), str(exports), "--json", "--lang", "en"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    scored = int(re.search(r"(\d+) people scored", res.stderr).group(1))
+    assert len(rows) == scored > 20 and {"person_id", "probability", "explanation"} <= set(rows[0])
+    assert not re.search(r"\b(personnes|notées|exclue)\b", res.output)
+    res = CliRunner().invoke(cli, ["predict", str(donor_model_path), str(exports), "--top", "3"])
+    assert res.exit_code == 0 and len(res.stdout.strip().splitlines()) == 3
+    assert "autre(s)" in res.stderr and "--top" in res.stderr

@@ -271,10 +271,10 @@ def test_unknown_folder_lists_existing_labels(connector: GmailConnector, fake_gm
 
 
 def test_real_french_mail_round_trips_byte_exact(connector: GmailConnector, fake_gmail) -> None:
-    corpus = Path(__file__).resolve().parents[3].parent / "shared" / "corpora" / "devA"
+    corpus = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "mailbox"
     files = sorted(corpus.glob("*/*.eml"))[:20]
     if not files:
-        pytest.fail(f"development corpus missing at {corpus}")
+        pytest.fail(f"test mailbox missing at {corpus}")
     raws = [p.read_bytes() for p in files]
     for raw in raws:
         fake_gmail.deliver(raw)

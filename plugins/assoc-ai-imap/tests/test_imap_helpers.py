@@ -17,20 +17,20 @@ from assoc_ai_core.errors import AuthError, CapabilityError, ConnectorError, Tra
 from assoc_ai_core.ext import subject as hdr
 from assoc_ai_core.mail.parsing import parse_message
 
-SHARED = Path(__file__).resolve().parents[3].parent / "shared"
-DEV_A = SHARED / "corpora" / "devA"
-SPAMASSASSIN = SHARED / "data" / "spamassassin_public_corpus" / "spamassassin_raw.tar.gz"
+FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+MAILBOX = FIXTURES / "mailbox"
+SPAMASSASSIN = FIXTURES / "spamassassin_sample.tar.gz"
 
 
 @pytest.fixture(scope="module")
 def real_mail() -> list[bytes]:
-    """The 210 devA mails plus 300 SpamAssassin messages (odd charsets, HTML, broken headers)."""
-    assert DEV_A.is_dir() and SPAMASSASSIN.is_file(), f"real mail is read from {SHARED}"
-    out = [p.read_bytes() for p in sorted(DEV_A.glob("*/*.eml"))]
+    """The 24 test-mailbox mails plus 160 SpamAssassin messages (odd charsets, HTML, broken headers)."""
+    assert MAILBOX.is_dir() and SPAMASSASSIN.is_file(), f"test mail is read from {FIXTURES}"
+    out = [p.read_bytes() for p in sorted(MAILBOX.glob("*/*.eml"))]
     with tarfile.open(SPAMASSASSIN) as tar:
-        members = [m for m in tar.getmembers() if m.isfile()]
-        for member in members[::20]:
-            out.append(tar.extractfile(member).read())  # type: ignore[union-attr]
+        for member in tar.getmembers():
+            if member.isfile():
+                out.append(tar.extractfile(member).read())  # type: ignore[union-attr]
     return out
 
 

@@ -1,8 +1,8 @@
 """End to end: ``assoc-ai triage run --config FILE --once`` on a Dovecot mailbox.
 
 A model is trained on the example mailbox (``examples/mailbox/train``); the
-INBOX receives the example's new mail, part of the devA corpus and one
-unreadable message.  The job runs as a real subprocess through the command
+INBOX receives the example's new mail, the test mailbox of tests/fixtures, a
+few SpamAssassin messages and one unreadable message.  The job runs as a real subprocess through the command
 line; it is killed with SIGKILL in the middle of the batch and run again, then
 a volunteer moves a message to another category with a separate IMAP session,
 then the server's UIDVALIDITY changes.  After each step every message must be
@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +31,7 @@ from assoc_ai_core.mail.parsing import parse_message
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "mailbox"
-DEV_A = REPO.parent / "shared" / "corpora" / "devA"
+FIXTURES = REPO / "tests" / "fixtures"
 CLI = Path(sys.executable).with_name("assoc-ai")
 REVIEW = "À vérifier"
 CATEGORIES = {  # category -> folder (None: stays in INBOX, labelled and tagged)
@@ -140,11 +141,14 @@ def _assert_each_once(box: Mailbox, keys: list[str], state_path: Path) -> dict[s
 
 @pytest.fixture
 def triage_mailbox(private_dovecot: DovecotServer) -> Iterator[tuple[Mailbox, list[str]]]:
-    """An account whose INBOX holds the example's new mail, 70 devA mails and one unreadable message."""
+    """An INBOX with the example's new mail, the 24 test-mailbox mails, 48 SpamAssassin ones and an unreadable one."""
     user, password = private_dovecot.add_user()
     box = Mailbox(private_dovecot, user, password)
     raws = [p.read_bytes() for p in sorted((EXAMPLE / "new").glob("*.eml"))]
-    raws += [p.read_bytes() for p in sorted(DEV_A.glob("*/*.eml"))][::3]
+    raws += [p.read_bytes() for p in sorted((FIXTURES / "mailbox").glob("*/*.eml"))]
+    with tarfile.open(FIXTURES / "spamassassin_sample.tar.gz") as tar:
+        members = [m for m in tar.getmembers() if m.isfile()]
+        raws += [tar.extractfile(m).read() for m in members[::3][:48]]  # type: ignore[union-attr]
     raws.append(UNREADABLE)
     with private_dovecot.client(user, password) as client:
         for raw in raws:
@@ -219,7 +223,7 @@ def test_training_from_folders_volunteers_sorted_over_imap(mailbox: Mailbox, tmp
     with mailbox.server.client(mailbox.user, mailbox.password) as client:
         for category, folder in categories.items():
             client.create_folder(folder)
-            for path in sorted((DEV_A / category).glob("*.eml")):
+            for path in sorted((EXAMPLE / "train" / category).glob("*.eml")):
                 client.append(folder, path.read_bytes())
     settings = TriageSettings.from_mapping({
         "mailbox": {"connector": "imap"},
