@@ -79,8 +79,11 @@ class LoopbackApi:
         """Fill the fake with its test data (a fake with none keeps this no-op)."""
 
     def handle(self, h: Exchange, method: str) -> None:
-        """Answer one request with :meth:`reply` (runs in the server's threads)."""
-        raise NotImplementedError
+        """Answer one request with :meth:`reply` (runs in the server's threads); a fake overrides it.
+
+        The base answers 501, as a server does for what it does not implement.
+        """
+        self.reply(h, 501, {"error": f"{type(self).__name__} serves no request: override handle()"})
 
     def _app(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> tuple[int, Mapping[str, str], bytes]:
         if method not in self.methods:
