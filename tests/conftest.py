@@ -40,7 +40,7 @@ def trained_model(example_mailbox: Path):
 def fixtures_dir() -> Path:
     """Small data written for the tests (tests/fixtures/README.md says what each file is and where it comes from).
 
-    Tests never read ../shared: the suite must pass on a clone of the repository alone; the large corpora are for
+    Tests never read the shared data folder beside the repository: the suite must pass on a clone of the repository alone; the large corpora are for
     bench/.
     """
     assert FIXTURES.is_dir(), "tests/fixtures is part of the repository"

@@ -1,7 +1,7 @@
 """Checks against known answers on small data in tests/fixtures/people (see its README).
 
 The same checks on the real public sets (UCI blood donors, the BG/BB repeat-giving matrix, the KDD Cup 98 answer
-key) live in ``bench/people_benchmarks.py``: those sets sit in ../shared and may not be shipped in the repository.
+key) live in ``bench/people_benchmarks.py``: those sets sit in the shared data folder beside the repository and may not be shipped in the repository.
 """
 
 from __future__ import annotations
