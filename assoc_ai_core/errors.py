@@ -74,6 +74,26 @@ class TransientError(ConnectorError):
     exit_code = 75  # EX_TEMPFAIL: schedulers retry
 
 
+class ForwardError(ConnectorError):
+    """A forward failed after the connection was made; it affects that message only (the run goes on).
+
+    ``maybe_sent``: the connection was lost during the send, the server may
+    have accepted it.  ``transient``: worth trying again later (a 4xx reply, a
+    lost connection, throttling); otherwise the server refused it for good (a
+    5xx reply, Graph's ``ErrorSendAsDenied``).  ``code`` and ``reason`` are
+    the server's reply, when there was one.  Connectors that forward natively
+    (Gmail, Microsoft 365) raise it too, with their own ``connector_id``.
+    """
+
+    def __init__(self, message: str, *, maybe_sent: bool = False, transient: bool = False, code: int | None = None,
+                 reason: str = "", connector_id: str = "smtp") -> None:
+        super().__init__(message, connector_id=connector_id)
+        self.maybe_sent = maybe_sent
+        self.transient = transient or maybe_sent
+        self.code = code
+        self.reason = reason
+
+
 class ModelError(AssocAIError):
     """A model cannot be trained, loaded or used."""
 

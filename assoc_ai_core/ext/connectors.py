@@ -18,10 +18,12 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import Any, ClassVar
 
 from assoc_ai_core.errors import CapabilityError, UnknownConnectorError
+from assoc_ai_core.ext.headers import header_date
 from assoc_ai_core.i18n import tr
 
 
@@ -136,6 +138,31 @@ class MailboxConnector(Connector):
     @abstractmethod
     def fetch_all(self, folder: str) -> Iterator[FetchedMail]:
         """Yield every message of ``folder`` (used to train from mail volunteers sorted)."""
+
+    def cursor_at_now(self, folder: str) -> Mapping[str, Any] | None:
+        """A cursor for ``folder`` placed after the mail it holds now; None when the connector cannot place one.
+
+        :meth:`fetch_new` from this cursor yields only mail that arrives later
+        (IMAP: UIDNEXT with UIDVALIDITY; Gmail: the profile's historyId;
+        Graph: a delta link taken now).  The host asks for it on a job's first
+        run, so a new job never acts on years of backlog; old mail is read only
+        by the explicit backlog command (:meth:`fetch_since`).  With None, the
+        host reads the folder with :meth:`fetch_new` from no cursor and leaves
+        every message already there alone.
+        """
+        return None
+
+    def fetch_since(self, folder: str, since: datetime) -> Iterator[FetchedMail]:
+        """Yield the messages of ``folder`` received on or after ``since`` (an aware datetime), oldest first if possible.
+
+        Used by the backlog command.  This default reads :meth:`fetch_all` and
+        keeps messages whose ``Date`` header is not before ``since`` (undated
+        mail is kept); connectors whose server can search by date override it.
+        """
+        for fetched in self.fetch_all(folder):
+            sent = header_date(fetched.raw)
+            if sent is None or sent >= since:
+                yield fetched
 
     @abstractmethod
     def locate(self, refs: Sequence[MailRef]) -> dict[str, list[MailRef]]:

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import codecs
 import email.header
+import email.parser
+import email.policy
+import email.utils
 import hashlib
+from datetime import UTC, datetime
 
-__all__ = ["stable_key", "decode_header", "decode_bytes", "bound_header", "MAX_HEADER_CHARS", "MAX_ENCODED_WORDS"]
+__all__ = ["stable_key", "header_date", "header_block", "decode_header", "decode_bytes", "bound_header", "MAX_HEADER_CHARS", "MAX_ENCODED_WORDS"]
 
 # Long recipient lists and thread References stay far below; a header is read up to here.
 MAX_HEADER_CHARS = 64 * 1024
@@ -32,6 +36,29 @@ def stable_key(message_id: str, raw: bytes) -> str:
     if mid and " " not in mid and len(mid) < 500:
         return mid
     return "sha256:" + hashlib.sha256(raw).hexdigest()[:32]
+
+
+def header_block(raw: bytes, limit: int = 256 * 1024) -> bytes:
+    """The header block of a raw message (up to the first blank line), read no further than ``limit`` bytes."""
+    head = raw[:limit]
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        at = head.find(sep)
+        if at >= 0:
+            return head[:at + len(sep)]
+    return head
+
+
+def header_date(raw: bytes) -> datetime | None:
+    """The ``Date`` header of a raw message as an aware datetime (naive dates taken as UTC); None when absent or unreadable."""
+    parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(header_block(raw))
+    value = parsed.get("Date")
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(bound_header(str(value))[0])
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def bound_header(value: str) -> tuple[str, bool]:

@@ -43,7 +43,7 @@ from typing import Any
 
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, TransientError
+from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, ForwardError, TransientError
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.ext.plugins import build_connector_config
 from assoc_ai_core.i18n import tr
@@ -106,24 +106,6 @@ class SmtpSettings:
         """Build from the ``[smtp]`` TOML table (secret references resolved)."""
         settings: SmtpSettings = build_connector_config(cls, section, where="smtp")
         return settings
-
-
-class ForwardError(ConnectorError):
-    """A forward failed after the connection was made.
-
-    ``maybe_sent``: the connection was lost during the send, the server may
-    have accepted it.  ``transient``: worth trying again later (a 4xx reply, a
-    lost connection); otherwise the server refused it for good (5xx).  ``code``
-    and ``reason`` are the server's reply, when there was one.
-    """
-
-    def __init__(self, message: str, *, maybe_sent: bool = False, transient: bool = False, code: int | None = None,
-                 reason: str = "") -> None:
-        super().__init__(message, connector_id="smtp")
-        self.maybe_sent = maybe_sent
-        self.transient = transient or maybe_sent
-        self.code = code
-        self.reason = reason
 
 
 def should_forward(message: Message) -> tuple[bool, str]:

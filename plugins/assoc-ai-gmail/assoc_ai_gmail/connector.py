@@ -16,10 +16,9 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError, TransientError
+from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError, ForwardError, TransientError
 from assoc_ai_core.ext.connectors import Capability, MailRef
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.jobs.forwarding import ForwardError
 
 from .calls import GmailBadRequest, GmailNotFound, rejected_before_processing
 from .config import GmailConfig

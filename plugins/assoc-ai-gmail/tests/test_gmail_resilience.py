@@ -10,10 +10,9 @@ import pytest
 from assoc_ai_gmail.calls import retry_after_seconds
 from assoc_ai_gmail.connector import GmailConfig, GmailConnector
 
-from assoc_ai_core.errors import AuthError, ConnectorError, TransientError
+from assoc_ai_core.errors import AuthError, ConnectorError, ForwardError, TransientError
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.ext.connectors import MailRef
-from assoc_ai_core.jobs.forwarding import ForwardError
 
 MESSAGES = r"GET /gmail/v1/users/me/messages$"
 

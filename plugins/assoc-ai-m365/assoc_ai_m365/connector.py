@@ -239,7 +239,7 @@ class M365Connector(M365Reading):
 
 def _forward_error(message: str, *, maybe_sent: bool) -> ConnectorError:
     """The core's ForwardError, so the triage journal records a maybe-sent forward as *uncertain* (never resent)."""
-    from assoc_ai_core.jobs.forwarding import ForwardError
+    from assoc_ai_core.errors import ForwardError
 
     err = ForwardError(message, maybe_sent=maybe_sent)
     err.connector_id = CONNECTOR_ID

@@ -222,7 +222,7 @@ def test_capabilities_and_config_are_what_the_host_expects(make_config: Callable
 
 
 def test_forward_is_not_repeated_when_graph_may_have_sent_it(connector: M365Connector, box: FakeMailbox, fake: FakeM365) -> None:
-    from assoc_ai_core.jobs.forwarding import ForwardError
+    from assoc_ai_core.errors import ForwardError
 
     raw = mail(1)
     box.deliver(raw)
@@ -239,7 +239,7 @@ def test_forward_is_not_repeated_when_graph_may_have_sent_it(connector: M365Conn
 def test_forward_throttled_is_retried_and_a_refusal_is_reported_as_not_sent(
     connector: M365Connector, box: FakeMailbox, fake: FakeM365
 ) -> None:
-    from assoc_ai_core.jobs.forwarding import ForwardError
+    from assoc_ai_core.errors import ForwardError
 
     raw = mail(1)
     box.deliver(raw)
