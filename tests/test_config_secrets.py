@@ -29,6 +29,7 @@ path = "Maildir"
 create = true
 
 [triage]
+first_run = "all"
 state = "state.sqlite"
 """
 

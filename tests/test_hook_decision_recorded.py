@@ -78,7 +78,7 @@ def _config(tmp_path: Path, maildir: Path, *, tag: bool = False, dry_run: bool =
     # Only one of the model's two categories has a section: its mail is routed, the other's goes to review.
     return {
         "mailbox": {"connector": "local", "path": str(maildir), "create": True},
-        "triage": {"folders": ["INBOX"], "review_folder": REVIEW, "state": str(tmp_path / "state.sqlite"),
+        "triage": {"first_run": "all", "folders": ["INBOX"], "review_folder": REVIEW, "state": str(tmp_path / "state.sqlite"),
                    "dry_run": dry_run},
         "categories": {CATEGORY_A: {"folder": FOLDER_A, "label": CATEGORY_A, "tag": tag}},
     }
@@ -137,7 +137,7 @@ def test_hook_hears_each_decision_when_the_job_builds_everything(tmp_path: Path,
     model = save_model(kit_model(), tmp_path / "kit.skops")
     cfg = tmp_path / "assoc_ai.toml"
     cfg.write_text(f'[mailbox]\nconnector = "local"\npath = "Maildir"\n\n[model]\npath = "{model.name}"\n\n'
-                   f'[triage]\nstate = "state.sqlite"\nreview_folder = "{REVIEW}"\n\n'
+                   f'[triage]\nfirst_run = "all"\nstate = "state.sqlite"\nreview_folder = "{REVIEW}"\n\n'
                    f'[categories."{CATEGORY_A}"]\nfolder = "{FOLDER_A}"\n', encoding="utf-8")
     with TriageJob(cfg) as job:
         job.run_once()

@@ -66,7 +66,7 @@ def test_model_card_command_on_a_file_and_a_registry_version(tmp_path: Path, tra
     assert (out / "m.card.html").is_file()
     ModelRegistry(tmp_path / "models").add(trained_model, {"created_at": "x"}, promote=True)
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[mailbox]\nconnector = "local"\npath = "Maildir"\n[triage]\nstate = "state.sqlite"\n'
+    cfg.write_text('[mailbox]\nconnector = "local"\npath = "Maildir"\n[triage]\nfirst_run = "all"\nstate = "state.sqlite"\n'
                    '[model]\nregistry = "models"\n', encoding="utf-8")
     result = CliRunner().invoke(cli, ["model", "card", "v0001", "--config", str(cfg), "--output", str(out)])
     assert result.exit_code == 0, result.output

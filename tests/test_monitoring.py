@@ -97,7 +97,7 @@ def test_monitor_command_mails_the_alert(tmp_path: Path, store) -> None:
     port = handler.port
     try:
         cfg = tmp_path / "c.toml"
-        cfg.write_text('[mailbox]\nconnector = "local"\npath = "Maildir"\n[triage]\nstate = "state/s.sqlite"\n'
+        cfg.write_text('[mailbox]\nconnector = "local"\npath = "Maildir"\n[triage]\nfirst_run = "all"\nstate = "state/s.sqlite"\n'
                        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nstarttls = false\nsender = "ia@asso.example"\n'
                        '[monitor]\nalert_to = "bureau@asso.example"\nlang = "fr"\n', encoding="utf-8")
         (tmp_path / "state" / "models").mkdir()

@@ -100,7 +100,7 @@ def scan(root: Path, needles: list[str], *, skip: tuple[Path, ...]) -> list[str]
 def job_config(root: Path, privacy: list[str]) -> Path:
     """The configuration of a job on a local Maildir under ``root``, raw senders kept, with ``privacy`` lines."""
     lines = ['[mailbox]', 'connector = "local"', 'path = "Maildir"', 'create = true', '',
-             '[triage]', 'folders = ["INBOX"]', 'state = "state/assoc_ai.sqlite"', '',
+             '[triage]', 'first_run = "all"', 'folders = ["INBOX"]', 'state = "state/assoc_ai.sqlite"', '',
              '[privacy]', 'store_raw_sender = true', *privacy, '',
              '[training]', f'data = "{ROOT / "examples" / "mailbox" / "train"}"', 'min_corrections = 1', '']
     for name, folder in CATEGORIES.items():

@@ -71,6 +71,7 @@ create = true
 path = "model.skops"
 target_precision = 0.9
 [triage]
+first_run = "all"
 state = "state.sqlite"
 [training]
 data = "train"
@@ -164,7 +165,7 @@ def test_worse_candidate_is_kept_aside(job_with_corrections, monkeypatch: pytest
 
 def test_retrain_needs_enough_corrections(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[mailbox]\nconnector = "local"\npath = "M"\ncreate = true\n[triage]\nstate = "s.sqlite"\n',
+    cfg.write_text('[mailbox]\nconnector = "local"\npath = "M"\ncreate = true\n[triage]\nfirst_run = "all"\nstate = "s.sqlite"\n',
                    encoding="utf-8")
     assert retrain(cfg).version is None
     from assoc_ai_core.jobs.state import StateStore

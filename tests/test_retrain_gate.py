@@ -72,7 +72,7 @@ def test_a_candidate_that_routes_nothing_is_worse_on_the_automatic_share() -> No
 # ============================================================================ on a real job
 def write_config(tmp_path: Path, *, training: str = "", model: Path | None = None) -> Path:
     lines = ["[mailbox]", 'connector = "local"', 'path = "Maildir"', "create = true", "",
-             "[triage]", 'folders = ["INBOX"]', 'state = "state/assoc_ai.sqlite"', ""]
+             "[triage]", 'first_run = "all"', 'folders = ["INBOX"]', 'state = "state/assoc_ai.sqlite"', ""]
     if model is not None:
         lines += ["[model]", f'path = "{model}"', ""]
     lines += ["[training]", training, ""]
@@ -143,7 +143,7 @@ def test_a_held_out_set_below_the_minimum_is_refused(tmp_path: Path) -> None:
         msgs.append(parse_message(raw, label=label))
     model = save_model(train(msgs, target_precision=0.9), tmp_path / "model.skops")
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[mailbox]\nconnector = "local"\npath = "M"\ncreate = true\n[triage]\nstate = "s.sqlite"\n'
+    cfg.write_text(f'[mailbox]\nconnector = "local"\npath = "M"\ncreate = true\n[triage]\nfirst_run = "all"\nstate = "s.sqlite"\n'
                    f'[model]\npath = "{model}"\n[training]\ndata = "{small}"\nmin_corrections = 0\n'
                    '[categories."Adhésion"]\nfolder = "A"\n[categories."Événement"]\nfolder = "E"\n', encoding="utf-8")
     from assoc_ai_core.jobs.state import StateStore

@@ -20,7 +20,7 @@ add_commands(cli)
 ROOT = Path(__file__).resolve().parents[1]
 BASE: dict[str, Any] = {
     "mailbox": {"connector": "local", "path": "Maildir", "create": True},
-    "triage": {"state": "state.sqlite"},
+    "triage": {"first_run": "all", "state": "state.sqlite"},
     "categories": {"A": {"folder": "IA/A"}, "B": {"folder": "IA/B"}},
 }
 

@@ -166,7 +166,7 @@ class _Spy(LocalMailConnector):
 def _settings_mapping(tmp_path: Path, *, tag: bool = False, page_size: int = 100) -> dict[str, Any]:
     return {
         "mailbox": {"connector": "local", "path": str(tmp_path / "Maildir"), "create": True},
-        "triage": {"folders": ["INBOX"], "review_folder": REVIEW, "state": str(tmp_path / "state.sqlite"),
+        "triage": {"first_run": "all", "folders": ["INBOX"], "review_folder": REVIEW, "state": str(tmp_path / "state.sqlite"),
                    "page_size": page_size},
         "categories": {name: {"folder": folder, "label": name, "tag": tag} for name, folder in CATEGORIES.items()},
     }
@@ -333,7 +333,7 @@ def test_sigkill_in_the_middle_of_a_batched_page_then_rerun(tmp_path: Path, trai
     keys = _deliver(tmp_path, copies=2)
     settings = {
         "mailbox": {"connector": "local", "path": str(tmp_path / "Maildir")},
-        "triage": {"folders": ["INBOX"], "review_folder": REVIEW, "state": str(tmp_path / "state.sqlite")},
+        "triage": {"first_run": "all", "folders": ["INBOX"], "review_folder": REVIEW, "state": str(tmp_path / "state.sqlite")},
         "categories": {name: {"folder": folder, "label": name} for name, folder in CATEGORIES.items()},
     }
     cfg = {"config": settings, "base": str(tmp_path), "model": str(save_model(trained_model, tmp_path / "m.skops")),

@@ -49,7 +49,7 @@ def write_config(tmp_path: Path, model_file: Path, *, extra: str = "", triage: s
     lines = [
         "[mailbox]", 'connector = "local"', 'path = "Maildir"', "create = true", "poll_interval = 0.1", "",
         "[model]", f'path = "{model_file}"', "",
-        "[triage]", 'folders = ["INBOX"]', f'review_folder = "{REVIEW}"', 'state = "state/assoc_ai.sqlite"',
+        "[triage]", 'first_run = "all"', 'folders = ["INBOX"]', f'review_folder = "{REVIEW}"', 'state = "state/assoc_ai.sqlite"',
         "poll_interval = 0.5", triage, "",
     ]
     for name, folder in CATEGORIES.items():

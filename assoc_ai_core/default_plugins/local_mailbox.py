@@ -257,6 +257,12 @@ class LocalMailConnector(MailboxConnector):
                     mails.append(FetchedMail(MailRef(f.name, uid, message_key(raw)), raw))
             yield Page(mails, {"v": 1, "id": ident, "seen": sorted(seen)}, resync=resync)
 
+    def cursor_at_now(self, folder: str) -> Mapping[str, Any] | None:
+        """A cursor that counts every message now in ``folder`` as seen (no file is read)."""
+        f = self._folder(folder)
+        st = f.path.stat()
+        return {"v": 1, "id": f"{st.st_dev}:{st.st_ino}", "seen": sorted(uid for uid, _ in list_entries(f))}
+
     def _read_moving(self, f: Folder, uid: str, path: Path) -> bytes | None:
         """The bytes at ``path``; when a flag change renamed the file since the listing, where it is now."""
         try:

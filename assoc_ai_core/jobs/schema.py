@@ -161,7 +161,8 @@ _WRONG = object()
 
 
 def _text(value: Any, spec: Setting) -> Any:
-    return value if isinstance(value, str) and value else _WRONG
+    ok = isinstance(value, str) and value and (spec.item is None or spec.item(value))
+    return value if ok else _WRONG
 
 
 def _flag(value: Any, spec: Setting) -> Any:

@@ -65,6 +65,18 @@ class TriageSection:
         10, Kind.INTEGER, "essais d'un transfert refusé pour un temps (4xx, coupure) avant de l'abandonner",
         "tries of a forward that fails for a while (4xx, lost connection) before giving up",
         between=Between(1, 100, ("entre 1 et 100", "between 1 and 100")))
+    first_run: str = setting(
+        "new", Kind.TEXT, "premier passage : « new » laisse le courrier déjà là (voir triage backlog), « all » le trie",
+        "first run: 'new' leaves the mail already there alone (see triage backlog), 'all' sorts it",
+        expect=("« new » ou « all »", "'new' or 'all'"), item=lambda v: v in ("new", "all"))
+    message_seconds: float = setting(
+        20.0, Kind.NUMBER, "secondes au plus pour lire et classer un message ; au-delà il va à vérifier",
+        "at most this many seconds to read and classify one message; past it, the message goes to review",
+        between=Between(0.5, 600.0, ("entre 0,5 et 600 secondes", "between 0.5 and 600 seconds")))
+    message_max_mb: float = setting(
+        50.0, Kind.NUMBER, "taille maximale d'un message lu (Mo) ; plus gros, il va à vérifier sans être lu",
+        "largest message read (MB); a larger one goes to review unread",
+        between=Between(0.1, 1000.0, ("entre 0,1 et 1000 Mo", "between 0.1 and 1000 MB")))
     forward_retry_days: float = setting(
         2.0, Kind.NUMBER, "jours sur lesquels ces essais s'étalent (chaque attente double la précédente)",
         "days those tries are spread over (each wait twice the one before)",
@@ -169,6 +181,9 @@ class TriageSettings:
     forward_max_age_days: int = 7
     forward_attempts: int = 10
     forward_retry_days: float = 2.0
+    first_run: str = "new"
+    message_seconds: float = 20.0
+    message_max_mb: float = 50.0
     categories: Mapping[str, CategorySettings] = field(default_factory=dict)
     model_path: Path | None = None
     registry_dir: Path | None = None
@@ -221,6 +236,7 @@ class TriageSettings:
             dry_run=triage.dry_run, page_size=triage.page_size, poll_interval=triage.poll_interval,
             correction_window_days=triage.correction_window_days, forward_max_age_days=triage.forward_max_age_days,
             forward_attempts=triage.forward_attempts, forward_retry_days=triage.forward_retry_days,
+            first_run=triage.first_run, message_seconds=triage.message_seconds, message_max_mb=triage.message_max_mb,
             categories=categories,
             model_path=model.path, registry_dir=model.registry, target_precision=model.target_precision,
             smtp=smtp, store_raw_sender=privacy.store_raw_sender,

@@ -330,21 +330,69 @@ class TriageJob:
 
     def _process_folder(self, folder: str, report: RunReport) -> None:
         state, s = self.state, self.settings
-        cursor = None if self.dry_run else state.get_cursor(s.instance, folder)
+        cursor = self._start_cursor(folder)
         for page in self.connector.fetch_new(folder, cursor, page_size=s.page_size):
             if page.resync:
                 log.info(tr(f"{folder} : relecture complète (le serveur a changé d'identifiants) ; "
                             "les messages déjà traités sont ignorés.",
                             f"{folder}: full replay (the server changed its ids); already handled messages are skipped."))
-            todo = self._new_in_page(folder, page, report)
-            try:
-                self._handle_page(todo, report)
-            except _Interrupted:
+            if not self.handle_messages(folder, page.messages, report):
                 return  # the page's cursor is not stored: the next run fetches it again and skips what is done
-            if self.stop:
-                return
             if not self.dry_run:
                 state.set_cursor(s.instance, folder, page.cursor)
+
+    def handle_messages(self, folder: str, messages: Sequence[FetchedMail], report: RunReport) -> bool:
+        """Decide and act on fetched messages of ``folder`` (those already handled are skipped).
+
+        Returns False when the run was asked to stop before all were handled.
+        The backlog command (:mod:`.backlog`) feeds old mail through here too.
+        """
+        todo = self._new_in_page(folder, Page(list(messages), {}), report)
+        try:
+            self._handle_page(todo, report)
+        except _Interrupted:
+            return False
+        return not self.stop
+
+    def _start_cursor(self, folder: str) -> Any:
+        """Where to read ``folder`` from: the stored cursor; on a job's first run, now (``first_run = "new"``).
+
+        A new job must not act on years of backlog (moves, forwards to the
+        treasurer): the first run stores a cursor placed after the mail
+        already there and leaves that mail alone; ``triage backlog`` sorts it
+        on purpose.  A dry run reads from the stored cursor too, so it shows
+        what the next real run would do; with ``first_run = "all"`` it reads
+        the whole folder, as the first real run would.
+        """
+        state, s = self.state, self.settings
+        cursor = state.get_cursor(s.instance, folder)
+        if s.first_run == "all":
+            return None if self.dry_run else cursor
+        if cursor is not None:
+            return cursor
+        cursor, left = self._cursor_at_now(folder)
+        state.set_cursor(s.instance, folder, cursor)
+        count = "" if left is None else f" ({left})"
+        log.warning(tr(
+            f"Premier passage sur {folder} : le courrier déjà présent{count} n'est pas touché ; seul celui qui arrive "
+            "désormais sera trié. Pour trier l'ancien : assoc-ai triage backlog --since AAAA-MM-JJ --dry-run.",
+            f"First run on {folder}: the mail already there{count} is left alone; only mail arriving from now on "
+            "will be sorted. To sort older mail: assoc-ai triage backlog --since YYYY-MM-DD --dry-run."))
+        return cursor
+
+    def _cursor_at_now(self, folder: str) -> tuple[Any, int | None]:
+        """A cursor after the mail ``folder`` holds now, and how many messages were passed (None: not counted)."""
+        cursor = self.connector.cursor_at_now(folder)
+        if cursor is not None:
+            return dict(cursor), None
+        # the connector cannot place a cursor: read the folder to its end, acting on nothing
+        left, last = 0, None
+        for page in self.connector.fetch_new(folder, None, page_size=self.settings.page_size):
+            left += len(page.messages)
+            last = page.cursor
+        if last is None:  # an empty folder yields no page: its cursor from nothing is "from the start"
+            return {}, 0
+        return dict(last), left
 
     def _new_in_page(self, folder: str, page: Page, report: RunReport) -> list[tuple[FetchedMail, Message]]:
         """The page's messages to decide, parsed; those already handled are skipped (or resumed when pending)."""

@@ -11,26 +11,41 @@ Outlook-style reply, and stripping signatures.
 ``TextCleaner`` is the same thing as a scikit-learn transformer; it outputs two
 columns, the cleaned text and a few *meta tokens* (sender domain, attachment
 types, automated mail, language) that the model can weigh separately.
+
+Who wrote and to whom enter the meta tokens only as *keyed* tokens
+(``sender_…``, ``rcpt_…``: a truncated HMAC-SHA256 of the address under the
+installation's secret, a :class:`SenderKey`).  The key is passed explicitly to
+each call that cleans (``sender_key=``) and is never stored in a model; without
+it no sender or recipient token is made at all.  Anyone holding a model file
+and a list of addresses therefore cannot tell who wrote: recomputing a token
+needs the key.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import os
 import re
+import secrets
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import quotequail
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from assoc_ai_core.files import atomic_write, private_dir
+from assoc_ai_core.i18n import tr
 from assoc_ai_core.mail.parsing import MAX_SUBJECT_CHARS, message_from_text
 from assoc_ai_core.mail.pseudonymise import mask_addresses_and_links, pseudonymise
 from assoc_ai_core.records.mail import Message
 
 __all__ = ["CleanedMail", "TextCleaner", "clean", "clean_message", "detect_language", "strip_signature", "meta_tokens",
+           "SenderKey", "address_terms", "legacy_address_terms", "ADDRESS_TOKEN_PREFIXES",
            "MAX_BODY_CHARS", "CHAR_FEATURE_CHARS", "MAX_RECIPIENT_TOKENS", "HISTORY_CHARS", "SCAN_CHARS"]
 
 # Subject prefixes of replies and forwards in the languages an association meets.
@@ -382,24 +397,106 @@ def clean_message(message: Message | str, *, keep_signature: bool = False, pseud
     return CleanedMail(text=text, subject=subject, body=body_text, kind=kind, lang=lang, history=history)
 
 
-def _digest(address: str) -> str:
-    return hashlib.blake2b(address.lower().encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+# The model's tokens use the job's key file, which also keys the state file's sender hashes: a label of
+# their own keeps a token from being a prefix of the hash stored for the same address.
+_TOKEN_LABEL = b"assoc-ai/model-address-token/v1\x00"
+_FINGERPRINT_LABEL = b"assoc-ai/model-address-token/key-fingerprint/v1"
+TOKEN_HEX = 12  # 48 bits: collisions between an association's few thousand correspondents stay negligible
+FINGERPRINT_HEX = 16
+ADDRESS_TOKEN_PREFIXES = ("sender_", "rcpt_")
+_MIN_KEY_BYTES = 16
+
+
+def _normalised_address(address: str) -> bytes:
+    return (address or "").strip().lower().encode("utf-8", "surrogatepass")
+
+
+class SenderKey:
+    """The installation's secret that turns addresses into sender and recipient tokens.
+
+    A model records only :attr:`fingerprint` (an HMAC of a fixed label, which
+    says nothing of the key); the key itself is never saved in a model and never
+    shown (``repr`` hides it, pickling is refused).  The job uses its
+    ``[privacy] key_file``; a volunteer's ``assoc-ai train --key-file``, any file
+    of 16 bytes or more (hex text is read as the bytes it spells).
+    """
+
+    __slots__ = ("_secret",)
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < _MIN_KEY_BYTES:
+            raise ValueError(tr(f"Clé trop courte : {_MIN_KEY_BYTES} octets au moins.",
+                                f"Key too short: at least {_MIN_KEY_BYTES} bytes."))
+        self._secret = bytes(secret)
+
+    def __repr__(self) -> str:
+        return f"SenderKey(fingerprint={self.fingerprint})"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a SenderKey is never serialised")
+
+    def token(self, address: str) -> str:
+        """The keyed token of an address (trimmed and lower-cased first): hex, ``TOKEN_HEX`` characters."""
+        mac = hmac.new(self._secret, _TOKEN_LABEL + _normalised_address(address), hashlib.sha256)
+        return mac.hexdigest()[:TOKEN_HEX]
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the key in a model's record without revealing it (same key, same fingerprint)."""
+        return hmac.new(self._secret, _FINGERPRINT_LABEL, hashlib.sha256).hexdigest()[:FINGERPRINT_HEX]
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], *, create: bool = False) -> SenderKey:
+        """Read a key file (the job's format: hex text, or any text); ``create``: a random one when missing.
+
+        A created file is mode 0600 in a 0700 folder, written so that two
+        first runs racing end up with the same key.
+        """
+        p = Path(path)
+        if create and not p.exists():
+            private_dir(p.parent)
+            try:
+                atomic_write(p, secrets.token_hex(32) + "\n", exclusive=True)
+            except FileExistsError:
+                pass
+        text = p.read_text(encoding="utf-8").strip()
+        try:
+            return cls(bytes.fromhex(text))
+        except ValueError:
+            return cls(text.encode("utf-8"))
+
+
+def address_terms(address: str, sender_key: SenderKey) -> list[str]:
+    """The meta tokens an address becomes under ``sender_key`` (as sender, as recipient)."""
+    token = sender_key.token(address)
+    return [prefix + token for prefix in ADDRESS_TOKEN_PREFIXES]
+
+
+def legacy_address_terms(address: str) -> list[str]:
+    """The unkeyed tokens models trained before keyed tokens hold for an address (so erasure can find them)."""
+    digest = hashlib.blake2b(address.lower().encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+    return [prefix + digest for prefix in ADDRESS_TOKEN_PREFIXES]
 
 
 def _domain_token(domain: str) -> str:
     return domain.replace(".", "_").replace("-", "_")
 
 
-def meta_tokens(message: Message, cleaned: CleanedMail) -> str:
-    """Space-separated tokens describing a message beyond its words."""
+def meta_tokens(message: Message, cleaned: CleanedMail, *, sender_key: SenderKey | None = None) -> str:
+    """Space-separated tokens describing a message beyond its words.
+
+    Sender and recipient tokens are made only with ``sender_key`` (see
+    :class:`SenderKey`); without it they are left out and the other tokens stay.
+    """
     tokens = [f"lang_{cleaned.lang}", f"kind_{cleaned.kind}"]
-    # Who writes and to whom: regular correspondents and aliases (info@ vs tresorier@) are strong hints.
-    # Addresses enter the model only as short digests, so no address is readable in a model file.
-    if message.sender:
-        tokens.append("sender_" + _digest(message.sender))
     recipients = (message.to + message.cc)[:MAX_RECIPIENT_TOKENS]
-    for rcpt in recipients:
-        tokens.append("rcpt_" + _digest(rcpt))
+    # Who writes and to whom: regular correspondents and aliases (info@ vs tresorier@) are strong hints.
+    # An unkeyed digest let anyone with a list of addresses tell who wrote; keyed, only this installation can.
+    if sender_key is not None:
+        if message.sender:
+            tokens.append("sender_" + sender_key.token(message.sender))
+        for rcpt in recipients:
+            tokens.append("rcpt_" + sender_key.token(rcpt))
     domain = message.sender_domain
     if domain:
         tokens.append("from_" + _domain_token(domain))
@@ -460,15 +557,19 @@ class TextCleaner(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sci
         self.n_features_in_ = 1
         return self
 
-    def transform(self, X: Iterable[Any]) -> np.ndarray:
-        """Clean each message; returns an object array (n, 4): text, meta tokens, text head, quoted history."""
+    def transform(self, X: Iterable[Any], sender_key: SenderKey | None = None) -> np.ndarray:
+        """Clean each message; returns an object array (n, 4): text, meta tokens, text head, quoted history.
+
+        ``sender_key`` makes the sender and recipient tokens; it is an argument
+        of each call, never an attribute, so a saved cleaner cannot hold it.
+        """
         if isinstance(X, np.ndarray) and X.ndim == 2:
             return X  # already cleaned (cleaning is done once before cross-validation)
         rows = []
         for item in X:
             msg = message_from_text(item) if isinstance(item, str) else item
             cleaned = clean_message(msg, keep_signature=self.keep_signature, pseudonymize=self.pseudonymize)
-            rows.append((cleaned.text, meta_tokens(msg, cleaned), cleaned.history))
+            rows.append((cleaned.text, meta_tokens(msg, cleaned, sender_key=sender_key), cleaned.history))
         out = np.empty((len(rows), 4), dtype=object)
         for i, (text, meta, history) in enumerate(rows):
             out[i, 0] = text

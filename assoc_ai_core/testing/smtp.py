@@ -131,6 +131,7 @@ path = "Maildir"
 [model]
 path = "{model}"
 [triage]
+first_run = "all"
 state = "state.sqlite"
 {triage}
 [categories."Adhésion"]

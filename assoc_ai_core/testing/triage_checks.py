@@ -46,7 +46,7 @@ def kit_config(harness: MailboxHarness, tmp_path: Path, conn_id: str) -> dict[st
     return {
         "mailbox": section,
         # the kit's sample mail carries fixed dates in the past: no forward age limit, or no forward would go out
-        "triage": {"folders": [harness.inbox], "review_folder": REVIEW, "state": str((tmp_path / "state.sqlite").resolve()),
+        "triage": {"first_run": "all", "folders": [harness.inbox], "review_folder": REVIEW, "state": str((tmp_path / "state.sqlite").resolve()),
                    "forward_max_age_days": 0},
         "categories": {
             CATEGORY_A: {"folder": FOLDER_A, "label": CATEGORY_A, "tag": True, "forward": "tresorier@asso.example"},

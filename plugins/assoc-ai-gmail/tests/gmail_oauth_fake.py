@@ -18,7 +18,15 @@ from typing import Any
 
 SCOPE_MODIFY = "https://www.googleapis.com/auth/gmail.modify"
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
-SCOPES_ALLOWED = {SCOPE_MODIFY, "https://mail.google.com/"}
+SCOPE_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
+SCOPE_SEND = "https://www.googleapis.com/auth/gmail.send"
+SCOPE_FULL = "https://mail.google.com/"
+#: any of these lets a token call the Gmail API at all; which methods it may call is checked per method
+SCOPES_ALLOWED = {SCOPE_MODIFY, SCOPE_FULL, SCOPE_READONLY, SCOPE_SEND}
+#: what each kind of call needs (the scopes listed on each method's reference page)
+SCOPES_TO_READ = {SCOPE_MODIFY, SCOPE_FULL, SCOPE_READONLY}
+SCOPES_TO_CHANGE = {SCOPE_MODIFY, SCOPE_FULL}
+SCOPES_TO_SEND = {SCOPE_MODIFY, SCOPE_FULL, SCOPE_SEND, "https://www.googleapis.com/auth/gmail.compose"}
 
 def google_error(code: int, message: str, reason: str, status: str, domain: str = "global") -> dict[str, Any]:
     """The JSON error body Google APIs return."""
@@ -28,6 +36,7 @@ def google_error(code: int, message: str, reason: str, status: str, domain: str 
 
 STANDARD_ERRORS = {
     400: google_error(400, "Invalid argument", "invalidArgument", "INVALID_ARGUMENT"),
+    413: google_error(413, "Request payload size exceeds the limit.", "uploadTooLarge", "INVALID_ARGUMENT"),
     403: google_error(403, "User-rate limit exceeded.", "userRateLimitExceeded", "PERMISSION_DENIED", "usageLimits"),
     404: google_error(404, "Requested entity was not found.", "notFound", "NOT_FOUND"),
     429: google_error(429, "Resource has been exhausted (e.g. check quota).", "rateLimitExceeded", "RESOURCE_EXHAUSTED"),
@@ -98,6 +107,12 @@ class FakeGoogleOAuth:
             return 403, {}, google_error(403, "Request had insufficient authentication scopes.",
                                          "insufficientPermissions", "PERMISSION_DENIED")
         return None
+
+    def token_scopes(self, headers: dict[str, str]) -> set[str]:
+        """Scopes of the bearer token of a request (empty when unknown)."""
+        auth = headers.get("authorization", "")
+        info = self.access_tokens.get(auth[7:] if auth.lower().startswith("bearer ") else "")
+        return set(info["scopes"]) if info else set()
 
     # -- OAuth endpoints ----------------------------------------------------------------------------------
 

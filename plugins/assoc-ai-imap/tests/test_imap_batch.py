@@ -201,7 +201,7 @@ def _config(box: Mailbox, tmp_path: Path, *, page_size: int) -> dict[str, Any]:
                "password": {"env": PASSWORD_ENV}, "tls": "none", "timeout": 10.0, "retries": 2, "retry_wait": 0.05}
     return {
         "mailbox": section,
-        "triage": {"folders": ["INBOX"], "review_folder": REVIEW, "state": str(tmp_path / "state.sqlite"),
+        "triage": {"first_run": "all", "folders": ["INBOX"], "review_folder": REVIEW, "state": str(tmp_path / "state.sqlite"),
                    "page_size": page_size},
         "categories": {name: {"folder": folder, "label": name} for name, folder in FOLDERS.items()},
     }

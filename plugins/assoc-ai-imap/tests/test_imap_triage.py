@@ -60,7 +60,7 @@ def _write_config(path: Path, box: Mailbox, model: Path, state: Path) -> None:
         "[mailbox]", 'connector = "imap"', 'host = "127.0.0.1"', f"port = {box.server.port}",
         f'username = "{box.user}"', f'password = {{ env = "{PASSWORD_ENV}" }}', 'tls = "none"',
         "timeout = 20", "retries = 2", "retry_wait = 0.2", "",
-        "[triage]", 'folders = ["INBOX"]', f'review_folder = "{REVIEW}"', f'state = "{state}"', "page_size = 10", "",
+        "[triage]", 'first_run = "all"', 'folders = ["INBOX"]', f'review_folder = "{REVIEW}"', f'state = "{state}"', "page_size = 10", "",
         "[model]", f'path = "{model}"', "",
     ]
     for name, folder in CATEGORIES.items():
@@ -227,7 +227,7 @@ def test_training_from_folders_volunteers_sorted_over_imap(mailbox: Mailbox, tmp
                 client.append(folder, path.read_bytes())
     settings = TriageSettings.from_mapping({
         "mailbox": {"connector": "imap"},
-        "triage": {"state": str(tmp_path / "state.sqlite")},
+        "triage": {"first_run": "all", "state": str(tmp_path / "state.sqlite")},
         "categories": {name: {"folder": folder} for name, folder in categories.items()},
     })
     with mailbox.connector() as conn:

@@ -108,6 +108,31 @@ class Msg:
     is_read: bool = False
     is_draft: bool = False
     changed_seq: int = 0
+    # Exchange's immutable id: kept for the item's life in the mailbox, shown only with Prefer: IdType="ImmutableId".
+    immutable_id: str = field(default_factory=lambda: _graph_id("AAkALgAA"))
+    attachments: list[dict[str, object]] = field(default_factory=list)
+
+
+class _Messages(dict[str, Msg]):
+    """Messages by their (moving) Graph id; a lookup by immutable id works too, as Graph accepts both."""
+
+    def _by_immutable(self, key: object) -> Msg | None:
+        return next((m for m in self.values() if m.immutable_id == key), None)
+
+    def __missing__(self, key: str) -> Msg:
+        found = self._by_immutable(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def get(self, key: str, default: Msg | None = None) -> Msg | None:  # type: ignore[override]
+        if dict.__contains__(self, key):
+            return dict.__getitem__(self, key)
+        found = self._by_immutable(key)
+        return found if found is not None else default
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or self._by_immutable(key) is not None
 
 
 class FakeMailbox:
@@ -117,7 +142,7 @@ class FakeMailbox:
         self.address = address
         self._next = counter
         self.folders: dict[str, Folder] = {}
-        self.messages: dict[str, Msg] = {}
+        self.messages: _Messages = _Messages()
         self.master_categories: list[dict[str, str]] = []
         self.tombstones: list[tuple[int, str, str]] = []  # (seq, folder_id, message id)
         root = Folder(_graph_id("AAMkAGRv"), "Haut de la banque d'informations", "", "msgfolderroot", hidden=True)
@@ -154,7 +179,8 @@ class FakeMailbox:
         return current
 
     # ---- messages
-    def deliver(self, raw: bytes, folder: str = "inbox", *, received: float | None = None, categories: list[str] | None = None) -> Msg:
+    def deliver(self, raw: bytes, folder: str = "inbox", *, received: float | None = None, categories: list[str] | None = None,
+                draft: bool = False) -> Msg:
         """Put a message in a folder as Exchange delivery would (new id, new sequence number)."""
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         mid = str(parsed.get("message-id", "")).strip()
@@ -170,6 +196,7 @@ class FakeMailbox:
             seq=seq,
             changed_seq=seq,
             categories=list(categories or []),
+            is_draft=draft,
         )
         self.messages[m.id] = m
         return m
@@ -183,12 +210,13 @@ class FakeMailbox:
             id=_graph_id(), folder_id=folder_id, raw=msg.raw, internet_message_id=msg.internet_message_id,
             subject=msg.subject, sender=msg.sender, received=msg.received, seq=seq, changed_seq=seq,
             categories=list(msg.categories), is_read=msg.is_read, is_draft=msg.is_draft,
+            immutable_id=msg.immutable_id, attachments=list(msg.attachments),
         )
         self.messages[moved.id] = moved
         return moved
 
     def delete(self, msg_id: str) -> None:
-        msg = self.messages.pop(msg_id)
+        msg = self.messages.pop(self.messages[msg_id].id)
         self.tombstones.append((self._next(), msg.folder_id, msg.id))
 
     def touch(self, msg: Msg) -> None:

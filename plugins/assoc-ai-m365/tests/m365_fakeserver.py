@@ -14,6 +14,15 @@ published references:
   ``Prefer: odata.maxpagesize``, ``$skiptoken``/``$deltatoken``),
   ``outlook/masterCategories``, ``sendMail`` (MIME, base64).
 
+Limits of the real service are on by default or set per test: at most 4 MB
+per request (413), ``$batch`` of at most 20 requests, ``$top`` of at most
+1000 messages, throttling per mailbox (:meth:`FakeM365.throttle`, 429 with
+``Retry-After``), delta tokens that expire (:attr:`FakeM365.delta_ttl`, 410
+``SyncStateNotFound``), sending refused (:attr:`FakeM365.send_denied`, 403
+``ErrorSendAsDenied``), a delegated user refused the master category list of
+a shared mailbox (403 ``ErrorAccessDenied``), and message ids that change on
+a move unless the request carries ``Prefer: IdType="ImmutableId"``.
+
 Faults are injected per request (status, ``Retry-After``, callbacks run before
 a request is served) and tokens can be expired or revoked, so the connector's
 real msal + requests code paths are exercised.  The mailbox model is in
@@ -97,6 +106,14 @@ class FakeM365(FakeEntra):
         self.sent: list[bytes] = []
         self.token_lifetime = 3599
         self.auto_approve_as: str | None = None  # a device code approved as soon as it is issued
+        self.max_request_bytes = 4 * 1024 * 1024  # Graph refuses larger bodies with 413
+        self.throttle_limit: int | None = None  # requests per mailbox per window (Outlook: 10,000 per 10 min)
+        self.throttle_window = 600.0
+        self._recent: dict[str, list[float]] = {}
+        self.throttled = 0  # 429 answers given by the throttle
+        self.delta_ttl: float | None = None  # seconds a delta/skip token lives (None: until expire_delta_states)
+        self.send_denied: dict[str, str] = {}  # mailbox -> Graph error code answered to sendMail / send
+        self.upload_sessions: dict[str, dict[str, Any]] = {}
         self.server = LoopbackHTTPServer(self.handle, name="fake-m365", tls=(cert, key))
         self.port = self.server.port
         self.base = self.server.base_url
@@ -141,6 +158,12 @@ class FakeM365(FakeEntra):
     def before(self, method: str, path: str, action: Callable[[str], None], *, times: int = 1) -> None:
         with self._lock:
             self.hooks.append(Hook(method, path, action, times))
+
+    def throttle(self, limit: int, window: float = 600.0) -> None:
+        """Answer 429 (with ``Retry-After``) once a mailbox got ``limit`` requests in the last ``window`` seconds."""
+        with self._lock:
+            self.throttle_limit, self.throttle_window = limit, window
+            self._recent.clear()
 
     def expire_access_tokens(self) -> None:
         """Every issued access token is now rejected by Graph (as after its lifetime)."""
@@ -192,7 +215,14 @@ class FakeM365(FakeEntra):
                 seen.status = fault.status
                 return fault.status, {"Content-Type": "application/json", **fault.headers}, json.dumps(fault.body or {}).encode()
             try:
-                if path.startswith("/v1.0/"):
+                if path.startswith("/v1.0/") and len(body) > self.max_request_bytes:
+                    raise GraphError(413, "RequestEntityTooLarge",
+                                     f"The request body is larger than the maximum of {self.max_request_bytes} bytes.")
+                if path == "/v1.0/$batch" and method == "POST":
+                    status, hdrs, payload = self._batch(seen.headers, body)
+                elif path.startswith("/upload/") and method == "PUT":
+                    status, hdrs, payload = self._upload(path[len("/upload/"):], seen.headers, body)
+                elif path.startswith("/v1.0/"):
                     status, hdrs, payload = self._graph(method, path[len("/v1.0"):], query, seen.headers, body)
                 else:
                     status, hdrs, payload = self._entra(method, path, query, body)
@@ -225,6 +255,7 @@ class FakeM365(FakeEntra):
         box = self.mailboxes.get(address.lower())
         if box is None:
             raise GraphError(404, "ErrorInvalidUser", f"The requested user '{address}' is invalid.")
+        self._count(address.lower())
         if token.kind == "app":
             policy = self.allowed_mailboxes.get(token.client_id)
             if policy is not None and address.lower() not in policy:
@@ -232,8 +263,37 @@ class FakeM365(FakeEntra):
                                  "Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings.")
         elif address.lower() != token.username.lower() and not any(s.endswith(".Shared") for s in token.scopes):
             raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+        elif address.lower() != token.username.lower() and segments[-2:] == ["outlook", "masterCategories"]:
+            # Mail.*.Shared covers messages and folders, not the other mailbox's settings (its category list).
+            raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+        if rest_is_send(segments) and token.kind == "user" and not any(
+                s.rsplit("/", 1)[-1].startswith("Mail.Send") for s in token.scopes):
+            raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+        if rest_is_send(segments) and address.lower() in self.send_denied:
+            code = self.send_denied[address.lower()]
+            raise GraphError(403, code, "The user account which was used to submit this request does not have the right "
+                             "to send mail on behalf of the specified sending account." if code == "ErrorSendAsDenied"
+                             else "Access is denied. Check credentials and try again.")
         prefix = "me" if segments[0] == "me" else f"users/{quote(address, safe='@')}"
+        self._immutable = 'idtype="immutableid"' in headers.get("prefer", "").replace(" ", "").lower()
         return self._mail(box, prefix, method, rest, query, headers, body)
+
+    def _count(self, mailbox: str) -> None:
+        if self.throttle_limit is None:
+            return
+        now = time.monotonic()
+        recent = [t for t in self._recent.get(mailbox, []) if t > now - self.throttle_window]
+        if len(recent) >= self.throttle_limit:
+            self._recent[mailbox] = recent
+            self.throttled += 1
+            wait = max(1, int(recent[0] + self.throttle_window - now + 0.999))
+            raise GraphError(429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.",
+                             {"Retry-After": str(wait)})
+        recent.append(now)
+        self._recent[mailbox] = recent
+
+    def _id(self, m: Msg) -> str:
+        return m.immutable_id if self._immutable else m.id
 
     def _mail(self, box: FakeMailbox, prefix: str, method: str, rest: list[str], q: dict[str, list[str]], headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         if rest[:1] == ["mailFolders"]:
@@ -248,6 +308,8 @@ class FakeM365(FakeEntra):
             return self._master_categories(box, method, body)
         if rest == ["sendMail"] and method == "POST":
             return self._send_mail(box, headers, body)
+        if rest == ["messages"] and method == "POST":
+            return self._create_draft(box, headers, body)
         raise GraphError(400, "BadRequest", f"Unsupported request: {method} /{'/'.join(rest)}")
 
     def _folders_request(self, box: FakeMailbox, prefix: str, method: str, rest: list[str], q: dict[str, list[str]], headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes] | None:
@@ -290,6 +352,10 @@ class FakeM365(FakeEntra):
         if n == 2 and method == "DELETE":
             box.delete(msg.id)
             return 204, {}, b""
+        if n == 3 and rest[2] == "send" and method == "POST":
+            return self._send_draft(box, msg)
+        if rest[2:] == ["attachments", "createUploadSession"] and method == "POST":
+            return self._create_upload_session(box, msg, body)
         if n == 3 and rest[2] == "move" and method == "POST":
             dest = box.folder(json.loads(body or b"{}").get("destinationId", ""))
             if dest is None:
@@ -313,7 +379,7 @@ class FakeM365(FakeEntra):
 
     # ---- Graph helpers
     def _list(self, prefix: str, rest: list[str], q: dict[str, list[str]], items: list[dict[str, Any]]) -> tuple[int, dict[str, str], bytes]:
-        top = int(q.get("$top", ["10"])[0])
+        top = min(int(q.get("$top", ["10"])[0]), 1000)  # Outlook pages hold at most 1000 items
         skip = int(q.get("$skip", ["0"])[0])
         page = items[skip: skip + top]
         out: dict[str, Any] = {"@odata.context": f"{self.graph_url}/$metadata#{rest[0]}", "value": page}
@@ -346,7 +412,7 @@ class FakeM365(FakeEntra):
 
     def _msgjson_answer(self, m: Msg, q: dict[str, list[str]]) -> dict[str, Any]:
         full = {
-            "@odata.etag": f'W/"{m.change_key}"', "id": m.id, "createdDateTime": _iso(m.received),
+            "@odata.etag": f'W/"{m.change_key}"', "id": self._id(m), "createdDateTime": _iso(m.received),
             "lastModifiedDateTime": _iso(m.received), "changeKey": m.change_key, "categories": list(m.categories),
             "receivedDateTime": _iso(m.received), "sentDateTime": _iso(m.received), "hasAttachments": False,
             "internetMessageId": m.internet_message_id, "subject": m.subject, "bodyPreview": "",
@@ -361,10 +427,11 @@ class FakeM365(FakeEntra):
         if not expr:
             return sorted(box.messages.values(), key=lambda m: m.seq)
         m = re.fullmatch(r"internetMessageId eq '((?:[^']|'')*)'", expr.strip())
-        if not m:
-            raise GraphError(400, "ErrorInvalidUrlQueryFilter", "The query filter contains one or more invalid nodes.")
-        wanted = m.group(1).replace("''", "'")
-        return sorted(box.find_by_mid(wanted), key=lambda x: x.seq)
+        if m:
+            wanted = m.group(1).replace("''", "'")
+            return sorted(box.find_by_mid(wanted), key=lambda x: x.seq)
+        since = _received_since(expr)
+        return sorted((x for x in box.messages.values() if x.received >= since), key=lambda x: x.seq)
 
     def _patch(self, box: FakeMailbox, msg: Msg, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         if_match = headers.get("if-match")
