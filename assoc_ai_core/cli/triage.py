@@ -124,6 +124,45 @@ def triage_watch(ctx: click.Context, config_path: str | None, dry_run: bool | No
     ctx.exit(0)
 
 
+@triage_group.command("backlog", help=tr(
+    "Trier le courrier déjà présent, reçu depuis une date (d'abord avec --dry-run pour voir ce qui serait fait).",
+    "Sort the mail already there, received since a date (first with --dry-run to see what would be done)."))
+@option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@option("--since", required=True, help=tr("Courrier reçu depuis cette date (AAAA-MM-JJ).",
+                                          "Mail received since this date (YYYY-MM-DD)."))
+@option("--dry-run", is_flag=True, default=None,
+        help=tr("Montrer ce qui serait fait, par catégorie et action, sans rien toucher.",
+                "Show what would be done, per category and action, without touching anything."))
+@option("--json", "as_json", is_flag=True, help=tr("Résumé en JSON.", "Summary as JSON."))
+@click.pass_context
+def triage_backlog(ctx: click.Context, config_path: str | None, since: str, dry_run: bool | None,
+                   as_json: bool) -> None:
+    """Sort older mail on purpose; the job itself only sorts mail that arrives after its first run."""
+    from assoc_ai_core.jobs.backlog import describe_table, plan_table, run_backlog
+    from assoc_ai_core.jobs.report import StopFlag
+    from assoc_ai_core.jobs.triage import TriageJob
+
+    start = datetime.fromisoformat(_parse_since(since) or since)
+    checked = _checked(config_path, dry_run=dry_run or None)
+    stop = StopFlag()
+    with TriageJob(checked.settings, dry_run=dry_run or None, stop=stop) as job, stop.handle_signals():
+        report = run_backlog(job, start)
+    table = plan_table(report.would, max_age_days=checked.settings.forward_max_age_days) if report.dry_run else []
+    if as_json:
+        data = {"run_id": report.run_id, "dry_run": report.dry_run, "since": start.isoformat(), **report.stats(),
+                "exit_code": report.exit_code,
+                "plan": [{"category": c, "action": a, "messages": n} for c, a, n in table]}
+        click.echo(json.dumps(data, ensure_ascii=False, indent=1))
+    else:
+        if report.dry_run:
+            click.echo(tr(f"Simulation — courrier reçu depuis le {start.date()} ; rien n'a été modifié :",
+                          f"Dry run — mail received since {start.date()}; nothing was changed:"))
+            click.echo(describe_table(table))
+            click.echo(tr("Pour le faire : la même commande sans --dry-run.", "To do it: the same command without --dry-run."))
+        click.echo(report.summary())
+    ctx.exit(report.exit_code)
+
+
 # ====================================================================== audit
 AUDIT_COLUMNS = ("decided_at", "key", "decision", "category", "probability", "runner_up", "runner_up_probability",
                  "reason", "source_folder", "current_folder", "sender", "model_version", "status", "dry_run")

@@ -24,10 +24,10 @@ from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid
 from typing import Any
 
-from assoc_ai_core.errors import ConfigError
+from assoc_ai_core.errors import ConfigError, ForwardError
 from assoc_ai_core.ext.config import build_config
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.jobs.forwarding import ForwardError, SmtpForwarder
+from assoc_ai_core.jobs.forwarding import SmtpForwarder
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS acknowledgements (
     sender_hash TEXT PRIMARY KEY,

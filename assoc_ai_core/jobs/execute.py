@@ -19,10 +19,9 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
-from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, TransientError
+from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, ForwardError, TransientError
 from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.jobs.forwarding import ForwardError
 from assoc_ai_core.jobs.outbox import ForwardPolicy, Outbox, OutboxStatus, mail_date
 from assoc_ai_core.jobs.plan import SETTLED, Action, MessageStatus, Plan, Step, StepStatus
 from assoc_ai_core.jobs.preflight import Forwarder

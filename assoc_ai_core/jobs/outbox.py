@@ -40,9 +40,8 @@ from email.parser import BytesHeaderParser
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError
+from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, ForwardError
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.jobs.forwarding import ForwardError
 from assoc_ai_core.jobs.state import StateStore
 
 if TYPE_CHECKING:

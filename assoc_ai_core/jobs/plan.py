@@ -160,8 +160,9 @@ class Decision:
 
     def would(self) -> dict[str, Any]:
         """What a dry run reports for this message (``triage run --dry-run --json``)."""
+        date = self.message.date.isoformat() if self.message.date is not None else None
         return {"key": self.key, "decision": self.decision.value, "category": self.category,
-                "probability": self.probability, "reason": self.reason,
+                "probability": self.probability, "reason": self.reason, "date": date,
                 "actions": [{"kind": s.kind.value, "target": s.target} for s in self.plan]}
 
 

@@ -236,7 +236,7 @@ class TriageJob:
         status, code, message = "ok", 0, ""
         try:
             if not self.dry_run:
-                self._upkeep(report)
+                self.upkeep(report)
             for folder in self.settings.folders:
                 if self.stop:
                     break
@@ -255,7 +255,7 @@ class TriageJob:
             log.info(report.summary())
         return report
 
-    def _upkeep(self, report: RunReport) -> None:
+    def upkeep(self, report: RunReport) -> None:
         """Before new mail (real runs only): folders, interrupted messages, corrections, retention."""
         self._prepare_folders()
         self.executor.recover(report, self.stop)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from imapclient import IMAPClient
@@ -48,7 +49,8 @@ class Reading(KeyLookup):
 
         def search(client: IMAPClient) -> list[int]:
             self._select(client, server, uidvalidity=uidvalidity)
-            found = client.search(["UID", f"{last_uid + 1}:*"])
+            # mail a person flagged \Deleted is on its way out: left alone, never labelled or moved
+            found = client.search(["UID", f"{last_uid + 1}:*", "NOT", "DELETED"])
             return sorted(uid for uid in found if uid > last_uid)  # "n:*" always matches the last message
 
         uids = self._read("fetch_new", search)
@@ -64,6 +66,38 @@ class Reading(KeyLookup):
         self._select(client, server, uidvalidity=uidvalidity)
         response = client.fetch(uids, ["BODY.PEEK[]"])
         return {uid: bytes(item[b"BODY[]"]) for uid, item in response.items() if b"BODY[]" in item}
+
+    def cursor_at_now(self, folder: str) -> Mapping[str, Any] | None:
+        """A cursor just before the folder's UIDNEXT: only mail delivered afterwards is new."""
+        self.require(Capability.READ)
+        server = self.server_name(folder)
+        info = self._read("fetch_new", lambda c: self._select(c, server, fresh=True))
+        uidvalidity = int(info[b"UIDVALIDITY"])
+        uidnext = info.get(b"UIDNEXT")
+        if uidnext is None:  # a server that does not announce it on SELECT (rare): ask for it
+
+            def status(client: IMAPClient) -> Any:
+                return client.folder_status(server, [b"UIDNEXT"]).get(b"UIDNEXT")
+
+            uidnext = self._read("fetch_new", status)
+        return {"uidvalidity": uidvalidity, "last_uid": max(0, int(uidnext) - 1)}
+
+    def fetch_since(self, folder: str, since: datetime) -> Iterator[FetchedMail]:
+        """Messages of ``folder`` delivered on or after ``since``'s day (IMAP SEARCH SINCE, by internal date)."""
+        self.require(Capability.READ)
+        server = self.server_name(folder)
+
+        def search(client: IMAPClient) -> tuple[int, list[int]]:
+            info = self._select(client, server, fresh=True)
+            return int(info[b"UIDVALIDITY"]), sorted(client.search(["SINCE", since.date(), "NOT", "DELETED"]))
+
+        uidvalidity, uids = self._read("fetch_all", search)
+        for chunk in chunks(uids, FETCH_CHUNK):
+            data = self._read("fetch_all", lambda c, chunk=chunk: self._fetch_bodies(c, server, uidvalidity, chunk))
+            for uid in chunk:
+                raw = data.get(uid)
+                if raw is not None:
+                    yield FetchedMail(MailRef(folder, str(uid), message_key(raw)), raw)
 
     def fetch_all(self, folder: str) -> Iterator[FetchedMail]:
         """Yield every message of ``folder`` (to train on mail volunteers already sorted)."""

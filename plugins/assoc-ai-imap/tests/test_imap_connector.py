@@ -387,3 +387,28 @@ def test_missing_message_gives_a_clear_error(mailbox: Mailbox) -> None:
             conn.tag_subject(ghost, "[#Presse]")
         with pytest.raises(ConnectorError, match="(?i)dossier|folder"):
             list(conn.fetch_new("N'existe pas", None))
+
+
+def test_cursor_at_now_skips_the_mail_already_there_and_deleted_mail_is_left_alone(mailbox: Mailbox) -> None:
+    for raw in (make_mail(1), make_mail(2)):
+        mailbox.append(raw)
+    with mailbox.connector() as conn:
+        cursor = conn.cursor_at_now("INBOX")
+        assert cursor is not None
+        assert list(conn.fetch_new("INBOX", cursor)) == []  # the backlog is not "new"
+        later, gone = make_mail(3), make_mail(4)
+        mailbox.append(later)
+        mailbox.append(gone, flags=(b"\\Deleted",))  # a person deleted it before the job ran
+        _, got = _fetch_everything(conn, cursor=cursor)
+        assert [m.raw for m in got] == [later]
+
+
+def test_fetch_since_reads_by_delivery_date(mailbox: Mailbox) -> None:
+    import datetime as dt
+
+    for raw in (make_mail(1), make_mail(2)):
+        mailbox.append(raw)
+    with mailbox.connector() as conn:
+        today = dt.datetime.now(dt.UTC)
+        assert len(list(conn.fetch_since("INBOX", today - dt.timedelta(days=1)))) == 2
+        assert list(conn.fetch_since("INBOX", today + dt.timedelta(days=2))) == []
