@@ -131,3 +131,41 @@ def test_plan_table_counts_old_forwards_as_not_sent() -> None:
     rows = plan_table(would, max_age_days=7)
     assert len(rows) == 2 and all(n == 1 for _, _, n in rows)
     assert any("too old" in a or "trop ancien" in a for _, a, _ in rows)
+
+
+def test_a_person_filing_during_an_interruption_wins_and_is_a_correction(tmp_path: Path, trained_model) -> None:
+    """Kill the job with messages pending, file five by hand: the next run leaves them and records corrections."""
+    from assoc_ai_core.testing.mailbox import SimulatedCrash
+
+    cfg = _config(tmp_path, _model_file(tmp_path, trained_model), first_run="all")
+    conn = _maildir(tmp_path)
+    keys = _deliver_all(conn)
+
+    def crash(stage: str, n: int, kind: str) -> None:
+        if stage == "intent":
+            raise SimulatedCrash(kind)
+
+    try:
+        with TriageJob(cfg, checkpoint=crash) as job:
+            job.run_once()
+    except SimulatedCrash:
+        pass
+    with StateStore(tmp_path / "state.sqlite") as state:
+        pending = {r[0]: r[1] for r in state.execute(
+            "SELECT key, COALESCE(category, '') FROM messages WHERE status='pending'")}
+    assert len(pending) >= 5
+    # a volunteer files five of them by hand, in a category folder the job did not choose
+    filed: dict[str, str] = {}
+    for ref in [f.ref for f in conn.fetch_all("INBOX") if f.ref.key in pending][:5]:
+        target = next(folder for name, folder in CATEGORIES.items() if name != pending[ref.key])
+        conn.move(ref, target)
+        filed[ref.key] = target
+    with TriageJob(cfg, forwarder=RecordingForwarder()) as job:
+        report = job.run_once()
+    census = mailbox_census(conn)
+    for key, folder in filed.items():
+        assert [f for f, _ in census[key]] == [folder]  # never moved back
+    assert report.corrections == 5
+    with StateStore(tmp_path / "state.sqlite") as state:
+        corrected = {r[0] for r in state.execute("SELECT key FROM corrections")}
+    assert corrected == set(filed)

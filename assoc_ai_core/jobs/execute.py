@@ -322,12 +322,40 @@ class Executor:
                 "introuvable à la reprise (supprimé entre-temps ?)", "not found when resuming (deleted meanwhile?)"))
             log.warning(tr(f"{record.key} : introuvable à la reprise.", f"{record.key}: not found when resuming."))
             return
+        plan = Plan.from_records(record.plan)
+        if self.moved_by_a_person(record, plan, found):
+            self._leave_to_person(record, found)
+            return
         report.recovered += 1
         log.info(tr(f"{record.key} : reprise d'un traitement interrompu.", f"{record.key}: resuming interrupted handling."))
         ref = self.choose_ref(record, found)
         raw = fetched.raw if fetched is not None and fetched.ref == ref else None
         subject = parse_message(raw).subject if raw is not None else ""
-        self.execute(record.key, Plan.from_records(record.plan), ref, raw, report, subject=subject)
+        self.execute(record.key, plan, ref, raw, report, subject=subject)
+
+    def moved_by_a_person(self, record: MessageRecord, plan: Plan, found: Sequence[MailRef]) -> bool:
+        """Whether someone else put the message where the job never would: in none of the folders of its plan."""
+        ours = {record.source_folder, record.current_folder}
+        ours |= {step.target for step in plan if step.kind is Action.MOVE}
+        ours |= {a.result_folder for a in self.state.actions_for(record.instance, record.key) if a.result_folder}
+        return not any(ref.folder in ours for ref in found)
+
+    def _leave_to_person(self, record: MessageRecord, found: Sequence[MailRef]) -> None:
+        """A person filed the message while the job was interrupted: the job stops its plan and never moves it back.
+
+        The record keeps the job's last known folder, so the correction pass
+        that follows recovery sees the move and records it as a correction
+        when the folder is another category's.
+        """
+        reason = tr("classé par une personne pendant l'interruption : le tri s'arrête là",
+                    "filed by a person during the interruption: the job stops there")
+        with self.state.transaction():
+            for action in self.state.actions_for(record.instance, record.key):
+                if action.status in (StepStatus.INTENT, StepStatus.FAILED):
+                    self.state.finish_action(action.id, StepStatus.SKIPPED, detail=reason)
+            self.state.set_message_status(self.instance, record.key, MessageStatus.DONE)
+        log.info(tr(f"{record.key} : déplacé par une personne ({found[0].folder}) ; le tri ne le reprend pas.",
+                    f"{record.key}: moved by a person ({found[0].folder}); the job leaves it there."))
 
     def choose_ref(self, record: MessageRecord, found: Sequence[MailRef]) -> MailRef:
         """Which copy to carry on with: the one the interrupted action started on, else the known folder."""
