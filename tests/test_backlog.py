@@ -139,7 +139,7 @@ def test_a_person_filing_during_an_interruption_wins_and_is_a_correction(tmp_pat
 
     cfg = _config(tmp_path, _model_file(tmp_path, trained_model), first_run="all")
     conn = _maildir(tmp_path)
-    keys = _deliver_all(conn)
+    _deliver_all(conn)
 
     def crash(stage: str, n: int, kind: str) -> None:
         if stage == "intent":
