@@ -16,6 +16,7 @@ from typing import Any
 
 from assoc_ai_core.ext.connectors import Capability, FetchedMail
 from assoc_ai_core.i18n import tr
+from assoc_ai_core.jobs.budget import OverBudget, ReadingBudget
 from assoc_ai_core.jobs.plan import Decision, DecisionKind, MessageKey, category_plan, key_of, review_plan
 from assoc_ai_core.jobs.settings import TriageSettings
 from assoc_ai_core.records.mail import Message, Prediction
@@ -36,9 +37,13 @@ def unconfigured_categories(model: Any, settings: TriageSettings) -> list[str]:
 
 
 def decide_page(model: Any, todo: Sequence[tuple[FetchedMail, Message]], *, settings: TriageSettings,
-                capabilities: Collection[Capability]) -> list[Decision]:
-    """One decision per message of ``todo``, in order (keys are unique within a page)."""
-    output = run_model(model, [(key_of(f), m) for f, m in todo if m.error is None])
+                capabilities: Collection[Capability], budget: ReadingBudget | None = None) -> list[Decision]:
+    """One decision per message of ``todo``, in order (keys are unique within a page).
+
+    With a ``budget``, each message is cleaned on its own within the time
+    limit (a message over it goes to review with the reason).
+    """
+    output = run_model(model, [(key_of(f), m) for f, m in todo if m.error is None], budget=budget)
     review = review_plan(settings.review_folder, capabilities)
     decisions: list[Decision] = []
     for fetched, msg in todo:
@@ -58,18 +63,22 @@ def decide_page(model: Any, todo: Sequence[tuple[FetchedMail, Message]], *, sett
     return decisions
 
 
-def run_model(model: Any, readable: Sequence[tuple[MessageKey, Message]]) -> PageModelOutput:
+def run_model(model: Any, readable: Sequence[tuple[MessageKey, Message]], *,
+              budget: ReadingBudget | None = None) -> PageModelOutput:
     """Predictions and explanations of a page, cleaned once; message by message when the batch fails."""
     output = PageModelOutput()
+    if budget is not None:
+        readable, cleaned = clean_within_budget(model, readable, budget, output.failures)
     if not readable:
         return output
     from assoc_ai_core.api import predict
 
     msgs = [m for _, m in readable]
-    try:
-        cleaned = model.transform_clean(msgs)  # once for the page: predictions and explanations
-    except Exception:  # one odd message must not stop the page: the fallbacks below go one by one
-        cleaned = None
+    if budget is None:
+        try:
+            cleaned = model.transform_clean(msgs)  # once for the page: predictions and explanations
+        except Exception:  # one odd message must not stop the page: the fallbacks below go one by one
+            cleaned = None
     output.explanations = explain_page(model, readable, cleaned)
     try:
         output.predictions = dict(zip((k for k, _ in readable), predict(model, msgs, cleaned=cleaned), strict=True))
@@ -80,6 +89,30 @@ def run_model(model: Any, readable: Sequence[tuple[MessageKey, Message]]) -> Pag
             except Exception as exc:
                 output.failures[key] = f"{type(exc).__name__}: {exc}"
     return output
+
+
+def clean_within_budget(model: Any, readable: Sequence[tuple[MessageKey, Message]], budget: ReadingBudget,
+                        failures: dict[MessageKey, str]) -> tuple[list[tuple[MessageKey, Message]], Any]:
+    """Clean each message alone within the budget; the ones that fit, and their cleaned rows stacked (or None).
+
+    A message over the time limit, or whose cleaning fails, gets its reason in ``failures``.
+    """
+    import numpy as np
+
+    kept: list[tuple[MessageKey, Message]] = []
+    rows: list[Any] = []
+    for key, msg in readable:
+        try:
+            with budget.reading(key):
+                rows.append(model.transform_clean([msg]))
+        except OverBudget:
+            failures[key] = budget.over_reason()
+            continue
+        except Exception as exc:  # this message only: the others are still classified
+            failures[key] = f"{type(exc).__name__}: {exc}"
+            continue
+        kept.append((key, msg))
+    return kept, (np.concatenate(rows) if rows else None)
 
 
 def explain_page(model: Any, readable: Sequence[tuple[MessageKey, Message]], cleaned: Any = None,
@@ -126,4 +159,4 @@ def decision_from(fetched: FetchedMail, msg: Message, pred: Prediction, explanat
                     explanation=explanation, reason=reason, plan=plan)
 
 
-__all__ = ["PageModelOutput", "unconfigured_categories", "decide_page", "run_model", "explain_page", "explain_one", "decision_from"]
+__all__ = ["PageModelOutput", "unconfigured_categories", "decide_page", "run_model", "clean_within_budget", "explain_page", "explain_one", "decision_from"]

@@ -59,6 +59,7 @@ from assoc_ai_core.i18n import tr
 from assoc_ai_core.jobs.acknowledgement import Acknowledger
 from assoc_ai_core.jobs.audit import participant_addresses
 from assoc_ai_core.jobs.batch import InFlight, carry_out
+from assoc_ai_core.jobs.budget import OverBudget, ReadingBudget
 from assoc_ai_core.jobs.corrections import detect_corrections
 from assoc_ai_core.jobs.deciding import decide_page, unconfigured_categories
 from assoc_ai_core.jobs.examples import collect_mailbox_examples, train_from_mailbox
@@ -113,6 +114,7 @@ class TriageJob:
         self._ack: Acknowledger | None = None  # when [acknowledgement] enabled
         self._hooks: HookRelay | None = None  # the plugin manager's hooks
         self._prepared = False
+        self._budget: ReadingBudget | None = None
         self._hook_warned: set[str] = set()
         # Seconds between two correction checks; watch mode raises it, since locating every recent
         # decision on each short pass would load an IMAP server for nothing.
@@ -159,6 +161,12 @@ class TriageJob:
             self._connector = build_connector(s)
         self._connector.open()
         self._check_capabilities()
+        # the marker lives beside the state (one job per state file, under its lock); a dry run reads it too
+        self._budget = ReadingBudget(s.state_path.with_name(s.state_path.name + ".reading"),
+                                     seconds=s.message_seconds, max_bytes=int(s.message_max_mb * 1e6))
+        if self._budget.stalled:
+            log.warning(tr("Une exécution précédente s'est arrêtée en lisant un message : il ira à vérifier.",
+                           "A previous run stopped while reading a message: it will go to review."))
         self._executor = Executor(instance=s.instance, state=self._state, connector=self._connector,
                                   forwarder=self._forwarder, checkpoint=self._checkpoint,
                                   forwarding=ForwardPolicy.from_settings(s))
@@ -172,6 +180,9 @@ class TriageJob:
             self._state.close()
             self._state = None
         self._executor = None
+        if self._budget is not None:
+            self._budget.close()
+            self._budget = None
         if self._lock_fd is not None:
             release_lock(self._lock_fd)
             self._lock_fd = None
@@ -412,13 +423,31 @@ class TriageJob:
                 else:
                     report.skipped += 1
                 continue
-            todo.append((fetched, parse_message(fetched.raw, source=f"{folder}/{fetched.ref.uid}")))
+            todo.append((fetched, self._parse(folder, fetched)))
         return todo
+
+    def _parse(self, folder: str, fetched: FetchedMail) -> Message:
+        """Parse one message within its budget; one that cannot be read within it carries the reason as its error."""
+        budget, key = self._budget, fetched.ref.key
+        if budget is None:
+            return parse_message(fetched.raw, source=f"{folder}/{fetched.ref.uid}")
+        reason = budget.stalled_reason() if key == budget.stalled else budget.too_large(len(fetched.raw))
+        if reason is None:
+            try:
+                with budget.reading(key):
+                    return parse_message(fetched.raw, source=f"{folder}/{fetched.ref.uid}")
+            except OverBudget:
+                reason = budget.over_reason()
+        log.warning(tr(f"{key} : à vérifier sans être lu ({reason}).", f"{key}: to review, not read ({reason})."))
+        return Message(key=key, source=f"{folder}/{fetched.ref.uid}", error=reason)
 
     # ------------------------------------------------------------------ deciding and acting
     def _handle_page(self, todo: Sequence[tuple[FetchedMail, Message]], report: RunReport) -> None:
         """Decide and act on one page: label/move-only plans as a batch, the others one message at a time."""
-        decisions = decide_page(self._model, todo, settings=self.settings, capabilities=self.connector.capabilities)
+        decisions = decide_page(self._model, todo, settings=self.settings, capabilities=self.connector.capabilities,
+                                budget=self._budget)
+        if self._budget is not None:
+            self._budget.done()  # every message of the page was read: none of them stalls the next run
         if self.dry_run:
             for d in decisions:
                 if self.stop:
