@@ -10,20 +10,33 @@ directly.  Everything in ``__all__`` is public and kept stable.
 ...               ["Adhésion"] * 3 + ["Événement"] * 3)  # doctest: +SKIP
 >>> predict(model, ["comment adhérer ?"])[0].label  # doctest: +SKIP
 'Adhésion'
+
+Who wrote and to whom are learnt only as tokens keyed with the installation's
+secret, a :class:`SenderKey` given explicitly as ``sender_key=`` to
+:func:`train` and to every function that cleans for a model (:func:`predict`,
+:func:`explain`, :func:`explain_many`, :func:`explain_prediction`,
+:func:`evaluate`).  It is never stored in the model (only its fingerprint).
+Without a key, no sender or recipient token is made: the model learns from the
+text and the other meta tokens (domains, attachments, language…).  A model
+given no key or another key than its training one warns once and leaves those
+tokens out.  :func:`clean` returns texts only and needs no key.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from assoc_ai_core.errors import DataError
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.mail.cleaning import clean
+from assoc_ai_core.mail.cleaning import SenderKey, clean
 from assoc_ai_core.mail.embeddings import available as _embeddings_available
-from assoc_ai_core.mail.evaluate import chronological_split, evaluate
-from assoc_ai_core.mail.explain import Explanation, explain, explain_many, explain_model, sentence
+from assoc_ai_core.mail.evaluate import chronological_split
+from assoc_ai_core.mail.evaluate import evaluate as _evaluate
+from assoc_ai_core.mail.explain import Explanation, explain_model, sentence
+from assoc_ai_core.mail.explain import explain_many as _explain_many
 from assoc_ai_core.mail.model import MailClassifier
 from assoc_ai_core.mail.parsing import TRUNCATION_DEFECTS, message_from_text, parse_message
 from assoc_ai_core.mail.pseudonymise import pseudonymise
@@ -34,11 +47,11 @@ from assoc_ai_core.records.mail import Message, Prediction
 __all__ = [
     # learn, decide, explain, measure
     "clean", "train", "predict", "explain", "explain_many", "explain_prediction", "explain_model", "evaluate",
-    "chronological_split", "write_report", "semantic_available",
+    "chronological_split", "write_report", "semantic_available", "load_sender_key",
     # read mail
     "load_dataset", "iter_messages", "parse_message", "message_from_text", "pseudonymise",
     # the types these functions take and give
-    "MailClassifier", "Explanation", "Dataset", "Message", "Prediction", "SERIOUS_DEFECTS",
+    "MailClassifier", "Explanation", "Dataset", "Message", "Prediction", "SenderKey", "SERIOUS_DEFECTS",
 ]
 
 # Parser defects that mean part of the message may be missing: a person must look.
@@ -59,13 +72,15 @@ def train(
     *,
     target_precision: float = 0.95,
     progress: Any = None,
+    sender_key: SenderKey | None = None,
     **params: Any,
 ) -> MailClassifier:
     """Fit a :class:`MailClassifier` on messages (or texts) and their categories.
 
     ``labels`` default to each message's ``label`` (the folder it was sorted
-    into).  Unreadable messages are left out.  Extra keyword arguments are
-    :class:`MailClassifier` parameters.
+    into).  Unreadable messages are left out.  ``sender_key``: the
+    installation's key for sender and recipient tokens (None: none learnt).
+    Extra keyword arguments are :class:`MailClassifier` parameters.
     """
     msgs = _as_messages(messages)
     given: Sequence[str | None] = labels if labels is not None else [m.label for m in msgs]
@@ -76,21 +91,31 @@ def train(
             "No labelled message: put messages in one folder per category, or pass the labels.",
         ))
     model = MailClassifier(target_precision=target_precision, **params)
-    return model.fit([m for m, _ in pairs], [lab for _, lab in pairs], progress=progress)
+    return model.fit([m for m, _ in pairs], [lab for _, lab in pairs], progress=progress, sender_key=sender_key)
 
 
-def predict(model: MailClassifier, messages: Sequence[Message | str], *, cleaned: Any = None) -> list[Prediction]:
+def load_sender_key(path: str | os.PathLike[str], *, create: bool = False) -> SenderKey:
+    """The installation's key for sender and recipient tokens, read from ``path`` (the job's key file format).
+
+    ``create``: write a random key there when the file is missing (mode 0600).
+    """
+    return SenderKey.from_file(path, create=create)
+
+
+def predict(model: MailClassifier, messages: Sequence[Message | str], *, cleaned: Any = None,
+            sender_key: SenderKey | None = None) -> list[Prediction]:
     """Category, calibrated probability, runner-up and decision (``auto``/``review``) per message.
 
     A message that could not be read gets decision ``review`` with the reason;
     so does a truncated or malformed one, even when its text was salvaged.
     ``cleaned`` is ``model.transform_clean`` of the readable messages, when
     the caller already has it (it is then not computed twice).
+    ``sender_key``: the key the model was trained with (see the module's notes).
     """
     msgs = _as_messages(messages)
     readable = [m for m in msgs if m.error is None]
     if readable and cleaned is None:
-        cleaned = model.transform_clean(readable)
+        cleaned = model.transform_clean(readable, sender_key=sender_key)
     preds = iter(model.predictions(cleaned, keys=[m.key for m in readable]) if readable else [])
     out: list[Prediction] = []
     for m in msgs:
@@ -113,8 +138,55 @@ def _review_if_damaged(message: Message, pred: Prediction) -> Prediction:
     ))
 
 
+def explain(model: MailClassifier, message: Message | str, *, top_k: int = 8, lang: str | None = None,
+            sender_key: SenderKey | None = None) -> Explanation:
+    """Explain the model's decision on one message (or text), in French or English."""
+    return explain_many(model, [message], top_k=top_k, lang=lang, sender_key=sender_key)[0]
+
+
+def explain_many(model: MailClassifier, messages: Sequence[Message | str], *, top_k: int = 8,
+                 lang: str | None = None, cleaned: Any = None, sender_key: SenderKey | None = None,
+                 ) -> list[Explanation]:
+    """Explain many messages at once: cleaned (with ``sender_key``) and turned into features once, as a batch.
+
+    ``cleaned`` is ``model.transform_clean(messages, sender_key=…)`` when the caller already has it.
+    """
+    if cleaned is None and messages:
+        cleaned = model.transform_clean(_as_messages(messages), sender_key=sender_key)
+    return _explain_many(model, messages, top_k=top_k, lang=lang, cleaned=cleaned)
+
+
+def evaluate(model: MailClassifier, messages: Sequence[Message | str], labels: Sequence[str] | None = None, *,
+             mistakes: int = 10, lang: str | None = None, sender_key: SenderKey | None = None) -> dict[str, Any]:
+    """Score ``model`` on labelled messages (see :func:`assoc_ai_core.mail.evaluate.evaluate` for the result).
+
+    ``sender_key``: the key the model was trained with, used for every message
+    evaluated and every mistake explained.
+    """
+    return _evaluate(_KeyedCleaning(model, sender_key), messages, labels, mistakes=mistakes, lang=lang)
+
+
+class _KeyedCleaning:
+    """``model`` for one call, its cleaning done with ``sender_key``: the evaluation cleans inside the mail layer.
+
+    Lives only as long as the call; it is never saved (and the persistence layer would refuse its type).
+    """
+
+    def __init__(self, model: MailClassifier, sender_key: SenderKey | None) -> None:
+        self._model = model
+        self._sender_key = sender_key
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def transform_clean(self, X: Sequence[Message | str]) -> Any:
+        """The model's cleaning with the key of this call."""
+        return self._model.transform_clean(X, sender_key=self._sender_key)
+
+
 def explain_prediction(
     model: MailClassifier, message: Message | str, prediction: Prediction, *, top_k: int = 8, lang: str | None = None,
+    sender_key: SenderKey | None = None,
 ) -> Explanation:
     """The explanation of ``prediction`` (from :func:`predict`), agreeing with its decision.
 
@@ -122,7 +194,7 @@ def explain_prediction(
     message to review (a truncated message): the explanation then says
     "to be checked" too, with the prediction's reason in its sentence.
     """
-    exp = explain(model, message, top_k=top_k, lang=lang)
+    exp = explain(model, message, top_k=top_k, lang=lang, sender_key=sender_key)
     if prediction.decision == "review" and exp.decision == "auto":
         exp.decision = "review"
         exp.sentence = sentence(exp, lang=lang) + f" ({prediction.reason})"

@@ -53,10 +53,10 @@ def test_a_message_too_slow_to_read_goes_to_review_and_the_run_goes_on(tmp_path:
     slow = keys[1]
     real = type(trained_model).transform_clean
 
-    def transform_clean(self, X):  # stands for a message whose cleaning never ends
+    def transform_clean(self, X, **kwargs):  # stands for a message whose cleaning never ends
         if any(getattr(m, "key", None) == slow for m in X):
             time.sleep(30)
-        return real(self, X)
+        return real(self, X, **kwargs)
 
     monkeypatch.setattr(type(trained_model), "transform_clean", transform_clean)
     started = time.monotonic()

@@ -168,7 +168,7 @@ def test_runs_are_recorded_and_killed_ones_closed(tmp_path: Path) -> None:
     assert runs[1]["review_share"] == pytest.approx(1 / 3)
 
 
-def test_a_version_1_file_gains_the_participants_table(tmp_path: Path) -> None:
+def test_a_version_1_file_gains_the_participants_table_and_the_identity_column(tmp_path: Path) -> None:
     from assoc_ai_core.jobs.audit import MIGRATIONS
 
     path = tmp_path / "state.sqlite"
@@ -176,8 +176,9 @@ def test_a_version_1_file_gains_the_participants_table(tmp_path: Path) -> None:
     db.executescript(MIGRATIONS[1] + "; PRAGMA user_version = 1;")
     db.close()
     with StateStore(path) as state:
-        assert state.schema_version == SCHEMA_VERSION == 2
+        assert state.schema_version == SCHEMA_VERSION == 3
         assert state.participants_of(["h"]) == []
+        assert "identity" in {r[1] for r in state.execute("PRAGMA table_info(messages)")}
 
 
 def test_tombstoned_keys_are_still_known_and_hold_no_personal_data(tmp_path: Path) -> None:

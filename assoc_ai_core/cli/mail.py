@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,15 @@ import click
 
 from assoc_ai_core.cli.common import lang_option, option
 from assoc_ai_core.cli.handover import load_mail_model, people_commands
-from assoc_ai_core.cli.predict import NAME_WIDTH, classify_paths, format_table, predict
+from assoc_ai_core.cli.predict import (
+    NAME_WIDTH,
+    classify_paths,
+    format_table,
+    key_file_option,
+    predict,
+    sender_key_from,
+    warnings_as_lines,
+)
 from assoc_ai_core.errors import DataError
 from assoc_ai_core.files import atomic_write, private_dir
 from assoc_ai_core.i18n import count, current_lang, decimal, percent, signed, tr
@@ -80,18 +86,6 @@ def _progress(total: int, desc: str) -> BoundedProgress:
                                 disable=not sys.stderr.isatty()))
 
 
-def _echo_warnings(caught: Sequence[warnings.WarningMessage]) -> None:
-    """Our own warnings as one plain line each (no file and line number); others as Python shows them."""
-    seen: set[str] = set()
-    for w in caught:
-        if "assoc_ai_core" in str(w.filename):
-            if str(w.message) not in seen:
-                seen.add(str(w.message))
-                click.echo(tr("Attention : ", "Warning: ") + str(w.message), err=True)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-
-
 def _report_problems(problems: Sequence[tuple[str, str]]) -> None:
     if not problems:
         return
@@ -101,15 +95,6 @@ def _report_problems(problems: Sequence[tuple[str, str]]) -> None:
         click.echo(f"  - {source}: {reason}", err=True)
     if len(problems) > 20:
         click.echo(f"  … (+{len(problems) - 20})", err=True)
-
-
-@contextmanager
-def _warnings_as_lines() -> Iterator[None]:
-    """Collect the warnings of the block (a category with one example...) and show them as plain lines after it."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    _echo_warnings(caught)
 
 
 # --------------------------------------------------------------------- train
@@ -138,10 +123,18 @@ def _warnings_as_lines() -> Iterator[None]:
                       "mail, or a people task (donor-propensity, churn, ...)."))
 @option("--from-mailbox", is_flag=True, help=tr("Apprendre des dossiers de la boîte configurée.", "Learn from the configured mailbox's folders."))
 @option("--config", "config_path", type=click.Path(), help=tr("Fichier de configuration TOML.", "TOML configuration file."))
+@key_file_option
 @_LANG
 def train(data: str | None, output: str | None, target_precision: float, semantic: bool, pseudonymize: bool,
-          label_names: bool | None, task: str, from_mailbox: bool, config_path: str | None, lang: str | None) -> None:
-    """Train a model and save it."""
+          label_names: bool | None, task: str, from_mailbox: bool, config_path: str | None, key_file: str | None,
+          lang: str | None) -> None:
+    """Train a model and save it.
+
+    With ``--key-file`` the model learns who writes and to whom as tokens keyed
+    with that secret (created when missing; only its fingerprint enters the
+    model, so give the same file to predict, evaluate and explain); without it,
+    from the text and the other meta tokens only.
+    """
     if task != "mail":
         _train_people(task, data, output, lang)
         return
@@ -174,8 +167,9 @@ def train(data: str | None, output: str | None, target_precision: float, semanti
     params: dict[str, Any] = {"pseudonymize": pseudonymize, "label_names": label_names}
     if semantic:
         params["embeddings"] = "use-multilingual"
-    with _warnings_as_lines(), _progress(5, tr("Apprentissage", "Training")) as bar:
-        model = train_model(labelled, target_precision=target_precision, progress=bar, **params)
+    sender_key = sender_key_from(key_file, create=True)
+    with warnings_as_lines(), _progress(5, tr("Apprentissage", "Training")) as bar:
+        model = train_model(labelled, target_precision=target_precision, progress=bar, sender_key=sender_key, **params)
     save_model(model, output)
     card_md, _ = card_beside_model(model, output)
     click.echo(_trained_summary(model.metadata_, output, target_precision))
@@ -239,9 +233,10 @@ def _semantic_tip() -> str:
 @option("--config", "config_path", type=click.Path(exists=True), default=None,
               help=tr("Configuration du tri : ajoute au rapport la surveillance du modèle (exécutions, dérive).",
                       "Triage configuration: adds model monitoring (runs, drift) to the report."))
+@key_file_option
 def evaluate(model_path: str, data: str, json_out: str | None, html_out: str | None, chrono: float | None,
-             lang: str | None, config_path: str | None) -> None:
-    """Evaluate a model on labelled data."""
+             lang: str | None, config_path: str | None, key_file: str | None) -> None:
+    """Evaluate a model on labelled data (``--key-file``: the key it was trained with)."""
     people = people_commands()
     if people is not None and people.is_people_model(model_path):
         people.evaluate_task(model_path, data, json_out, html_out, lang=lang)
@@ -252,16 +247,18 @@ def evaluate(model_path: str, data: str, json_out: str | None, html_out: str | N
 
     lang = lang or current_lang()
     model = load_mail_model(model_path)
+    sender_key = sender_key_from(key_file)
     ds = load_dataset(data, progress=sys.stderr.isatty())
     _report_problems(ds.problems)
     test = ds.labelled()
     protocol = "held-out"
     if chrono:
         older, test = chronological_split(test, chrono)
-        with _warnings_as_lines():
-            model = train_model(older, **dict(model.get_params()))
+        with warnings_as_lines():
+            model = train_model(older, sender_key=sender_key, **dict(model.get_params()))
         protocol = f"chronological {1 - chrono:.0%}/{chrono:.0%}"
-    result = run_eval(model, test, lang=lang)
+    with warnings_as_lines():
+        result = run_eval(model, test, lang=lang, sender_key=sender_key)
     result["protocol"] = protocol
     click.echo(_summary(result, lang))
     if json_out:  # whole or not at all: never a 0-byte file after a crash (the worst mistakes quote mail)
@@ -334,8 +331,10 @@ def _evaluated_on(result: dict[str, Any], lang: str) -> str:
         help=tr("Nombre de raisons montrées de chaque côté.", "Number of reasons shown on each side."))
 @option("--json", "as_json", is_flag=True, help=tr("Sortie JSON au lieu du texte.", "JSON output instead of text."))
 @option("--person", "person_id", default=None, help=tr("Identifiant d'une personne (modèles « personnes »).", "A person's id (people models)."))
-def explain(model_path: str, path: str | None, lang: str | None, top_k: int, as_json: bool, person_id: str | None) -> None:
-    """Per-message reasons with signed weights, or the top terms of each category."""
+@key_file_option
+def explain(model_path: str, path: str | None, lang: str | None, top_k: int, as_json: bool, person_id: str | None,
+            key_file: str | None) -> None:
+    """Per-message reasons with signed weights, or the top terms of each category (``--key-file``: training key)."""
     people = people_commands()
     if people is not None and people.is_people_model(model_path):
         people.explain_task(model_path, path, person_id, lang or current_lang())
@@ -345,7 +344,8 @@ def explain(model_path: str, path: str | None, lang: str | None, top_k: int, as_
     if path is None:
         _explain_whole_model(model, top_k, lang, as_json)
     else:
-        _explain_messages(model, path, top_k, lang, as_json)
+        with warnings_as_lines():
+            _explain_messages(model, path, top_k, lang, as_json, sender_key_from(key_file))
 
 
 def _explain_whole_model(model: Any, top_k: int, lang: str, as_json: bool) -> None:
@@ -359,7 +359,7 @@ def _explain_whole_model(model: Any, top_k: int, lang: str, as_json: bool) -> No
         click.echo(f"{label}: " + _weights(terms, lang))
 
 
-def _explain_messages(model: Any, path: str, top_k: int, lang: str, as_json: bool) -> None:
+def _explain_messages(model: Any, path: str, top_k: int, lang: str, as_json: bool, sender_key: Any = None) -> None:
     from assoc_ai_core.api import explain as run_explain
     from assoc_ai_core.api import iter_messages
 
@@ -368,7 +368,7 @@ def _explain_messages(model: Any, path: str, top_k: int, lang: str, as_json: boo
             click.echo(tr(f"{msg.source} : illisible ({msg.error}) → à vérifier par une personne.",
                           f"{msg.source}: unreadable ({msg.error}) → to be checked by a person.", lang))
             continue
-        exp = run_explain(model, msg, top_k=top_k, lang=lang)
+        exp = run_explain(model, msg, top_k=top_k, lang=lang, sender_key=sender_key)
         if as_json:
             click.echo(json.dumps({"source": msg.source, **exp.to_dict()}, ensure_ascii=False))
             continue

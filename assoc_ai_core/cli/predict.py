@@ -7,7 +7,9 @@ hands over to :mod:`assoc_ai_core.cli.people`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +20,57 @@ from assoc_ai_core.cli.handover import load_mail_model, people_commands
 from assoc_ai_core.errors import DataError
 from assoc_ai_core.i18n import current_lang, percent, tr
 
-__all__ = ["predict", "classify_paths", "format_table", "NAME_WIDTH"]
+__all__ = ["predict", "classify_paths", "format_table", "NAME_WIDTH", "key_file_option", "sender_key_from",
+           "warnings_as_lines", "echo_warnings"]
 
 NAME_WIDTH = 40  # widest file column of the table; longer names are cut in the middle with "…"
+
+# Shared by train, predict, evaluate and explain: who wrote and to whom are learnt only as tokens keyed with
+# this file's secret, which never enters the model.
+key_file_option = option(
+    "--key-file", "key_file", type=click.Path(dir_okay=False), default=None,
+    help=tr("Clé secrète de l'installation (celle du tri, [privacy] key_file) : sans elle, les expéditeurs et "
+            "destinataires ne sont pas pris en compte. « train » la crée si elle manque.",
+            "The installation's secret key (the triage job's [privacy] key_file): without it, senders and "
+            "recipients are not used. 'train' creates it when missing."))
+
+
+def echo_warnings(caught: Sequence[warnings.WarningMessage]) -> None:
+    """Our own warnings as one plain line each (no file and line number); others as Python shows them."""
+    seen: set[str] = set()
+    for w in caught:
+        if "assoc_ai_core" in str(w.filename):
+            if str(w.message) not in seen:
+                seen.add(str(w.message))
+                click.echo(tr("Attention : ", "Warning: ") + str(w.message), err=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+@contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Collect the warnings of the block (a category with one example...) and show them as plain lines after it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    echo_warnings(caught)
+
+
+def sender_key_from(key_file: str | None, *, create: bool = False) -> Any:
+    """The :class:`~assoc_ai_core.api.SenderKey` of ``--key-file`` (None without the option)."""
+    if key_file is None:
+        return None
+    from assoc_ai_core.api import load_sender_key
+
+    if not create and not Path(key_file).is_file():
+        raise click.BadParameter(tr(f"fichier de clé introuvable : {key_file}", f"key file not found: {key_file}"),
+                                 param_hint="--key-file")
+    try:
+        return load_sender_key(key_file, create=create)
+    except (OSError, ValueError) as exc:  # the message names the file, never its content
+        raise click.BadParameter(tr(f"clé illisible dans {key_file} ({type(exc).__name__})",
+                                    f"unreadable key in {key_file} ({type(exc).__name__})"),
+                                 param_hint="--key-file") from None
 
 
 @click.command(help=tr(
@@ -34,9 +84,10 @@ NAME_WIDTH = 40  # widest file column of the table; longer names are cut in the 
 @option("--top", "top", type=click.IntRange(min=1), default=None,
         help=tr("Modèles « personnes » : n'afficher que les N meilleurs scores (défaut : tous).",
                 "People models: show only the N best scores (default: all)."))
+@key_file_option
 @lang_option
 def predict(model_path: str, paths: tuple[str, ...], as_json: bool, with_explain: bool, top: int | None,
-            lang: str | None) -> None:
+            key_file: str | None, lang: str | None) -> None:
     """Classify messages and print the category, confidence, decision and why."""
     lang = lang or current_lang()
     people = people_commands()
@@ -45,7 +96,8 @@ def predict(model_path: str, paths: tuple[str, ...], as_json: bool, with_explain
             people.predict_task(model_path, p, None, top=top, lang=lang, as_json=as_json)
         return
     model = load_mail_model(model_path)
-    rows = classify_paths(model, paths, with_explain=with_explain, lang=lang)
+    with warnings_as_lines():  # a key that does not fit the model is said once, as a plain line
+        rows = classify_paths(model, paths, with_explain=with_explain, lang=lang, sender_key=sender_key_from(key_file))
     if not rows:
         raise DataError(tr(f"Aucun message à classer dans : {', '.join(paths)}.",
                            f"No message to classify in: {', '.join(paths)}.", lang))
@@ -56,17 +108,19 @@ def predict(model_path: str, paths: tuple[str, ...], as_json: bool, with_explain
         click.echo(format_table(rows, lang))
 
 
-def classify_paths(model: Any, paths: Sequence[str], *, with_explain: bool = True, lang: str | None = None) -> list[dict[str, Any]]:
+def classify_paths(model: Any, paths: Sequence[str], *, with_explain: bool = True, lang: str | None = None,
+                   sender_key: Any = None) -> list[dict[str, Any]]:
     """Read, classify and (optionally) explain every message under ``paths``.
 
     Each row's ``file`` is where the message is, relative to the folder given (its name for a file given).
+    ``sender_key`` is the model's training key (see :mod:`assoc_ai_core.api`), None without ``--key-file``.
     """
     from assoc_ai_core.api import explain_prediction, iter_messages
     from assoc_ai_core.api import predict as run_predict
 
     found = [(m, p) for p in paths for m in iter_messages(p, labelled=False)]
     msgs = [m for m, _ in found]
-    preds = run_predict(model, msgs)
+    preds = run_predict(model, msgs, sender_key=sender_key)
     rows = []
     for (m, given), p in zip(found, preds, strict=True):
         row: dict[str, Any] = {
@@ -76,7 +130,7 @@ def classify_paths(model: Any, paths: Sequence[str], *, with_explain: bool = Tru
             "decision": p.decision, "reason": p.reason,
         }
         if with_explain and m.error is None:
-            exp = explain_prediction(model, m, p, lang=lang)
+            exp = explain_prediction(model, m, p, lang=lang, sender_key=sender_key)
             row["explanation"] = exp.sentence
             row["toward"] = [[t, round(w, 3)] for t, w in exp.toward]
             row["against"] = [[t, round(w, 3)] for t, w in exp.against]

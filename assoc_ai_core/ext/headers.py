@@ -31,9 +31,20 @@ _SINGLE_BYTE = {"us-ascii", "ascii", "utf-8", "utf8", "latin-1", "latin1", "l1",
 
 
 def stable_key(message_id: str, raw: bytes) -> str:
-    """The audit key of a message: its Message-ID, else a digest of its bytes."""
-    mid = message_id.strip().strip("<>").strip()
-    if mid and " " not in mid and len(mid) < 500:
+    """The audit key of a message: its Message-ID's msg-id, else a digest of its bytes.
+
+    A folded field or a comment beside the id (``<a@b> (added by relay)``)
+    still gives the id, so such mail keeps its Message-ID when tagged (a
+    digest key would have the header rewritten to carry it).
+    """
+    value = message_id[:2000]
+    start = value.find("<")
+    end = value.find(">", start + 1) if start >= 0 else -1
+    if end > start >= 0:
+        mid = "".join(value[start + 1:end].split())  # folding whitespace inside an id is not part of it
+    else:
+        mid = value.strip().strip("<>").strip()
+    if mid and len(mid) < 500 and not any(c.isspace() or c in "()<>" for c in mid):
         return mid
     return "sha256:" + hashlib.sha256(raw).hexdigest()[:32]
 

@@ -16,6 +16,7 @@ import re
 import secrets as _secrets
 import sqlite3
 from dataclasses import dataclass
+from datetime import datetime
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,10 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX participants_hash ON participants (address_hash);
     """,
+    # a keyed digest of who sent a message and when: another message that reuses a Message-ID is told apart
+    3: """
+    ALTER TABLE messages ADD COLUMN identity TEXT;
+    """,
 }
 
 
@@ -197,6 +202,15 @@ class SenderPrivacy:
         """
         digest = hmac.new(self._key, f"message-key\x00{instance}\x00{key}".encode(), hashlib.sha256).hexdigest()
         return TOMBSTONE_PREFIX + digest
+
+    def identity(self, sender: str, sent: datetime | None) -> str | None:
+        """A keyed digest of a message's sender and date (None without a date): two mails sharing a Message-ID
+        but not this are two messages.  Stable across folders, subject tags and the connectors' ways of reading."""
+        if sent is None:
+            return None
+        norm = (sender or "").strip().lower()
+        data = f"identity\x00{norm}\x00{int(sent.timestamp())}".encode()
+        return hmac.new(self._key, data, hashlib.sha256).hexdigest()[:24]
 
     def pseudonym(self, address: str) -> str:
         """Readable pseudonym of an address (see :func:`pseudonymise_address`)."""
@@ -261,6 +275,7 @@ class MessageRecord:
     decided_at: str
     updated_at: str
     gone_at: str | None
+    identity: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> MessageRecord:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from assoc_ai_core.errors import ConnectorError
 from assoc_ai_core.ext.connectors import MailboxConnector, MailRef
 from assoc_ai_core.i18n import tr
+from assoc_ai_core.jobs.plan import from_mailbox, mailbox_key
 from assoc_ai_core.jobs.report import RunReport
 from assoc_ai_core.jobs.settings import TriageSettings
 from assoc_ai_core.jobs.state import MessageRecord, StateStore
@@ -37,7 +38,7 @@ def detect_corrections(settings: TriageSettings, state: StateStore, connector: M
     located = _locate_all(connector, records)
     fresh: list[tuple[int, MailRef]] = []
     for record in records:
-        found = located.get(record.key, [])
+        found = [from_mailbox(ref, record.key) for ref in located.get(mailbox_key(record.key), [])]
         if not found:
             state.mark_gone(settings.instance, record.key)
             continue
@@ -54,7 +55,8 @@ def _locate_all(connector: MailboxConnector, records: Sequence[MessageRecord]) -
     located: dict[str, list[MailRef]] = {}
     for start in range(0, len(records), LOCATE_CHUNK):
         chunk = records[start:start + LOCATE_CHUNK]
-        located.update(connector.locate([MailRef(r.current_folder or "", r.current_uid or "", r.key) for r in chunk]))
+        located.update(connector.locate([MailRef(r.current_folder or "", r.current_uid or "", mailbox_key(r.key))
+                                         for r in chunk]))
     return located
 
 
@@ -90,7 +92,7 @@ def store_correction_texts(state: StateStore, connector: MailboxConnector, fresh
     """Keep the pseudonymised subject and text of newly corrected messages (for retraining)."""
     wanted: dict[str, dict[str, int]] = {}
     for cid, ref in fresh:
-        wanted.setdefault(ref.folder, {})[ref.key] = cid
+        wanted.setdefault(ref.folder, {})[mailbox_key(ref.key)] = cid
     for folder, keys in wanted.items():
         try:
             _store_folder_texts(state, connector, folder, keys)

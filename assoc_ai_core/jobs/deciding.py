@@ -37,13 +37,15 @@ def unconfigured_categories(model: Any, settings: TriageSettings) -> list[str]:
 
 
 def decide_page(model: Any, todo: Sequence[tuple[FetchedMail, Message]], *, settings: TriageSettings,
-                capabilities: Collection[Capability], budget: ReadingBudget | None = None) -> list[Decision]:
+                capabilities: Collection[Capability], budget: ReadingBudget | None = None,
+                sender_key: Any = None) -> list[Decision]:
     """One decision per message of ``todo``, in order (keys are unique within a page).
 
     With a ``budget``, each message is cleaned on its own within the time
     limit (a message over it goes to review with the reason).
     """
-    output = run_model(model, [(key_of(f), m) for f, m in todo if m.error is None], budget=budget)
+    output = run_model(model, [(key_of(f), m) for f, m in todo if m.error is None], budget=budget,
+                       sender_key=sender_key)
     review = review_plan(settings.review_folder, capabilities)
     decisions: list[Decision] = []
     for fetched, msg in todo:
@@ -57,18 +59,18 @@ def decide_page(model: Any, todo: Sequence[tuple[FetchedMail, Message]], *, sett
         else:
             explanation = output.explanations.get(key)
             if explanation is None:
-                explanation = explain_one(model, msg)
+                explanation = explain_one(model, msg, sender_key)
             decisions.append(decision_from(fetched, msg, output.predictions[key], explanation,
                                            settings=settings, capabilities=capabilities))
     return decisions
 
 
 def run_model(model: Any, readable: Sequence[tuple[MessageKey, Message]], *,
-              budget: ReadingBudget | None = None) -> PageModelOutput:
+              budget: ReadingBudget | None = None, sender_key: Any = None) -> PageModelOutput:
     """Predictions and explanations of a page, cleaned once; message by message when the batch fails."""
     output = PageModelOutput()
     if budget is not None:
-        readable, cleaned = clean_within_budget(model, readable, budget, output.failures)
+        readable, cleaned = clean_within_budget(model, readable, budget, output.failures, sender_key)
     if not readable:
         return output
     from assoc_ai_core.api import predict
@@ -76,23 +78,25 @@ def run_model(model: Any, readable: Sequence[tuple[MessageKey, Message]], *,
     msgs = [m for _, m in readable]
     if budget is None:
         try:
-            cleaned = model.transform_clean(msgs)  # once for the page: predictions and explanations
+            cleaned = model.transform_clean(msgs, sender_key=sender_key)  # once for the page: predictions and explanations
         except Exception:  # one odd message must not stop the page: the fallbacks below go one by one
             cleaned = None
-    output.explanations = explain_page(model, readable, cleaned)
+    output.explanations = explain_page(model, readable, cleaned, sender_key)
     try:
-        output.predictions = dict(zip((k for k, _ in readable), predict(model, msgs, cleaned=cleaned), strict=True))
+        output.predictions = dict(zip((k for k, _ in readable), predict(model, msgs, cleaned=cleaned,
+                                                                             sender_key=sender_key), strict=True))
     except Exception:  # one bad message must not stop the page: retry one by one
         for key, msg in readable:
             try:
-                output.predictions[key] = predict(model, [msg])[0]
+                output.predictions[key] = predict(model, [msg], sender_key=sender_key)[0]
             except Exception as exc:
                 output.failures[key] = f"{type(exc).__name__}: {exc}"
     return output
 
 
 def clean_within_budget(model: Any, readable: Sequence[tuple[MessageKey, Message]], budget: ReadingBudget,
-                        failures: dict[MessageKey, str]) -> tuple[list[tuple[MessageKey, Message]], Any]:
+                        failures: dict[MessageKey, str], sender_key: Any = None,
+                        ) -> tuple[list[tuple[MessageKey, Message]], Any]:
     """Clean each message alone within the budget; the ones that fit, and their cleaned rows stacked (or None).
 
     A message over the time limit, or whose cleaning fails, gets its reason in ``failures``.
@@ -104,7 +108,7 @@ def clean_within_budget(model: Any, readable: Sequence[tuple[MessageKey, Message
     for key, msg in readable:
         try:
             with budget.reading(key):
-                rows.append(model.transform_clean([msg]))
+                rows.append(model.transform_clean([msg], sender_key=sender_key))
         except OverBudget:
             failures[key] = budget.over_reason()
             continue
@@ -116,23 +120,23 @@ def clean_within_budget(model: Any, readable: Sequence[tuple[MessageKey, Message
 
 
 def explain_page(model: Any, readable: Sequence[tuple[MessageKey, Message]], cleaned: Any = None,
-                 ) -> dict[MessageKey, Any]:
+                 sender_key: Any = None) -> dict[MessageKey, Any]:
     """Explanations of a page of messages, computed as one batch (empty when the batch fails)."""
     try:
-        from assoc_ai_core.mail.explain import explain_many
+        from assoc_ai_core.api import explain_many
 
-        exps = explain_many(model, [m for _, m in readable], cleaned=cleaned)
+        exps = explain_many(model, [m for _, m in readable], cleaned=cleaned, sender_key=sender_key)
         return {key: exp.to_dict() for (key, _), exp in zip(readable, exps, strict=True)}
     except Exception:  # fall back to one by one, so one odd message cannot cost the page's reasons
         return {}
 
 
-def explain_one(model: Any, msg: Message) -> Any:
+def explain_one(model: Any, msg: Message, sender_key: Any = None) -> Any:
     """One message's explanation; its failure is recorded instead (an explanation never blocks triage)."""
     try:
         from assoc_ai_core.api import explain
 
-        exp = explain(model, msg)
+        exp = explain(model, msg, sender_key=sender_key)
         return exp.to_dict() if hasattr(exp, "to_dict") else dataclasses.asdict(exp)
     except Exception as exc:  # an explanation is a courtesy: its failure must not block triage
         return {"error": f"{type(exc).__name__}: {exc}"}

@@ -127,7 +127,9 @@ def train_from_mailbox(config: TriageSettings | str | os.PathLike[str], *,
     from assoc_ai_core.api import train
 
     log.info(tr(f"Apprentissage sur {len(examples)} messages de la boîte.", f"Training on {len(examples)} mailbox messages."))
-    return train(examples, target_precision=settings.target_precision)
+    from assoc_ai_core.jobs.retention import model_sender_key
+
+    return train(examples, target_precision=settings.target_precision, sender_key=model_sender_key(settings))
 
 
 __all__ = ["MailboxCensus", "collect_mailbox_examples", "held_out_sample", "mailbox_census", "routed_keys",

@@ -23,7 +23,17 @@ from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, Forward
 from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.jobs.outbox import ForwardPolicy, Outbox, OutboxStatus, mail_date
-from assoc_ai_core.jobs.plan import SETTLED, Action, MessageStatus, Plan, Step, StepStatus
+from assoc_ai_core.jobs.plan import (
+    SETTLED,
+    Action,
+    MessageStatus,
+    Plan,
+    Step,
+    StepStatus,
+    for_mailbox,
+    from_mailbox,
+    mailbox_key,
+)
 from assoc_ai_core.jobs.preflight import Forwarder
 from assoc_ai_core.jobs.report import RunReport, StopFlag
 from assoc_ai_core.jobs.state import ActionRecord, MessageRecord, StateStore
@@ -195,20 +205,24 @@ class Executor:
     # ------------------------------------------------------------------ mailbox actions
     def act(self, step: Step, ref: MailRef, raw: bytes | None, key: str, subject: str) -> MailRef:
         """One mailbox action; returns where the message is after it."""
-        conn = self.connector
         if step.kind is Action.LABEL:
-            conn.add_label(ref, step.target)
+            self.connector.add_label(for_mailbox(ref), step.target)
             return ref
         if step.kind is Action.TAG:
-            return conn.tag_subject(ref, step.target)
+            return from_mailbox(self.connector.tag_subject(for_mailbox(ref), step.target), ref.key)
         if step.kind is Action.MOVE:
-            return conn.move(ref, step.target)
+            return from_mailbox(self.connector.move(for_mailbox(ref), step.target), ref.key)
+        return self._forward(step, ref, raw, key, subject)
+
+    def _forward(self, step: Step, ref: MailRef, raw: bytes | None, key: str, subject: str) -> MailRef:
+        """A forward sent directly (the connector's own, or SMTP without the outbox)."""
+        conn = self.connector
         if raw is None:
             raw = self.fetch_raw(ref)
             subject = parse_message(raw).subject
         self.check_age(raw)
         if Capability.FORWARD in conn.capabilities:
-            conn.forward(ref, raw, step.target)
+            conn.forward(for_mailbox(ref), raw, step.target)
         elif self.forwarder is None:
             raise ConfigError(tr("Aucun moyen d'envoyer les transferts : ajoutez une section [smtp].",
                                  "No way to send forwards: add an [smtp] section."))
@@ -276,19 +290,20 @@ class Executor:
     def act_many(self, kind: Action, target: str, refs: Sequence[MailRef]) -> dict[str, MailRef]:
         """One batched connector call; key -> where each message is now (a message left out is retried alone)."""
         if kind is Action.LABEL:
-            self.connector.add_label_many(refs, target)
+            self.connector.add_label_many([for_mailbox(r) for r in refs], target)
             return {ref.key: ref for ref in refs}
         if kind is Action.MOVE:
-            moved = self.connector.move_many(refs, target)
+            ours = {mailbox_key(r.key): r.key for r in refs}
+            moved = self.connector.move_many([for_mailbox(r) for r in refs], target)
             if not isinstance(moved, Mapping):  # a plugin's own move_many from before the contract had one
                 moved = {ref.key: ref for ref in moved}
-            return moved
+            return {ours.get(k, k): from_mailbox(r, ours.get(k, k)) for k, r in moved.items()}
         raise ConfigError(f"unknown batched action {kind!r}")
 
     def fetch_raw(self, ref: MailRef) -> bytes:
         """The raw bytes of a message (a resumed forward whose page is gone)."""
         for fetched in self.connector.fetch_all(ref.folder):
-            if fetched.ref.key == ref.key:
+            if fetched.ref.key == mailbox_key(ref.key) and (fetched.ref.uid == ref.uid or ref.key == fetched.ref.key):
                 return fetched.raw
         raise ConnectorError(tr(f"Message {ref.key} introuvable dans « {ref.folder} ».",
                                 f"Message {ref.key} not found in '{ref.folder}'."), connector_id=self.connector.id)
@@ -306,17 +321,19 @@ class Executor:
             return
         log.info(tr(f"{len(pending)} message(s) laissé(s) en cours par une exécution interrompue : reprise.",
                     f"{len(pending)} message(s) left in progress by an interrupted run: resuming."))
-        located = self.connector.locate([_last_known(r) for r in pending])
+        located = self.connector.locate([for_mailbox(_last_known(r)) for r in pending])
         for record in pending:
             if stop:
                 return
-            self.resume(record, report, found=located.get(record.key, []))
+            found = [from_mailbox(ref, record.key) for ref in located.get(mailbox_key(record.key), [])]
+            self.resume(record, report, found=found)
 
     def resume(self, record: MessageRecord, report: RunReport, *, found: Sequence[MailRef] | None = None,
                fetched: FetchedMail | None = None) -> None:
         """Finish a message whose handling was interrupted, from where it really is now."""
         if found is None:
-            found = self.connector.locate([_last_known(record)]).get(record.key, [])
+            found = [from_mailbox(ref, record.key) for ref in
+                     self.connector.locate([for_mailbox(_last_known(record))]).get(mailbox_key(record.key), [])]
         if not found:
             self.state.set_message_status(self.instance, record.key, MessageStatus.LOST, reason=tr(
                 "introuvable à la reprise (supprimé entre-temps ?)", "not found when resuming (deleted meanwhile?)"))

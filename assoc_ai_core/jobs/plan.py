@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NewType
 
-from assoc_ai_core.ext.connectors import Capability, FetchedMail
+from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailRef
 from assoc_ai_core.jobs.settings import CategorySettings
 from assoc_ai_core.records.mail import Message
 
@@ -26,6 +26,31 @@ MessageKey = NewType("MessageKey", str)
 def key_of(fetched: FetchedMail) -> MessageKey:
     """The stable key of a fetched message."""
     return MessageKey(fetched.ref.key)
+
+
+#: joins a reused Message-ID and the digest that tells the second message apart (never in a real Message-ID)
+REUSED = "#reused-"
+
+
+def reused_key(key: str, identity: str) -> MessageKey:
+    """The state's key for a different message that reuses ``key`` as its Message-ID."""
+    return MessageKey(f"{key}{REUSED}{identity[:12]}")
+
+
+def mailbox_key(key: str) -> str:
+    """The key the mailbox knows a message by (a reused Message-ID's state key without its suffix)."""
+    return key.partition(REUSED)[0]
+
+
+def for_mailbox(ref: MailRef) -> MailRef:
+    """``ref`` as the connector must see it: with the Message-ID the mailbox holds."""
+    key = mailbox_key(ref.key)
+    return ref if key == ref.key else MailRef(ref.folder, ref.uid, key)
+
+
+def from_mailbox(ref: MailRef, key: str) -> MailRef:
+    """A connector's answer about ``key``'s message, with the state's key back on it."""
+    return ref if ref.key == key else MailRef(ref.folder, ref.uid, key)
 
 
 class DecisionKind(StrEnum):
@@ -193,5 +218,5 @@ def category_plan(category: CategorySettings, message: Message, capabilities: Co
     return Plan(tuple(steps))
 
 
-__all__ = ["MessageKey", "key_of", "DecisionKind", "Action", "BATCHED_ACTIONS", "StepStatus", "SETTLED",
+__all__ = ["MessageKey", "key_of", "REUSED", "reused_key", "mailbox_key", "for_mailbox", "from_mailbox", "DecisionKind", "Action", "BATCHED_ACTIONS", "StepStatus", "SETTLED",
            "MessageStatus", "Step", "Plan", "Decision", "review_plan", "category_plan"]

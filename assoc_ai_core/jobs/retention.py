@@ -156,6 +156,13 @@ def sender_privacy(settings: Any) -> SenderPrivacy:
 
 
 
+def model_sender_key(settings: Any) -> Any:
+    """The job's key for the model's sender/recipient tokens: the state's key file, created on first use."""
+    from assoc_ai_core.api import load_sender_key
+
+    return load_sender_key(settings.key_file, create=True)
+
+
 # ============================================================================ after erasure: retraining
 def erased_hashes(state: Any) -> set[str]:
     """Keyed hashes of erased addresses (the suppression list)."""
@@ -315,5 +322,5 @@ def json_or_none(text: str | None) -> Any:
 __all__ = [
     "PRIVACY_KEYS", "PrivacyPolicy", "split_config", "policy_of", "ensure_schema", "erased_hashes", "drop_erased",
     "models_to_retrain", "clear_retrain_marks", "RetentionResult", "apply_retention", "retention_for_job",
-    "json_or_none", "sender_privacy", "utc_now", "iso_utc", "map_json_text",
+    "json_or_none", "sender_privacy", "model_sender_key", "utc_now", "iso_utc", "map_json_text",
 ]

@@ -45,7 +45,7 @@ from assoc_ai_core.i18n import tr
 from assoc_ai_core.jobs.examples import held_out_sample, mailbox_census
 from assoc_ai_core.jobs.preflight import build_connector, load_current_model
 from assoc_ai_core.jobs.registry import ModelRegistry
-from assoc_ai_core.jobs.retention import clear_retrain_marks, drop_erased, models_to_retrain
+from assoc_ai_core.jobs.retention import clear_retrain_marks, drop_erased, model_sender_key, models_to_retrain
 from assoc_ai_core.jobs.settings import TriageSettings, as_settings
 from assoc_ai_core.jobs.state import StateStore, now_iso
 from assoc_ai_core.mail.parsing import message_from_text
@@ -223,8 +223,8 @@ class Scored:
     auto: np.ndarray
 
 
-def _score(model: Any, messages: Sequence[Any]) -> Scored:
-    preds = predict(model, list(messages))
+def _score(model: Any, messages: Sequence[Any], sender_key: Any = None) -> Scored:
+    preds = predict(model, list(messages), sender_key=sender_key)
     return Scored(np.array([str(p.label) for p in preds]), np.array([p.probability for p in preds], dtype=float),
                    np.array([p.decision == "auto" for p in preds], dtype=bool))
 
@@ -343,13 +343,14 @@ def _retrain(settings: TriageSettings, on_stored: Callable[[Any, Path, str], Any
     plan = _plan(settings, current, erasure)
     if isinstance(plan, RetrainResult):
         return plan
-    candidate = train(plan.train, target_precision=settings.target_precision)
+    key = model_sender_key(settings)
+    candidate = train(plan.train, target_precision=settings.target_precision, sender_key=key)
     registry = ModelRegistry(settings.models_dir)
     base = dict(current_version=current_version, source=plan.source, n_train=len(plan.train),
                 n_corrections=plan.n_corrections, n_holdout=len(plan.holdout), after_erasure=erasure,
                 n_holdout_corrections=plan.n_holdout_corrections,
                 n_holdout_original=len(plan.holdout) - plan.n_holdout_corrections)
-    result = _decide(settings, candidate, current, registry.info(current_version or ""), plan, base)
+    result = _decide(settings, candidate, current, registry.info(current_version or ""), plan, base, key)
     if unloadable and registry.list():
         result.reason = tr(f"Le modèle en service ne se charge pas ({unloadable}) : la candidate le remplace, "
                            "sans comparaison possible.", f"The live model does not load ({unloadable}): the "
@@ -413,10 +414,10 @@ def _refusal(reason: str, **figures: Any) -> RetrainResult:
 
 
 def _decide(settings: TriageSettings, candidate: Any, current: Any, current_info: Mapping[str, Any], plan: _Plan,
-            base: dict[str, Any]) -> RetrainResult:
+            base: dict[str, Any], key: Any = None) -> RetrainResult:
     """Compare the candidate with the live model on the held-out set and say whether it goes live."""
     truth = [str(m.label) for m in plan.holdout]
-    cand = _score(candidate, plan.holdout)
+    cand = _score(candidate, plan.holdout, key)
     if current is None:
         return RetrainResult(None, True, tr("Aucun modèle en service : elle le devient.",
                                             "No live model: it becomes live."),
@@ -428,8 +429,8 @@ def _decide(settings: TriageSettings, candidate: Any, current: Any, current_info
         compared_with = "reference"
         live_target = float(getattr(current, "metadata_", {}).get("target_precision", settings.target_precision))
         comparator = (candidate if not plan.corrections and live_target == settings.target_precision
-                      else train(plan.original, target_precision=live_target))
-    live = _score(comparator, plan.holdout)
+                      else train(plan.original, target_precision=live_target, sender_key=key))
+    live = _score(comparator, plan.holdout, key)
     figures = paired_bootstrap(truth, cand, live, target=settings.target_precision)
     dropped = sorted({str(c) for c in current.classes_} - {str(c) for c in candidate.classes_})
     promoted = not dropped and (not figures.worse or base["after_erasure"])

@@ -285,7 +285,7 @@ class StateStore:
         self._db.execute(
             "UPDATE messages SET key=?, sender_pseudo=NULL, sender_hash=NULL, sender_raw=NULL, explanation=NULL,"
             " source_uid=NULL, current_folder=NULL, current_uid=NULL, reason='erased', status='erased', dry_run=0,"
-            " updated_at=? WHERE instance=? AND key=?",
+            " identity=NULL, updated_at=? WHERE instance=? AND key=?",
             (tomb, now_iso(), instance, key))
         self._db.execute("UPDATE actions SET key=?, detail=NULL, ref_uid=NULL, result_uid=NULL WHERE instance=?"
                          " AND key=?", (tomb, instance, key))
@@ -296,7 +296,7 @@ class StateStore:
                         folder: str, uid: str, sender: str, privacy: SenderPrivacy, decision: str,
                         category: str | None, probability: float | None, runner_up: str | None,
                         runner_up_probability: float | None, explanation: Any, model_version: str | None,
-                        reason: str | None, plan: Sequence[Mapping[str, Any]]) -> None:
+                        reason: str | None, plan: Sequence[Mapping[str, Any]], identity: str | None = None) -> None:
         """Insert (or, over a dry-run row, replace) the decision about one message."""
         now = now_iso()
         effective = category if decision == "auto" else None
@@ -304,7 +304,7 @@ class StateStore:
             "INSERT INTO messages (instance, key, run_id, dry_run, status, source_folder, source_uid, current_folder,"
             " current_uid, sender_pseudo, sender_hash, sender_raw, decision, category, probability, runner_up,"
             " runner_up_probability, explanation, model_version, reason, plan, effective_category, decided_at,"
-            " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " updated_at, identity) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
             " ON CONFLICT (instance, key) DO UPDATE SET run_id=excluded.run_id, dry_run=excluded.dry_run,"
             " status=excluded.status, source_folder=excluded.source_folder, source_uid=excluded.source_uid,"
             " current_folder=excluded.current_folder, current_uid=excluded.current_uid,"
@@ -313,11 +313,11 @@ class StateStore:
             " runner_up=excluded.runner_up, runner_up_probability=excluded.runner_up_probability,"
             " explanation=excluded.explanation, model_version=excluded.model_version, reason=excluded.reason,"
             " plan=excluded.plan, effective_category=excluded.effective_category, decided_at=excluded.decided_at,"
-            " updated_at=excluded.updated_at WHERE messages.dry_run = 1",
+            " updated_at=excluded.updated_at, identity=excluded.identity WHERE messages.dry_run = 1",
             (instance, key, run_id, int(dry_run), status, folder, uid, folder, uid, privacy.pseudonym(sender),
              privacy.hash(sender), privacy.raw(sender), decision, category, probability, runner_up,
              runner_up_probability, json.dumps(explanation, ensure_ascii=False) if explanation is not None else None,
-             model_version, reason, json.dumps(list(plan), ensure_ascii=False), effective, now, now),
+             model_version, reason, json.dumps(list(plan), ensure_ascii=False), effective, now, now, identity),
         )
 
     def record_participants(self, instance: str, key: str, privacy: SenderPrivacy,

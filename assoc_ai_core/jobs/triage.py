@@ -52,7 +52,7 @@ from typing import Any
 from pluggy import HookRelay
 
 from assoc_ai_core.errors import AssocAIError, ConnectorError, TransientError
-from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, Page
+from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
 from assoc_ai_core.ext.plugins import load_plugins, notify_observers
 from assoc_ai_core.files import acquire_lock, private_dir, release_lock
 from assoc_ai_core.i18n import tr
@@ -65,11 +65,12 @@ from assoc_ai_core.jobs.deciding import decide_page, unconfigured_categories
 from assoc_ai_core.jobs.examples import collect_mailbox_examples, train_from_mailbox
 from assoc_ai_core.jobs.execute import Checkpoint, Executor
 from assoc_ai_core.jobs.outbox import ForwardPolicy
-from assoc_ai_core.jobs.plan import Decision, DecisionKind, MessageKey, MessageStatus, StepStatus
+from assoc_ai_core.jobs.plan import Decision, DecisionKind, MessageKey, MessageStatus, StepStatus, reused_key
 from assoc_ai_core.jobs.preflight import Forwarder, acknowledger, build_connector, load_current_model, smtp_forwarder
 from assoc_ai_core.jobs.report import RunReport, StopFlag
+from assoc_ai_core.jobs.retention import model_sender_key
 from assoc_ai_core.jobs.settings import DEFAULT_REVIEW_FOLDER, CategorySettings, TriageSettings, as_settings
-from assoc_ai_core.jobs.state import SenderPrivacy, StateStore
+from assoc_ai_core.jobs.state import MessageRecord, SenderPrivacy, StateStore
 from assoc_ai_core.mail.parsing import parse_message
 from assoc_ai_core.records.mail import Message
 
@@ -115,6 +116,7 @@ class TriageJob:
         self._hooks: HookRelay | None = None  # the plugin manager's hooks
         self._prepared = False
         self._budget: ReadingBudget | None = None
+        self._sender_key: Any = None
         self._hook_warned: set[str] = set()
         # Seconds between two correction checks; watch mode raises it, since locating every recent
         # decision on each short pass would load an IMAP server for nothing.
@@ -153,6 +155,7 @@ class TriageJob:
         self._state = StateStore(s.state_path, key_file=s.key_file)  # key: erased mail's tombstones are keyed
         self._state.mark_abandoned_runs()  # we hold the lock: a run still 'running' was killed
         self._privacy = SenderPrivacy.from_key_file(s.key_file, store_raw=s.store_raw_sender)
+        self._sender_key = model_sender_key(s)  # the model's sender tokens are keyed; the key never enters it
         self._ack = acknowledger(s, self._state, self._privacy, dry_run=self.dry_run)
         if self._model is None:
             self._model, self._model_version = load_current_model(s)
@@ -417,14 +420,35 @@ class TriageJob:
                 continue
             in_page.add(fetched.ref.key)
             record = known.get(fetched.ref.key)
+            parsed: Message | None = None
+            if record is not None and not record.dry_run and record.identity:
+                parsed = self._parse(folder, fetched)
+                fetched, record = self._told_apart(fetched, parsed, record)
             if record is not None and not record.dry_run:
                 if record.status == MessageStatus.PENDING and not self.dry_run:
                     self.executor.resume(record, report, fetched=fetched)
                 else:
                     report.skipped += 1
                 continue
-            todo.append((fetched, self._parse(folder, fetched)))
+            todo.append((fetched, parsed or self._parse(folder, fetched)))
         return todo
+
+    def _told_apart(self, fetched: FetchedMail, msg: Message, record: MessageRecord,
+                    ) -> tuple[FetchedMail, MessageRecord | None]:
+        """A message whose Message-ID was already decided: the same one (skipped), or another that reuses the id.
+
+        Another message (sender or date differ) gets a state key of its own
+        and is decided like any new mail, instead of staying in the inbox for
+        ever as "already handled".
+        """
+        identity = self.privacy.identity(msg.sender, msg.date)
+        if identity is None or identity == record.identity:
+            return fetched, record
+        key = reused_key(fetched.ref.key, identity)
+        log.info(tr(f"{fetched.ref.key} : un autre message reprend ce Message-ID ; il est traité à part ({key}).",
+                    f"{fetched.ref.key}: another message reuses this Message-ID; it is handled on its own ({key})."))
+        own = FetchedMail(MailRef(fetched.ref.folder, fetched.ref.uid, key), fetched.raw)
+        return own, self.state.get_messages(self.settings.instance, [key]).get(key)
 
     def _parse(self, folder: str, fetched: FetchedMail) -> Message:
         """Parse one message within its budget; one that cannot be read within it carries the reason as its error."""
@@ -445,7 +469,7 @@ class TriageJob:
     def _handle_page(self, todo: Sequence[tuple[FetchedMail, Message]], report: RunReport) -> None:
         """Decide and act on one page: label/move-only plans as a batch, the others one message at a time."""
         decisions = decide_page(self._model, todo, settings=self.settings, capabilities=self.connector.capabilities,
-                                budget=self._budget)
+                                budget=self._budget, sender_key=self._sender_key)
         if self._budget is not None:
             self._budget.done()  # every message of the page was read: none of them stalls the next run
         if self.dry_run:
@@ -511,7 +535,7 @@ class TriageJob:
                     privacy=self.privacy, decision=d.decision.value, category=d.category,
                     probability=d.probability, runner_up=d.runner_up, runner_up_probability=d.runner_up_probability,
                     explanation=d.explanation, model_version=self._model_version, reason=d.reason,
-                    plan=d.plan.to_records())
+                    plan=d.plan.to_records(), identity=self.privacy.identity(d.message.sender, d.message.date))
                 # who else the message is about (Reply-To, Cc, a contact form's address), as keyed hashes only:
                 # an access request or an erasure must find them too
                 state.record_participants(s.instance, d.key, self.privacy, participant_addresses(d.message))

@@ -45,7 +45,7 @@ from assoc_ai_core.mail.pseudonymise import mask_addresses_and_links, pseudonymi
 from assoc_ai_core.records.mail import Message
 
 __all__ = ["CleanedMail", "TextCleaner", "clean", "clean_message", "detect_language", "strip_signature", "meta_tokens",
-           "SenderKey", "address_terms", "legacy_address_terms", "ADDRESS_TOKEN_PREFIXES",
+           "SenderKey", "address_terms", "legacy_address_terms", "ADDRESS_TOKEN_PREFIXES", "TOKEN_HEX", "FINGERPRINT_HEX",
            "MAX_BODY_CHARS", "CHAR_FEATURE_CHARS", "MAX_RECIPIENT_TOKENS", "HISTORY_CHARS", "SCAN_CHARS"]
 
 # Subject prefixes of replies and forwards in the languages an association meets.

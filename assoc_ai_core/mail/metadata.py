@@ -42,6 +42,7 @@ class TrainingChoices:
     label_names: bool
     n_splits: int
     target_precision: float
+    sender_key_id: str | None = None  # fingerprint of the key of the sender/recipient tokens (None: none learnt)
 
 
 def train_digest(texts: Sequence[Any] | np.ndarray, y: np.ndarray) -> str:
@@ -104,6 +105,9 @@ def training_metadata(
         "C": float(choices.C),
         "block_weights": {"meta": float(meta_w), "history": float(history_w)},
         "label_names": choices.label_names,
+        # Whether who wrote and to whom was learnt, and under which key (its fingerprint, never the key).
+        "sender_tokens": "keyed" if choices.sender_key_id else "none",
+        "sender_key_id": choices.sender_key_id,
         "temperature": float(cal.temperature),
         "cv_folds": int(choices.n_splits),
         "cv_accuracy": float(accuracy_score(y, cal.predicted)),

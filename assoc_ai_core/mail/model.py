@@ -20,7 +20,9 @@ in this module: their import path is what the file records and what
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,7 +39,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from assoc_ai_core.errors import DataError
 from assoc_ai_core.i18n import percent, tr
-from assoc_ai_core.mail.cleaning import TextCleaner
+from assoc_ai_core.mail.cleaning import SenderKey, TextCleaner, address_terms, legacy_address_terms
 from assoc_ai_core.mail.label_names import name_rows
 from assoc_ai_core.mail.metadata import TrainingChoices, training_metadata
 from assoc_ai_core.mail.model_checks import loaded_model_problems
@@ -58,7 +60,7 @@ from assoc_ai_core.records.mail import Message, Prediction
 
 __all__ = [
     "MailClassifier", "build_features", "CompactTfidfVectorizer", "OptionalTfidfVectorizer", "DOCS_PER_BATCH",
-    "CHAR_NGRAMS_UP_TO",
+    "CHAR_NGRAMS_UP_TO", "AddressForgetting",
 ]
 
 DOCS_PER_BATCH = 2000  # documents counted at once by the numpy n-gram path
@@ -273,6 +275,17 @@ class MailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # s
     random_state : int
         Seed of the fold shuffling and of the linear SVM's solver, so that
         training twice on the same mail gives the same model.
+
+    Sender and recipient tokens
+    ---------------------------
+    The installation's :class:`~assoc_ai_core.mail.cleaning.SenderKey` is an
+    argument of :meth:`fit` and of every method that cleans messages
+    (``sender_key=``), never a parameter or attribute: a model file cannot hold
+    it.  Trained with a key, the model learns keyed sender/recipient tokens and
+    records the key's fingerprint (``sender_key_id_``); trained without one, it
+    learns no such token (``sender_key_id_`` is None).  Given no key or another
+    key than the one it was trained with, a model warns once and leaves those
+    tokens out rather than scoring with tokens that match nothing.
     """
 
     def __init__(
@@ -306,12 +319,18 @@ class MailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # s
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: Sequence[Message | str], y: Sequence[str], *, progress: Any = None) -> MailClassifier:
-        """Clean, search C by cross-validation, calibrate, choose the threshold, refit on everything."""
+    def fit(self, X: Sequence[Message | str], y: Sequence[str], *, progress: Any = None,
+            sender_key: SenderKey | None = None) -> MailClassifier:
+        """Clean, search C by cross-validation, calibrate, choose the threshold, refit on everything.
+
+        ``sender_key``: the installation's key for sender and recipient tokens
+        (None: the model learns none); only its fingerprint is kept.
+        """
         labels = self._checked_labels(X, y)
         classes, counts = np.unique(labels, return_counts=True)
         cleaner = TextCleaner(keep_signature=self.keep_signature, pseudonymize=self.pseudonymize)
-        rows = self._training_rows(cleaner, X, labels, classes)
+        self.sender_key_id_ = sender_key.fingerprint if sender_key is not None else None
+        rows = self._training_rows(cleaner, X, labels, classes, sender_key)
         _tick(progress)
         n = len(labels)
         self._n_classes = len(classes)
@@ -331,7 +350,8 @@ class MailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # s
         _tick(progress)
         self.classes_ = self.pipeline_.named_steps["clf"].classes_
         choices = TrainingChoices(C=self.C_, block_weights=self.block_weights_, n_splits=plan.n_splits,
-                                  label_names=len(rows.extra_idx) > 0, target_precision=self.target_precision)
+                                  label_names=len(rows.extra_idx) > 0, target_precision=self.target_precision,
+                                  sender_key_id=self.sender_key_id_)
         self.metadata_ = training_metadata(X, labels, rows.cleaned, choices, cal)
         return self
 
@@ -365,9 +385,9 @@ class MailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # s
         return labels
 
     def _training_rows(self, cleaner: TextCleaner, X: Sequence[Message | str], labels: np.ndarray,
-                       classes: np.ndarray) -> TrainingRows:
+                       classes: np.ndarray, sender_key: SenderKey | None) -> TrainingRows:
         """The cleaned messages, then the categories' names as extra rows (never in a test fold)."""
-        cleaned = cleaner.fit(X).transform(X)
+        cleaned = cleaner.fit(X).transform(X, sender_key=sender_key)
         # With thousands of messages a name is one row among thousands; on the 15,000 Enron messages in
         # 196 folders (many named "misc", "notes", "sent") it cost a point of F1, so large sets go without.
         use_names = self.label_names if self.label_names is not None else len(labels) <= LARGE
@@ -409,30 +429,77 @@ class MailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # s
         return _QuietLogisticRegression(C=C, max_iter=300, class_weight=self.class_weight, solver="lbfgs", tol=1e-3)
 
     # -------------------------------------------------------------- predict
-    def decision_function(self, X: Sequence[Message | str] | np.ndarray) -> np.ndarray:
-        """Calibrated logits (class scores divided by the fitted temperature)."""
+    def decision_function(self, X: Sequence[Message | str] | np.ndarray, *,
+                          sender_key: SenderKey | None = None) -> np.ndarray:
+        """Calibrated logits (class scores divided by the fitted temperature); ``X`` messages or cleaned rows."""
         check_is_fitted(self, "pipeline_")
-        logits: np.ndarray = two_columns(self.pipeline_.decision_function(X)) / self.temperature_
+        rows = X if isinstance(X, np.ndarray) and X.ndim == 2 else self.transform_clean(X, sender_key=sender_key)
+        logits: np.ndarray = two_columns(self.pipeline_.decision_function(rows)) / self.temperature_
         return logits
 
-    def predict_proba(self, X: Sequence[Message | str] | np.ndarray) -> np.ndarray:
+    def predict_proba(self, X: Sequence[Message | str] | np.ndarray, *,
+                      sender_key: SenderKey | None = None) -> np.ndarray:
         """Calibrated probability of each category (columns follow ``classes_``)."""
-        return softmax(self.decision_function(X))
+        return softmax(self.decision_function(X, sender_key=sender_key))
 
-    def predict(self, X: Sequence[Message | str] | np.ndarray) -> np.ndarray:
+    def predict(self, X: Sequence[Message | str] | np.ndarray, *, sender_key: SenderKey | None = None) -> np.ndarray:
         """Most probable category of each message."""
-        labels: np.ndarray = self.classes_[self.predict_proba(X).argmax(1)]
+        labels: np.ndarray = self.classes_[self.predict_proba(X, sender_key=sender_key).argmax(1)]
         return labels
 
-    def transform_clean(self, X: Sequence[Message | str]) -> np.ndarray:
-        """The cleaning step alone (used to clean once and reuse)."""
+    def transform_clean(self, X: Sequence[Message | str] | np.ndarray, *,
+                        sender_key: SenderKey | None = None) -> np.ndarray:
+        """The cleaning step alone (used to clean once and reuse), with the sender tokens this model can use.
+
+        ``sender_key`` is used only when it is the key the model was trained
+        with; otherwise the model warns once and sender/recipient tokens are
+        left out (see the class's notes).
+        """
         check_is_fitted(self, "pipeline_")
-        cleaned: np.ndarray = self.pipeline_.named_steps["clean"].transform(X)
+        cleaned: np.ndarray = self.pipeline_.named_steps["clean"].transform(
+            X, sender_key=self._usable_key(sender_key))
         return cleaned
 
-    def predictions(self, X: Sequence[Message | str], keys: Sequence[str] | None = None) -> list[Prediction]:
+    def _usable_key(self, sender_key: SenderKey | None) -> SenderKey | None:
+        """``sender_key`` when it is the training key; None (and a warning, once per model) otherwise."""
+        if not hasattr(self, "sender_key_id_"):
+            # Trained before tokens were keyed: its unkeyed tokens identify people and are never made again.
+            self._warn_once("legacy", tr(
+                "Ce modèle date d'avant les jetons d'expéditeur à clé : ses jetons d'expéditeurs et de "
+                "destinataires sont ignorés. Ré-entraînez-le pour qu'il ne permette plus d'identifier qui écrit.",
+                "This model predates keyed sender tokens: its sender and recipient tokens are ignored. Retrain it "
+                "so that it no longer tells who wrote."))
+            return None
+        expected = self.sender_key_id_
+        if expected is None:
+            return None  # learnt no sender token: a key would only make tokens that match nothing
+        if sender_key is None:
+            self._warn_once("missing", tr(
+                "Modèle entraîné avec une clé d'expéditeurs, aucune clé donnée : expéditeurs et destinataires "
+                "ignorés (--key-file ou [privacy] key_file).",
+                "Model trained with a sender key, none given: senders and recipients ignored (--key-file or "
+                "[privacy] key_file)."))
+            return None
+        if sender_key.fingerprint != expected:
+            self._warn_once("mismatch", tr(
+                "La clé d'expéditeurs donnée n'est pas celle de l'entraînement : expéditeurs et destinataires "
+                "ignorés. Donnez la clé de l'installation qui a entraîné ce modèle, ou ré-entraînez-le.",
+                "The sender key given is not the one the model was trained with: senders and recipients ignored. "
+                "Give the key of the installation that trained this model, or retrain it."))
+            return None
+        return sender_key
+
+    def _warn_once(self, reason: str, message: str) -> None:
+        """Warn about this model's sender tokens the first time ``reason`` applies (a job predicts page after page)."""
+        seen = _WARNED.setdefault(self, set())
+        if reason not in seen:
+            seen.add(reason)
+            warnings.warn(message, stacklevel=2)  # points at this module: the CLI shows ours as plain lines
+
+    def predictions(self, X: Sequence[Message | str] | np.ndarray, keys: Sequence[str] | None = None, *,
+                    sender_key: SenderKey | None = None) -> list[Prediction]:
         """Full :class:`Prediction` records, with decision ``auto`` or ``review``."""
-        proba = self.predict_proba(X) if len(X) else np.zeros((0, len(self.classes_)))
+        proba = self.predict_proba(X, sender_key=sender_key) if len(X) else np.zeros((0, len(self.classes_)))
         out = []
         for i, row in enumerate(proba):
             order = np.argsort(-row)
@@ -453,6 +520,54 @@ class MailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # s
             ))
         return out
 
+    # ------------------------------------------------------------ erasure
+    def forget_addresses(self, addresses: Iterable[str], sender_key: SenderKey | None) -> AddressForgetting:
+        """Remove the sender/recipient tokens of ``addresses`` from the vocabulary and the coefficients.
+
+        Each token found leaves the meta vocabulary (its column kept, renamed to
+        a string no tokenizer produces) and its coefficients are set to zero, so
+        the file no longer holds the token and the model no longer weighs it.
+        A model whose tokens were made with another key (or none given) cannot
+        have them found: it is reported as needing retraining.  Models trained
+        before keyed tokens hold unkeyed ones, found without a key.
+        """
+        terms, needs_retraining = self._address_terms_held(addresses, sender_key)
+        if not terms:
+            return AddressForgetting(0, needs_retraining)
+        features = self.pipeline_.named_steps["features"]
+        vectorizer = features.named_transformers_["meta"]
+        vocab = vectorizer.vocabulary_
+        found = [vocab.pop(term) for term in terms]
+        for index in found:
+            vocab[f"\x00erased{index}"] = index  # a NUL never comes out of a tokenizer
+        vectorizer.__dict__.pop("_ngram_index", None)  # its lookup table was built from the old vocabulary
+        clf = self.pipeline_.named_steps["clf"]
+        start = features.output_indices_["meta"].start
+        for index in found:
+            clf.coef_[:, start + index] = 0.0
+        return AddressForgetting(len(found), False)
+
+    def address_tokens_held(self, addresses: Iterable[str], sender_key: SenderKey | None) -> int | None:
+        """How many sender/recipient tokens of ``addresses`` the model holds (None: its key is not the one given)."""
+        terms, unknown = self._address_terms_held(addresses, sender_key)
+        return None if unknown else len(terms)
+
+    def _address_terms_held(self, addresses: Iterable[str], sender_key: SenderKey | None) -> tuple[list[str], bool]:
+        """(the meta-vocabulary terms of ``addresses``, whether tokens of another key may hide some)."""
+        check_is_fitted(self, "pipeline_")
+        addresses = [a for a in addresses if a and a.strip()]
+        legacy = not hasattr(self, "sender_key_id_")
+        if not legacy and self.sender_key_id_ is None:
+            return [], False
+        if not legacy and (sender_key is None or sender_key.fingerprint != self.sender_key_id_):
+            return [], True
+        vocab = getattr(self.pipeline_.named_steps["features"].named_transformers_["meta"], "vocabulary_", None)
+        if not isinstance(vocab, dict):
+            return [], False
+        terms = {t for a in addresses for t in (legacy_address_terms(a) if legacy or sender_key is None
+                                                 else address_terms(a, sender_key))}
+        return sorted(terms & vocab.keys()), False
+
     # ------------------------------------------------------------ on load
     def validate_loaded(self) -> list[str]:
         """What a loaded model holds outside what :meth:`fit` writes (empty: nothing); called on load.
@@ -460,6 +575,18 @@ class MailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # s
         The rules are in :func:`assoc_ai_core.mail.model_checks.loaded_model_problems`.
         """
         return loaded_model_problems(self)
+
+
+# Models already warned about their sender tokens, and why; weak, so a model dropped is forgotten here too.
+_WARNED: weakref.WeakKeyDictionary[MailClassifier, set[str]] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class AddressForgetting:
+    """What :meth:`MailClassifier.forget_addresses` did: tokens removed, and whether only retraining can do it."""
+
+    removed: int
+    needs_retraining: bool
 
 
 class _QuietLogisticRegression(LogisticRegression):  # type: ignore[misc]  # scikit-learn ships no type information

@@ -6,12 +6,14 @@ Kept apart from :mod:`~assoc_ai_core.mail.model` so the rules read in one place;
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from assoc_ai_core.i18n import tr
+from assoc_ai_core.mail.cleaning import FINGERPRINT_HEX
 from assoc_ai_core.mail.stopwords import WORD_TOKEN
 
 __all__ = ["loaded_model_problems", "LOADABLE_TOKEN_PATTERNS"]
@@ -24,11 +26,16 @@ def loaded_model_problems(model: Any) -> list[str]:
     0 < threshold ≤ 1.01 (a probability; 1.01 is what training writes when no cut-off reaches the target
     precision: everything to review); ``temperature_`` finite and > 0; each vectorizer's ``token_pattern``
     in :data:`LOADABLE_TOKEN_PATTERNS`, analyzer ``word``, ``char`` or ``char_wb``, n-grams within 1 to 5,
-    no custom tokenizer or preprocessor.
+    no custom tokenizer or preprocessor; ``sender_key_id_`` absent (a model from before keyed sender tokens),
+    None or a key fingerprint (``FINGERPRINT_HEX`` lower-case hex digits).
     """
     threshold, temperature = getattr(model, "threshold_", None), getattr(model, "temperature_", None)
     problems = [] if 0.0 < _finite(threshold) <= 1.01 else [
         tr(f"seuil {threshold!r} hors de ]0 ; 1,01]", f"threshold {threshold!r} outside (0, 1.01]")]
+    key_id = getattr(model, "sender_key_id_", None)
+    if key_id is not None and not (isinstance(key_id, str) and _FINGERPRINT.fullmatch(key_id)):
+        problems.append(tr(f"empreinte de clé d'expéditeurs {str(key_id)[:40]!r} invalide",
+                           f"sender key fingerprint {str(key_id)[:40]!r} invalid"))
     if not _finite(temperature) > 0.0:
         problems.append(tr(f"température {temperature!r} non positive", f"temperature {temperature!r} not positive"))
     features = dict(getattr(getattr(model, "pipeline_", None), "steps", [])).get("features")
@@ -45,6 +52,8 @@ def loaded_model_problems(model: Any) -> list[str]:
                                    f"{name}: token pattern, analyzer or n-grams refused ({shown})"))
     return problems
 
+
+_FINGERPRINT = re.compile(rf"[0-9a-f]{{{FINGERPRINT_HEX}}}")
 
 # The token patterns build_features writes, plus scikit-learn's default that the character vectorizer keeps unused.
 LOADABLE_TOKEN_PATTERNS = frozenset({WORD_TOKEN, r"\S+", r"(?u)\b\w\w+\b"})

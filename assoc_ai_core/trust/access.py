@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from assoc_ai_core.api import load_sender_key
 from assoc_ai_core.errors import DataError
 from assoc_ai_core.files import atomic_write, private_dir
 from assoc_ai_core.i18n import tr
@@ -112,6 +113,33 @@ def _model_versions(settings: Any, decisions: list[dict[str, Any]]) -> dict[str,
     return models
 
 
+def _model_address_tokens(settings: Any, emails: Iterable[str]) -> dict[str, int | None]:
+    """Per model version, how many keyed sender/recipient tokens of the addresses it holds.
+
+    Only versions that hold some are listed; None means its tokens were made
+    with another key than the job's, so whether it holds theirs cannot be told.
+    """
+    addresses = sorted(emails)
+    if not addresses:
+        return {}
+    key = load_sender_key(settings.key_file) if settings.key_file.is_file() else None
+    files = [(v.version, v.path) for v in ModelRegistry(settings.models_dir).list()]
+    if settings.model_path is not None and settings.model_path.is_file():
+        files.append((f"file:{settings.model_path.name}", settings.model_path))
+    from assoc_ai_core.persistence import load_model
+
+    held: dict[str, int | None] = {}
+    for version, path in files:
+        try:
+            count = getattr(load_model(path), "address_tokens_held", None)
+        except Exception:  # an unreadable model is reported by the commands that use it, not here
+            continue
+        n = count(addresses, key) if callable(count) else 0
+        if n is None or n > 0:
+            held[version] = n
+    return held
+
+
 def export_person(config: TrustConfig, *, email: str | None = None, person_id: str | None = None) -> dict[str, Any]:
     """Everything stored about one person (by address, or by CRM id) as JSON-ready data."""
     if not email and not person_id:
@@ -141,6 +169,8 @@ def export_person(config: TrustConfig, *, email: str | None = None, person_id: s
         "mail_decisions": sorted(decisions, key=lambda d: (d["decided_at"], d["message_key"])),
         "acknowledgements": acknowledgements,
         "model_versions": _model_versions(settings, decisions),
+        # keyed tokens (no address): they say a model learnt that this address writes or is written to
+        "model_address_tokens": _model_address_tokens(settings, emails),
         "people_data": people,
         "people_ids": sorted(ids),
     }
@@ -181,6 +211,12 @@ pre{white-space:pre-wrap;margin:0;font-size:.85em}</style></head><body>
 {% if d.acknowledgements %}<pre>{{ dumps(d.acknowledgements) }}</pre>{% else %}<p>{{ t("Aucun.", "None.") }}</p>{% endif %}
 <h2>{{ t("Versions de modèle concernées", "Model versions involved") }}</h2>
 {% if d.model_versions %}<pre>{{ dumps(d.model_versions) }}</pre>{% else %}<p>{{ t("Aucune.", "None.") }}</p>{% endif %}
+<h2>{{ t("Jetons d'adresse dans les modèles", "Address tokens in models") }}</h2>
+<p>{{ t("Un modèle garde l'expéditeur et les destinataires sous forme de jetons chiffrés par une clé secrète "
+        "(pas l'adresse) ; nombre de jetons de cette personne par version (vide : clé différente, inconnu).",
+        "A model keeps senders and recipients as tokens made with a secret key (not the address); number of "
+        "this person's tokens per version (empty: another key, unknown).") }}</p>
+{% if d.model_address_tokens %}<pre>{{ dumps(d.model_address_tokens) }}</pre>{% else %}<p>{{ t("Aucun.", "None.") }}</p>{% endif %}
 <h2>{{ t("Données de personnes (CRM, scores)", "People data (CRM, scores)") }}</h2>
 {% for path, rows in d.people_data.items() %}<h3>{{ path }}</h3><table>
 <tr>{% for k in rows[0].keys() %}<th>{{ k }}</th>{% endfor %}</tr>

@@ -7,7 +7,10 @@ looked for only in the free-text columns listed in :data:`FREE_TEXT_COLUMNS` —
 never in categories, folders, configuration keys, cursors or other structure.
 
 In order: people files (the person's rows deleted, mentions elsewhere
-blanked), model files (vocabulary terms and records), then the state file —
+blanked), model files (vocabulary terms and records, and the person's keyed
+sender/recipient tokens: dropped from the vocabulary and their coefficients
+zeroed, or, when the model's tokens were made with another key, the version
+marked for retraining), then the state file —
 decisions kept as tombstones holding only a keyed hash of the message key (so
 the same mail is never decided again), their journal re-keyed, corrections and
 acknowledgements deleted, mentions in other rows blanked, the erasure recorded
@@ -29,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assoc_ai_core.api import SenderKey, load_sender_key
 from assoc_ai_core.files import atomic_write
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.jobs.registry import ModelRegistry
@@ -74,6 +78,7 @@ class ErasureReport:
     texts_blanked: int = 0
     people_rows: int = 0
     model_terms: int = 0
+    sender_tokens: int = 0
     models_marked: list[str] = field(default_factory=list)
     erasure_id: int | None = None
     applied: bool = False
@@ -92,10 +97,12 @@ class ErasureReport:
             f"{head} : {self.decisions} décision(s) anonymisée(s), {self.corrections} correction(s) et "
             f"{self.acknowledgements} accusé(s) de réception supprimés, {self.texts_blanked} texte(s) masqué(s), "
             f"{self.people_rows} ligne(s) de données de personnes supprimée(s), {self.model_terms} terme(s) retiré(s) "
-            f"des modèles ; modèles à ré-entraîner : {', '.join(self.models_marked) or '—'}.",
+            f"des modèles, dont {self.sender_tokens} jeton(s) d'expéditeur ou de destinataire ; modèles à "
+            f"ré-entraîner : {', '.join(self.models_marked) or '—'}.",
             f"{head}: {self.decisions} decision(s) anonymised, {self.corrections} correction(s) and "
             f"{self.acknowledgements} acknowledgement(s) deleted, {self.texts_blanked} text(s) blanked, "
-            f"{self.people_rows} people-data row(s) deleted, {self.model_terms} term(s) removed from models; "
+            f"{self.people_rows} people-data row(s) deleted, {self.model_terms} term(s) removed from models, "
+            f"{self.sender_tokens} of them sender or recipient tokens; "
             f"models to retrain: {', '.join(self.models_marked) or '—'}.", lang) + "".join(
             "\n  - " + line for line in _change_lines(self.changes, lang))
 
@@ -110,8 +117,14 @@ def _change_lines(changes: Sequence[Mapping[str, Any]], lang: str | None) -> lis
                             "cellule(s) masquée(s)", f"{c['file']}: {c['rows_deleted']} row(s) deleted, "
                             f"{c['cells_blanked']} cell(s) blanked", lang))
         elif "model" in c:
-            lines.append(tr(f"modèle {c['model']} : {c['terms_removed']} terme(s) retiré(s)",
-                            f"model {c['model']}: {c['terms_removed']} term(s) removed", lang))
+            tokens = c.get("sender_tokens_removed", 0)
+            retrain = c.get("sender_tokens_need_retraining", False)
+            lines.append(tr(f"modèle {c['model']} : {c['terms_removed']} terme(s) retiré(s), dont {tokens} jeton(s) "
+                            "d'expéditeur ou de destinataire"
+                            + (" ; jetons faits avec une autre clé : à ré-entraîner" if retrain else ""),
+                            f"model {c['model']}: {c['terms_removed']} term(s) removed, {tokens} of them sender or "
+                            "recipient tokens" + ("; tokens made with another key: to retrain" if retrain else ""),
+                            lang))
         else:
             rowid = c.get("rowid")
             rows.setdefault((c["table"], c.get("column", ""), c["change"]), []).append(
@@ -157,7 +170,7 @@ def erase_person(config: TrustConfig, *, email: str, names: Sequence[str] = (), 
         plan = _find_in_state(settings, addresses, identity) if has_state else _StatePlan()
         _erase_people_files(config.privacy, people, ids, emails, identity, report)
         # a model trained on the person's own mail may hold their name words alone, not just their full name
-        models = _scrub_models(settings, identity, report, wrote=bool(plan.keys))
+        models = _scrub_models(settings, identity, report, wrote=bool(plan.keys), addresses=addresses)
         if has_state:
             _erase_from_state(settings, addresses, plan, report)
         if apply:
@@ -248,13 +261,25 @@ def _scrub_record(path: Path, identity: Identity, *, words: bool, apply: bool) -
     return True
 
 
-def _scrub_models(settings: Any, identity: Identity, report: ErasureReport, *, wrote: bool) -> list[Path]:
-    """Scrub the vocabulary and record of every model version; returns the model files (to verify afterwards).
+def _job_sender_key(settings: Any) -> SenderKey | None:
+    """The job's key, which made the sender/recipient tokens of the models it trained (None: no key file)."""
+    try:
+        return load_sender_key(settings.key_file) if settings.key_file.is_file() else None
+    except (OSError, ValueError) as exc:
+        log.warning(tr(f"Clé d'expéditeurs illisible : {type(exc).__name__}", f"Sender key unreadable: {type(exc).__name__}"))
+        return None
+
+
+def _scrub_models(settings: Any, identity: Identity, report: ErasureReport, *, wrote: bool,
+                  addresses: Sequence[str] = ()) -> list[Path]:
+    """Scrub the vocabulary, sender tokens and record of every model version; returns the model files.
 
     When the person wrote, every version may have learnt from their mail and is
-    marked for retraining; otherwise only the versions that named them.
+    marked for retraining; otherwise only the versions that named them, held
+    their tokens, or hold tokens of another key (which cannot be looked for).
     """
     paths = []
+    sender_key = _job_sender_key(settings) if addresses else None
     for version, path in _model_files(settings):
         paths.append(path)
         try:
@@ -264,17 +289,23 @@ def _scrub_models(settings: Any, identity: Identity, report: ErasureReport, *, w
                            f"Model {version} unreadable, not cleaned: {type(exc).__name__}"))
             continue
         n = scrub_model_vocabulary(model, identity, words=wrote)
+        forget = getattr(model, "forget_addresses", None)
+        tokens = forget(addresses, sender_key) if callable(forget) and addresses else None
+        k = tokens.removed if tokens is not None else 0
+        retrain = bool(tokens is not None and tokens.needs_retraining)
         record = _scrub_record(path.with_suffix(".json"), identity, words=wrote, apply=report.applied)
-        if n and report.applied:
+        if (n or k) and report.applied:
             if version.startswith("file:"):
                 save_model(model, path)
             else:  # through the registry, which records the new digest (it refuses files changed behind its back)
                 ModelRegistry(settings.models_dir).replace(version, model)
-        report.model_terms += n
+        report.model_terms += n + k
+        report.sender_tokens += k
         report.texts_blanked += record
-        if n or record or wrote:
+        if n or k or record or wrote or retrain:
             report.models_marked.append(version)
-            report.changes.append({"model": version, "terms_removed": n, "record_blanked": record})
+            report.changes.append({"model": version, "terms_removed": n + k, "sender_tokens_removed": k,
+                                   "sender_tokens_need_retraining": retrain, "record_blanked": record})
     return paths
 
 
