@@ -67,3 +67,46 @@ def test_tagging_keeps_a_commented_or_folded_message_id_byte_for_byte() -> None:
         tagged = tag_subject_bytes(raw, "[#Presse]", mark=True)
         assert field + b"\r\n" in tagged
         assert message_key(tagged) == message_key(raw)
+
+
+def test_a_correction_takes_off_the_jobs_label_and_tag_and_the_stored_text_has_no_tag(tmp_path: Path,
+                                                                                      trained_model) -> None:
+    from assoc_ai_core.default_plugins.local_maildir import read_keywords, split_info
+    from assoc_ai_core.ext.subject import read_subject
+    from assoc_ai_core.persistence import save_model
+
+    model = save_model(trained_model, tmp_path / "model.skops")
+    names = ("Adhesion", "Autre", "Benevolat", "Evenement", "Partenariat", "Presse")
+    lines = ["[mailbox]", 'connector = "local"', 'path = "Maildir"', "create = true", "",
+             "[model]", f'path = "{model}"', "",
+             "[triage]", 'first_run = "all"', f'review_folder = "{REVIEW}"', 'state = "state.sqlite"', ""]
+    for name in names:
+        lines += [f"[categories.{name}]", f'folder = "IA/{name}"', f'label = "{name}"', "tag = true", ""]
+    cfg = tmp_path / "assoc_ai.toml"
+    cfg.write_text("\n".join(lines), encoding="utf-8")
+    conn = LocalMailConnector(LocalMailConfig(path=str(tmp_path / "Maildir"), create=True))
+    conn.open()
+    examples = Path(__file__).resolve().parents[1] / "examples" / "mailbox" / "new"
+    for f in sorted(examples.glob("*.eml")):
+        conn.deliver(f.read_bytes())
+    with TriageJob(cfg, forwarder=RecordingForwarder()) as job:
+        job.run_once()
+    with StateStore(tmp_path / "state.sqlite") as state:
+        key, category = state.execute(
+            "SELECT key, category FROM messages WHERE decision='auto' ORDER BY key LIMIT 1").fetchone()
+    [(folder, raw)] = mailbox_census(conn)[key]
+    assert f"[#{category}]" in read_subject(raw)
+    ref = next(f.ref for f in conn.fetch_all(folder) if f.ref.key == key)
+    other = next(n for n in names if n != category)
+    conn.move(ref, f"IA/{other}")  # a volunteer corrects the job
+    with TriageJob(cfg, forwarder=RecordingForwarder()) as job:
+        assert job.run_once().corrections == 1
+    [(now_in, raw)] = mailbox_census(conn)[key]
+    assert now_in == f"IA/{other}" and "[#" not in read_subject(raw)
+    box = next(p for p in (tmp_path / "Maildir").rglob("*") if p.is_file() and p.read_bytes() == raw)
+    keywords = read_keywords(box.parent.parent)
+    letters = [c for c in split_info(box.name)[1] if "a" <= c <= "z"]
+    assert category not in [keywords[ord(c) - ord("a")] for c in letters]
+    with StateStore(tmp_path / "state.sqlite") as state:
+        (text,) = state.execute("SELECT text FROM corrections WHERE key=?", (key,)).fetchone()
+    assert text and "[#" not in text

@@ -73,7 +73,7 @@ from assoc_ai_core.default_plugins.local_maildir import (
 )
 from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError
 from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailboxConnector, MailRef, Page
-from assoc_ai_core.ext.subject import is_tagged, message_key, with_tag
+from assoc_ai_core.ext.subject import is_tagged, message_key, with_tag, without_tag_bytes
 from assoc_ai_core.files import fsync_dir, private_dir
 from assoc_ai_core.i18n import tr
 
@@ -417,6 +417,46 @@ class LocalMailConnector(MailboxConnector):
         fsync_dir(dest.parent)
         if path.parent != dest.parent:
             fsync_dir(path.parent)
+
+    def remove_label(self, ref: MailRef, label: str) -> None:
+        """Take the keyword flag of ``label`` off the message; nothing if it does not have it."""
+        self.require(Capability.LABEL)
+        f, path = self._locate_file(ref)
+        if path is None:
+            raise self._not_found(ref)
+        names = read_keywords(f.path)
+        if label not in names:
+            return
+        letter = chr(ord("a") + names.index(label))
+        flags = split_info(path.name)[1]
+        if letter not in flags:
+            return
+        dest = f.path / "cur" / f"{ref.uid}:2,{flags.replace(letter, '')}"
+        os.rename(path, dest)
+        fsync_dir(dest.parent)
+        if path.parent != dest.parent:
+            fsync_dir(path.parent)
+
+    def untag_subject(self, ref: MailRef, tag: str) -> MailRef:
+        """Rewrite the message without ``tag`` in its subject (a new file flushed first, then the old one removed)."""
+        self.require(Capability.TAG_SUBJECT)
+        f, path = self._locate_file(ref)
+        new_uid = f"{ref.uid}.u{hashlib.sha1(tag.encode('utf-8')).hexdigest()[:8]}"
+        existing = find_message(f.path, new_uid)
+        if path is None:
+            if existing is not None:
+                return MailRef(f.name, new_uid, ref.key)  # done by a previous run
+            raise self._not_found(ref)
+        raw = path.read_bytes()
+        if existing is None:
+            clean = without_tag_bytes(raw, tag)
+            if clean is raw:
+                return ref
+            mode = stat.S_IMODE(path.stat().st_mode)
+            write_message(f.path, "cur", f"{new_uid}:2,{split_info(path.name)[1]}", clean, mode=mode)
+        path.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+        return MailRef(f.name, new_uid, ref.key)
 
     def tag_subject(self, ref: MailRef, tag: str) -> MailRef:
         """Write a copy whose subject starts with ``tag`` (same file mode), flush it, then remove the original."""

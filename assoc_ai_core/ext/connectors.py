@@ -211,6 +211,17 @@ class MailboxConnector(Connector):
         self.require(Capability.TAG_SUBJECT)
         raise CapabilityError("tag_subject", connector_id=self.id)  # pragma: no cover
 
+    def remove_label(self, ref: MailRef, label: str) -> None:
+        """Take ``label`` off a message (a person corrected the job's category); no-op when it is not there.
+
+        The default does nothing: a connector that can label and unlabel overrides it.
+        """
+
+    def untag_subject(self, ref: MailRef, tag: str) -> MailRef:
+        """Take ``tag`` out of the subject (the job's wrong ``[#Tag]`` after a correction) and return where the
+        message is; no-op when the subject does not carry it.  The default does nothing and returns ``ref``."""
+        return ref
+
     def forward(self, ref: MailRef, raw: bytes, to: str) -> None:
         """Forward natively (Gmail, Graph); connectors without it use the host's SMTP."""
         self.require(Capability.FORWARD)

@@ -16,6 +16,7 @@ tag replaces ours instead of stacking on it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from email.header import Header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -25,6 +26,7 @@ from assoc_ai_core.ext.headers import decode_bytes, decode_header, stable_key
 __all__ = [
     "MARKER_HEADER", "subject_tag", "split_head", "header_value", "message_key", "key_from_head", "read_subject",
     "is_tagged", "original_key", "HEAD_LIMIT", "marker_search_value", "encode_subject", "tag_subject_bytes", "with_tag",
+    "with_subject_bytes", "without_tag_bytes", "without_tag_subject", "strip_tags",
 ]
 
 MARKER_HEADER = "X-Assoc-AI"
@@ -156,12 +158,45 @@ def tag_subject_bytes(raw: bytes, tag: str, key: str | None = None, *, mark: boo
     stacked.  Duplicate ``Subject`` fields are dropped: readers disagree on
     which one counts.
     """
-    key = message_key(raw) if key is None else key
-    head, rest, eol = split_head(raw)
+    head = split_head(raw)[0]
     current = read_subject(head)
     if mark and original_key(head) is not None:
         current = _OWN_TAG.sub("", current, count=1)
-    subject_field = encode_subject(f"{tag.strip()} {current}".strip(), eol)
+    return with_subject_bytes(raw, f"{tag.strip()} {current}".strip(), key, mark=mark)
+
+
+def without_tag_subject(subject: str, tag: str) -> str:
+    """``subject`` with the job's ``tag`` taken out once (at the start, or after ``Re:``); spaces tidied."""
+    tag = tag.strip()
+    at = subject.find(tag) if tag else -1
+    if at < 0:
+        return subject
+    return " ".join((subject[:at] + subject[at + len(tag):]).split())
+
+
+def strip_tags(subject: str, tags: Iterable[str]) -> str:
+    """``subject`` without any of the job's ``tags`` (what a person wrote, e.g. before learning from it)."""
+    for tag in tags:
+        subject = without_tag_subject(subject, tag)
+    return subject
+
+
+def without_tag_bytes(raw: bytes, tag: str, key: str | None = None, *, mark: bool = False) -> bytes:
+    """``raw`` with ``tag`` taken out of its subject; unchanged (same bytes) when the subject does not carry it."""
+    current = read_subject(raw)
+    if tag.strip() not in current:
+        return raw
+    return with_subject_bytes(raw, without_tag_subject(current, tag), key, mark=mark)
+
+
+def with_subject_bytes(raw: bytes, subject: str, key: str | None = None, *, mark: bool = False) -> bytes:
+    """Return ``raw`` with ``subject`` as its subject; every other header and the body kept byte for byte.
+
+    See :func:`tag_subject_bytes` for ``key`` and ``mark``.
+    """
+    key = message_key(raw) if key is None else key
+    head, rest, eol = split_head(raw)
+    subject_field = encode_subject(subject, eol)
     keyless = key.startswith("sha256:")
     out: list[bytes] = []
     placed = False

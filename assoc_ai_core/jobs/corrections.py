@@ -16,8 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 from assoc_ai_core.errors import ConnectorError
 from assoc_ai_core.ext.connectors import MailboxConnector, MailRef
+from assoc_ai_core.ext.subject import strip_tags
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.jobs.plan import from_mailbox, mailbox_key
+from assoc_ai_core.jobs.plan import for_mailbox, from_mailbox, mailbox_key
 from assoc_ai_core.jobs.report import RunReport
 from assoc_ai_core.jobs.settings import TriageSettings
 from assoc_ai_core.jobs.state import MessageRecord, StateStore
@@ -37,6 +38,7 @@ def detect_corrections(settings: TriageSettings, state: StateStore, connector: M
         return
     located = _locate_all(connector, records)
     fresh: list[tuple[int, MailRef]] = []
+    corrected: list[tuple[MessageRecord, MailRef]] = []
     for record in records:
         found = [from_mailbox(ref, record.key) for ref in located.get(mailbox_key(record.key), [])]
         if not found:
@@ -45,9 +47,38 @@ def detect_corrections(settings: TriageSettings, state: StateStore, connector: M
         correction = _reconcile(settings, state, record, found)
         if correction is not None:
             fresh.append(correction)
+            corrected.append((record, correction[1]))
             report.corrections += 1
     if fresh and settings.keep_correction_text:
-        store_correction_texts(state, connector, fresh)
+        store_correction_texts(state, connector, fresh, tags=job_tags(settings))
+    for record, where in corrected:
+        _undo_job_marks(settings, state, connector, record, where)
+
+
+def job_tags(settings: TriageSettings) -> list[str]:
+    """Every ``[#Tag]`` the job may have put in a subject."""
+    return [c.tag for c in settings.categories.values() if c.tag]
+
+
+def _undo_job_marks(settings: TriageSettings, state: StateStore, connector: MailboxConnector,
+                    record: MessageRecord, where: MailRef) -> None:
+    """After a correction, take off the label and ``[#Tag]`` the job put on the message for the wrong category.
+
+    Left on, they would tell the volunteers (and a later retraining) the old
+    category.  A failure is only logged: the correction itself is recorded.
+    """
+    ref = where
+    try:
+        for step in record.plan:
+            if step.get("kind") == "label" and step.get("target"):
+                connector.remove_label(for_mailbox(ref), str(step["target"]))
+            elif step.get("kind") == "tag" and step.get("target"):
+                ref = from_mailbox(connector.untag_subject(for_mailbox(ref), str(step["target"])), record.key)
+    except ConnectorError as exc:
+        log.warning(tr(f"{record.key} : étiquette ou tag de l'ancienne catégorie non retiré ({exc}).",
+                       f"{record.key}: the old category's label or tag was not removed ({exc})."))
+    if ref != where:
+        state.set_location(settings.instance, record.key, ref.folder, ref.uid)
 
 
 def _locate_all(connector: MailboxConnector, records: Sequence[MessageRecord]) -> dict[str, list[MailRef]]:
@@ -88,20 +119,25 @@ def _reconcile(settings: TriageSettings, state: StateStore, record: MessageRecor
 
 
 def store_correction_texts(state: StateStore, connector: MailboxConnector, fresh: Sequence[tuple[int, MailRef]],
-                           ) -> None:
-    """Keep the pseudonymised subject and text of newly corrected messages (for retraining)."""
+                           *, tags: Sequence[str] = ()) -> None:
+    """Keep the pseudonymised subject and text of newly corrected messages (for retraining).
+
+    The job's own ``tags`` are taken out of the subject: the old category's
+    ``[#Tag]`` must not teach the model the very mistake being corrected.
+    """
     wanted: dict[str, dict[str, int]] = {}
     for cid, ref in fresh:
         wanted.setdefault(ref.folder, {})[mailbox_key(ref.key)] = cid
     for folder, keys in wanted.items():
         try:
-            _store_folder_texts(state, connector, folder, keys)
+            _store_folder_texts(state, connector, folder, keys, tags)
         except ConnectorError as exc:
             log.warning(tr(f"Texte des corrections de « {folder} » non relu : {exc}",
                            f"Text of corrections in '{folder}' not read: {exc}"))
 
 
-def _store_folder_texts(state: StateStore, connector: MailboxConnector, folder: str, keys: Mapping[str, int]) -> None:
+def _store_folder_texts(state: StateStore, connector: MailboxConnector, folder: str, keys: Mapping[str, int],
+                        tags: Sequence[str] = ()) -> None:
     from assoc_ai_core.mail.pseudonymise import pseudonymise
 
     left = dict(keys)
@@ -112,11 +148,11 @@ def _store_folder_texts(state: StateStore, connector: MailboxConnector, folder: 
         msg = parse_message(fetched.raw)
         if msg.error is None:
             names = [msg.sender_name] if msg.sender_name else []
-            text = json.dumps({"subject": pseudonymise(msg.subject, names=names),
+            text = json.dumps({"subject": pseudonymise(strip_tags(msg.subject, tags), names=names),
                                "text": pseudonymise(msg.text, names=names)}, ensure_ascii=False)
             state.set_correction_text(cid, text)
         if not left:
             break
 
 
-__all__ = ["detect_corrections", "store_correction_texts"]
+__all__ = ["detect_corrections", "store_correction_texts", "job_tags"]

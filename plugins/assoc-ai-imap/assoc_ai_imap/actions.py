@@ -219,6 +219,21 @@ class Actions(KeyLookup):
 
         self._call("add_label", run)
 
+    def remove_label(self, ref: MailRef, label: str) -> None:
+        """Take the IMAP keyword for ``label`` off a message (after a person's correction); idempotent."""
+        self.require(Capability.LABEL)
+        keyword = to_keyword(label).encode("ascii")
+        server = self.server_name(ref.folder)
+
+        def run(client: IMAPClient) -> None:
+            self._select(client, server)
+            uid = self._current_uid(client, ref)
+            if uid is None:
+                raise self._missing(ref)
+            client.remove_flags([uid], [keyword], silent=True)
+
+        self._call("remove_label", run)
+
     def add_label_many(self, refs: Sequence[MailRef], label: str) -> None:
         """Add the keyword for ``label`` to several messages: one ``UID STORE +FLAGS`` per folder.
 

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from imapclient import IMAPClient
 
 from assoc_ai_core.errors import ConnectorError
 from assoc_ai_core.ext.connectors import Capability, MailRef
-from assoc_ai_core.ext.subject import MARKER_HEADER, is_tagged, marker_search_value, original_key, tag_subject_bytes
+from assoc_ai_core.ext.subject import (
+    MARKER_HEADER,
+    is_tagged,
+    marker_search_value,
+    original_key,
+    tag_subject_bytes,
+    without_tag_bytes,
+)
 from assoc_ai_core.i18n import tr
 
 from .actions import Actions
@@ -38,6 +46,22 @@ class SubjectTagging(Actions):
         self._need(Capability.TAG_SUBJECT)
         if not tag.strip():
             raise ValueError("tag must not be empty")
+        tagged = self._rewrite(ref, "tag_subject", lambda head: is_tagged(head, tag),
+                               lambda raw: tag_subject_bytes(raw, tag, ref.key, mark=True))
+        log.info("IMAP tagged one message's subject in %s", ref.folder)
+        return tagged
+
+    def untag_subject(self, ref: MailRef, tag: str) -> MailRef:
+        """Take ``tag`` out of the subject (after a person's correction), the way :meth:`tag_subject` puts it in."""
+        self._need(Capability.TAG_SUBJECT)
+        if not tag.strip():
+            raise ValueError("tag must not be empty")
+        return self._rewrite(ref, "untag_subject", lambda head: not is_tagged(head, tag),
+                             lambda raw: without_tag_bytes(raw, tag, ref.key, mark=True))
+
+    def _rewrite(self, ref: MailRef, op: str, done: Callable[[bytes], bool],
+                 rewrite: Callable[[bytes], bytes]) -> MailRef:
+        """Replace a message by ``rewrite`` of it unless ``done`` already holds (append, confirm, then delete)."""
         server = self.server_name(ref.folder)
 
         def run(client: IMAPClient) -> MailRef:
@@ -47,22 +71,22 @@ class SubjectTagging(Actions):
             if uid is not None:
                 item = client.fetch([uid], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"]).get(uid, {})
                 raw = bytes(item.get(b"BODY[]", b""))
-                if is_tagged(raw, tag):
+                if done(raw):
                     return MailRef(ref.folder, str(uid), ref.key)
-            copy_uid = self._tagged_copy(client, ref.key, tag, exclude=uid)
+            copy_uid = self._tagged_copy(client, ref.key, done, exclude=uid)
             if copy_uid is not None:  # a previous run appended the copy and stopped before deleting
                 if uid is not None:
                     self._expunge_uid(client, uid)
                 return MailRef(ref.folder, str(copy_uid), ref.key)
             if uid is None:
                 raise self._missing(ref)
-            new_raw = tag_subject_bytes(raw, tag, ref.key, mark=True)
+            new_raw = rewrite(raw)
             allowed = {f.lower() for f in info.get(b"PERMANENTFLAGS", ())}
             flags = [f for f in item.get(b"FLAGS", ())
                      if f.lower() not in _UNSETTABLE_FLAGS and (f.startswith(b"\\") or b"\\*" in allowed
                                                                  or f.lower() in allowed)]
             response = client.append(server, new_raw, flags=flags, msg_time=item.get(b"INTERNALDATE"))
-            copy_uid = self._confirm_append(client, response, ref.key, tag, exclude=uid)
+            copy_uid = self._confirm_append(client, response, ref.key, done, exclude=uid)
             if copy_uid is None:
                 raise ConnectorError(tr(
                     f"IMAP {self.config.host} : la copie étiquetée n'a pas été retrouvée après l'envoi ; "
@@ -73,12 +97,11 @@ class SubjectTagging(Actions):
             self._expunge_uid(client, uid)
             return MailRef(ref.folder, str(copy_uid), ref.key)
 
-        tagged = self._call("tag_subject", run)
-        log.info("IMAP tagged one message's subject in %s", ref.folder)
-        return tagged
+        return self._call(op, run)
 
-    def _tagged_copy(self, client: IMAPClient, key: str, tag: str, *, exclude: int | None) -> int | None:
-        """UID of a copy of ``key`` in the selected folder whose subject already carries ``tag``."""
+    def _tagged_copy(self, client: IMAPClient, key: str, done: Callable[[bytes], bool], *,
+                     exclude: int | None) -> int | None:
+        """UID of a copy of ``key`` in the selected folder (our marker) whose header block already satisfies ``done``."""
         if not key:
             return None
         found = client.search(["HEADER", MARKER_HEADER, marker_search_value(key)],
@@ -91,11 +114,12 @@ class SubjectTagging(Actions):
             item = response[uid]
             head = header_part(item)
             if (DELETED not in item.get(b"FLAGS", ()) and original_key(head) == key
-                    and is_tagged(head, tag)):
+                    and done(head)):
                 return uid
         return None
 
-    def _confirm_append(self, client: IMAPClient, response: Any, key: str, tag: str, *, exclude: int | None) -> int | None:
+    def _confirm_append(self, client: IMAPClient, response: Any, key: str, done: Callable[[bytes], bool], *,
+                        exclude: int | None) -> int | None:
         """The new message's UID: from APPENDUID (UIDPLUS) checked by a FETCH, else found by its marker."""
         match = _APPENDUID.search(response if isinstance(response, bytes) else str(response).encode())
         if match and int(match.group(1)) == int(self._select_info.get(b"UIDVALIDITY", -1)):
@@ -103,4 +127,4 @@ class SubjectTagging(Actions):
             if uid in client.fetch([uid], ["FLAGS"]):
                 return uid
         client.noop()  # lets the server announce the new message before searching for it
-        return self._tagged_copy(client, key, tag, exclude=exclude)
+        return self._tagged_copy(client, key, done, exclude=exclude)

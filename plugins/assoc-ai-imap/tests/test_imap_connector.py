@@ -412,3 +412,20 @@ def test_fetch_since_reads_by_delivery_date(mailbox: Mailbox) -> None:
         today = dt.datetime.now(dt.UTC)
         assert len(list(conn.fetch_since("INBOX", today - dt.timedelta(days=1)))) == 2
         assert list(conn.fetch_since("INBOX", today + dt.timedelta(days=2))) == []
+
+
+def test_untag_and_remove_label_undo_what_the_job_did(mailbox: Mailbox) -> None:
+    raw = make_mail(7)
+    mailbox.append(raw)
+    with mailbox.connector() as conn:
+        (ref,) = [m.ref for m in conn.fetch_all("INBOX")]
+        conn.add_label(ref, "Presse")
+        tagged = conn.tag_subject(ref, "[#Presse]")
+        clean = conn.untag_subject(tagged, "[#Presse]")
+        assert conn.untag_subject(clean, "[#Presse]") == clean  # idempotent
+        conn.remove_label(clean, "Presse")
+        conn.remove_label(clean, "Presse")
+    [(uid, now, flags)] = mailbox.contents("INBOX")
+    assert hdr.read_subject(now) == "Demande numéro 7"
+    assert not any(f.lower().startswith(b"$presse") for f in flags)
+    assert hdr.message_key(now) == hdr.message_key(raw)
