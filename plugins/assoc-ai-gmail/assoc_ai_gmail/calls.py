@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,6 +32,64 @@ log = logging.getLogger(__name__)
 RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 SCOPE_REASONS = frozenset({"insufficientPermissions", "ACCESS_TOKEN_SCOPE_INSUFFICIENT"})
 API_DISABLED_REASONS = frozenset({"accessNotConfigured", "SERVICE_DISABLED"})
+#: Quota units per method (Gmail API "Usage limits" page); an unknown method counts as 5.
+METHOD_UNITS = {
+    "users.getProfile": 1, "users.history.list": 2, "users.labels.list": 1, "users.labels.create": 5,
+    "users.messages.list": 5, "users.messages.get": 5, "users.messages.modify": 5,
+    "users.messages.batchModify": 50, "users.messages.send": 100,
+}
+#: Gmail allows 250 units per user per second (moving window); staying below leaves room for a person using the
+#: same account in another client, and keeps a run from being throttled in the first place.
+UNITS_PER_SECOND = 200
+
+
+def units_of(what: str) -> int:
+    """Quota units one call of ``what`` (``users.messages.get``...) costs."""
+    return METHOD_UNITS.get(what.split(" ", 1)[0], 5)
+
+
+class QuotaPacer:
+    """Spreads requests so that no second carries more than ``per_second`` quota units.
+
+    Gmail counts units per user in a one-second moving window and answers
+    429/403 beyond it; waiting beforehand costs the same time as the retry
+    would, without the failed round trip nor the risk of running out of
+    retries on a long listing.
+    """
+
+    def __init__(self, *, per_second: int = UNITS_PER_SECOND, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.per_second = max(1, int(per_second))
+        self.clock = clock
+        self.sleep = sleep
+        self._window: deque[tuple[float, int]] = deque()
+        self.units = 0  # units spent through this pacer, for reports and benchmarks
+        self.requests = 0
+        self.waited = 0.0
+
+    def spend(self, units: int, *, requests: int = 1) -> None:
+        """Wait until ``units`` more fit in the last second, then count them."""
+        while True:
+            now = self.clock()
+            while self._window and self._window[0][0] <= now - 1.0:
+                self._window.popleft()
+            spent = sum(u for _, u in self._window)
+            if not self._window or spent + units <= self.per_second:
+                break
+            # wait for the oldest entry to leave the window, and a little more against clock rounding
+            wait = max(0.01, self._window[0][0] + 1.0 - now + 0.01)
+            self.waited += wait
+            self.sleep(wait)
+        self._window.append((self.clock(), units))
+        self.units += units
+        self.requests += requests
+
+    def answered(self) -> None:
+        """The last request was answered: count its units from now, as late as Gmail may have counted them."""
+        if self._window:
+            self._window[-1] = (self.clock(), self._window[-1][1])
+
+
 NETWORK_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, time-out (socket.timeout is a TimeoutError)
     httplib2.HttpLib2Error,
@@ -220,8 +279,10 @@ class ApiCaller:
         service_account: bool = False,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], float] = time.time,
+        pacer: QuotaPacer | None = None,
     ) -> None:
         self.connector_id = connector_id
+        self.pacer = pacer or QuotaPacer(sleep=sleep)
         self.max_retries = max(0, int(max_retries))
         self.initial_wait = max(0.0, float(initial_wait))
         self.max_wait = max(0.0, float(max_wait))
@@ -287,8 +348,15 @@ class ApiCaller:
 
         def once(*, what: str) -> Any:
             if isinstance(request, BatchHttpRequest):
-                return request.execute()
-            return request.execute(num_retries=0)
+                try:
+                    return request.execute()  # its parts were paced by execute_many
+                finally:
+                    self.pacer.answered()
+            self.pacer.spend(units_of(what))
+            try:
+                return request.execute(num_retries=0)
+            finally:
+                self.pacer.answered()
 
         retrying = self._retrying(is_retryable if idempotent else rejected_before_processing)
         try:
@@ -317,6 +385,8 @@ class ApiCaller:
                 batch = new_batch(lambda rid, resp, exc, outcome=outcome: outcome.__setitem__(rid, (resp, exc)))
                 for rid in part:
                     batch.add(pending[rid], request_id=rid)
+                # Gmail charges every call of a batch as if sent alone
+                self.pacer.spend(units_of(what) * len(part), requests=len(part))
                 self.execute(batch, what=f"{what} (batch)")
                 for rid in part:
                     resp, exc = outcome.get(rid, (None, None))

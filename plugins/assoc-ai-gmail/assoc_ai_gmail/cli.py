@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from assoc_ai_core.cli.common import option
 from assoc_ai_core.errors import AuthError, ConfigError, TransientError
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.i18n import tr
@@ -49,27 +50,27 @@ def gmail() -> None:
         "token in a file only you can read (or in the system keyring).",
     ),
 )
-@click.option("--client-secrets", "client_secrets", required=True, type=click.Path(dir_okay=False),
+@option("--client-secrets", "client_secrets", required=True, type=click.Path(dir_okay=False),
               help=tr("Fichier JSON du client OAuth « Application de bureau » téléchargé depuis la console Google Cloud.",
                       "JSON file of the 'Desktop app' OAuth client downloaded from the Google Cloud console."))
-@click.option("--token", "token_path", type=click.Path(dir_okay=False),
+@option("--token", "token_path", type=click.Path(dir_okay=False),
               help=tr("Où enregistrer le jeton (fichier créé en mode 0600).",
                       "Where to store the token (file created with mode 0600)."))
-@click.option("--keyring", "keyring_name",
+@option("--keyring", "keyring_name",
               help=tr("Enregistrer le jeton dans le trousseau système sous ce nom (au lieu de --token).",
                       "Store the token in the system keyring under this name (instead of --token)."))
-@click.option("--console", "--headless", "console", is_flag=True,
+@option("--console", "--headless", "console", is_flag=True,
               help=tr("Serveur sans navigateur : copier-coller de l'adresse ou du code.",
                       "Server without a browser: copy and paste the address or the code."))
-@click.option("--no-browser", is_flag=True,
+@option("--no-browser", is_flag=True,
               help=tr("Afficher l'adresse au lieu d'ouvrir le navigateur.", "Print the address instead of opening a browser."))
-@click.option("--port", type=int, default=0, show_default=True,
+@option("--port", type=int, default=0, show_default=True,
               help=tr("Port local de retour (0 : n'importe lequel de libre).", "Local redirect port (0: any free one)."))
-@click.option("--timeout", "timeout_seconds", type=int, default=300, show_default=True,
+@option("--timeout", "timeout_seconds", type=int, default=300, show_default=True,
               help=tr("Secondes d'attente de la réponse de Google.", "Seconds to wait for Google's answer."))
-@click.option("--check/--no-check", default=True, show_default=True,
+@option("--check/--no-check", default=True, show_default=True,
               help=tr("Vérifier le jeton en lisant l'adresse de la boîte.", "Check the token by reading the mailbox address."))
-@click.option("--api-endpoint", hidden=True, default=None)
+@option("--api-endpoint", hidden=True, default=None)
 def auth(client_secrets: str, token_path: str | None, keyring_name: str | None, console: bool, no_browser: bool,
          port: int, timeout_seconds: int, check: bool, api_endpoint: str | None) -> None:
     """Run the consent flow once and store the refresh token."""

@@ -25,6 +25,11 @@ class GmailConfig:
     folder, and the prefix is what keeps these *tags* apart from the labels
     that say where a message is filed.  An empty prefix makes them folders too.
 
+    ``checkpoint_file`` is where the correction check keeps the history point
+    it last read (see :mod:`assoc_ai_gmail.checkpoint`); by default a file per
+    mailbox under ``$ASSOC_AI_HOME/gmail/`` (or the user data folder).  Give
+    each job its own file when two jobs share one mailbox.
+
     ``api_endpoint`` and ``auth_endpoint`` (the OAuth 2.0 token URL) default to
     Google's; set them only for a proxy or a test server.
     """
@@ -35,6 +40,7 @@ class GmailConfig:
     subject: str | None = None
     user_id: str = "me"
     label_prefix: str = "#"
+    checkpoint_file: str | None = None
     api_endpoint: str | None = None
     auth_endpoint: str | None = None
     timeout_seconds: float = 60.0

@@ -11,21 +11,32 @@ actions (move, label, forward).
 """
 from __future__ import annotations
 
-import base64
+import io
 import logging
+import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
+
+from googleapiclient.errors import HttpError
+from googleapiclient.http import MediaIoBaseUpload
 
 from assoc_ai_core.errors import CapabilityError, ConfigError, ConnectorError, ForwardError, TransientError
 from assoc_ai_core.ext.connectors import Capability, MailRef
 from assoc_ai_core.i18n import tr
 
-from .calls import GmailBadRequest, GmailNotFound, rejected_before_processing
+from .calls import (
+    SCOPE_REASONS,
+    GmailBadRequest,
+    GmailNotFound,
+    error_reasons,
+    rejected_before_processing,
+    status_of,
+)
 from .config import GmailConfig
 from .forwarding import build_forward
 from .labels import check_label_name
 from .reading import GmailReading
-from .settings import BATCH_MODIFY_MAX_IDS
+from .settings import BATCH_MODIFY_MAX_IDS, MAX_SEND_BYTES
 
 __all__ = ["GmailConfig", "GmailConnector"]
 
@@ -53,6 +64,7 @@ class GmailConnector(GmailReading):
 
     def _modify(self, gmail_id: str, add: list[str], remove: list[str]) -> None:
         body = {"addLabelIds": add, "removeLabelIds": remove}
+        self._forget_changes()
         try:
             self._call(self._users().messages().modify(userId=self.config.user_id, id=gmail_id, body=body),
                        "users.messages.modify")
@@ -64,6 +76,7 @@ class GmailConnector(GmailReading):
             ) from None
 
     def _batch_modify(self, ids: Sequence[str], add: list[str], remove: list[str]) -> None:
+        self._forget_changes()
         for i in range(0, len(ids), BATCH_MODIFY_MAX_IDS):
             body = {"ids": list(ids[i: i + BATCH_MODIFY_MAX_IDS]), "addLabelIds": add, "removeLabelIds": remove}
             self._call(self._users().messages().batchModify(userId=self.config.user_id, body=body),
@@ -137,27 +150,72 @@ class GmailConnector(GmailReading):
         )
 
     def forward(self, ref: MailRef, raw: bytes, to: str) -> None:
-        """Send ``raw`` to ``to`` with ``users.messages.send``, marked ``Auto-Submitted: auto-forwarded``."""
+        """Send ``raw`` to ``to`` through the upload endpoint of ``users.messages.send`` (up to 35 MB).
+
+        The forward is marked ``Auto-Submitted: auto-forwarded``.  Throttling
+        (429, rate-limit 403) raises :class:`TransientError`: nothing was sent,
+        the run stops and the next one sends it.  Any other refusal is
+        permanent for this message (:class:`ForwardError`, ``transient=False``):
+        too big, a bad address, a missing send permission.  A server error or
+        a time-out after sending may hide a success: ``maybe_sent``, never sent twice.
+        """
         if not to or "@" not in to:
             raise ConfigError(
                 tr(f"Adresse de transfert invalide : « {to} ».", f"Invalid forwarding address: '{to}'.")
             )
         self.open()
         data = build_forward(raw, to=to, sender=self.email_address or None)
-        body = {"raw": base64.urlsafe_b64encode(data).decode("ascii")}
-        request = self._users().messages().send(userId=self.config.user_id, body=body)
+        if len(data) > MAX_SEND_BYTES:
+            mb, limit = len(data) / 1024 / 1024, MAX_SEND_BYTES // 1024 // 1024
+            raise ForwardError(
+                tr(f"Transfert impossible : le message fait {mb:.1f} Mo avec l'original joint, Gmail en accepte "
+                   f"{limit} au plus. Transférez-le à la main (ou envoyez un lien) ; il ne sera pas réessayé.",
+                   f"Cannot forward: the message is {mb:.1f} MB with the original attached, Gmail takes at most "
+                   f"{limit}. Forward it by hand (or send a link); it will not be tried again."),
+                transient=False, reason="too large", connector_id=self.id,
+            )
+        # the upload endpoint takes the message as it is: no base64 inflation, no JSON body limit
+        media = MediaIoBaseUpload(io.BytesIO(data), mimetype="message/rfc822", resumable=False)
+        request = self._users().messages().send(userId=self.config.user_id, media_body=media)
+        if self.config.api_endpoint:
+            # the client moves the upload URL to api_endpoint's host but keeps https: keep the endpoint's scheme
+            scheme = urllib.parse.urlsplit(self.config.api_endpoint).scheme or "https"
+            request.uri = urllib.parse.urlsplit(request.uri)._replace(scheme=scheme).geturl()
         try:
             self.calls.execute(request, what="users.messages.send", idempotent=False)
         except TransientError as exc:
             if exc.__cause__ is not None and rejected_before_processing(exc.__cause__):
                 raise  # throttled or never reached: nothing was sent, the host may try again later
             # a server error or time-out after sending may hide a success: never send twice
-            error = ForwardError(
+            raise ForwardError(
                 tr(f"Le transfert Gmail est peut-être parti malgré l'erreur ({exc}). Il ne sera pas renvoyé "
                    "automatiquement : vérifiez le dossier « Messages envoyés ».",
                    f"The Gmail forward may have gone out despite the error ({exc}). It will not be sent "
                    "again automatically: check the 'Sent' folder."),
-                maybe_sent=True,
-            )
-            error.connector_id = self.id
-            raise error from exc
+                maybe_sent=True, connector_id=self.id,
+            ) from exc
+        except ConnectorError as exc:
+            status = status_of(exc.__cause__) if exc.__cause__ is not None else None
+            if status is None or status == 401:
+                raise  # a refused login stops the run (AuthError): every forward would fail the same way
+            raise self._refused(exc, status) from exc
+
+    def _refused(self, exc: ConnectorError, status: int) -> ForwardError:
+        """The permanent :class:`ForwardError` for a send Gmail refused with ``status`` (a 4xx)."""
+        cause = exc.__cause__
+        reasons = error_reasons(cause) if isinstance(cause, HttpError) else set()
+        if reasons & SCOPE_REASONS:
+            fr = ("l'autorisation Google ne permet pas d'envoyer. Relancez « assoc-ai gmail auth » et acceptez "
+                  "l'accès gmail.modify (ou ajoutez ce champ d'application à la délégation du compte de service)")
+            en = ("the Google authorisation does not allow sending. Run `assoc-ai gmail auth` again and accept "
+                  "gmail.modify access (or add that scope to the service account's delegation)")
+        elif status == 413:
+            fr, en = "message trop gros pour Gmail", "message too large for Gmail"
+        else:
+            fr, en = f"Gmail a refusé l'envoi ({exc})", f"Gmail refused to send it ({exc})"
+        return ForwardError(
+            tr(f"Transfert non fait : {fr}. Il ne sera pas réessayé pour ce message.",
+               f"Forward not done: {en}. It will not be tried again for this message."),
+            transient=False, code=status, reason=", ".join(sorted(reasons)) or f"HTTP {status}",
+            connector_id=self.id,
+        )

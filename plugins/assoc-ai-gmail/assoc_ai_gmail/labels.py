@@ -52,6 +52,13 @@ class LabelBook:
     Labels whose name starts with ``tag_prefix`` are *tags* (what ``add_label``
     attaches, like an IMAP keyword): they never count as the folder a message
     is filed in.
+
+    Gmail label names are unique regardless of case: with « adhésion » in the
+    account, « Adhésion » cannot be created.  When the configuration asks for
+    a name that only matches with other capitals, the existing label is used
+    and *reported under the configuration's spelling* (:meth:`adopt_spelling`),
+    because the job compares folder names exactly: reported as « adhésion »,
+    a message a person moved there would not count as a correction.
     """
 
     def __init__(self, labels: Iterable[Mapping[str, Any]] = (), *, tag_prefix: str = "") -> None:
@@ -59,6 +66,7 @@ class LabelBook:
         self.by_id: dict[str, dict[str, Any]] = {}
         self._by_name: dict[str, str] = {}
         self._by_folded: dict[str, str] = {}
+        self._spelling: dict[str, str] = {}  # label id -> the configuration's spelling, kept across reloads
         self.reset(labels)
 
     def reset(self, labels: Iterable[Mapping[str, Any]]) -> None:
@@ -76,8 +84,24 @@ class LabelBook:
         self._by_name[name] = lid
         self._by_folded.setdefault(name.casefold(), lid)
 
+    def adopt_spelling(self, label_id: str, name: str) -> bool:
+        """Report ``label_id`` as ``name`` from now on when only capitals differ; True the first time."""
+        real = self.real_name(label_id)
+        if real == name or real.casefold() != name.casefold() or self._spelling.get(label_id) == name:
+            return False
+        self._spelling[label_id] = name
+        return True
+
+    def real_name(self, label_id: str) -> str:
+        """The label's name as Gmail spells it (the id itself when unknown)."""
+        label = self.by_id.get(label_id)
+        return str(label.get("name") or label_id) if label else label_id
+
     def id_for(self, name: str) -> str | None:
         """The id of the label called ``name`` (system labels answer to their id too)."""
+        for lid, spelled in self._spelling.items():
+            if spelled == name and self.real_name(lid).casefold() == name.casefold():
+                return lid
         if name in self._by_name:
             return self._by_name[name]
         if name in self.by_id and self.by_id[name].get("type") == "system":
@@ -85,9 +109,10 @@ class LabelBook:
         return self._by_folded.get(name.casefold())
 
     def name_for(self, label_id: str) -> str:
-        """Display name of a label id (the id itself when unknown)."""
-        label = self.by_id.get(label_id)
-        return str(label.get("name") or label_id) if label else label_id
+        """Name of a label id as assoc-ai reports it: the configuration's spelling when adopted, else Gmail's."""
+        real, spelled = self.real_name(label_id), self._spelling.get(label_id)
+        # a label renamed since in the web interface is reported as it is now
+        return spelled if spelled and spelled.casefold() == real.casefold() else real
 
     def is_tag(self, name: str) -> bool:
         """True for a tag label (name under ``tag_prefix``)."""

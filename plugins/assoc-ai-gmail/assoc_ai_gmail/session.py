@@ -22,7 +22,7 @@ from assoc_ai_core.ext.connectors import MailboxConnector
 from assoc_ai_core.i18n import tr
 
 from . import credentials as creds_mod
-from .calls import ApiCaller, GmailBadRequest, GmailConflict, GmailNotFound
+from .calls import ApiCaller, GmailBadRequest, GmailConflict, GmailNotFound, QuotaPacer
 from .config import GmailConfig
 from .labels import LabelBook, check_label_name, parents_first
 
@@ -36,16 +36,24 @@ class GmailSession(MailboxConnector):
 
     config: GmailConfig
 
-    def __init__(self, config: GmailConfig, *, sleep: Callable[[float], None] = time.sleep) -> None:
-        """Store the config; no network until :meth:`open` or the first call."""
+    def __init__(self, config: GmailConfig, *, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """Store the config; no network until :meth:`open` or the first call.
+
+        ``sleep`` and ``clock`` are seams for tests and benchmarks (a fake clock that sleeping moves forward).
+        """
         super().__init__(config)
         self._sleep = sleep
+        self._clock = clock
+        #: paces every request under Gmail's per-user rate; lives as long as the connector (across reconnects)
+        self.pacer = QuotaPacer(clock=clock, sleep=sleep)
         self._service: Any = None
         self._http: Any = None
         self._calls: ApiCaller | None = None
         self._labels = LabelBook(tag_prefix=config.label_prefix)
         self._labels_loaded = False
         self.email_address: str = ""
+        self.opened_at: tuple[str, float] = ("", 0.0)
         #: Messages skipped during the last fetch (gone between list and get): ``{"uid", "folder", "reason"}``.
         self.skipped: list[dict[str, str]] = []
 
@@ -93,6 +101,7 @@ class GmailSession(MailboxConnector):
             max_wait=self.config.backoff_max_seconds,
             service_account=bool(self.config.service_account_file),
             sleep=self._sleep,
+            pacer=self.pacer,
         )
         self._http = google_auth_httplib2.AuthorizedHttp(creds, http=httplib2.Http(timeout=self.config.timeout_seconds))
         options = {"api_endpoint": self.config.api_endpoint} if self.config.api_endpoint else None
@@ -113,6 +122,8 @@ class GmailSession(MailboxConnector):
             self.close()
             raise
         self.email_address = str(profile.get("emailAddress", ""))
+        #: the mailbox's history point when it was opened, and when (reused instead of asking again at once)
+        self.opened_at = (str(profile.get("historyId", "")), self._clock())
 
     def close(self) -> None:
         """Drop the client and its connections; safe twice, never raises."""
@@ -170,6 +181,12 @@ class GmailSession(MailboxConnector):
         lid = book.id_for(name)
         if lid is None:
             lid = self._load_labels(force=True).id_for(name)  # created meanwhile in the Gmail web UI
+        if lid is not None and self._labels.adopt_spelling(lid, name):
+            log.warning(
+                tr(f"Gmail : le libellé « {self._labels.real_name(lid)} » existe déjà avec d'autres majuscules que "
+                   f"« {name} » dans la configuration ; il est utilisé et rapporté sous le nom « {name} ».",
+                   f"Gmail: label '{self._labels.real_name(lid)}' already exists with other capitals than "
+                   f"'{name}' in the configuration; it is used, and reported as '{name}'."))
         return lid
 
     def _require_label(self, folder: str) -> str:

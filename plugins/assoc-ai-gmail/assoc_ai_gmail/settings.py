@@ -20,10 +20,16 @@ NON_FOLDER_PREFIXES = ("CATEGORY_",)
 
 #: history.list event types the incremental sync reads.
 HISTORY_TYPES = ("messageAdded", "labelAdded", "labelRemoved")
+#: history.list event types the correction check reads: a message changed labels or was deleted.
+CHANGE_TYPES = ("labelAdded", "labelRemoved", "messageDeleted")
+#: locate() calls this close together share one reading of the history (the job asks 200 messages at a time).
+LOCATE_SESSION_SECONDS = 30.0
 
 #: Gmail limits (published in the API reference).
 BATCH_MODIFY_MAX_IDS = 1000
 LIST_MAX_RESULTS = 500
+#: messages.send through the upload endpoint takes at most 35 MB (its mediaUpload maxSize).
+MAX_SEND_BYTES = 35 * 1024 * 1024
 
 #: Where ``assoc-ai gmail auth --keyring NAME`` stores the token.
 KEYRING_SERVICE = "assoc-ai-gmail"

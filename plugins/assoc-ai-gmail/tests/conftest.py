@@ -18,6 +18,14 @@ from gmail_loopback import FakeGmail  # noqa: E402
 from assoc_ai_core.ext.config import Secret  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def private_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``ASSOC_AI_HOME`` in a fresh folder: the correction checkpoint of one test never leaks into another."""
+    home = tmp_path_factory.mktemp("assoc-ai-home")
+    monkeypatch.setenv("ASSOC_AI_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def fake_gmail() -> Iterator[FakeGmail]:
     """A running loopback Gmail API + OAuth server, stopped after the test."""
@@ -55,13 +63,17 @@ def make_connector(fake_gmail: FakeGmail, token_json: str, sleeps: list[float]) 
     """Build connectors on the loopback server; all closed after the test."""
     made: list[GmailConnector] = []
 
+    def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        fake_gmail.advance(seconds)  # the server's quota window and history age move on as if we had waited
+
     def make(**overrides: object) -> GmailConnector:
         settings: dict[str, object] = {
             "token": Secret(token_json), "api_endpoint": fake_gmail.url, "auth_endpoint": fake_gmail.token_uri,
             "backoff_initial_seconds": 0.5, "backoff_max_seconds": 30.0, "timeout_seconds": 10.0,
         }
         settings.update(overrides)
-        conn = GmailConnector(GmailConfig(**settings), sleep=sleeps.append)  # type: ignore[arg-type]
+        conn = GmailConnector(GmailConfig(**settings), sleep=fake_sleep, clock=fake_gmail.now)  # type: ignore[arg-type]
         made.append(conn)
         return conn
 

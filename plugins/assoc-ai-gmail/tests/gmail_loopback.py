@@ -8,6 +8,28 @@ batchModify/send, users.history.list) and of Google's OAuth 2.0 endpoints
 (authorization redirect, token endpoint: authorization_code with PKCE,
 refresh_token, JWT bearer for service accounts).
 
+Limits of the real service, kept here so a connector that passes these tests
+does not meet them first in production (Gmail API "Usage limits" page and
+method reference):
+
+* quota units per method (messages.get 5, list 5, history.list 2, modify 5,
+  batchModify 50, send 100, labels.list 1, getProfile 1...), counted per
+  user in a moving window of one second (250 units per user per second, i.e.
+  15,000 per minute); over it, the answer is 403 ``userRateLimitExceeded``
+  (or 429 ``rateLimitExceeded`` with ``throttle_status = 429``) with a
+  ``Retry-After``; each call of an HTTP batch is counted on its own;
+* request sizes: the upload endpoint (``/upload/gmail/v1/...``) takes a message
+  up to 35 MB; the JSON endpoint refuses bodies over ``json_body_limit``
+  (5 MB here: Google's "few MB" metadata limit, not a published figure);
+* history ids expire (``history_lifetime_seconds``, a week by default):
+  ``history.list`` from an older point answers 404;
+* scopes: sending needs a send-capable scope (403 ``insufficientPermissions``
+  with ``gmail.readonly``), changing labels needs ``gmail.modify``.
+
+Time is :meth:`FakeGmail.now`, the wall clock plus whatever :meth:`advance`
+added, so tests with a fake ``sleep`` move the quota window and history
+expiry forward without waiting.
+
 Faults are injected per path: 429 with Retry-After, 403 rate limits, 5xx,
 expired access tokens, revoked refresh tokens (invalid_grant), forgotten
 history (404) and "after this answer" hooks (e.g. delete a message between
@@ -27,11 +49,19 @@ import secrets
 import threading
 import time
 import urllib.parse
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gmail_oauth_fake import STANDARD_ERRORS, FakeGoogleOAuth, google_error
+from gmail_oauth_fake import (
+    SCOPES_TO_CHANGE,
+    SCOPES_TO_READ,
+    SCOPES_TO_SEND,
+    STANDARD_ERRORS,
+    FakeGoogleOAuth,
+    google_error,
+)
 
 from assoc_ai_core.testing.loopback_http import LoopbackHTTPServer, RecordedRequest
 
@@ -41,8 +71,39 @@ SYSTEM_LABELS = (
 )
 IMMUTABLE_LABELS = {"SENT", "DRAFT", "CHAT"}
 HTTP_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-                404: "Not Found", 409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error",
-                502: "Bad Gateway", 503: "Service Unavailable"}
+                404: "Not Found", 409: "Conflict", 413: "Payload Too Large", 429: "Too Many Requests",
+                500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+
+#: Quota units per method, from the Gmail API "Usage limits" page.
+METHOD_COSTS = {
+    "users.getProfile": 1, "users.history.list": 2, "users.labels.list": 1, "users.labels.get": 1,
+    "users.labels.create": 5, "users.labels.delete": 5, "users.labels.update": 5, "users.messages.list": 5,
+    "users.messages.get": 5, "users.messages.modify": 5, "users.messages.batchModify": 50,
+    "users.messages.send": 100, "users.messages.trash": 5, "users.messages.untrash": 5,
+}
+USER_UNITS_PER_SECOND = 250
+UPLOAD_LIMIT = 35 * 1024 * 1024  # messages.send's mediaUpload maxSize (36,700,160 bytes)
+JSON_BODY_LIMIT = 5 * 1024 * 1024
+HISTORY_LIFETIME_SECONDS = 7 * 86400
+READ_METHODS = {"users.getProfile", "users.history.list", "users.labels.list", "users.labels.get",
+                "users.messages.list", "users.messages.get"}
+
+
+def method_name(http_method: str, rest: str) -> str | None:
+    """The API method a request under ``/users/{userId}`` calls (None when unknown)."""
+    routes = (
+        ("GET", r"/profile", "users.getProfile"), ("GET", r"/history", "users.history.list"),
+        ("GET", r"/labels", "users.labels.list"), ("POST", r"/labels", "users.labels.create"),
+        ("GET", r"/labels/[^/]+", "users.labels.get"), ("DELETE", r"/labels/[^/]+", "users.labels.delete"),
+        ("GET", r"/messages", "users.messages.list"), ("POST", r"/messages/batchModify", "users.messages.batchModify"),
+        ("POST", r"/messages/send", "users.messages.send"), ("GET", r"/messages/[^/]+", "users.messages.get"),
+        ("POST", r"/messages/[^/]+/modify", "users.messages.modify"),
+        ("POST", r"/messages/[^/]+/trash", "users.messages.trash"),
+    )
+    for verb, pattern, name in routes:
+        if verb == http_method and re.fullmatch(pattern, rest):
+            return name
+    return None
 
 
 @dataclass
@@ -118,6 +179,67 @@ class FakeGmail(FakeGoogleOAuth):
         self.deny_consent = False
         self.access_token_lifetime = 3599
         self._server: LoopbackHTTPServer | None = None
+        # the service's limits (module docstring); tests may lower or raise them
+        self.skew = 0.0
+        self.units_per_second = USER_UNITS_PER_SECOND
+        self.throttle_status = 403
+        self.json_body_limit = JSON_BODY_LIMIT
+        self.upload_limit = UPLOAD_LIMIT
+        self.history_lifetime_seconds = HISTORY_LIFETIME_SECONDS
+        self._window: deque[tuple[float, int]] = deque()
+        self.units: Counter[str] = Counter()  # units charged, per method
+        self.calls_by_method: Counter[str] = Counter()  # calls answered (throttled ones included)
+        self.throttled = 0
+
+    # -- time and quota -----------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The server's clock: wall time plus every :meth:`advance`."""
+        return time.time() + self.skew
+
+    def advance(self, seconds: float) -> None:
+        """Move the server's clock forward (what a test's fake ``sleep`` does)."""
+        with self.lock:
+            self.skew += max(0.0, float(seconds))
+
+    @property
+    def units_total(self) -> int:
+        """Quota units charged so far."""
+        return sum(self.units.values())
+
+    def reset_counters(self) -> None:
+        """Forget the units and calls counted so far (not the moving window)."""
+        with self.lock:
+            self.units.clear()
+            self.calls_by_method.clear()
+            self.throttled = 0
+
+    def _charge(self, method: str) -> tuple[int, dict[str, str], Any] | None:
+        """Count ``method``'s units in the moving window; the throttling answer when over the per-user rate."""
+        cost = METHOD_COSTS.get(method, 5)
+        now = self.now()
+        while self._window and self._window[0][0] <= now - 1.0:
+            self._window.popleft()
+        self.calls_by_method[method] += 1
+        spent = sum(units for _, units in self._window)
+        if spent + cost > self.units_per_second:
+            # how long until enough units leave the window, rounded up to whole seconds as Google does
+            freed, wait = spent + cost - self.units_per_second, 1.0
+            for at, units in self._window:
+                freed -= units
+                if freed <= 0:
+                    wait = at + 1.0 - now
+                    break
+            self.throttled += 1
+            headers = {"Retry-After": str(max(1, int(wait + 0.999)))}
+            if self.throttle_status == 429:
+                return 429, headers, STANDARD_ERRORS[429]
+            return 403, headers, google_error(
+                403, "User-rate limit exceeded. Retry after the time given in Retry-After.", "userRateLimitExceeded",
+                "PERMISSION_DENIED", "usageLimits")
+        self._window.append((now, cost))
+        self.units[method] += cost
+        return None
 
     # -- server lifecycle -----------------------------------------------------------------------------
 
@@ -154,7 +276,7 @@ class FakeGmail(FakeGoogleOAuth):
 
     def _record(self, **entries: Any) -> int:
         hid = self._next_history()
-        record = {"id": hid, **entries}
+        record = {"id": hid, "at": self.now(), **entries}
         msgs = []
         for kind in ("messagesAdded", "messagesDeleted", "labelsAdded", "labelsRemoved"):
             for e in entries.get(kind, []):
@@ -282,12 +404,16 @@ class FakeGmail(FakeGoogleOAuth):
     def handle(self, method: str, path: str, query: dict[str, list[str]], body: bytes,
                headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
         """Route one request; returns (status, headers, JSON body or bytes or None)."""
+        if self._too_large(method, path, query, body, headers):
+            return 413, {}, STANDARD_ERRORS[413]
+        if path.startswith("/upload/gmail/v1/"):
+            return self._handle_upload(method, path[len("/upload"):], query, body, headers)
         try:
             parsed_body: Any = json.loads(body) if body and "json" in headers.get("content-type", "") else body
         except ValueError:
             return 400, {}, google_error(400, "Invalid JSON payload received.", "parseError", "INVALID_ARGUMENT")
         with self.lock:
-            self.requests.append(RecordedRequest(method, path, query, dict(headers), time.time(), parsed_body))
+            self.requests.append(RecordedRequest(method, path, query, dict(headers), self.now(), parsed_body))
             target = f"{method} {path}"
             for fault in self.faults:
                 if fault.hits < fault.times and re.search(fault.pattern, target):
@@ -310,12 +436,80 @@ class FakeGmail(FakeGoogleOAuth):
             return 403, {}, google_error(403, "Delegation denied for " + self.email_address, "forbidden",
                                          "PERMISSION_DENIED")
         with self.lock:
+            refused = self._admit(method, rest, headers)
+            if refused:
+                return refused
             result = self._route(method, rest, query, parsed_body)
             for hook in self.after_hooks:
                 if hook.times > 0 and re.search(hook.pattern, target):
                     hook.times -= 1
                     hook.action()
         return result
+
+    def _too_large(self, method: str, path: str, query: dict[str, list[str]], body: bytes,
+                   headers: dict[str, str]) -> bool:
+        """True (and recorded) for a body over its endpoint's limit: 35 MB uploads, a few MB of JSON."""
+        limit = self.upload_limit if path.startswith("/upload/") else self.json_body_limit
+        if len(body) <= limit or "/gmail/v1/" not in path:
+            return False
+        with self.lock:
+            self.requests.append(RecordedRequest(method, path, query, dict(headers), self.now(), None, 413))
+        return True
+
+    def _admit(self, method: str, rest: str, headers: dict[str, str]) -> tuple[int, dict[str, str], Any] | None:
+        """Scope, then quota: the answer refusing the call, or None to serve it."""
+        name = method_name(method, rest)
+        if name is None:
+            return None
+        scopes = self.token_scopes(headers)
+        needed = SCOPES_TO_READ if name in READ_METHODS else (
+            SCOPES_TO_SEND if name == "users.messages.send" else SCOPES_TO_CHANGE)
+        if scopes and not scopes & needed:
+            return 403, {}, google_error(403, "Request had insufficient authentication scopes.",
+                                         "insufficientPermissions", "PERMISSION_DENIED")
+        return self._charge(name)
+
+    def _handle_upload(self, method: str, path: str, query: dict[str, list[str]], body: bytes,
+                       headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        """``POST /upload/gmail/v1/users/{userId}/messages/send`` with ``uploadType=media`` or ``multipart``."""
+        kind = (query.get("uploadType") or [""])[0]
+        with self.lock:
+            self.requests.append(RecordedRequest(method, "/upload" + path, query, dict(headers), self.now(),
+                                                 {"uploadType": kind, "size": len(body)}))
+            for fault in self.faults:
+                if fault.hits < fault.times and re.search(fault.pattern, f"{method} /upload{path}"):
+                    fault.hits += 1
+                    return fault.status, fault.headers, fault.body
+        m = re.fullmatch(r"/gmail/v1/users/([^/]+)/messages/send", path)
+        if not m or method != "POST":
+            return 404, {}, STANDARD_ERRORS[404]
+        denied = self._check_bearer(headers)
+        if denied:
+            return denied
+        if urllib.parse.unquote(m.group(1)) not in ("me", self.email_address):
+            return 403, {}, google_error(403, "Delegation denied for " + self.email_address, "forbidden",
+                                         "PERMISSION_DENIED")
+        ctype = headers.get("content-type", "")
+        if kind == "media":
+            if not ctype.startswith("message/"):
+                return 400, {}, google_error(400, "Media type not accepted: " + ctype, "badContent", "INVALID_ARGUMENT")
+            raw = body
+        elif kind == "multipart":
+            envelope = email.message_from_bytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body,
+                                                policy=email.policy.compat32)
+            parts = envelope.get_payload()
+            if not ctype.startswith("multipart/related") or not isinstance(parts, list) or len(parts) != 2:
+                return 400, {}, google_error(400, "Bad multipart upload", "badContent", "INVALID_ARGUMENT")
+            payload = parts[1].get_payload(decode=False)
+            raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else bytes(payload)
+        else:
+            return 400, {}, google_error(400, f"uploadType {kind!r} not served by the loopback", "invalidArgument",
+                                         "INVALID_ARGUMENT")
+        with self.lock:
+            refused = self._admit("POST", "/messages/send", headers)
+            if refused:
+                return refused
+            return self._send_raw(raw)
 
     def _route(self, method: str, rest: str, q: dict[str, list[str]], body: Any) -> tuple[int, dict[str, str], Any]:
         one = lambda name, default=None: (q.get(name) or [default])[0]  # noqa: E731
@@ -374,18 +568,30 @@ class FakeGmail(FakeGoogleOAuth):
                 self.labels[lid][key] = body[key]
         return 200, {}, dict(self.labels[lid])
 
+    @staticmethod
+    def _search_terms(query: str) -> tuple[str | None, int | None] | None:
+        """``rfc822msgid:`` and ``after:<epoch seconds>`` of a search query; None for anything else."""
+        wanted_msgid, after = None, None
+        for term in query.split():
+            m = re.fullmatch(r"rfc822msgid:<?([^<>\s]+)>?", term)
+            a = re.fullmatch(r"after:(\d+)", term)
+            if m:
+                wanted_msgid = m.group(1)
+            elif a:
+                after = int(a.group(1))
+            else:
+                return None
+        return wanted_msgid, after
+
     def _list_messages(self, q: dict[str, list[str]]) -> tuple[int, dict[str, str], Any]:
         label_ids = q.get("labelIds", [])
         include_spam_trash = (q.get("includeSpamTrash") or ["false"])[0] == "true"
         max_results = min(int((q.get("maxResults") or ["100"])[0]), 500)
-        query = (q.get("q") or [""])[0].strip()
-        wanted_msgid = None
-        if query:
-            m = re.fullmatch(r"rfc822msgid:<?([^<>\s]+)>?", query)
-            if not m:
-                return 400, {}, google_error(400, "Only rfc822msgid: queries are served by the loopback",
-                                             "invalidArgument", "INVALID_ARGUMENT")
-            wanted_msgid = m.group(1)
+        terms = self._search_terms((q.get("q") or [""])[0])
+        if terms is None:
+            return 400, {}, google_error(400, "Only rfc822msgid: and after:<epoch> queries are served by the "
+                                         "loopback", "invalidArgument", "INVALID_ARGUMENT")
+        wanted_msgid, after = terms
         for lid in label_ids:
             if lid not in self.labels:
                 return 400, {}, google_error(400, f"Invalid label: {lid}", "invalidArgument", "INVALID_ARGUMENT")
@@ -396,6 +602,8 @@ class FakeGmail(FakeGoogleOAuth):
             hidden = {"SPAM", "TRASH"} & set(msg.label_ids)
             if hidden and not include_spam_trash and not hidden & set(label_ids):
                 continue
+            if after is not None and msg.internal_date < after * 1000:
+                continue
             if wanted_msgid is not None:
                 header = email.message_from_bytes(msg.raw, policy=email.policy.compat32).get("message-id", "")
                 if header.strip().strip("<>") != wanted_msgid:
@@ -403,16 +611,22 @@ class FakeGmail(FakeGoogleOAuth):
             hits.append(msg)
         hits.sort(key=lambda m: (m.internal_date, m.id), reverse=True)
         token = (q.get("pageToken") or [None])[0]
+        # a page token marks where the listing stopped (not an offset): messages that leave the label
+        # meanwhile do not make the next page skip any, as with Gmail's own tokens
         try:
-            offset = int(base64.urlsafe_b64decode(token.encode()).decode().split(":")[1]) if token else 0
+            after = base64.urlsafe_b64decode(token.encode()).decode().split(":", 2) if token else None
+            last = (int(after[1]), after[2]) if after else None
         except (ValueError, IndexError, UnicodeDecodeError):
             return 400, {}, google_error(400, "Invalid pageToken", "invalidArgument", "INVALID_ARGUMENT")
-        page = hits[offset: offset + max_results]
+        if last is not None:
+            hits = [m for m in hits if (m.internal_date, m.id) < last]
+        page = hits[:max_results]
         answer: dict[str, Any] = {"resultSizeEstimate": len(hits)}
         if page:
             answer["messages"] = [{"id": m.id, "threadId": m.thread_id} for m in page]
-        if offset + max_results < len(hits):
-            answer["nextPageToken"] = base64.urlsafe_b64encode(f"p:{offset + max_results}".encode()).decode()
+        if len(hits) > max_results:
+            mark = f"k:{page[-1].internal_date}:{page[-1].id}"
+            answer["nextPageToken"] = base64.urlsafe_b64encode(mark.encode()).decode()
         return 200, {}, answer
 
     def _batch_modify(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
@@ -433,6 +647,9 @@ class FakeGmail(FakeGoogleOAuth):
             raw = base64.urlsafe_b64decode(str(body.get("raw", "")) + "==")
         except (ValueError, TypeError):
             raw = b""
+        return self._send_raw(raw)
+
+    def _send_raw(self, raw: bytes) -> tuple[int, dict[str, str], Any]:
         parsed = email.message_from_bytes(raw, policy=email.policy.compat32)
         if not raw or not parsed.get("to"):
             return 400, {}, google_error(400, "Invalid To header", "invalidArgument", "INVALID_ARGUMENT")
@@ -445,6 +662,10 @@ class FakeGmail(FakeGoogleOAuth):
         if not start_raw.isdigit():
             return 400, {}, google_error(400, "Invalid startHistoryId", "invalidArgument", "INVALID_ARGUMENT")
         start = int(start_raw)
+        expired = [r["id"] for r in self.history if r["at"] < self.now() - self.history_lifetime_seconds]
+        if expired:
+            self.history_floor = max(self.history_floor, max(expired))
+            self.history = [r for r in self.history if r["id"] > self.history_floor]
         if start < self.history_floor:
             return 404, {}, STANDARD_ERRORS[404]
         label = (q.get("labelId") or [None])[0]
@@ -500,6 +721,7 @@ class FakeGmail(FakeGoogleOAuth):
             inner = email.message_from_string(rest, policy=email.policy.compat32)
             inner_headers = {k.lower(): v for k, v in inner.items()}
             inner_headers.setdefault("authorization", headers.get("authorization", ""))
+            inner_headers["x-batch-part"] = "1"  # recorded as a call inside a batch, not a request of its own
             payload = inner.get_payload()
             split = urllib.parse.urlsplit(target)
             status, extra, answer = self.handle(method, split.path,
