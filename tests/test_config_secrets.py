@@ -107,6 +107,13 @@ store_raw_sender = false
     assert CliRunner().invoke(cli, ["config", "show", "--config", str(bad)]).exit_code == 78  # EX_CONFIG
 
 
+def test_config_show_masks_misspelt_and_numeric_secrets_and_refuses_the_unknown_key(tmp_path: Path) -> None:
+    cfg = _write(tmp_path, BASE.replace('create = true', 'create = true\npasswrd = "hunter2-Tr3s"\npin = 482913'))
+    result = CliRunner().invoke(cli, ["config", "show", "--config", str(cfg), "--lang", "en"])
+    assert "hunter2-Tr3s" not in result.output and "482913" not in result.output
+    assert result.exit_code == 78 and "passwrd" in result.output  # unknown keys are errors, named
+
+
 def test_missing_config_file_is_exit_78(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["triage", "run", "--config", str(tmp_path / "absent.toml")])
     assert result.exit_code == 78 and "introuvable" in result.output

@@ -16,8 +16,10 @@ handed to :func:`build_config`, in practice the plugins' ``resolve_secret`` hook
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import os
+import re
 import stat
 import tomllib
 import typing
@@ -30,6 +32,27 @@ from assoc_ai_core.errors import ConfigError, MissingSecretError
 from assoc_ai_core.i18n import tr
 
 SECRET_KEY_HINTS = ("password", "secret", "token", "key", "credential")
+# words a secret's key is often misspelt or abbreviated as (``passwrd``, ``pwd``, ``api_secrt``)
+_SECRET_WORDS = ("password", "passwd", "passphrase", "secret", "token", "apikey", "credential")
+_SECRET_ABBREVIATIONS = ("pwd", "pw", "pass", "mdp", "auth", "pin")
+
+
+def looks_secret(key: str) -> bool:
+    """Whether a configuration key probably holds a secret, typos included (``passwrd``, ``mot_de_passe``, ``pwd``).
+
+    Generous on purpose: ``config show`` masks what this says, and masking a
+    harmless value costs nothing while printing a password costs a lot.
+    """
+    name = key.lower()
+    if any(h in name for h in SECRET_KEY_HINTS) or "passe" in name:
+        return True
+    parts = [p for p in re.split(r"[^a-z0-9]+", name) if p]
+    for part in parts + ["".join(parts)]:
+        if part in _SECRET_ABBREVIATIONS:
+            return True
+        if len(part) >= 4 and any(difflib.SequenceMatcher(None, part, w).ratio() >= 0.8 for w in _SECRET_WORDS):
+            return True
+    return False
 SECRET_REF_KINDS = ("env", "file", "plugin")
 
 
@@ -94,7 +117,7 @@ def _warn_on_literal_secrets(data: Mapping[str, Any], path: Path, prefix: str = 
         if isinstance(value, Mapping):
             if not is_secret_ref(value):
                 _warn_on_literal_secrets(value, path, name + ".")
-        elif isinstance(value, str) and value and readable_by_others and any(h in key.lower() for h in SECRET_KEY_HINTS):
+        elif isinstance(value, str) and value and readable_by_others and looks_secret(key):
             warnings.warn(
                 tr(
                     f"{path} : « {name} » contient un secret en clair dans un fichier lisible par d'autres ; "
@@ -235,6 +258,35 @@ def build_config(config_cls: type, section: Mapping[str, Any], *, where: str,
         raise ConfigError(text if text.startswith(f"[{where}]") else f"[{where}]: {text}") from exc
 
 
+#: the keys of a connector section that name a file or folder (``ca_file``, ``token_file``, ``path``, ``cache_dir``…)
+_PATH_KEY = ("path", "file", "dir")
+
+
+def resolve_relative_paths(section: Mapping[str, Any], base: str | os.PathLike[str]) -> dict[str, Any]:
+    """``section`` with relative file and folder names taken from ``base`` (the configuration file's folder).
+
+    A job runs from wherever the scheduler starts it: ``ca_file = "ca.pem"`` or
+    ``password = { file = "secret.txt" }`` must mean the file beside the
+    configuration, as ``config show`` and ``triage run`` both read it.  Keys
+    ending in ``path``, ``file`` or ``dir`` and ``{ file = ... }`` references
+    are resolved; ``~`` is expanded; absolute names are kept.
+    """
+    def absolute(value: str) -> str:
+        p = Path(value).expanduser()
+        return str(p if p.is_absolute() else Path(base) / p)
+
+    out: dict[str, Any] = {}
+    for key, value in section.items():
+        if isinstance(value, str) and value and str(key).lower().endswith(_PATH_KEY):
+            value = absolute(value)
+        elif is_secret_ref(value):
+            kind, target = next(iter(value.items()))
+            if str(kind).lstrip("$") == "file" and isinstance(target, str):
+                value = {kind: absolute(target)}
+        out[key] = value
+    return out
+
+
 def describe_fields(config_cls: type) -> list[dict[str, Any]]:
     """Name, ``secret`` (annotated :class:`Secret`) and ``required`` (no default) of each field of a ``Config``."""
     hints = typing.get_type_hints(config_cls)
@@ -261,7 +313,7 @@ def redact(data: Any, _key: str = "") -> Any:
         return {k: redact(v, k) for k, v in data.items()}
     if isinstance(data, list):
         return [redact(v, _key) for v in data]
-    if isinstance(data, str) and any(h in _key.lower() for h in SECRET_KEY_HINTS):
-        return "***"
+    if isinstance(data, str | int | float) and not isinstance(data, bool) and looks_secret(_key):
+        return "***"  # a number too: a PIN or a numeric password given without quotes
     return data
 

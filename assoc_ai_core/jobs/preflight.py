@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from assoc_ai_core.errors import ConfigError
-from assoc_ai_core.ext.config import load_config
+from assoc_ai_core.ext.config import load_config, resolve_relative_paths
 from assoc_ai_core.ext.connectors import Capability, MailboxConnector
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.jobs.acknowledgement import Acknowledger, AckSettings, NoticeSender
@@ -44,10 +44,8 @@ def build_connector(settings: TriageSettings) -> MailboxConnector:
         raise ConfigError(tr(f"« {settings.connector} » n'est pas un connecteur de boîte mail.",
                              f"'{settings.connector}' is not a mailbox connector."))
     mailbox = dict(settings.mailbox)
-    if settings.connector == "local" and isinstance(mailbox.get("path"), str) and settings.config_path is not None:
-        p = Path(mailbox["path"]).expanduser()
-        if not p.is_absolute():  # relative to the configuration file, like every other path
-            mailbox["path"] = str(settings.config_path.resolve().parent / p)
+    if settings.config_path is not None:  # relative to the configuration file, like every other path
+        mailbox = resolve_relative_paths(mailbox, settings.config_path.resolve().parent)
     return cls(build_connector_config(cls.Config, mailbox, where="mailbox"))
 
 

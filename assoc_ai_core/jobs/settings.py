@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from assoc_ai_core.errors import ConfigError
-from assoc_ai_core.ext.config import load_config
+from assoc_ai_core.ext.config import load_config, resolve_relative_paths
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.jobs.retention import PRIVACY_KEYS
 from assoc_ai_core.jobs.schema import Between, Kind, read_section, section_of, setting
@@ -227,7 +227,8 @@ class TriageSettings:
         _check_watched_folders(triage)
         model = read_section(ModelSection, section_of(data, "model"), where="[model]", base=base)
         categories = _read_categories(data, triage, base)
-        smtp = dict(section_of(data, "smtp")) if "smtp" in data else None  # its keys: SmtpSettings, when used
+        # its keys: SmtpSettings, when used; a password file or CA file beside the configuration is found from anywhere
+        smtp = resolve_relative_paths(section_of(data, "smtp"), base) if "smtp" in data else None
         privacy = read_section(PrivacySection, section_of(data, "privacy"), where="[privacy]", base=base)
         training = read_section(TrainingSection, section_of(data, "training"), where="[training]", base=base)
         return cls(

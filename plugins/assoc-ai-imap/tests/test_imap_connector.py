@@ -429,3 +429,22 @@ def test_untag_and_remove_label_undo_what_the_job_did(mailbox: Mailbox) -> None:
     assert hdr.read_subject(now) == "Demande numéro 7"
     assert not any(f.lower().startswith(b"$presse") for f in flags)
     assert hdr.message_key(now) == hdr.message_key(raw)
+
+
+def test_files_named_in_the_config_are_found_beside_it_from_any_folder(tmp_path, monkeypatch) -> None:
+    from assoc_ai_core.jobs.preflight import build_connector
+    from assoc_ai_core.jobs.settings import TriageSettings
+
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "imap.secret").write_text("s3cret\n", encoding="utf-8")
+    (conf / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
+    (conf / "job.toml").write_text(
+        '[mailbox]\nconnector = "imap"\nhost = "127.0.0.1"\nusername = "u"\n'
+        'password = { file = "imap.secret" }\nca_file = "ca.pem"\n[triage]\nstate = "s.sqlite"\n', encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # a scheduler starts the job from another folder
+    conn = build_connector(TriageSettings.load(conf / "job.toml"))
+    assert conn.config.password.get() == "s3cret"
+    assert conn.config.ca_file == str(conf / "ca.pem")
