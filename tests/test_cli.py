@@ -204,3 +204,17 @@ def test_ctrl_c_ends_in_one_line_and_exit_code_130(example_mailbox, tmp_path):
     assert proc.returncode == 130, (out, err)
     assert err.strip().splitlines() == ["Interrompu (Ctrl-C) : rien n'a été écrit à moitié."], err
     assert not model.exists() and "Traceback" not in err
+
+
+def test_verbose_works_after_the_subcommand_too(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "j.toml"
+    cfg.write_text('[mailbox]\nconnector = "local"\npath = "M"\ncreate = true\n[triage]\nstate = "s.sqlite"\n',
+                   encoding="utf-8")
+    for args in (["-v", "triage", "run", "--config", str(cfg)], ["triage", "run", "--config", str(cfg), "-v"]):
+        done = subprocess.run([sys.executable, "-m", "assoc_ai_core.cli.main", *args, "--lang", "en"],
+                              capture_output=True, text=True, timeout=120)
+        # not a usage error (exit 2, "No such option: -v"): the configuration names no model, exit 78
+        assert done.returncode == 78 and "model" in done.stderr.lower(), done.stderr

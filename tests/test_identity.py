@@ -110,3 +110,19 @@ def test_a_correction_takes_off_the_jobs_label_and_tag_and_the_stored_text_has_n
     with StateStore(tmp_path / "state.sqlite") as state:
         (text,) = state.execute("SELECT text FROM corrections WHERE key=?", (key,)).fetchone()
     assert text and "[#" not in text
+
+
+def test_log_lines_name_messages_by_the_ref_the_audit_shows(tmp_path: Path, trained_model, caplog) -> None:
+    import logging
+
+    from assoc_ai_core.cli.triage import audit_rows
+
+    cfg, conn = _job(tmp_path, trained_model)
+    conn.deliver(_mail("<marie.dupont.42@exemple.org>", "marie.dupont@exemple.org", "Mon, 7 Dec 2026 10:00:00 +0100",
+                       "Bonjour, je souhaite adhérer."))
+    with caplog.at_level(logging.INFO, logger="assoc_ai_core.jobs"), TriageJob(cfg) as job:
+        job.run_once()
+    [row] = audit_rows(str(cfg))
+    decision_lines = [r.getMessage() for r in caplog.records if row["ref"] in r.getMessage()]
+    assert decision_lines  # the administrator finds the audit row from the log line, and back
+    assert not any("marie" in r.getMessage() for r in caplog.records)

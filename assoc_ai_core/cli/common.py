@@ -3,6 +3,7 @@ documented exit code, and Ctrl-C ending in one line and exit code 130."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from assoc_ai_core.errors import AssocAIError
 from assoc_ai_core.i18n import SUPPORTED, Bilingual, env_lang, in_lang, tr, use_lang
 
 __all__ = ["ErrorReportingGroup", "BilingualOption", "option", "LANG_HELP", "lang_option", "lang_from_args", "localise",
+           "VERBOSE_HELP", "set_verbosity",
            "INTERRUPTED_EXIT_CODE"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,16 +73,55 @@ def lang_from_args(args: Sequence[str]) -> str | None:
     return None
 
 
+VERBOSE_HELP = tr("Plus de détails dans le journal (-vv : encore plus).", "More detail in the log (-vv: even more).")
+
+
+def set_verbosity(verbose: int) -> None:
+    """Log at INFO (``-v``) or DEBUG (``-vv``, with every plugin hook call traced); never less than already set.
+
+    Every handler gets the pseudonymising filter, so personal data never reaches the log.
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    root = logging.getLogger()
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if root.level > level:
+        root.setLevel(level)
+    from assoc_ai_core.trust.privacy import PseudonymisingFilter
+
+    for handler in root.handlers:  # on the handler: it sees every logger's records
+        if not any(isinstance(f, PseudonymisingFilter) for f in handler.filters):
+            handler.addFilter(PseudonymisingFilter())
+    if verbose >= 2:  # -vv: every plugin hook call too (secrets and personal data summarised, never shown)
+        from assoc_ai_core.ext.plugins import trace_plugin_calls
+
+        trace_plugin_calls()
+
+
+def _verbosity_given(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    if value:
+        set_verbosity(value)
+
+
+def _silent_verbose_option() -> click.Option:
+    """``-v`` after the subcommand too (``assoc-ai triage run -v``), as people type it."""
+    return BilingualOption(["-v", "--verbose"], count=True, expose_value=False, callback=_verbosity_given,
+                           help=VERBOSE_HELP)
+
+
 def localise(command: click.Command, lang: str) -> None:
     """Show ``command`` and its subcommands in ``lang``: help texts were written at import, in both languages.
 
-    Every command also gets a ``--lang`` option (plugins' commands included), so the option is everywhere.
+    Every command also gets a ``--lang`` option (plugins' commands included), so the option is everywhere;
+    likewise ``-v``.
     """
     command.help = _in(command.help, lang)
     command.short_help = _in(command.short_help, lang)
     command.epilog = _in(command.epilog, lang)
     if not any(p.name == "lang" for p in command.params):
         command.params.append(_silent_lang_option())
+    taken = {o for p in command.params if isinstance(p, click.Option) for o in p.opts}
+    if not taken & {"-v", "--verbose"} and not isinstance(command, click.Group):
+        command.params.append(_silent_verbose_option())
     for param in command.params:
         if isinstance(param, click.Option):
             param.help = _in(param.help, lang)

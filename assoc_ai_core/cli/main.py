@@ -12,14 +12,20 @@ Set ``ASSOC_AI_RAISE_ERRORS=1`` to see the full traceback of an error.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
 import click
 
 from assoc_ai_core import __version__
 from assoc_ai_core.cli import mail
-from assoc_ai_core.cli.common import BilingualOption, ErrorReportingGroup, lang_option, option
+from assoc_ai_core.cli.common import (
+    VERBOSE_HELP,
+    BilingualOption,
+    ErrorReportingGroup,
+    lang_option,
+    option,
+    set_verbosity,
+)
 from assoc_ai_core.errors import AssocAIError
 from assoc_ai_core.i18n import tr
 
@@ -32,21 +38,11 @@ __all__ = ["cli", "main"]
 ))
 @click.version_option(__version__, prog_name="assoc-ai", cls=BilingualOption,
                       help=tr("Afficher la version et quitter.", "Show the version and exit."))
-@option("-v", "--verbose", count=True, help=tr("Plus de détails dans le journal.", "More detail in the log."))
+@option("-v", "--verbose", count=True, help=VERBOSE_HELP)
 @lang_option
 def cli(verbose: int, lang: str | None) -> None:
     """Root command."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    from assoc_ai_core.trust.privacy import PseudonymisingFilter
-
-    for handler in logging.getLogger().handlers:  # on the handler: it sees every logger's records
-        if not any(isinstance(f, PseudonymisingFilter) for f in handler.filters):
-            handler.addFilter(PseudonymisingFilter())
-    if verbose >= 2:  # -vv: every plugin hook call too (secrets and personal data summarised, never shown)
-        from assoc_ai_core.ext.plugins import trace_plugin_calls
-
-        trace_plugin_calls()
+    set_verbosity(verbose)
 
 
 mail.add_commands(cli)

@@ -164,7 +164,7 @@ def triage_backlog(ctx: click.Context, config_path: str | None, since: str, dry_
 
 
 # ====================================================================== audit
-AUDIT_COLUMNS = ("decided_at", "key", "decision", "category", "probability", "runner_up", "runner_up_probability",
+AUDIT_COLUMNS = ("decided_at", "ref", "key", "decision", "category", "probability", "runner_up", "runner_up_probability",
                  "reason", "source_folder", "current_folder", "sender", "model_version", "status", "dry_run")
 
 
@@ -184,6 +184,7 @@ def _parse_since(value: str | None) -> str | None:
 def audit_rows(config_path: str | None, *, sender: str | None = None, since: str | None = None,
                state_path: str | None = None) -> list[dict[str, Any]]:
     """Rows of the audit trail (decisions with their journal and corrections), filtered."""
+    from assoc_ai_core.jobs.plan import log_key
     from assoc_ai_core.jobs.state import SenderPrivacy, StateStore
 
     settings = None
@@ -214,7 +215,7 @@ def audit_rows(config_path: str | None, *, sender: str | None = None, since: str
                 {k: c[k] for k in ("from_category", "from_folder", "to_category", "to_folder", "detected_at")})
         for r in records:
             row = {
-                "decided_at": r.decided_at, "key": r.key, "decision": r.decision, "category": r.category,
+                "decided_at": r.decided_at, "ref": log_key(r.key), "key": r.key, "decision": r.decision, "category": r.category,
                 "probability": r.probability, "runner_up": r.runner_up,
                 "runner_up_probability": r.runner_up_probability, "reason": r.reason,
                 "source_folder": r.source_folder, "current_folder": r.current_folder,
@@ -245,13 +246,15 @@ def format_audit(rows: Sequence[dict[str, Any]], fmt: str) -> str:
     if not rows:
         return tr("Aucune décision enregistrée.", "No decision recorded.") + "\n"
     head = [tr(fr, en) for fr, en in (("date", "date"), ("décision", "decision"), ("catégorie", "category"), ("p", "p"),
-                                      ("2e choix", "runner-up"), ("expéditeur", "sender"), ("clé", "key"))]
-    lines = [f"{head[0]:<25} {head[1]:<8} {head[2]:<16} {head[3]:>5}  {head[4]:<16} {head[5]:<26} {head[6]}"]
+                                      ("2e choix", "runner-up"), ("expéditeur", "sender"), ("réf. journal", "log ref"),
+                                      ("clé", "key"))]
+    lines = [f"{head[0]:<25} {head[1]:<8} {head[2]:<16} {head[3]:>5}  {head[4]:<16} {head[5]:<26} {head[6]:<14} "
+             f"{head[7]}"]
     for r in rows:
         p = decimal(r["probability"], 2) if r["probability"] is not None else "—"
         mark = tr(" (simulation)", " (dry run)") if r["dry_run"] else ""
         lines.append(f"{r['decided_at']:<25} {r['decision']:<8} {str(r['category'] or '—'):<16} {p:>5}  "
-                     f"{str(r['runner_up'] or '—'):<16} {str(r['sender'] or '—'):<26} {r['key']}{mark}")
+                     f"{str(r['runner_up'] or '—'):<16} {str(r['sender'] or '—'):<26} {r['ref']:<14} {r['key']}{mark}")
         if r["reason"]:
             lines.append(f"{'':<25} {r['reason']}")
         for c in r["corrections"]:

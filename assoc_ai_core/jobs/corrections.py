@@ -18,7 +18,7 @@ from assoc_ai_core.errors import ConnectorError
 from assoc_ai_core.ext.connectors import MailboxConnector, MailRef
 from assoc_ai_core.ext.subject import strip_tags
 from assoc_ai_core.i18n import tr
-from assoc_ai_core.jobs.plan import for_mailbox, from_mailbox, mailbox_key
+from assoc_ai_core.jobs.plan import for_mailbox, from_mailbox, log_key, mailbox_key
 from assoc_ai_core.jobs.report import RunReport
 from assoc_ai_core.jobs.settings import TriageSettings
 from assoc_ai_core.jobs.state import MessageRecord, StateStore
@@ -75,8 +75,8 @@ def _undo_job_marks(settings: TriageSettings, state: StateStore, connector: Mail
             elif step.get("kind") == "tag" and step.get("target"):
                 ref = from_mailbox(connector.untag_subject(for_mailbox(ref), str(step["target"])), record.key)
     except ConnectorError as exc:
-        log.warning(tr(f"{record.key} : étiquette ou tag de l'ancienne catégorie non retiré ({exc}).",
-                       f"{record.key}: the old category's label or tag was not removed ({exc})."))
+        log.warning(tr(f"{log_key(record.key)} : étiquette ou tag de l'ancienne catégorie non retiré ({exc}).",
+                       f"{log_key(record.key)}: the old category's label or tag was not removed ({exc})."))
     if ref != where:
         state.set_location(settings.instance, record.key, ref.folder, ref.uid)
 
@@ -113,8 +113,8 @@ def _reconcile(settings: TriageSettings, state: StateStore, record: MessageRecor
             to_category=to_category, to_folder=where.folder, model_version=record.model_version, text=None)
         state.set_location(instance, record.key, where.folder, where.uid, effective_category=to_category,
                            change_category=True)
-    log.info(tr(f"{record.key} : correction {from_category or '-'} → {to_category}.",
-                f"{record.key}: correction {from_category or '-'} → {to_category}."))
+    log.info(tr(f"{log_key(record.key)} : correction {from_category or '-'} → {to_category}.",
+                f"{log_key(record.key)}: correction {from_category or '-'} → {to_category}."))
     return cid, where
 
 

@@ -32,6 +32,7 @@ from assoc_ai_core.jobs.plan import (
     StepStatus,
     for_mailbox,
     from_mailbox,
+    log_key,
     mailbox_key,
 )
 from assoc_ai_core.jobs.preflight import Forwarder
@@ -141,8 +142,8 @@ class Executor:
             self.state.finish_action(last.id, StepStatus.UNCERTAIN, detail=tr(
                 "exécution interrompue pendant l'envoi : le transfert a pu partir, il n'est pas renvoyé",
                 "run interrupted while sending: the forward may have gone out, it is not sent again"))
-            log.warning(tr(f"{key} : transfert peut-être déjà envoyé, pas de nouvel envoi.",
-                           f"{key}: forward may already have been sent, not sending again."))
+            log.warning(tr(f"{log_key(key)} : transfert peut-être déjà envoyé, pas de nouvel envoi.",
+                           f"{log_key(key)}: forward may already have been sent, not sending again."))
             return True
         if step.skip is not None:
             self.add_intent(key, i, step, ref, status=StepStatus.SKIPPED, detail=step.skip)
@@ -176,13 +177,13 @@ class Executor:
             status = StepStatus.UNCERTAIN if exc.maybe_sent else StepStatus.REFUSED
             self.state.finish_action(action_id, status, detail=str(exc))
             report.failed += 1
-            log.warning(tr(f"{key} : transfert non fait ({status}).", f"{key}: forward not done ({status})."))
+            log.warning(tr(f"{log_key(key)} : transfert non fait ({status}).", f"{log_key(key)}: forward not done ({status})."))
             return None
         except ConnectorError as exc:
             self.state.finish_action(action_id, StepStatus.FAILED, detail=str(exc))
             report.failed += 1
-            log.warning(tr(f"{key} : action {step.kind} impossible, nouvel essai au prochain passage : {exc}",
-                           f"{key}: action {step.kind} failed, will retry on the next run: {exc}"))
+            log.warning(tr(f"{log_key(key)} : action {step.kind} impossible, nouvel essai au prochain passage : {exc}",
+                           f"{log_key(key)}: action {step.kind} failed, will retry on the next run: {exc}"))
             raise _RetryLater from exc
 
     def _finish_step(self, action_id: int, key: str, plan: Plan, i: int, new_ref: MailRef, fresh: set[int], *,
@@ -261,8 +262,8 @@ class Executor:
             return None
         if status is OutboxStatus.SENT:
             return ref, tr(f"envoyé {row.message_id if row else ''}".strip(), f"sent {row.message_id if row else ''}".strip())
-        log.warning(tr(f"{key} : transfert à {step.target} dans la file d'envoi ({status}) : {reason}",
-                       f"{key}: forward to {step.target} left in the outbox ({status}): {reason}"))
+        log.warning(tr(f"{log_key(key)} : transfert à {step.target} dans la file d'envoi ({status}) : {reason}",
+                       f"{log_key(key)}: forward to {step.target} left in the outbox ({status}): {reason}"))
         return ref, tr(f"dans la file d'envoi ({status}) : {reason}", f"in the outbox ({status}): {reason}")
 
     @staticmethod
@@ -337,14 +338,14 @@ class Executor:
         if not found:
             self.state.set_message_status(self.instance, record.key, MessageStatus.LOST, reason=tr(
                 "introuvable à la reprise (supprimé entre-temps ?)", "not found when resuming (deleted meanwhile?)"))
-            log.warning(tr(f"{record.key} : introuvable à la reprise.", f"{record.key}: not found when resuming."))
+            log.warning(tr(f"{log_key(record.key)} : introuvable à la reprise.", f"{log_key(record.key)}: not found when resuming."))
             return
         plan = Plan.from_records(record.plan)
         if self.moved_by_a_person(record, plan, found):
             self._leave_to_person(record, found)
             return
         report.recovered += 1
-        log.info(tr(f"{record.key} : reprise d'un traitement interrompu.", f"{record.key}: resuming interrupted handling."))
+        log.info(tr(f"{log_key(record.key)} : reprise d'un traitement interrompu.", f"{log_key(record.key)}: resuming interrupted handling."))
         ref = self.choose_ref(record, found)
         raw = fetched.raw if fetched is not None and fetched.ref == ref else None
         subject = parse_message(raw).subject if raw is not None else ""
@@ -371,8 +372,8 @@ class Executor:
                 if action.status in (StepStatus.INTENT, StepStatus.FAILED):
                     self.state.finish_action(action.id, StepStatus.SKIPPED, detail=reason)
             self.state.set_message_status(self.instance, record.key, MessageStatus.DONE)
-        log.info(tr(f"{record.key} : déplacé par une personne ({found[0].folder}) ; le tri ne le reprend pas.",
-                    f"{record.key}: moved by a person ({found[0].folder}); the job leaves it there."))
+        log.info(tr(f"{log_key(record.key)} : déplacé par une personne ({found[0].folder}) ; le tri ne le reprend pas.",
+                    f"{log_key(record.key)}: moved by a person ({found[0].folder}); the job leaves it there."))
 
     def choose_ref(self, record: MessageRecord, found: Sequence[MailRef]) -> MailRef:
         """Which copy to carry on with: the one the interrupted action started on, else the known folder."""

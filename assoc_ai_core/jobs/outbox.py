@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from assoc_ai_core.errors import AuthError, ConfigError, ConnectorError, ForwardError
 from assoc_ai_core.i18n import tr
+from assoc_ai_core.jobs.plan import log_key
 from assoc_ai_core.jobs.state import StateStore
 
 if TYPE_CHECKING:
@@ -303,8 +304,8 @@ class Outbox:
             self._update(key, destination, maybe_sent=maybe)
         if exc.transient:
             return self._later(key, destination, attempts, reason)
-        log.warning(tr(f"{key} : transfert à {destination} refusé définitivement : {reason}",
-                       f"{key}: forward to {destination} refused for good: {reason}"))
+        log.warning(tr(f"{log_key(key)} : transfert à {destination} refusé définitivement : {reason}",
+                       f"{log_key(key)}: forward to {destination} refused for good: {reason}"))
         return self._settle(key, destination, OutboxStatus.REFUSED, reason=reason)
 
     def _later(self, key: str, destination: str, attempts: int, reason: str) -> OutboxStatus:
@@ -314,8 +315,8 @@ class Outbox:
                 f"abandonné après {attempts} essai(s) : {reason}", f"given up after {attempts} attempt(s): {reason}"))
         when = self.clock() + self.policy.delay(attempts)
         self._update(key, destination, status=OutboxStatus.PENDING.value, next_attempt_at=_iso(when), reason=reason)
-        log.warning(tr(f"{key} : transfert à {destination} non envoyé ({reason}), nouvel essai après {_iso(when)}.",
-                       f"{key}: forward to {destination} not sent ({reason}), next try after {_iso(when)}."))
+        log.warning(tr(f"{log_key(key)} : transfert à {destination} non envoyé ({reason}), nouvel essai après {_iso(when)}.",
+                       f"{log_key(key)}: forward to {destination} not sent ({reason}), next try after {_iso(when)}."))
         return OutboxStatus.PENDING
 
     def _settle(self, key: str, destination: str, status: OutboxStatus, **values: Any) -> OutboxStatus:

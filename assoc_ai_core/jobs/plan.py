@@ -10,6 +10,7 @@ is done the message is still where the next run will find it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -35,6 +36,15 @@ REUSED = "#reused-"
 def reused_key(key: str, identity: str) -> MessageKey:
     """The state's key for a different message that reuses ``key`` as its Message-ID."""
     return MessageKey(f"{key}{REUSED}{identity[:12]}")
+
+
+def log_key(key: str) -> str:
+    """How the log names a message: a short digest of its key, shown again by ``assoc-ai audit`` (column ``ref``).
+
+    A Message-ID often holds an address or a name; the log must not, yet an
+    administrator must be able to match a log line with its audit row.
+    """
+    return "m-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
 def mailbox_key(key: str) -> str:
@@ -218,5 +228,5 @@ def category_plan(category: CategorySettings, message: Message, capabilities: Co
     return Plan(tuple(steps))
 
 
-__all__ = ["MessageKey", "key_of", "REUSED", "reused_key", "mailbox_key", "for_mailbox", "from_mailbox", "DecisionKind", "Action", "BATCHED_ACTIONS", "StepStatus", "SETTLED",
+__all__ = ["MessageKey", "key_of", "log_key", "REUSED", "reused_key", "mailbox_key", "for_mailbox", "from_mailbox", "DecisionKind", "Action", "BATCHED_ACTIONS", "StepStatus", "SETTLED",
            "MessageStatus", "Step", "Plan", "Decision", "review_plan", "category_plan"]

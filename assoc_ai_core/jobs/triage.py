@@ -65,7 +65,7 @@ from assoc_ai_core.jobs.deciding import decide_page, unconfigured_categories
 from assoc_ai_core.jobs.examples import collect_mailbox_examples, train_from_mailbox
 from assoc_ai_core.jobs.execute import Checkpoint, Executor
 from assoc_ai_core.jobs.outbox import ForwardPolicy
-from assoc_ai_core.jobs.plan import Decision, DecisionKind, MessageKey, MessageStatus, StepStatus, reused_key
+from assoc_ai_core.jobs.plan import Decision, DecisionKind, MessageKey, MessageStatus, StepStatus, log_key, reused_key
 from assoc_ai_core.jobs.preflight import Forwarder, acknowledger, build_connector, load_current_model, smtp_forwarder
 from assoc_ai_core.jobs.report import RunReport, StopFlag
 from assoc_ai_core.jobs.retention import model_sender_key
@@ -445,8 +445,8 @@ class TriageJob:
         if identity is None or identity == record.identity:
             return fetched, record
         key = reused_key(fetched.ref.key, identity)
-        log.info(tr(f"{fetched.ref.key} : un autre message reprend ce Message-ID ; il est traité à part ({key}).",
-                    f"{fetched.ref.key}: another message reuses this Message-ID; it is handled on its own ({key})."))
+        log.info(tr(f"{log_key(fetched.ref.key)} : un autre message reprend ce Message-ID ; il est traité à part ({log_key(key)}).",
+                    f"{log_key(fetched.ref.key)}: another message reuses this Message-ID; it is handled on its own ({log_key(key)})."))
         own = FetchedMail(MailRef(fetched.ref.folder, fetched.ref.uid, key), fetched.raw)
         return own, self.state.get_messages(self.settings.instance, [key]).get(key)
 
@@ -462,7 +462,7 @@ class TriageJob:
                     return parse_message(fetched.raw, source=f"{folder}/{fetched.ref.uid}")
             except OverBudget:
                 reason = budget.over_reason()
-        log.warning(tr(f"{key} : à vérifier sans être lu ({reason}).", f"{key}: to review, not read ({reason})."))
+        log.warning(tr(f"{log_key(key)} : à vérifier sans être lu ({reason}).", f"{log_key(key)}: to review, not read ({reason})."))
         return Message(key=key, source=f"{folder}/{fetched.ref.uid}", error=reason)
 
     # ------------------------------------------------------------------ deciding and acting
@@ -560,8 +560,8 @@ class TriageJob:
     def _log_decision(self, d: Decision) -> None:
         """One line per decision: key, decision, category, confidence and planned actions (never the text)."""
         what = f"{d.decision} {d.category or '-'} ({(d.probability or 0):.0%}) → {d.plan.describe()}"
-        log.info(tr(f"{'[simulation] ' if self.dry_run else ''}{d.key} : {what}",
-                    f"{'[dry run] ' if self.dry_run else ''}{d.key}: {what}"))
+        log.info(tr(f"{'[simulation] ' if self.dry_run else ''}{log_key(d.key)} : {what}",
+                    f"{'[dry run] ' if self.dry_run else ''}{log_key(d.key)}: {what}"))
 
     def _announce(self, d: Decision) -> None:
         """Tell the plugins' ``decision_recorded`` observers (a failing observer never stops the triage)."""
@@ -582,8 +582,8 @@ class TriageJob:
         try:  # an acknowledgement that cannot be sent must not undo the triage
             self._ack.acknowledge(d.message, d.category)
         except ConnectorError as exc:
-            log.warning(tr(f"{d.key} : accusé de réception non envoyé ({exc})",
-                           f"{d.key}: acknowledgement not sent ({exc})"))
+            log.warning(tr(f"{log_key(d.key)} : accusé de réception non envoyé ({exc})",
+                           f"{log_key(d.key)}: acknowledgement not sent ({exc})"))
 
 
 def run_triage(config: TriageSettings | str | os.PathLike[str], *, dry_run: bool | None = None, watch: bool = False,
