@@ -9,10 +9,11 @@ Date so that every confident message may be forwarded):
    INBOX, every category configured with a keyword, a ``[#Tag]``, a forward
    to the sink and a move; messages per second and the peak memory (RSS) of
    the job's process tree, polled with psutil.
-2. **chaos** — the same job SIGKILLed ``--kills`` times at random instants,
-   some of them while the sink is taking a forward (before its ``250`` reply)
-   or just after it, with one period where the sink answers ``451`` to RCPT or
-   DATA; then run again until nothing is left.  Counted from the mailbox
+2. **chaos** — the same job SIGKILLed ``--kills`` times at random points
+   spread over the stream: at a random instant, while the sink is taking a
+   forward (stored, before its ``250`` reply) or 3 ms after that reply; with
+   one period where the sink answers ``451`` to RCPT or DATA; then run again
+   until nothing is left.  Counted from the mailbox
    (Message-IDs in every folder) and the sink (forward Message-IDs): messages
    lost, messages present twice, forwards lost, forwards delivered twice.
 
@@ -22,7 +23,9 @@ the job makes one empty first run before the mail is delivered.
 Not a test: figures are printed, compared with the issue's targets and written
 to ``bench/results/imap_stream.json``; nothing is asserted.
 
-    python bench/imap_stream.py [--messages 3000] [--kills 10] [--outage 8] [--seed 13]
+    python bench/imap_stream.py [--messages 3000] [--kills 10] [--outage 8] [--seed 13] [--profile 1000]
+
+``--profile N`` adds an in-process cProfile run on N messages: where the job's time goes.
 
 Needs Dovecot (``apt-get install dovecot-imapd``), the assoc-ai-imap plugin and aiosmtpd.
 """
@@ -41,12 +44,13 @@ import os
 import platform
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,8 +131,14 @@ class FaultySink(SmtpSink):
         self.outage_replies = 0
         self._turn = 0
         self._lock = threading.Lock()
+        self._outage_next = 0.0
         self._armed: tuple[int, int, bool] | None = None  # (pid, forwards to let through first, before_reply)
         self.kills: list[str] = []  # how each armed kill went off
+
+    def outage_from_next_forward(self, seconds: float) -> None:
+        """Start the 451 period right after the next forward is taken, for ``seconds``."""
+        with self._lock:
+            self._outage_next = seconds
 
     def in_outage(self) -> bool:
         """True while the sink answers 451."""
@@ -160,6 +170,10 @@ class FaultySink(SmtpSink):
             return "451 4.3.0 queue full, try again later"
         reply = await super().handle_DATA(server, session, envelope)
         if reply.startswith("250"):
+            with self._lock:
+                if self._outage_next:
+                    self.outage_start, self.outage_end = time.monotonic(), time.monotonic() + self._outage_next
+                    self._outage_next = 0.0
             self._maybe_kill()
         return reply
 
@@ -258,19 +272,18 @@ def job_env(password: str) -> dict[str, str]:
             "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def run_job(config: Path, password: str, *, core: int | None = None, kill_after: float | None = None,
-            on_start: Any = None, timeout: float = 1800.0) -> JobRun:
-    """``assoc-ai triage run --json`` as a subprocess; SIGKILL it after ``kill_after`` seconds when given.
+def run_job(config: Path, password: str, *, core: int | None = None,
+            poll: Callable[[int, float], str | None] | None = None, timeout: float = 1800.0) -> JobRun:
+    """``assoc-ai triage run --json`` as a subprocess, its memory polled every 20 ms.
 
-    ``on_start(pid)`` is called once the process exists (to arm the sink's kill).
+    ``poll(pid, elapsed)`` is called at each poll; when it returns a reason the
+    job is SIGKILLed there (it may also arm the sink to kill the job itself).
     """
     cli = Path(sys.executable).with_name("assoc-ai")
     preexec = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
     started = time.perf_counter()
     proc = subprocess.Popen([str(cli), "triage", "run", "--config", str(config), "--json"], env=job_env(password),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=preexec)
-    if on_start is not None:
-        on_start(proc.pid)
     ps = psutil.Process(proc.pid)
     peak, killed = 0, None
     # the pipes are drained by threads: a chatty job must never block on a full pipe while we poll
@@ -282,9 +295,10 @@ def run_job(config: Path, password: str, *, core: int | None = None, kill_after:
         reader.start()
     while proc.poll() is None:
         elapsed = time.perf_counter() - started
-        if kill_after is not None and elapsed >= kill_after:
+        reason = poll(proc.pid, elapsed) if poll is not None else None
+        if reason is not None:
             _kill(proc.pid)
-            killed = f"at {elapsed:.2f} s (random instant)"
+            killed = reason
             break
         if elapsed > timeout:
             _kill(proc.pid)
@@ -316,7 +330,9 @@ def census(server: Any, user: str, password: str) -> dict[str, list[tuple[str, s
     found: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
     parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
     with server.client(user, password) as client:
-        for _flags, _sep, folder in client.list_folders():
+        for flags, _sep, folder in client.list_folders():
+            if {b"\\Noselect", b"\\NonExistent"} & {f for f in flags if isinstance(f, bytes)}:
+                continue  # a parent such as "IA" holds no message
             info = client.select_folder(folder, readonly=True)
             if not info.get(b"EXISTS"):
                 continue
@@ -348,6 +364,8 @@ def expected_forwards(keys: Sequence[str], raws: Sequence[bytes], state_path: Pa
     for key, raw in zip(keys, raws, strict=True):
         record = records.get(key)
         decisions[record.decision if record else "undecided"] += 1
+        if record is not None and record.decision == "error":
+            decisions[f"error: {record.reason}"] += 1  # the job's own reason, never the message's text
         if record is None or record.decision != "auto" or record.category is None or record.category not in forwards:
             continue
         if not should_forward(parse_message(raw))[0]:
@@ -375,6 +393,7 @@ def verdict(keys: Sequence[str], raws: Sequence[bytes], found: Mapping[str, list
     unexpected = [mid for mid in at_sink if mid not in expected]
     with StateStore(state_path) as state:
         outbox = dict(state.execute("SELECT status, COUNT(*) FROM forward_outbox GROUP BY status").fetchall())
+        resent = state.execute("SELECT COUNT(*) FROM forward_outbox WHERE maybe_sent > 0").fetchone()[0]
         pending = len(state.messages_with_status("imap", "pending"))
         lost_in_state = len(state.messages_with_status("imap", "lost"))
         runs = dict(state.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall())
@@ -384,8 +403,9 @@ def verdict(keys: Sequence[str], raws: Sequence[bytes], found: Mapping[str, list
         "subjects_tagged_twice": len(tagged_twice),
         "forwards_expected": len(expected), "forwards_at_sink": sum(at_sink.values()),
         "forwards_lost": len(forwards_lost), "forwards_delivered_twice": len(forwards_twice),
-        "forwards_unexpected": len(unexpected),
+        "forwards_unexpected": len(unexpected), "forward_copies_at_most": max(at_sink.values(), default=0),
         "outbox": {str(OutboxStatus(k)): v for k, v in outbox.items()},
+        "outbox_sent_again_after_an_interrupted_send": resent,
         "state_pending_messages": pending, "state_lost_messages": lost_in_state, "runs_by_status": runs,
         "examples": {"lost": lost[:5], "present_twice": dict(list(twice.items())[:5]),
                      "forwards_lost": [expected[m] for m in forwards_lost[:5]],
@@ -432,8 +452,10 @@ def train_model(work: Path) -> tuple[Path, list[str], float]:
     model = work / "model.skops"
     cli = Path(sys.executable).with_name("assoc-ai")
     started = time.perf_counter()
-    subprocess.run([str(cli), "train", str(DEV_A), "-o", str(model)], check=True, capture_output=True,
-                   env={**os.environ, "ASSOC_AI_LANG": "en"})
+    done = subprocess.run([str(cli), "train", str(DEV_A), "-o", str(model)], capture_output=True,
+                          env={**os.environ, "ASSOC_AI_LANG": "en"})
+    if done.returncode != 0:
+        raise SystemExit(f"assoc-ai train failed ({done.returncode}):\n{done.stderr.decode(errors='replace')[-2000:]}")
     seconds = time.perf_counter() - started
     return model, [str(c) for c in load_model(model).classes_], seconds
 
@@ -478,58 +500,138 @@ def throughput(setup: Setup, server: Any) -> dict[str, Any]:
     """One uninterrupted run on the whole INBOX: rate, peak memory, and the same counts as the chaos run."""
     stage = Stage(setup, server, "throughput")
     try:
+        empty = stage.run() if setup.first_run_key else None  # start-up, model, login, folders: the fixed cost
         fill_s = stage.deliver()
         run = stage.run()
         if run.report is None:
             raise SystemExit(f"throughput run failed ({run.returncode}):\n{run.stderr_tail}")
         handled = run.report["auto"] + run.report["review"] + run.report["errors"]
         rate = handled / run.seconds
+        fixed = empty.seconds if empty is not None else None
         counts = stage.verdict()
     finally:
         stage.close()
     return {"fill_seconds": round(fill_s, 2), "job_seconds": round(run.seconds, 2), "exit_code": run.returncode,
             "messages_decided": handled, "messages_per_second": round(rate, 1),
+            "empty_run_seconds": round(fixed, 2) if fixed is not None else None,
+            "messages_per_second_after_fixed_cost": round(handled / (run.seconds - fixed), 1) if fixed else None,
             "peak_rss_mb": round(run.peak_rss / 2**20, 1),
             "report": {k: run.report[k] for k in ("fetched", "auto", "review", "errors", "skipped", "failed",
                                                   "forwarded")},
             "counts": counts}
 
 
-def chaos(setup: Setup, server: Any, *, kills: int, outage: float, rate_hint: float) -> dict[str, Any]:
-    """Kill the job ``kills`` times (random instants, in and after forwards) with one 451 period; then finish."""
+class Progress:
+    """How many decisions the job has recorded so far, read from its state file while it runs (WAL: no lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+
+    def decided(self) -> int:
+        """Rows of the ``messages`` table (0 before the job made the file)."""
+        try:
+            if self._db is None:
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=1)
+            return int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+        except sqlite3.Error:
+            return 0
+
+    def close(self) -> None:
+        """Close the reading connection."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+class Killer:
+    """When to kill one run: ``poll`` waits for the job to reach decision ``point``, then kills or arms the sink."""
+
+    def __init__(self, mode: str, point: int, progress: Progress, sink: FaultySink, outage: float,
+                 rng: random.Random) -> None:
+        self.mode, self.point, self.progress, self.sink, self.outage = mode, point, progress, sink, outage
+        self.delay = rng.uniform(0.5, 6.0) if point == 0 else rng.uniform(0.0, 0.4)
+        self.skip = rng.randrange(0, 5)
+        self.reached: float | None = None
+
+    def poll(self, pid: int, elapsed: float) -> str | None:
+        """Called by :func:`run_job` every 20 ms; a reason means "kill it now"."""
+        if self.reached is None:
+            if self.progress.decided() < self.point:
+                return None
+            self.reached = elapsed
+            if self.outage and not self.sink.outage_end:
+                self.sink.outage_from_next_forward(self.outage)
+            if self.mode != "random":
+                self.sink.arm_kill(pid, self.skip, before_reply=self.mode == "before_reply")
+        waited = elapsed - self.reached
+        if self.mode == "random" and waited >= self.delay:
+            return f"{waited:.2f} s after decision {self.point} (random instant)"
+        if self.mode != "random" and waited >= 10.0:
+            return f"10 s after decision {self.point}: no forward reached the sink (random instant)"
+        return None
+
+
+def finish(stage: Stage) -> list[dict[str, Any]]:
+    """Run the job until it has nothing left (waiting for forward retries to fall due); each run's summary."""
+    finishing: list[dict[str, Any]] = []
+    for _ in range(40):
+        run = stage.run()
+        finishing.append({"returncode": run.returncode, "seconds": round(run.seconds, 2),
+                          "report": {k: (run.report or {}).get(k) for k in
+                                     ("fetched", "auto", "review", "skipped", "failed", "forwarded", "recovered")}})
+        if run.returncode not in (0, 1):
+            raise SystemExit(f"finishing run failed ({run.returncode}):\n{run.stderr_tail}")
+        done, wait = nothing_left(stage.state, stage.server, stage.user, stage.password)
+        if done:
+            break
+        time.sleep(min(wait, 60.0) + 0.2)
+    return finishing
+
+
+def chaos(setup: Setup, server: Any, *, kills: int, outage: float) -> dict[str, Any]:
+    """Kill the job ``kills`` times, spread over the stream, with one 451 period; then run it until nothing is left.
+
+    Kill ``i`` waits until the job has recorded a random number of decisions
+    (sorted random points over the whole stream), then: ``random`` kills it
+    after a further random 0-400 ms (once every message is decided: 0.5-6 s
+    after the start, in recovery or outbox retries); ``before_reply`` / ``after_reply`` arm
+    the sink, which kills it while it takes one of the next forwards (falling
+    back to a random instant when no forward comes within 10 s).  The 451
+    period starts with the first forward the sink takes after the progress
+    point of one randomly chosen kill, so it falls among forwards.
+    """
     rng = random.Random(setup.seed)
     stage = Stage(setup, server, "chaos")
     sink = stage.sink
-    # a third each: random instant, forward stored before the reply, just after the reply
     modes = [("random", "before_reply", "after_reply")[i % 3] for i in range(kills)]
     rng.shuffle(modes)
-    outage_in = rng.randrange(1, max(2, kills))  # the outage starts during this kill run...
+    points = sorted(rng.randrange(1, max(2, setup.count)) for _ in range(kills))
+    outage_in = rng.randrange(0, max(1, kills))
     log: list[dict[str, Any]] = []
     delivered = 0
-    startup = 2.5  # seconds before a run touches the mailbox (imports, model, login), from the first runs
-    budget = setup.count / max(rate_hint, 1.0) / max(kills, 1)  # work seconds between two kills
+    progress = Progress(stage.state)
     try:
         stage.deliver()
         attempt = 0
         while delivered < kills and attempt < kills * 3:
             attempt += 1
-            mode = modes[delivered]
-            if delivered == outage_in and sink.outage_end == 0.0:
-                start = time.monotonic() + rng.uniform(0.5, startup + budget)  # ...at a random moment
-                sink.outage_start, sink.outage_end = start, start + outage
-            if mode == "random":
-                run = stage.run(kill_after=rng.uniform(startup * 0.6, startup + 1.5 * budget))
-            else:
-                skip = rng.randrange(0, 8)
-                run = stage.run(on_start=lambda pid, s=skip, m=mode: sink.arm_kill(pid, s, before_reply=m == "before_reply"),
-                                timeout=startup + 6 * budget + outage + 60)
-                sink.disarm()
-                if run.returncode == -signal.SIGKILL and run.killed is None:
-                    run.killed = sink.kills[-1] if sink.kills else "by the sink"
+            # a run killed past the next point: that kill still waits for fresh progress, not the start-up
+            mode, point = modes[delivered], max(points[delivered], progress.decided() + rng.randrange(1, 30))
+            if point >= setup.count:  # every message decided: this kill falls in recovery or outbox retries
+                point = 0
+            killer = Killer(mode, point, progress, sink, outage if delivered == outage_in else 0.0, rng)
+            fired = len(sink.kills)
+            run = stage.run(poll=killer.poll)
+            sink.disarm()
+            if len(sink.kills) > fired:
+                run.killed = f"{sink.kills[-1]}, after decision {point}"
             ended = time.monotonic()
-            entry = {"mode": mode, "killed": run.killed, "returncode": run.returncode, "seconds": round(run.seconds, 2),
-                     "sink_accepted_so_far": len(sink.envelopes),
-                     "during_outage": sink.outage_start < ended and ended - run.seconds < sink.outage_end}
+            entry = {"mode": mode, "progress_point": point, "killed": run.killed, "returncode": run.returncode,
+                     "seconds": round(run.seconds, 2), "sink_accepted_so_far": len(sink.envelopes),
+                     "decided_so_far": progress.decided(),
+                     "during_outage": bool(sink.outage_end) and sink.outage_start < ended
+                     and ended - run.seconds < sink.outage_end}
             log.append(entry)
             if run.returncode == -signal.SIGKILL:
                 delivered += 1
@@ -539,26 +641,72 @@ def chaos(setup: Setup, server: Any, *, kills: int, outage: float, rate_hint: fl
             if nothing_left(stage.state, server, stage.user, stage.password)[0]:
                 entry["note"] = "the job finished before its kill: nothing left to kill"
                 break
-        while sink.in_outage() or time.monotonic() < sink.outage_end:
+        while time.monotonic() < sink.outage_end:
             time.sleep(0.2)
-        finishing: list[dict[str, Any]] = []
-        for _ in range(40):
-            run = stage.run()
-            finishing.append({"returncode": run.returncode, "seconds": round(run.seconds, 2),
-                              "report": {k: (run.report or {}).get(k) for k in
-                                         ("fetched", "auto", "review", "skipped", "failed", "forwarded", "recovered")}})
-            if run.returncode not in (0, 1):
-                raise SystemExit(f"finishing run failed ({run.returncode}):\n{run.stderr_tail}")
-            done, wait = nothing_left(stage.state, server, stage.user, stage.password)
-            if done:
-                break
-            time.sleep(min(wait, 60.0) + 0.2)
+        finishing = finish(stage)
         counts = stage.verdict()
     finally:
+        progress.close()
         stage.close()
     return {"kills_asked": kills, "kills_delivered": delivered, "outage_seconds": outage,
             "outage_451_replies": sink.outage_replies, "kill_runs": log, "finishing_runs": finishing,
             "counts": counts}
+
+
+# ============================================================================ profile
+#: label -> (end of the file's path, function name) summed from cProfile's cumulative times
+_PROFILED = {
+    "fetch pages (ImapConnector.fetch_new)": ("assoc_ai_imap/fetch.py", "fetch_new"),
+    "parse (parse_message)": ("assoc_ai_core/mail/parsing.py", "parse_message"),
+    "decide a page: clean, predict, explain (decide_page)": ("assoc_ai_core/jobs/deciding.py", "decide_page"),
+    "record decisions + first intents (TriageJob._record)": ("assoc_ai_core/jobs/triage.py", "_record"),
+    "batched plans: review moves (TriageJob._handle_batch)": ("assoc_ai_core/jobs/triage.py", "_handle_batch"),
+    "one-by-one plans: label, tag, forward, move (Executor.execute)": ("assoc_ai_core/jobs/execute.py", "execute"),
+    "  IMAP keyword (add_label)": ("assoc_ai_imap/actions.py", "add_label"),
+    "  IMAP subject tag: APPEND + EXPUNGE (tag_subject)": ("assoc_ai_imap/tagging.py", "tag_subject"),
+    "  IMAP move (move)": ("assoc_ai_imap/actions.py", "move"),
+    "  forward through the outbox (Outbox.send)": ("assoc_ai_core/jobs/outbox.py", "send"),
+    "    SMTP: connect, EHLO, send, QUIT (SmtpForwarder.send)": ("assoc_ai_core/jobs/forwarding.py", "send"),
+    "SQLite execute (COMMIT and its fsync included)": ("~", "<method 'execute' of 'sqlite3.Connection' objects>"),
+}
+
+
+def profile(setup: Setup, server: Any, count: int) -> dict[str, Any]:
+    """Where the job's time goes with every action: cProfile of an in-process run on ``count`` messages.
+
+    The sink's thread shares this process (and its GIL), so the SMTP share is a little high.
+    """
+    import cProfile
+    import pstats
+
+    from assoc_ai_core.jobs.settings import TriageSettings
+    from assoc_ai_core.jobs.triage import TriageJob
+    from assoc_ai_core.persistence import load_model
+
+    small = Setup(setup.work, setup.model, setup.categories, count, setup.seed, setup.core, setup.storage,
+                  setup.first_run_key)
+    stage = Stage(small, server, "profile")
+    os.environ[PASSWORD_ENV] = stage.password
+    profiler = cProfile.Profile()
+    try:
+        stage.deliver()
+        model = load_model(setup.model)
+        with TriageJob(TriageSettings.load(stage.config), model=model) as job:
+            started = time.perf_counter()
+            profiler.enable()
+            report = job.run_once()
+            profiler.disable()
+            total = time.perf_counter() - started
+    finally:
+        os.environ.pop(PASSWORD_ENV, None)
+        stage.close()
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    shares = {}
+    for label, (file_end, func) in _PROFILED.items():
+        seconds = sum(v[3] for (f, _, name), v in stats.items() if name == func and f.endswith(file_end))
+        shares[label] = {"seconds": round(seconds, 2), "share": round(seconds / total, 3)}
+    return {"messages": count, "auto": report.auto, "review": report.review, "forwarded": report.forwarded,
+            "seconds": round(total, 2), "messages_per_second": round(count / total, 1), "cumulative_time": shares}
 
 
 # ============================================================================ main
@@ -573,6 +721,7 @@ def main() -> None:
     parser.add_argument("--storage", default="maildir", choices=["maildir", "sdbox", "mdbox"])
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-chaos", action="store_true")
+    parser.add_argument("--profile", type=int, default=0, help="messages for an in-process cProfile run (0: none)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -590,17 +739,23 @@ def main() -> None:
         "train_seconds": round(train_s, 2),
         "targets": {"messages_per_second": TARGET_MSG_PER_S, "peak_rss_mb": TARGET_PEAK_MB, "messages_lost": 0,
                     "messages_moved_twice": 0, "forwards_lost": 0, "forwards_delivered_twice": 0},
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
     }
-    rate_hint = 50.0
     with DovecotServer(mail_format=args.storage) as server:
         if not args.skip_throughput:
             result["throughput"] = tp = throughput(setup, server)
-            rate_hint = tp["messages_per_second"]
             _print_throughput(tp)
         if not args.skip_chaos:
-            result["chaos"] = ch = chaos(setup, server, kills=args.kills, outage=args.outage, rate_hint=rate_hint)
+            result["chaos"] = ch = chaos(setup, server, kills=args.kills, outage=args.outage)
             _print_chaos(ch)
+        if args.profile:
+            result["job_profile"] = prof = profile(setup, server, args.profile)
+            print(f"profile of the job on {prof['messages']} messages ({prof['auto']} auto, {prof['forwarded']} "
+                  f"forwarded) in-process: {prof['messages_per_second']:.1f} msg/s")
+            for label, figures in prof["cumulative_time"].items():
+                print(f"  {label:<66} {figures['seconds']:>7.2f} s  {figures['share']:>6.1%}")
+    result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["meets_targets"] = _meets(result)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -628,14 +783,16 @@ def _counts_line(c: Mapping[str, Any]) -> str:
     return (f"lost {c['messages_lost']}, present twice {c['messages_present_twice']}, left in INBOX "
             f"{c['left_in_inbox']}, tagged twice {c['subjects_tagged_twice']}; forwards expected "
             f"{c['forwards_expected']}, at sink {c['forwards_at_sink']}, lost {c['forwards_lost']}, delivered twice "
-            f"{c['forwards_delivered_twice']}, unexpected {c['forwards_unexpected']}; outbox {c['outbox']}; "
+            f"{c['forwards_delivered_twice']}, unexpected {c['forwards_unexpected']}; outbox {c['outbox']} "
+            f"({c['outbox_sent_again_after_an_interrupted_send']} sent again after an interrupted send); "
             f"decisions {c['decisions']}")
 
 
 def _print_throughput(tp: Mapping[str, Any]) -> None:
     print(f"throughput: {tp['messages_decided']} messages in {tp['job_seconds']:.1f} s -> "
           f"{tp['messages_per_second']:.1f} msg/s (target {TARGET_MSG_PER_S:.0f}); peak RSS {tp['peak_rss_mb']:.0f} MiB "
-          f"(target < {TARGET_PEAK_MB:.0f}); report {tp['report']}")
+          f"(target < {TARGET_PEAK_MB:.0f}); an empty run takes {tp['empty_run_seconds']} s "
+          f"({tp['messages_per_second_after_fixed_cost']} msg/s without it); report {tp['report']}")
     print(f"  {_counts_line(tp['counts'])}")
 
 

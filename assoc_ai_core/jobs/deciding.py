@@ -17,7 +17,15 @@ from typing import Any
 from assoc_ai_core.ext.connectors import Capability, FetchedMail
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.jobs.budget import OverBudget, ReadingBudget
-from assoc_ai_core.jobs.plan import Decision, DecisionKind, MessageKey, category_plan, key_of, review_plan
+from assoc_ai_core.jobs.plan import (
+    Decision,
+    DecisionKind,
+    MessageKey,
+    category_plan,
+    key_of,
+    review_label,
+    review_plan,
+)
 from assoc_ai_core.jobs.settings import TriageSettings
 from assoc_ai_core.records.mail import Message, Prediction
 
@@ -46,15 +54,16 @@ def decide_page(model: Any, todo: Sequence[tuple[FetchedMail, Message]], *, sett
     """
     output = run_model(model, [(key_of(f), m) for f, m in todo if m.error is None], budget=budget,
                        sender_key=sender_key)
-    review = review_plan(settings.review_folder, capabilities)
+    labels = settings.review_labels
+    unreadable = review_plan(settings.review_folder, capabilities, review_label("unreadable") if labels else None)
     decisions: list[Decision] = []
     for fetched, msg in todo:
         key = key_of(fetched)
         if msg.error is not None:
-            decisions.append(Decision(fetched, msg, DecisionKind.ERROR, plan=review, reason=tr(
+            decisions.append(Decision(fetched, msg, DecisionKind.ERROR, plan=unreadable, reason=tr(
                 f"message illisible : {msg.error}", f"unreadable message: {msg.error}")))
         elif key in output.failures:
-            decisions.append(Decision(fetched, msg, DecisionKind.ERROR, plan=review, reason=tr(
+            decisions.append(Decision(fetched, msg, DecisionKind.ERROR, plan=unreadable, reason=tr(
                 f"classement impossible : {output.failures[key]}", f"cannot classify: {output.failures[key]}")))
         else:
             explanation = output.explanations.get(key)
@@ -148,8 +157,10 @@ def decision_from(fetched: FetchedMail, msg: Message, pred: Prediction, explanat
     category = settings.categories.get(pred.label or "")
     kind = DecisionKind.AUTO if pred.decision == DecisionKind.AUTO else DecisionKind.REVIEW
     reason = pred.reason or None
+    label = review_label("unsure", pred.label)
     if kind is DecisionKind.AUTO and category is None:
         kind = DecisionKind.REVIEW
+        label = review_label("no_rule", pred.label)
         reason = tr(f"la catégorie « {pred.label} » n'a pas de section [categories] dans la configuration",
                     f"category '{pred.label}' has no [categories] section in the configuration")
     if kind is DecisionKind.AUTO and category is not None:
@@ -157,7 +168,7 @@ def decision_from(fetched: FetchedMail, msg: Message, pred: Prediction, explanat
     else:
         kind = DecisionKind.REVIEW
         reason = reason or tr("confiance insuffisante", "confidence too low")
-        plan = review_plan(settings.review_folder, capabilities)
+        plan = review_plan(settings.review_folder, capabilities, label if settings.review_labels else None)
     return Decision(fetched, msg, kind, category=pred.label, probability=float(pred.probability),
                     runner_up=pred.runner_up, runner_up_probability=float(pred.runner_up_probability),
                     explanation=explanation, reason=reason, plan=plan)

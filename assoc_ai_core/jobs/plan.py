@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any, NewType
 
 from assoc_ai_core.ext.connectors import Capability, FetchedMail, MailRef
+from assoc_ai_core.i18n import tr
 from assoc_ai_core.jobs.settings import CategorySettings
 from assoc_ai_core.records.mail import Message
 
@@ -202,9 +203,29 @@ class Decision:
 
 
 # ============================================================================ planning
-def review_plan(review_folder: str, capabilities: Collection[Capability]) -> Plan:
-    """Send a message to a person: move it to the review folder (or label it, for a connector that cannot move)."""
+def review_label(kind: str, guess: str | None = None) -> str:
+    """The label that tells the person in the mail client why a message waits for them.
+
+    One of a few fixed labels (so a mailbox does not fill with labels):
+    ``unsure`` (with the model's best guess, one label per category),
+    ``unreadable`` or ``no_rule``.
+    """
+    if kind == "unsure" and guess:
+        return tr(f"Doute : {guess} ?", f"Unsure: {guess}?")
+    if kind == "no_rule" and guess:
+        return tr(f"Sans règle : {guess}", f"No rule: {guess}")
+    return tr("Illisible", "Unreadable")
+
+
+def review_plan(review_folder: str, capabilities: Collection[Capability], label: str | None = None) -> Plan:
+    """Send a message to a person: move it to the review folder (or label it, for a connector that cannot move).
+
+    With ``label`` (see :func:`review_label`) and a connector that labels, the
+    reason is shown on the message too, where the person reads it.
+    """
     if Capability.MOVE in capabilities:
+        if label and Capability.LABEL in capabilities:
+            return Plan((Step(Action.LABEL, label), Step(Action.MOVE, review_folder)))
         return Plan((Step(Action.MOVE, review_folder),))
     if Capability.LABEL in capabilities:
         return Plan((Step(Action.LABEL, review_folder),))
@@ -229,4 +250,5 @@ def category_plan(category: CategorySettings, message: Message, capabilities: Co
 
 
 __all__ = ["MessageKey", "key_of", "log_key", "REUSED", "reused_key", "mailbox_key", "for_mailbox", "from_mailbox", "DecisionKind", "Action", "BATCHED_ACTIONS", "StepStatus", "SETTLED",
-           "MessageStatus", "Step", "Plan", "Decision", "review_plan", "category_plan"]
+           "MessageStatus", "Step", "Plan", "Decision", "review_plan", "review_label",
+           "category_plan"]

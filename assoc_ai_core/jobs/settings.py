@@ -65,6 +65,9 @@ class TriageSection:
         10, Kind.INTEGER, "essais d'un transfert refusé pour un temps (4xx, coupure) avant de l'abandonner",
         "tries of a forward that fails for a while (4xx, lost connection) before giving up",
         between=Between(1, 100, ("entre 1 et 100", "between 1 and 100")))
+    review_labels: bool = setting(
+        True, Kind.FLAG, "montrer dans la messagerie pourquoi un message est à vérifier (étiquette « Doute : X ? »)",
+        "show in the mail client why a message waits for review (a label such as 'Unsure: X?')")
     first_run: str = setting(
         "new", Kind.TEXT, "premier passage : « new » laisse le courrier déjà là (voir triage backlog), « all » le trie",
         "first run: 'new' leaves the mail already there alone (see triage backlog), 'all' sorts it",
@@ -182,6 +185,7 @@ class TriageSettings:
     forward_attempts: int = 10
     forward_retry_days: float = 2.0
     first_run: str = "new"
+    review_labels: bool = True
     message_seconds: float = 20.0
     message_max_mb: float = 50.0
     categories: Mapping[str, CategorySettings] = field(default_factory=dict)
@@ -237,7 +241,7 @@ class TriageSettings:
             dry_run=triage.dry_run, page_size=triage.page_size, poll_interval=triage.poll_interval,
             correction_window_days=triage.correction_window_days, forward_max_age_days=triage.forward_max_age_days,
             forward_attempts=triage.forward_attempts, forward_retry_days=triage.forward_retry_days,
-            first_run=triage.first_run, message_seconds=triage.message_seconds, message_max_mb=triage.message_max_mb,
+            first_run=triage.first_run, review_labels=triage.review_labels, message_seconds=triage.message_seconds, message_max_mb=triage.message_max_mb,
             categories=categories,
             model_path=model.path, registry_dir=model.registry, target_precision=model.target_precision,
             smtp=smtp, store_raw_sender=privacy.store_raw_sender,
