@@ -45,6 +45,8 @@ def test_a_message_over_the_size_limit_goes_to_review_unread(tmp_path: Path, tra
     assert report.fetched == 5 and report.errors == 1
     assert "message_max_mb" in (_reasons(tmp_path)[big.key] or "")
     assert [f for f, _ in mailbox_census(conn)[big.key]] == [REVIEW]
+    [ref] = [f.ref for f in conn.fetch_all(REVIEW) if f.ref.key == big.key]
+    assert conn.labels(ref) in (["Illisible"], ["Unreadable"])  # the person sees why in the mail client
 
 
 def test_a_message_too_slow_to_read_goes_to_review_and_the_run_goes_on(tmp_path: Path, trained_model,
