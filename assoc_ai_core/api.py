@@ -35,7 +35,7 @@ from assoc_ai_core.mail.cleaning import SenderKey, clean
 from assoc_ai_core.mail.embeddings import available as _embeddings_available
 from assoc_ai_core.mail.evaluate import chronological_split
 from assoc_ai_core.mail.evaluate import evaluate as _evaluate
-from assoc_ai_core.mail.explain import Explanation, explain_model, sentence
+from assoc_ai_core.mail.explain import Explanation, explain_model, reason_lines, sentence
 from assoc_ai_core.mail.explain import explain_many as _explain_many
 from assoc_ai_core.mail.model import MailClassifier
 from assoc_ai_core.mail.parsing import TRUNCATION_DEFECTS, message_from_text, parse_message
@@ -46,7 +46,7 @@ from assoc_ai_core.records.mail import Message, Prediction
 
 __all__ = [
     # learn, decide, explain, measure
-    "clean", "train", "predict", "explain", "explain_many", "explain_prediction", "explain_model", "evaluate",
+    "clean", "train", "predict", "explain", "explain_many", "explain_prediction", "explain_model", "reason_lines", "evaluate",
     "chronological_split", "write_report", "semantic_available", "load_sender_key",
     # read mail
     "load_dataset", "iter_messages", "parse_message", "message_from_text", "pseudonymise",

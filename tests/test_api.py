@@ -86,9 +86,9 @@ def test_an_explained_prediction_agrees_with_the_prediction(trained_model, examp
     assert "à vérifier" in exp.sentence and exp.toward == plain.toward
 
     # unsure already: the explanation's own "to be checked" is enough, nothing is added
-    unsure = api.predict(trained_model, ["zzz"])[0]
-    assert unsure.decision == "review"
-    assert api.explain_prediction(trained_model, "zzz", unsure) == api.explain(trained_model, "zzz")
+    unsure_message, unsure = next((m, p) for m, p in zip(msgs, preds, strict=True) if p.decision == "review")
+    assert api.explain(trained_model, unsure_message).decision == "review"
+    assert api.explain_prediction(trained_model, unsure_message, unsure) == api.explain(trained_model, unsure_message)
 
 
 def test_reading_folders_through_the_api(example_mailbox) -> None:

@@ -35,7 +35,8 @@ def test_prefixes_and_boundaries_of_the_digit_first_patterns():
     # The patterns start at a digit and check what is behind it; these are the cases that check covers.
     assert pseudonymise("Écrire à F-75011 Paris") == "Écrire à <POSTCODE>"
     assert pseudonymise("Code XF-75011 Paris") == "Code XF-<POSTCODE>"  # "F-" inside a word is not a country
-    assert pseudonymise("réf A75011 Paris") == "réf A75011 Paris"  # digits glued to a word are no postcode
+    # Digits glued to a word are no postcode; after "réf" they are a reference number.
+    assert pseudonymise("réf A75011 Paris") == "réf <NUMBER> Paris"
     assert pseudonymise("lot A12 rue Haute") == "lot A12 rue Haute"  # no word boundary before "12"
     assert pseudonymise("au 12 bis rue Haute") == "au <ADDRESS>"
     assert pseudonymise("Service BP 4012, cs 30012 ou Cedex 9") == "Service <POSTCODE>, <POSTCODE> ou <POSTCODE>"

@@ -361,7 +361,7 @@ def _explain_whole_model(model: Any, top_k: int, lang: str, as_json: bool) -> No
 
 def _explain_messages(model: Any, path: str, top_k: int, lang: str, as_json: bool, sender_key: Any = None) -> None:
     from assoc_ai_core.api import explain as run_explain
-    from assoc_ai_core.api import iter_messages
+    from assoc_ai_core.api import iter_messages, reason_lines
 
     for msg in iter_messages(path, labelled=False):
         if msg.error:
@@ -373,9 +373,9 @@ def _explain_messages(model: Any, path: str, top_k: int, lang: str, as_json: boo
             click.echo(json.dumps({"source": msg.source, **exp.to_dict()}, ensure_ascii=False))
             continue
         click.echo(f"{msg.source}\n  {exp.sentence}")
-        click.echo("  " + tr(f"pour {exp.label} :", f"for {exp.label}:", lang) + " " + _weights(exp.toward, lang))
-        click.echo("  " + tr(f"pour {exp.runner_up} :", f"for {exp.runner_up}:", lang) + " "
-                   + _weights(exp.against, lang))
+        # each signed list under a heading that says what its sign means (negative: toward the runner-up)
+        for line in reason_lines(exp, lang=lang):
+            click.echo("  " + line)
 
 
 def _weights(terms: Sequence[tuple[str, float]], lang: str) -> str:

@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from assoc_ai_core.i18n import current_lang, percent, tr
+from assoc_ai_core.i18n import current_lang, percent, signed, tr
 from assoc_ai_core.mail.ngrams import CharNgramIndex
 from assoc_ai_core.mail.parsing import message_from_text
 from assoc_ai_core.mail.stopwords import FRENCH_STOP_WORDS
 from assoc_ai_core.records.mail import Message
 
-__all__ = ["Explanation", "explain", "explain_many", "explain_model", "sentence"]
+__all__ = ["Explanation", "explain", "explain_many", "explain_model", "sentence", "reason_lines"]
 
 _FUNCTION_WORDS = FRENCH_STOP_WORDS | ENGLISH_STOP_WORDS | frozenset(
     "pas plus moi toi n'ai j'ai c'est l'on qu'il d'un d'une sous sans".split()
@@ -35,6 +35,8 @@ _FUNCTION_WORDS = FRENCH_STOP_WORDS | ENGLISH_STOP_WORDS | frozenset(
 
 # What French elision leaves before an apostrophe ("jusqu'à", "d'adhérent"): never a reason on its own.
 _ELIDED = frozenset("c d j l m n s t qu jusqu lorsqu puisqu quoiqu presqu".split())
+# The endings of English contractions: "don't" is one word, its "t" no elision.
+_CONTRACTION = re.compile(r"\w['’](?:t|s|re|ve|ll|d|m)\Z")
 
 
 def _content_core(term: str) -> str | None:
@@ -45,6 +47,9 @@ def _content_core(term: str) -> str | None:
     """
     if term.startswith("⟨"):
         return None
+    if _CONTRACTION.search(term):
+        low = term.lower().replace("’", "'")
+        return None if low in _FUNCTION_WORDS else low
     parts = [p for p in term.lower().replace("’", "'").strip("'").split("'") if p]
     content = [p for p in parts if p not in _ELIDED and p not in _FUNCTION_WORDS]
     return " ".join(content) or None
@@ -107,6 +112,7 @@ _PLACEHOLDER_LABELS = {
     "address": ("une adresse postale", "a postal address"),
     "postcode": ("un code postal", "a postcode"),
     "name": ("un nom de personne", "a person's name"),
+    "number": ("un numéro (adhérent, contrat…)", "a number (member, contract…)"),
 }
 
 
@@ -395,33 +401,80 @@ def explain_many(model: Any, messages: Sequence[Message | str], *, top_k: int = 
     return out
 
 
-def sentence(exp: Explanation, *, lang: str | None = None, words: int = 4) -> str:
-    """One plain sentence: category, confidence, main words, runner-up."""
-    lang = lang or exp.lang
-    # The sentence names content words; function words stay in the signed lists (faithful, complete).
+_WEAK = 0.25  # a reason below this share of the strongest one is not named as a main reason
+
+
+def _sentence_reasons(exp: Explanation, words: int) -> list[str]:
+    """The strongest reasons toward the label, strongest first, as the sentence names them.
+
+    A signal ("⟨known sender⟩", "⟨a link⟩") is named as what it is; function words and elision
+    fragments are skipped; a reason much weaker than the strongest one is not called a main reason
+    (the sentence once quoted weak words after skipping stronger signals).
+    """
     shown: list[str] = []
     cores: set[str] = set()
-    for t, _ in exp.toward:
+    strongest = exp.toward[0][1] if exp.toward else 0.0
+    for t, w in exp.toward:
+        if len(shown) >= words or w < _WEAK * strongest:
+            break
+        if t.startswith("⟨") and t.endswith("⟩"):
+            if t not in cores:
+                shown.append(t[1:-1])
+                cores.add(t)
+            continue
         core = _content_core(t)
-        if core is not None and core not in cores and len(shown) < words:
-            shown.append(t)
+        if core is not None and core not in cores:
+            shown.append(f"\u201c{t}\u201d" if exp.lang == "en" else f"« {t} »")
             cores.add(core)
-    shown = shown or [t for t, _ in exp.toward][:words]
+    return shown
+
+
+def sentence(exp: Explanation, *, lang: str | None = None, words: int = 4) -> str:
+    """One plain sentence: category, confidence, main reasons (strongest first), runner-up."""
+    lang = lang or exp.lang
+    if lang != exp.lang:
+        exp = Explanation(**{**exp.__dict__, "lang": lang})
+    # The sentence names content words and signals; every push, function words included, stays in the
+    # signed lists (faithful, complete).
+    because = ", ".join(_sentence_reasons(exp, words))
     if lang == "en":
-        because = ", ".join(f"\u201c{t}\u201d" for t in shown)
         s = f"Classified {exp.label} ({percent(exp.probability, 'en')})"
         s += f" mainly because of {because}" if because else ""
         s += f"; otherwise: {exp.runner_up} ({percent(exp.runner_up_probability, 'en')})."
         if exp.decision == "review":
             s += " Not sure enough: to be checked by a person."
     else:
-        because = ", ".join(f"« {t} »" for t in shown)
         s = f"Classé {exp.label} ({percent(exp.probability, 'fr')})"
         s += f" surtout à cause de {because}" if because else ""
         s += f" ; sinon : {exp.runner_up} ({percent(exp.runner_up_probability, 'fr')})."
         if exp.decision == "review":
             s += " Pas assez sûr : à vérifier par une personne."
     return s
+
+
+def reason_lines(exp: Explanation, *, lang: str | None = None) -> list[str]:
+    """The signed reasons as lines a volunteer can read, each list under a heading that says what its sign means.
+
+    The weights compare the category chosen with the runner-up: a positive one pushed toward the
+    category, a negative one toward the runner-up.  Shown bare under "for <runner-up>", the
+    negative weights read as reasons against the runner-up, which they are not.
+    """
+    lang = lang or exp.lang
+
+    def listed(terms: list[tuple[str, float]]) -> str:
+        return ", ".join(f"{t} ({signed(w, 2, lang)})" for t, w in terms) or tr("aucun", "none", lang)
+
+    if exp.runner_up == exp.label:
+        return [tr(f"Raisons pour {exp.label} : ", f"Reasons for {exp.label}: ", lang) + listed(exp.toward)]
+    return [
+        tr(f"Raisons pour {exp.label} plutôt que {exp.runner_up} (poids positifs) : ",
+           f"Reasons for {exp.label} rather than {exp.runner_up} (positive weights): ", lang) + listed(exp.toward),
+        tr(f"Ce qui tirait plutôt vers {exp.runner_up} (poids négatifs, contre {exp.label}) : ",
+           f"What pulled toward {exp.runner_up} instead (negative weights, against {exp.label}): ", lang)
+        + listed(exp.against),
+        tr("Poids : écart de score entre les deux catégories (plus il est grand, plus la raison compte).",
+           "Weights: score gap between the two categories (the larger, the more the reason counts).", lang),
+    ]
 
 
 def explain_model(model: Any, *, top_k: int = 15, lang: str | None = None) -> dict[str, list[tuple[str, float]]]:
@@ -433,13 +486,21 @@ def explain_model(model: Any, *, top_k: int = 15, lang: str | None = None) -> di
     names = _feature_names(features)
     keep = np.array([not n.startswith(("char__", "semantic__", "history__")) and not n.startswith(("meta__sender_", "meta__rcpt_"))
                      for n in names])
+    # With pseudonymisation on, the words "name", "number", "url"… are the placeholders' spelling:
+    # shown as what they stand for, so a report never seems to list a person's name as a reason.
+    placeholders = bool(getattr(model, "pseudonymize", False))
     out: dict[str, list[tuple[str, float]]] = {}
     for i, label in enumerate(model.classes_):
         w = np.where(keep, coef[i], -np.inf)
         top = np.argsort(-w)[:top_k]
-        out[str(label)] = [
-            (_readable_meta(names[j].partition("__")[2], lang) if names[j].startswith("meta__")
-             else names[j].partition("__")[2], float(coef[i][j]))
-            for j in top if np.isfinite(w[j])
-        ]
+        out[str(label)] = [(_model_term(names[j], lang, placeholders), float(coef[i][j]))
+                           for j in top if np.isfinite(w[j])]
     return out
+
+
+def _model_term(name: str, lang: str, placeholders: bool) -> str:
+    block, _, term = name.partition("__")
+    if block == "meta":
+        return _readable_meta(term, lang)
+    label = _PLACEHOLDER_LABELS.get(term) if placeholders else None
+    return "⟨" + tr(*label, lang) + "⟩" if label is not None else term

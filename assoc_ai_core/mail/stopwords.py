@@ -2,14 +2,16 @@
 
 Function words carry no intent ("de", "pour", "vous") and would crowd the
 explanations; the character features still see them.  Kept short on purpose:
-negations and question words ("pas", "comment", "quand") stay, since they
-change a request.
+negations and question words ("pas", "comment", "quand", "don't") stay, since
+they change a request.
 """
 
 __all__ = ["WORD_TOKEN", "FRENCH_STOP_WORDS", "ENGLISH_STOP_WORDS"]
 
 # Hyphens inside keep "peut-être" and "e-mail" whole; single letters (the elided "l'", "d'") say nothing.
-WORD_TOKEN = r"(?u)\b\w[\w-]*\w\b"
+# An English contraction keeps its ending: without it "don't" and "can't" were the words "don" and "can",
+# the negation lost.  Only those endings: a French elision ("qu'il", "aujourd'hui") still splits.
+WORD_TOKEN = r"(?u)\b\w[\w-]*\w(?:['’](?:t|s|re|ve|ll|d|m)(?!\w))?(?!\w)"
 
 FRENCH_STOP_WORDS = frozenset(
     """
@@ -35,5 +37,8 @@ ENGLISH_STOP_WORDS = frozenset(
     is am are was were be been being have has had having do does did done will would shall should
     can could may might must also just very too more most such own same both each other
     all any some few again further once only hello hi dear thanks thank regards best
+    it's that's there's what's let's here's who's we're you're they're we've you've they've we'll you'll
+    they'll it'll he's she's he'd she'd we'd you'd they'd it’s that’s there’s what’s let’s we’re you’re
+    they’re we’ve you’ve they’ve we’ll you’ll they’ll he’s she’s
     """.split()
 )
