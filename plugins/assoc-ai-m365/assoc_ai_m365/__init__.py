@@ -1,7 +1,7 @@
 """assoc-ai plugin: a Microsoft 365 (Exchange Online) mailbox through Microsoft Graph.
 
-Registers the ``m365`` connector and the ``assoc-ai m365 auth`` command
-(device-code sign-in for a delegated account).
+Registers the ``m365`` connector and the ``assoc-ai m365`` commands (``auth``:
+delegated sign-in in a browser with PKCE, or by device code; ``check``).
 """
 
 from __future__ import annotations

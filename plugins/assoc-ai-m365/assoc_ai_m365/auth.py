@@ -3,7 +3,8 @@
 :class:`TokenProvider` hands out Graph access tokens for one connector:
 
 * application mode: ``ConfidentialClientApplication.acquire_token_for_client``
-  (msal keeps the token in memory and renews it);
+  with a certificate (``{"private_key", "thumbprint"}`` read from a PEM file)
+  or a client secret (msal keeps the token in memory and renews it);
 * delegated mode: ``PublicClientApplication.acquire_token_silent`` on a
   :class:`msal.SerializableTokenCache` loaded from the file written by
   ``assoc-ai m365 auth``; rotated refresh tokens are written back to it.
@@ -14,9 +15,13 @@ The cache file holds refresh tokens, so it is always (re)written with mode
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
+import ssl
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,9 +38,9 @@ from .session import make_session
 
 log = logging.getLogger(__name__)
 
-# Delegated permissions the connector uses (names of the Graph resource's scopes).
-DELEGATED_PERMISSIONS = ("Mail.ReadWrite", "Mail.Send", "MailboxSettings.ReadWrite")
-SHARED_MAILBOX_PERMISSIONS = ("Mail.ReadWrite.Shared", "Mail.Send.Shared")
+_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+_PEM_KEY = re.compile(r"-----BEGIN (?:RSA |EC |ENCRYPTED )?PRIVATE KEY-----.+?-----END (?:RSA |EC |ENCRYPTED )?PRIVATE KEY-----",
+                      re.DOTALL)
 
 
 def graph_resource(graph_url: str) -> str:
@@ -44,13 +49,37 @@ def graph_resource(graph_url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def delegated_scopes(graph_url: str, mailbox: str) -> list[str]:
-    """Fully qualified delegated scopes for ``mailbox`` (``"me"`` or a shared mailbox address)."""
-    names = list(DELEGATED_PERMISSIONS)
-    if mailbox.strip().lower() != "me":
-        names += SHARED_MAILBOX_PERMISSIONS
+def delegated_scopes(graph_url: str, permissions: Sequence[str]) -> list[str]:
+    """Fully qualified delegated scopes (``https://graph.microsoft.com/Mail.Read``...) for ``permissions``."""
     resource = graph_resource(graph_url)
-    return [f"{resource}/{name}" for name in names]
+    return [f"{resource}/{name}" for name in permissions]
+
+
+def certificate_credential(path: str) -> dict[str, str]:
+    """msal's certificate credential from a PEM file holding the private key and its certificate.
+
+    The thumbprint msal sends (``x5t``) is the SHA-1 of the certificate's DER
+    bytes, computed here so the person configures one file and nothing else.
+    """
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            tr(f"{WHERE} client_certificate : fichier illisible {p} ({type(exc).__name__}).",
+               f"{WHERE} client_certificate: unreadable file {p} ({type(exc).__name__}).")
+        ) from exc
+    cert, key = _PEM_CERT.search(text), _PEM_KEY.search(text)
+    if cert is None or key is None:
+        raise ConfigError(
+            tr(f"{WHERE} client_certificate : {p} doit contenir la clé privée et le certificat (PEM).",
+               f"{WHERE} client_certificate: {p} must hold the private key and the certificate (PEM).")
+        )
+    if os.name == "posix" and stat.S_IMODE(p.stat().st_mode) & 0o077:
+        log.warning(tr(f"La clé privée {p} est lisible par d'autres ; faites chmod 600.",
+                       f"Private key {p} is readable by others; run chmod 600."))
+    thumbprint = hashlib.sha1(ssl.PEM_cert_to_DER_cert(cert.group(0)), usedforsecurity=False).hexdigest().upper()
+    return {"private_key": key.group(0), "thumbprint": thumbprint, "public_certificate": cert.group(0)}
 
 
 def authority_url(authority_host: str, tenant: str) -> str:
@@ -126,10 +155,9 @@ class TokenProvider:
         }
         try:
             if cfg.app_only:
-                assert cfg.client_secret is not None
-                return msal.ConfidentialClientApplication(
-                    cfg.client_id, client_credential=cfg.client_secret.get(), **common
-                )
+                credential: Any = (certificate_credential(cfg.client_certificate) if cfg.client_certificate
+                                   else cfg.client_secret.get() if cfg.client_secret is not None else None)
+                return msal.ConfidentialClientApplication(cfg.client_id, client_credential=credential, **common)
             assert cfg.token_cache
             self._cache = load_token_cache(cfg.token_cache)
             return msal.PublicClientApplication(cfg.client_id, token_cache=self._cache, **common)
@@ -194,8 +222,8 @@ class TokenProvider:
                     f'account = "address@asso.org" in {WHERE}.',
                 )
             )
-        result = app.acquire_token_silent_with_error(
-            delegated_scopes(cfg.graph_url, cfg.mailbox), account=accounts[0], force_refresh=force_refresh
+        result: dict[str, Any] | None = app.acquire_token_silent_with_error(
+            delegated_scopes(cfg.graph_url, cfg.permissions()), account=accounts[0], force_refresh=force_refresh
         )
         self.persist()
         return result
@@ -224,14 +252,15 @@ class TokenProvider:
         # error_description may quote the account; keep only its first line (an AADSTS code and a sentence).
         detail = str(result.get("error_description", "")).splitlines()[0][:200] if result.get("error_description") else ""
         if cfg.app_only:
+            needed = ", ".join(cfg.permissions())
             return AuthError(
                 tr(
                     f"Microsoft a refusé la connexion de l'application {cfg.client_id} ({code} {detail}). "
-                    "Vérifiez le secret client (expiré ?), l'identifiant du locataire et le consentement "
-                    "administrateur des permissions Mail.ReadWrite, Mail.Send et MailboxSettings.ReadWrite.",
+                    "Vérifiez le secret client ou le certificat (expiré ?), l'identifiant du locataire et le "
+                    f"consentement administrateur des permissions {needed}.",
                     f"Microsoft refused sign-in for application {cfg.client_id} ({code} {detail}). "
-                    "Check the client secret (expired?), the tenant id and admin consent for the "
-                    "Mail.ReadWrite, Mail.Send and MailboxSettings.ReadWrite permissions.",
+                    "Check the client secret or certificate (expired?), the tenant id and admin consent for the "
+                    f"{needed} permissions.",
                 ),
                 connector_id=CONNECTOR_ID,
             )

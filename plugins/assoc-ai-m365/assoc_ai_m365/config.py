@@ -1,13 +1,18 @@
 """Settings of the Microsoft 365 connector (the ``[mailbox]`` section with ``connector = "m365"``).
 
-Two ways to sign in, chosen by which secret is given:
+Two ways to sign in, chosen by which credential is given:
 
-* **application** (unattended job on a server): ``client_secret`` set; the app
-  reads one shared mailbox, limited to it by an Exchange application access
-  policy (see ``docs/m365.md``);
+* **application** (unattended job on a server): ``client_certificate`` (a PEM
+  file holding the private key and its certificate; preferred) or
+  ``client_secret``; the app reads one shared mailbox, limited to it by an
+  Exchange application access policy (see ``docs/m365.md``);
 * **delegated** (a volunteer's account): ``token_cache`` names the file written
-  by ``assoc-ai m365 auth`` (device-code sign-in); refresh tokens are rotated
-  into that same file.
+  by ``assoc-ai m365 auth`` (browser sign-in on a loopback address, or device
+  code); refresh tokens are rotated into that same file.
+
+``actions`` lists what the job does to the mailbox (``move``, ``label``,
+``forward``); only the permissions those need are asked for (see
+:meth:`M365Config.permissions`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ COLOR_PRESETS: dict[str, str] = {
     )
 }
 _PRESET_RE = re.compile(r"^preset([0-9]|1[0-9]|2[0-4])$", re.IGNORECASE)
+ACTIONS = ("move", "label", "forward")
 
 
 def normalise_color(value: str) -> str:
@@ -80,6 +86,7 @@ class M365Config:
     client_id: str
     tenant: str
     client_secret: Secret | None = None
+    client_certificate: str | None = None
     token_cache: str | None = None
     account: str | None = None
     authority_host: str = DEFAULT_AUTHORITY_HOST
@@ -91,6 +98,8 @@ class M365Config:
     max_retry_wait: float = 120.0
     category_colors: Mapping[str, str] = field(default_factory=dict)
     default_category_color: str = "preset7"
+    actions: tuple[str, ...] = ACTIONS
+    locate_window_days: int = 62
 
     def __post_init__(self) -> None:
         where = WHERE
@@ -100,24 +109,46 @@ class M365Config:
                 raise ConfigError(
                     tr(f"{where} : la clé « {key} » est vide.", f"{where}: key '{key}' is empty.")
                 )
-        if self.client_secret is None and not self.token_cache:
+        if self.client_secret is None and not self.client_certificate and not self.token_cache:
             raise ConfigError(
                 tr(
-                    f"{where} : indiquez client_secret (accès application à la boîte partagée) "
-                    "ou token_cache (compte délégué, fichier écrit par « assoc-ai m365 auth »).",
-                    f"{where}: set client_secret (application access to the shared mailbox) "
-                    "or token_cache (delegated account, file written by 'assoc-ai m365 auth').",
+                    f"{where} : indiquez client_secret ou client_certificate (accès application à la boîte "
+                    "partagée) ou token_cache (compte délégué, fichier écrit par « assoc-ai m365 auth »).",
+                    f"{where}: set client_secret or client_certificate (application access to the shared "
+                    "mailbox) or token_cache (delegated account, file written by 'assoc-ai m365 auth').",
                 )
+            )
+        if self.client_secret is not None and self.client_certificate:
+            raise ConfigError(
+                tr(
+                    f"{where} : client_secret et client_certificate sont exclusifs ; gardez le certificat.",
+                    f"{where}: client_secret and client_certificate exclude each other; keep the certificate.",
+                )
+            )
+        actions = (self.actions,) if isinstance(self.actions, str) else tuple(self.actions)
+        unknown = [a for a in actions if a not in ACTIONS]
+        if unknown:
+            raise ConfigError(
+                tr(
+                    f"{where} actions : action inconnue {unknown[0]!r} ; possibles : {', '.join(ACTIONS)}.",
+                    f"{where} actions: unknown action {unknown[0]!r}; possible: {', '.join(ACTIONS)}.",
+                )
+            )
+        object.__setattr__(self, "actions", tuple(a for a in ACTIONS if a in actions))
+        if not isinstance(self.locate_window_days, int) or self.locate_window_days < 1:
+            raise ConfigError(
+                tr(f"{where} locate_window_days doit être un entier ≥ 1.",
+                   f"{where} locate_window_days must be an integer >= 1.")
             )
         if self.client_secret is not None and not isinstance(self.client_secret, Secret):
             object.__setattr__(self, "client_secret", Secret(str(self.client_secret)))
-        if self.client_secret is not None and self.mailbox.strip().lower() == "me":
+        if self.app_only and self.mailbox.strip().lower() == "me":
             raise ConfigError(
                 tr(
-                    f"{where} : avec client_secret (accès application) il n'y a pas d'utilisateur connecté ; "
-                    'mettez l\'adresse de la boîte partagée dans mailbox (ex. "info@asso.org").',
-                    f"{where}: with client_secret (application access) there is no signed-in user; "
-                    'put the shared mailbox address in mailbox (e.g. "info@asso.org").',
+                    f"{where} : avec client_secret ou client_certificate (accès application) il n'y a pas "
+                    'd\'utilisateur connecté ; mettez l\'adresse de la boîte partagée dans mailbox (ex. "info@asso.org").',
+                    f"{where}: with client_secret or client_certificate (application access) there is no signed-in "
+                    'user; put the shared mailbox address in mailbox (e.g. "info@asso.org").',
                 )
             )
         object.__setattr__(self, "authority_host", _require_https(self.authority_host, "authority_host"))
@@ -138,8 +169,35 @@ class M365Config:
 
     @property
     def app_only(self) -> bool:
-        """True when signing in as the application (client credentials)."""
-        return self.client_secret is not None
+        """True when signing in as the application (client secret or certificate)."""
+        return self.client_secret is not None or bool(self.client_certificate)
+
+    @property
+    def shared_delegated(self) -> bool:
+        """True when a signed-in person works in another (shared) mailbox."""
+        return not self.app_only and self.mailbox.strip().lower() != "me"
+
+    def permissions(self) -> list[str]:
+        """The Graph permissions the configured ``actions`` need, least first (names as Entra shows them).
+
+        Reading (new mail, where decided mail is now) needs ``Mail.Read``;
+        moving, categories and folders need ``Mail.ReadWrite``; forwarding
+        needs ``Mail.Send`` and ``Mail.ReadWrite`` (large forwards are
+        drafts with an uploaded attachment); category colours need
+        ``MailboxSettings.ReadWrite``, asked for only with ``label`` and
+        never for a shared mailbox in delegated mode (Graph does not share
+        another mailbox's settings).  Delegated access to a shared mailbox
+        uses the ``.Shared`` variants.
+        """
+        acts = set(self.actions)
+        names = ["Mail.ReadWrite" if acts else "Mail.Read"]
+        if "forward" in acts:
+            names.append("Mail.Send")
+        if self.shared_delegated:
+            return [f"{n}.Shared" for n in names]
+        if "label" in acts:
+            names.append("MailboxSettings.ReadWrite")
+        return names
 
     @property
     def user_path(self) -> str:

@@ -71,6 +71,7 @@ class FolderTree:
         self._inbox_id: str | None = None
         self._root_id: str | None = None
         self._loaded = False
+        self._climbed: dict[str, str] = {}  # hidden/system folders found by climbing their parents
         # Shared with the connector, so a reconnect keeps how the caller spells its folders.
         self._spelling: dict[str, str] = spelling if spelling is not None else {}
 
@@ -152,6 +153,8 @@ class FolderTree:
             return self._spelt(self._by_id[folder_id])
         if folder_id == self.inbox_id():
             return self._spelt(INBOX)
+        if folder_id in self._climbed:
+            return self._climbed[folder_id]
         self.refresh()
         if folder_id in self._by_id:
             return self._spelt(self._by_id[folder_id])
@@ -175,7 +178,9 @@ class FolderTree:
                 names.append(self._by_id[parent])
                 break
             current = parent
-        return "/".join(reversed(names)) if names else folder_id
+        path = "/".join(reversed(names)) if names else folder_id
+        self._climbed[folder_id] = path
+        return path
 
     # ------------------------------------------------------------ creation
     def ensure(self, path: str) -> str:

@@ -8,6 +8,10 @@ one that carries the original untouched as a ``message/rfc822`` attachment and
 is marked ``Auto-Submitted: auto-forwarded`` (plus Exchange's
 ``X-Auto-Response-Suppress`` so out-of-office replies do not bounce back).
 
+A forward whose request would pass Graph's 4 MB limit (a scanned PDF) is
+built without the original (``attach=False``), created as a draft, given the
+original through an upload session (chunks under 4 MB), then sent.
+
 Its ``Message-ID`` is derived from the original's key and the recipient, so a
 forward repeated after an interrupted run can be recognised in Sent Items.
 """
@@ -33,8 +37,8 @@ def forward_message_id(key: str, to: str, mailbox: str) -> str:
     return f"<assoc-ai-fwd.{digest}@{domain}>"
 
 
-def build_forward(raw: bytes, *, key: str, to: str, mailbox: str) -> bytes:
-    """The bytes of a new message to ``to`` with ``raw`` attached, marked as automated."""
+def build_forward(raw: bytes, *, key: str, to: str, mailbox: str, attach: bool = True) -> bytes:
+    """The bytes of a new message to ``to`` with ``raw`` attached (unless ``attach`` is False), marked as automated."""
     original = email.message_from_bytes(raw, policy=email.policy.compat32)
     subject = decode_header(original.get("subject", "")) or "(sans objet / no subject)"
     msg = EmailMessage(policy=email.policy.SMTP)
@@ -51,6 +55,7 @@ def build_forward(raw: bytes, *, key: str, to: str, mailbox: str) -> bytes:
     msg["X-Auto-Response-Suppress"] = "All"
     msg["X-Assoc-AI"] = "auto-forwarded"
     msg.set_content(f"{AUTO_FORWARD_NOTE_FR}\n{AUTO_FORWARD_NOTE_EN}\n")
-    # Attach the original as it arrived: message/rfc822 keeps every header for the recipient.
-    msg.add_attachment(original, disposition="attachment", filename="message.eml")
+    if attach:
+        # Attach the original as it arrived: message/rfc822 keeps every header for the recipient.
+        msg.add_attachment(original, disposition="attachment", filename="message.eml")
     return msg.as_bytes(policy=email.policy.SMTP)

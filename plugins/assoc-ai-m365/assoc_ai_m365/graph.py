@@ -7,6 +7,11 @@
   tries again later).  A ``Retry-After`` longer than ``max_retry_wait`` is not
   slept through: TransientError straight away.
 * 401 once: the token is renewed and the call repeated; twice: AuthError.
+* Every request asks for immutable message ids (``Prefer:
+  IdType="ImmutableId"``): a message keeps its id when a person moves it, so
+  the id stored at decision time finds it again in one lookup.
+* :meth:`GraphClient.batch` sends up to 20 requests in one JSON ``$batch``;
+  throttled or failed sub-requests are sent again, alone in a new batch.
 * Links returned by the server (``@odata.nextLink``/``deltaLink``) are followed
   only when they point at the configured Graph host, so the bearer token never
   leaves it.
@@ -19,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,6 +43,8 @@ from .session import make_session
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+IMMUTABLE_IDS = 'IdType="ImmutableId"'
+BATCH_LIMIT = 20  # Graph's maximum of requests in one JSON batch
 
 
 class GraphHTTPError(ConnectorError):
@@ -46,6 +53,15 @@ class GraphHTTPError(ConnectorError):
     def __init__(self, message: str, *, status: int, code: str = "") -> None:
         super().__init__(message, connector_id=CONNECTOR_ID)
         self.status = status
+        self.code = code
+
+
+class GraphAccessDenied(AuthError):
+    """Graph answered 403; ``code`` says why (``ErrorAccessDenied``, ``ErrorSendAsDenied``...)."""
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message, connector_id=CONNECTOR_ID)
+        self.status = 403
         self.code = code
 
 
@@ -100,7 +116,8 @@ class GraphClient:
         self.tokens = tokens
         self.session = make_session(config.ca_bundle)
         self._sleep = sleep
-        self.stats: dict[str, int] = {"requests": 0, "retries": 0, "throttled": 0, "token_renewals": 0}
+        self.stats: dict[str, int] = {"requests": 0, "retries": 0, "throttled": 0, "token_renewals": 0,
+                                      "waited_ms": 0, "batched": 0}
 
     def close(self) -> None:
         """Close the HTTP session."""
@@ -186,6 +203,8 @@ class GraphClient:
 
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:
         self.stats["retries"] += 1
+        if state.next_action is not None:
+            self.stats["waited_ms"] += int(state.next_action.sleep * 1000)
         exc = state.outcome.exception() if state.outcome else None
         log.info("Graph: %s, retry %d in %.2fs", getattr(exc, "what", "?"), state.attempt_number,
                  state.next_action.sleep if state.next_action else 0.0)
@@ -228,6 +247,7 @@ class GraphClient:
         hdrs = {"Authorization": f"Bearer {self.tokens.token()}", "client-request-id": str(uuid.uuid4())}
         if headers:
             hdrs.update(headers)
+        hdrs["Prefer"] = with_immutable_ids(hdrs.get("Prefer"))
         self.stats["requests"] += 1
         try:
             resp = self.session.request(
@@ -272,20 +292,31 @@ class GraphClient:
 
     def _error(self, resp: requests.Response, method: str) -> ConnectorError:
         code, message = graph_error(resp)
-        status = resp.status_code
+        return self.error_for(resp.status_code, code, message, method)
+
+    def batch_error(self, status: int, body: Mapping[str, Any]) -> ConnectorError:
+        """The error for a sub-request of a ``$batch`` that failed (same mapping as a lone request)."""
+        err = body.get("error") if isinstance(body, Mapping) else None
+        code = str(err.get("code", "")) if isinstance(err, Mapping) else ""
+        message = str(err.get("message", ""))[:300] if isinstance(err, Mapping) else ""
+        if status == 401:
+            return self._unauthorised(code)
+        return self.error_for(status, code, message, "GET ($batch)")
+
+    def error_for(self, status: int, code: str, message: str, method: str) -> ConnectorError:
+        """Graph's error ``status``/``code`` in assoc-ai terms (403: GraphAccessDenied, else GraphHTTPError)."""
         if status == 403:
-            return AuthError(
+            needed = ", ".join(self.config.permissions())
+            return GraphAccessDenied(
                 tr(
                     f"Accès refusé par Microsoft Graph à la boîte {self.config.mailbox} ({code}). Vérifiez les "
-                    "permissions de l'application (Mail.ReadWrite, Mail.Send, MailboxSettings.ReadWrite, avec "
-                    "consentement administrateur) et que la stratégie d'accès (New-ApplicationAccessPolicy) "
-                    "inclut bien cette boîte.",
+                    f"permissions accordées ({needed}, avec consentement administrateur) et, en accès "
+                    "application, que la stratégie d'accès (New-ApplicationAccessPolicy) inclut bien cette boîte.",
                     f"Microsoft Graph denied access to mailbox {self.config.mailbox} ({code}). Check the "
-                    "application's permissions (Mail.ReadWrite, Mail.Send, MailboxSettings.ReadWrite, with admin "
-                    "consent) and that the application access policy (New-ApplicationAccessPolicy) includes "
-                    "this mailbox.",
+                    f"permissions granted ({needed}, with admin consent) and, for application access, that the "
+                    "application access policy (New-ApplicationAccessPolicy) includes this mailbox.",
                 ),
-                connector_id=CONNECTOR_ID,
+                code=code,
             )
         if status == 404 and code in ("ErrorInvalidUser", "MailboxNotEnabledForRESTAPI"):
             return GraphHTTPError(
@@ -321,6 +352,11 @@ class GraphClient:
             return {}
         return _json(resp)
 
+    def send_json_raw(self, method: str, path_or_url: str, data: bytes, *, content_type: str) -> dict[str, Any]:
+        """Send a non-JSON body (base64 MIME) and decode the JSON answer."""
+        resp = self.request(method, path_or_url, data=data, headers={"Content-Type": content_type}, ok=(200, 201))
+        return _json(resp)
+
     def iter_collection(self, path_or_url: str, *, params: Mapping[str, Any] | None = None,
                         headers: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
         """Every item of a Graph collection, following ``@odata.nextLink``."""
@@ -331,6 +367,85 @@ class GraphClient:
             if not link:
                 return
             page = self.get_json(link, headers=headers)  # the link carries the query already
+
+
+    def batch(self, calls: Sequence[tuple[str, str] | tuple[str, str, Mapping[str, Any]]], *, select: str = "",
+              headers: Sequence[Mapping[str, str] | None] | None = None) -> list[tuple[int, dict[str, Any]]]:
+        """Send each ``(method, path under the mailbox[, JSON body])`` through JSON ``$batch``.
+
+        Returns ``(status, body)`` in call order.  ``select`` is added to every
+        sub-request's query; ``headers`` (one mapping per call, or None) are
+        added to that sub-request (``If-Match``...).
+
+        Sub-requests are counted one by one by Graph's throttling, so a batch
+        can come back partly throttled: those (429/5xx) are sent again after
+        the longest ``Retry-After`` asked.  A round that answers none of them
+        counts as a failed attempt; after ``max_retries`` such rounds in a row
+        (or a wait over ``max_retry_wait``) :class:`TransientError` is raised.
+        """
+        results: list[tuple[int, dict[str, Any]] | None] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        attempt = 0
+        while pending:
+            retry: list[int] = []
+            wait = 0.0
+            for start in range(0, len(pending), BATCH_LIMIT):
+                chunk = pending[start:start + BATCH_LIMIT]
+                body = {"requests": [self._sub_request(i, calls[i], select, headers[i] if headers else None)
+                                     for i in chunk]}
+                self.stats["batched"] += len(chunk)
+                answer = self.send_json("POST", "/$batch", body, ok=(200,))
+                for sub in answer.get("responses", []):
+                    i = int(sub.get("id", -1))
+                    status = int(sub.get("status", 0))
+                    if i not in chunk:
+                        continue
+                    if status in RETRYABLE_STATUS:
+                        if status == 429:
+                            self.stats["throttled"] += 1
+                        after = parse_retry_after((sub.get("headers") or {}).get("Retry-After"))
+                        wait = max(wait, after if after is not None else self.config.retry_backoff * 2 ** attempt)
+                        retry.append(i)
+                        continue
+                    sub_body = sub.get("body")
+                    results[i] = (status, sub_body if isinstance(sub_body, dict) else {})
+                retry += [i for i in chunk if results[i] is None and i not in retry]
+            if not retry:
+                break
+            attempt = attempt + 1 if len(retry) == len(pending) else 0  # progress resets the count
+            if attempt > self.config.max_retries or wait > self.config.max_retry_wait:
+                raise TransientError(
+                    tr(
+                        "Microsoft Graph limite le débit (lot de requêtes) ; le travail reprendra au prochain lancement.",
+                        "Microsoft Graph is throttling (request batch); the job will resume on its next run.",
+                    ),
+                    connector_id=CONNECTOR_ID,
+                )
+            self.stats["retries"] += 1
+            self.stats["waited_ms"] += int(wait * 1000)
+            self._sleep(wait)
+            pending = retry
+        return [r if r is not None else (0, {}) for r in results]
+
+
+    def _sub_request(self, i: int, call: tuple[Any, ...], select: str,
+                     extra: Mapping[str, str] | None) -> dict[str, Any]:
+        path = call[1] + (("&" if "?" in call[1] else "?") + "$select=" + select if select else "")
+        sub: dict[str, Any] = {"id": str(i), "method": call[0], "url": self.config.user_path + path,
+                               "headers": {"Prefer": IMMUTABLE_IDS, **(extra or {})}}
+        if len(call) > 2:
+            sub["body"] = call[2]
+            sub["headers"]["Content-Type"] = "application/json"
+        return sub
+
+
+def with_immutable_ids(prefer: str | None) -> str:
+    """A ``Prefer`` header value that also asks for immutable ids (kept alongside other preferences)."""
+    if not prefer:
+        return IMMUTABLE_IDS
+    if "idtype" in prefer.lower():
+        return prefer
+    return f"{prefer}, {IMMUTABLE_IDS}"
 
 
 def _never_connected(exc: requests.RequestException) -> bool:

@@ -24,11 +24,12 @@ class PinnedVerifySession(requests.Session):
         self.verify = verify
         self.headers["User-Agent"] = USER_AGENT
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         """Send a request with this session's ``verify`` unless the caller chose one."""
         if kwargs.get("verify") is None and isinstance(self.verify, str):
             kwargs["verify"] = self.verify
-        return super().request(method, url, *args, **kwargs)
+        name = method.decode("ascii") if isinstance(method, bytes) else method
+        return super().request(name, url, *args, **kwargs)
 
 
 def make_session(ca_bundle: str | None) -> PinnedVerifySession:

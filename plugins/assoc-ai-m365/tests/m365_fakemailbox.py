@@ -116,23 +116,43 @@ class Msg:
 class _Messages(dict[str, Msg]):
     """Messages by their (moving) Graph id; a lookup by immutable id works too, as Graph accepts both."""
 
-    def _by_immutable(self, key: object) -> Msg | None:
-        return next((m for m in self.values() if m.immutable_id == key), None)
+    def __init__(self) -> None:
+        super().__init__()
+        self._immutable: dict[str, str] = {}  # immutable id -> current Graph id
+
+    def __setitem__(self, key: str, msg: Msg) -> None:
+        super().__setitem__(key, msg)
+        self._immutable[msg.immutable_id] = key
+
+    def __delitem__(self, key: str) -> None:
+        msg = dict.__getitem__(self, key)
+        super().__delitem__(key)
+        if self._immutable.get(msg.immutable_id) == key:
+            del self._immutable[msg.immutable_id]
+
+    def pop(self, key: str, *default: Msg) -> Msg:  # type: ignore[override]
+        if not dict.__contains__(self, key):
+            if default:
+                return default[0]
+            raise KeyError(key)
+        msg = dict.__getitem__(self, key)
+        del self[key]
+        return msg
 
     def __missing__(self, key: str) -> Msg:
-        found = self._by_immutable(key)
-        if found is None:
+        current = self._immutable.get(key)
+        if current is None:
             raise KeyError(key)
-        return found
+        return dict.__getitem__(self, current)
 
     def get(self, key: str, default: Msg | None = None) -> Msg | None:  # type: ignore[override]
         if dict.__contains__(self, key):
             return dict.__getitem__(self, key)
-        found = self._by_immutable(key)
-        return found if found is not None else default
+        current = self._immutable.get(key)
+        return dict.__getitem__(self, current) if current is not None else default
 
     def __contains__(self, key: object) -> bool:
-        return dict.__contains__(self, key) or self._by_immutable(key) is not None
+        return dict.__contains__(self, key) or key in self._immutable
 
 
 class FakeMailbox:

@@ -32,6 +32,9 @@ real msal + requests code paths are exercised.  The mailbox model is in
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import email
+import email.policy
 import itertools
 import json
 import re
@@ -39,7 +42,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,9 +114,13 @@ class FakeM365(FakeEntra):
         self.throttle_window = 600.0
         self._recent: dict[str, list[float]] = {}
         self.throttled = 0  # 429 answers given by the throttle
+        self.mailbox_requests: dict[str, int] = {}  # requests per mailbox, a batch's sub-requests one by one
         self.delta_ttl: float | None = None  # seconds a delta/skip token lives (None: until expire_delta_states)
+        self.delta_gone_code = "SyncStateNotFound"  # Graph documents resyncRequired too
         self.send_denied: dict[str, str] = {}  # mailbox -> Graph error code answered to sendMail / send
         self.upload_sessions: dict[str, dict[str, Any]] = {}
+        self.app_certificates: dict[str, bytes] = {}  # client_id -> certificate PEM (private_key_jwt)
+        self.auth_codes: dict[str, dict[str, Any]] = {}
         self.server = LoopbackHTTPServer(self.handle, name="fake-m365", tls=(cert, key))
         self.port = self.server.port
         self.base = self.server.base_url
@@ -195,7 +202,7 @@ class FakeM365(FakeEntra):
                     and (method is None or s.method == method)]
 
     # ---- request entry point
-    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def handle(self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes) -> tuple[int, Mapping[str, str], bytes]:
         parts = urlsplit(raw_path)
         path = parts.path
         query = parse_qs(parts.query, keep_blank_values=True)
@@ -279,6 +286,7 @@ class FakeM365(FakeEntra):
         return self._mail(box, prefix, method, rest, query, headers, body)
 
     def _count(self, mailbox: str) -> None:
+        self.mailbox_requests[mailbox] = self.mailbox_requests.get(mailbox, 0) + 1  # what Outlook's limits count
         if self.throttle_limit is None:
             return
         now = time.monotonic()
@@ -330,7 +338,7 @@ class FakeM365(FakeEntra):
             if method == "POST":
                 return self._create_folder(box, folder.id, body)
         if n == 3 and rest[2] == "messages" and method == "GET":
-            items = [self._msgjson_answer(m, q) for m in box.messages.values() if m.folder_id == folder.id]
+            items = [self._msgjson_answer(m, q) for m in self._filter(box, q) if m.folder_id == folder.id]
             return self._list(prefix, rest, q, items)
         if n == 4 and rest[2:] == ["messages", "delta"] and method == "GET":
             return self._delta(box, prefix, folder, q, headers)
@@ -340,6 +348,8 @@ class FakeM365(FakeEntra):
         n = len(rest)
         if n == 1 and method == "GET":
             return self._list(prefix, rest, q, [self._msgjson_answer(m, q) for m in self._filter(box, q)])
+        if n == 1 and method == "POST":
+            return None  # creating a draft, served by _mail
         msg = box.messages.get(rest[1]) if n > 1 else None
         if msg is None:
             raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
@@ -470,16 +480,22 @@ class FakeM365(FakeEntra):
         prefer = headers.get("prefer", "")
         m = re.search(r"odata\.maxpagesize=(\d+)", prefer)
         page_size = int(m.group(1)) if m else 10
-        token = (q.get("$skiptoken") or q.get("$deltatoken") or [None])[0]
+        tokens = q.get("$skiptoken") or q.get("$deltatoken")
+        token = tokens[0] if tokens else None
         if token is not None:
             state = self.delta_states.get(token)
+            if state is not None and self.delta_ttl is not None and time.time() - state.get("issued", 0) > self.delta_ttl:
+                del self.delta_states[token]
+                state = None
             if state is None or state["folder"] != folder.id:
-                raise GraphError(410, "SyncStateNotFound", "The sync state generation is not found. The delta token is expired and data must be synchronized again.")
+                raise GraphError(410, self.delta_gone_code, "The sync state generation is not found. The delta token is expired and data must be synchronized again.")
             if "snapshot" not in state:  # a deltatoken: start the next round from its watermark
-                state = self._round(box, folder, since=state["upto"], change_type=state["change_type"], select=state["select"])
+                state = self._round(box, folder, since=state["upto"], change_type=state["change_type"],
+                                    select=state["select"], received_since=state.get("received_since", 0.0))
         else:
+            expr = q.get("$filter", [""])[0]
             state = self._round(box, folder, since=0, change_type=q.get("changeType", [""])[0],
-                                select=q.get("$select", [""])[0])
+                                select=q.get("$select", [""])[0], received_since=_received_since(expr) if expr else 0.0)
         offset = state["offset"]
         chunk = state["snapshot"][offset: offset + page_size]
         sel = {"$select": [state["select"]]} if state["select"] else {}
@@ -496,19 +512,22 @@ class FakeM365(FakeEntra):
         out: dict[str, Any] = {"@odata.context": f"{self.graph_url}/$metadata#Collection(message)", "value": value}
         if offset + page_size < len(state["snapshot"]):
             nxt = secrets.token_urlsafe(24)
-            self.delta_states[nxt] = {**state, "offset": offset + page_size}
+            self.delta_states[nxt] = {**state, "offset": offset + page_size, "issued": time.time()}
             out["@odata.nextLink"] = f"{url}?$skiptoken={nxt}"
         else:
             dlt = secrets.token_urlsafe(24)
             self.delta_states[dlt] = {"folder": folder.id, "upto": state["upto"], "change_type": state["change_type"],
-                                      "select": state["select"]}
+                                      "select": state["select"], "received_since": state["received_since"],
+                                      "issued": time.time()}
             out["@odata.deltaLink"] = f"{url}?$deltatoken={dlt}"
         return json_answer(200, out)
 
-    def _round(self, box: FakeMailbox, folder: Folder, *, since: int, change_type: str, select: str) -> dict[str, Any]:
+    def _round(self, box: FakeMailbox, folder: Folder, *, since: int, change_type: str, select: str,
+               received_since: float = 0.0) -> dict[str, Any]:
         upto = next(self._seq)
         snapshot: list[tuple[str, str]] = []
-        msgs = sorted((m for m in box.messages.values() if m.folder_id == folder.id), key=lambda m: m.seq)
+        msgs = sorted((m for m in box.messages.values() if m.folder_id == folder.id and m.received >= received_since),
+                      key=lambda m: m.seq)
         for msg in msgs:
             created = since < msg.seq <= upto
             updated = not created and since < msg.changed_seq <= upto
@@ -516,7 +535,115 @@ class FakeM365(FakeEntra):
                 snapshot.append(("message", msg.id))
         if change_type in ("", "deleted") and since:
             snapshot += [("removed", mid) for seq, fid, mid in box.tombstones if fid == folder.id and since < seq <= upto]
-        return {"folder": folder.id, "upto": upto, "change_type": change_type, "select": select, "snapshot": snapshot, "offset": 0}
+        return {"folder": folder.id, "upto": upto, "change_type": change_type, "select": select, "snapshot": snapshot,
+                "offset": 0, "received_since": received_since}
+
+    # ---- JSON batching: each sub-request is served (and throttled) as if sent alone
+    def _batch(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        try:
+            requests = json.loads(body or b"{}")["requests"]
+        except (ValueError, KeyError, TypeError):
+            raise GraphError(400, "BadRequest", "Invalid batch payload format.") from None
+        if len(requests) > 20:
+            raise GraphError(400, "BadRequest", "Batch request exceeds the maximum of 20 requests.")
+        responses = []
+        for sub in requests:
+            sub_headers = {k.lower(): str(v) for k, v in (sub.get("headers") or {}).items()}
+            sub_headers["authorization"] = headers.get("authorization", "")
+            url = str(sub.get("url", ""))
+            parts = urlsplit(url if url.startswith("/") else "/" + url)
+            sub_body = json.dumps(sub["body"]).encode() if sub.get("body") is not None else b""
+            try:
+                status, hdrs, payload = self._graph(str(sub.get("method", "GET")), parts.path,
+                                                    parse_qs(parts.query, keep_blank_values=True), sub_headers, sub_body)
+            except GraphError as exc:
+                status, hdrs = exc.status, {"Content-Type": "application/json", **exc.headers}
+                payload = json.dumps({"error": {"code": exc.code, "message": exc.message}}).encode()
+            answer: dict[str, Any] = {"id": sub.get("id"), "status": status, "headers": hdrs}
+            if payload:
+                answer["body"] = json.loads(payload) if hdrs.get("Content-Type", "").startswith("application/json") else \
+                    base64.b64encode(payload).decode()
+            responses.append(answer)
+        return json_answer(200, {"responses": responses})
+
+    # ---- drafts from MIME, upload sessions, send
+    def _create_draft(self, box: FakeMailbox, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        if not headers.get("content-type", "").startswith("text/plain"):
+            raise GraphError(400, "BadRequest", "Only MIME (text/plain, base64) drafts are implemented in this fake.")
+        try:
+            mime = base64.b64decode(body, validate=False)
+        except (ValueError, base64.binascii.Error):  # type: ignore[attr-defined]
+            raise GraphError(400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.") from None
+        draft = box.deliver(mime, "drafts", draft=True)
+        return json_answer(201, self._msgjson_answer(draft, {}))
+
+    def _create_upload_session(self, box: FakeMailbox, msg: Msg, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        item = json.loads(body or b"{}").get("AttachmentItem") or {}
+        if item.get("attachmentType") != "file" or not item.get("name") or int(item.get("size") or 0) <= 0:
+            raise GraphError(400, "ErrorInvalidRequest", "AttachmentItem needs attachmentType file, name and size.")
+        if not msg.is_draft:
+            raise GraphError(400, "ErrorInvalidRequest", "Attachments can be added to drafts only in this fake.")
+        token = secrets.token_urlsafe(24)
+        self.upload_sessions[token] = {"box": box.address.lower(), "msg": msg.immutable_id, "size": int(item["size"]),
+                                       "name": str(item["name"]), "contentType": str(item.get("contentType") or
+                                                                                       "application/octet-stream"),
+                                       "data": bytearray()}
+        return json_answer(201, {"uploadUrl": f"{self.base}/upload/{token}", "expirationDateTime": _iso(time.time() + 900),
+                                 "nextExpectedRanges": ["0-"]})
+
+    def _upload(self, token: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        session = self.upload_sessions.get(token)
+        if session is None:
+            raise GraphError(404, "ErrorItemNotFound", "The upload session was not found.")
+        if headers.get("authorization"):
+            # The upload URL carries its own credential; Outlook refuses a bearer token on it.
+            raise GraphError(401, "InvalidAuthenticationToken", "Authorization header is not allowed on the upload URL.")
+        if len(body) > 4 * 1024 * 1024:
+            raise GraphError(413, "RequestEntityTooLarge", "A chunk may hold at most 4 MB.")
+        m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", headers.get("content-range", ""))
+        data: bytearray = session["data"]
+        if not m or int(m.group(1)) != len(data) or int(m.group(2)) - int(m.group(1)) + 1 != len(body) \
+                or int(m.group(3)) != session["size"]:
+            raise GraphError(416, "ErrorInvalidRange", "The Content-Range header does not match the expected range.")
+        data.extend(body)
+        if len(data) < session["size"]:
+            return json_answer(200, {"expirationDateTime": _iso(time.time() + 900), "nextExpectedRanges": [f"{len(data)}-"]})
+        box = self.mailboxes[session["box"]]
+        msg = box.messages[session["msg"]]
+        msg.attachments.append({"name": session["name"], "contentType": session["contentType"], "data": bytes(data)})
+        del self.upload_sessions[token]
+        return 201, {"Location": f"{self.graph_url}/attachments/{secrets.token_urlsafe(12)}"}, b""
+
+    def _send_draft(self, box: FakeMailbox, msg: Msg) -> tuple[int, dict[str, str], bytes]:
+        if not msg.is_draft:
+            raise GraphError(400, "ErrorInvalidRequest", "Only a draft can be sent.")
+        parsed = email.message_from_bytes(msg.raw, policy=email.policy.default)
+        for att in msg.attachments:
+            maintype, _, subtype = str(att["contentType"]).partition("/")
+            if maintype == "message" and subtype == "rfc822":
+                inner = email.message_from_bytes(bytes(att["data"]), policy=email.policy.default)  # type: ignore[call-overload]
+                parsed.add_attachment(inner, filename=str(att["name"]))
+            else:
+                parsed.add_attachment(att["data"], maintype=maintype, subtype=subtype, filename=str(att["name"]))
+        mime = parsed.as_bytes()
+        self.sent.append(mime)
+        box.delete(msg.id)
+        sent = box.deliver(mime, "sentitems")
+        sent.internet_message_id = msg.internet_message_id
+        return 202, {}, b""
+
+
+def rest_is_send(segments: list[str]) -> bool:
+    """True for ``sendMail`` and ``messages/{id}/send`` (what Mail.Send and send-as rights govern)."""
+    return segments[-1:] == ["sendMail"] or (len(segments) >= 3 and segments[-1] == "send" and segments[-3] == "messages")
+
+
+def _received_since(expr: str) -> float:
+    m = re.fullmatch(r"receivedDateTime (ge|gt) (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)Z", expr.strip())
+    if not m:
+        raise GraphError(400, "ErrorInvalidUrlQueryFilter", "The query filter contains one or more invalid nodes.")
+    at = dt.datetime.strptime(m.group(2), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.UTC).timestamp()
+    return at + (1 if m.group(1) == "gt" else 0)
 
 
 def _select(full: dict[str, Any], q: dict[str, list[str]]) -> dict[str, Any]:

@@ -65,14 +65,16 @@ def test_folder_created_meanwhile_by_someone_else_is_reused(connector: M365Conne
 
 
 # ------------------------------------------------------------------ move
-def test_move_returns_the_new_id_and_is_a_no_op_when_already_there(connector: M365Connector, box: FakeMailbox, fake: FakeM365) -> None:
+def test_move_keeps_the_immutable_id_and_is_a_no_op_when_already_there(connector: M365Connector, box: FakeMailbox, fake: FakeM365) -> None:
     original = box.deliver(mail(1))
     ref = first_ref(connector)
 
     moved = connector.move(ref, "IA/Adhésion")
 
     assert moved.folder == "IA/Adhésion" and moved.key == ref.key
-    assert moved.uid != ref.uid and original.id not in box.messages
+    # Exchange gave the moved item a new (default) id; the immutable id the connector asked for stays.
+    assert moved.uid == ref.uid == original.immutable_id and original.id not in dict(box.messages)
+    assert all('IdType="ImmutableId"' in s.headers.get("prefer", "") for s in fake.graph_requests())
     assert box.messages[moved.uid].folder_id == box.folder_by_path("IA/Adhésion").id
     before = len(fake.graph_requests(r"/move$"))
     assert connector.move(moved, "ia/adhésion") == moved
@@ -137,7 +139,7 @@ def test_category_edit_racing_a_person_is_retried_with_a_fresh_etag(connector: M
         msg.categories = ["Suivi Marie"]
         box.touch(msg)
 
-    fake.before("PATCH", rf"/messages/{msg.id}$", person_edits)
+    fake.before("PATCH", rf"/messages/{msg.immutable_id}$", person_edits)
     connector.add_label(ref, "Adhésion")
 
     assert msg.categories == ["Suivi Marie", "Adhésion"]

@@ -58,7 +58,7 @@ def device_login(fake: FakeM365, cache: Path, *, mailbox: str = "me", approve_as
     result = CliRunner(env={"ASSOC_AI_LANG": lang}).invoke(group, [
         "m365", "auth", "--client-id", PUBLIC_APP_ID, "--tenant", TENANT, "--cache", str(cache),
         "--mailbox", mailbox, "--authority-host", fake.base, "--graph-url", fake.graph_url,
-        "--ca-bundle", str(fake.ca_path),
+        "--ca-bundle", str(fake.ca_path), "--device",
     ])
     if wait_for_person:
         helper.join(timeout=10)
@@ -197,7 +197,7 @@ def test_device_code_refused_when_public_flows_are_off(fake: FakeM365, tmp_path:
 
     result = CliRunner().invoke(group, [
         "m365", "auth", "--client-id", APP_ID, "--tenant", TENANT, "--cache", str(tmp_path / "c.json"),
-        "--authority-host", fake.base, "--graph-url", fake.graph_url, "--ca-bundle", str(fake.ca_path),
+        "--authority-host", fake.base, "--graph-url", fake.graph_url, "--ca-bundle", str(fake.ca_path), "--device",
     ])
     assert isinstance(result.exception, AuthError) and "Allow public client flows" in str(result.exception)
     assert not (tmp_path / "c.json").exists()

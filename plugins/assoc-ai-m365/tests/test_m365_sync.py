@@ -43,7 +43,7 @@ def test_first_run_reads_everything_in_pages_and_keys_match_the_core(connector: 
         assert m.ref.folder == "Inbox" and m.ref.uid in box.messages
     assert any("adhérer" in parse_message(m.raw).text for m in fetched)
     prefer = {s.headers.get("prefer") for s in fake.graph_requests(r"/delta$")}
-    assert prefer == {"odata.maxpagesize=2"}
+    assert prefer == {'odata.maxpagesize=2, IdType="ImmutableId"'}
 
 
 def test_second_run_fetches_nothing_new_even_after_our_own_changes(connector: M365Connector, box: FakeMailbox) -> None:
@@ -117,13 +117,13 @@ def test_message_deleted_between_list_and_get_is_skipped_and_reported(
 ) -> None:
     kept = box.deliver(mail(1))
     doomed = box.deliver(mail(2))
-    fake.before("GET", rf"/messages/{doomed.id}/\$value$", lambda path: box.delete(doomed.id))
+    fake.before("GET", rf"/messages/{doomed.immutable_id}/\$value$", lambda path: box.delete(doomed.id))
 
     with caplog.at_level(logging.WARNING, logger="assoc_ai_m365"):
         fetched, cursor, _ = run(connector, None)
 
-    assert [m.ref.uid for m in fetched] == [kept.id]
-    assert [(s.folder, s.uid) for s in connector.skipped] == [("Inbox", doomed.id)]
+    assert [m.ref.uid for m in fetched] == [kept.immutable_id]
+    assert [(s.folder, s.uid) for s in connector.skipped] == [("Inbox", doomed.immutable_id)]
     assert "vanished" in caplog.text and "adhesion@exemple.fr" not in caplog.text  # no personal data in logs
     again, _, _ = run(connector, cursor)
     assert again == []
@@ -183,8 +183,10 @@ def test_locate_follows_moves_and_human_corrections(connector: M365Connector, bo
     box.touch(corrected)
 
     where = connector.locate_detailed([moved])[ref.key]
-    assert [(loc.ref.folder, loc.ref.uid, loc.categories) for loc in where] == [("IA/Bénévolat", corrected.id, ("Bénévolat",))]
-    assert connector.categories(MailRef("IA/Bénévolat", corrected.id, ref.key)) == ["Bénévolat"]
+    # The immutable id survives the person's move: the same id, found in its new folder.
+    assert [(loc.ref.folder, loc.ref.uid, loc.categories) for loc in where] == [("IA/Bénévolat", moved.uid, ("Bénévolat",))]
+    assert corrected.immutable_id == moved.uid != corrected.id
+    assert connector.categories(MailRef("IA/Bénévolat", moved.uid, ref.key)) == ["Bénévolat"]
 
     box.delete(corrected.id)
     assert connector.locate([ref]) == {ref.key: []}
@@ -198,8 +200,10 @@ def test_locate_without_message_id_uses_the_graph_id(connector: M365Connector, b
     ref = fetched[0].ref
     assert ref.key.startswith("sha256:") and ref.key == parse_message(raw).key
 
-    assert connector.locate([ref]) == {ref.key: [MailRef("Inbox", msg.id, ref.key)]}
-    box.delete(msg.id)
+    assert connector.locate([ref]) == {ref.key: [MailRef("Inbox", msg.immutable_id, ref.key)]}
+    moved = box.move(msg, box.folder_by_path("inbox/Presse").id)  # a person files it: found all the same
+    assert connector.locate([ref]) == {ref.key: [MailRef("Inbox/Presse", msg.immutable_id, ref.key)]}
+    box.delete(moved.id)
     assert connector.locate([ref]) == {ref.key: []}
 
 
