@@ -206,7 +206,7 @@ def test_audit_command_answers_an_access_request(job_with_corrections, tmp_path:
     result = runner.invoke(cli, ["audit", "--config", str(cfg), "--format", "csv", "--output", str(out)])
     assert result.exit_code == 0
     lines = out.read_text(encoding="utf-8").splitlines()
-    assert lines[0].startswith("decided_at,key,decision") and len(lines) == 1 + len(keys)
+    assert lines[0].startswith("decided_at,ref,key,decision") and len(lines) == 1 + len(keys)
     assert "donateur" not in out.read_text(encoding="utf-8")
     table = runner.invoke(cli, ["audit", "--config", str(cfg), "--since", "2000-01-01"]).output
     assert "correction:" in table and keys[0] in table
