@@ -128,6 +128,12 @@ def test_catastrophic_token_pattern_is_refused_before_any_text_is_read(trained_m
     assert r.exit_code == 7 and "motif de mots" in r.output
 
 
+def test_a_model_written_by_the_previous_version_still_loads(trained_model, tmp_path) -> None:
+    """Models trained before "don't" was kept whole use the older word pattern: an upgrade must not stop the job."""
+    path = _saved_with(trained_model, tmp_path, lambda m: setattr(_word(m), "token_pattern", r"(?u)\b\w[\w-]*\w\b"))
+    assert load_model(path).predict(["Je souhaite adhérer à l'association."])
+
+
 @pytest.mark.parametrize(("value", "loads"), [(0.0, False), (-0.5, False), (float("nan"), False), (1.5, False),
                                              (1e-9, True), (0.42, True), (1.0, True), (1.01, True)])
 def test_threshold_must_be_a_probability(trained_model, tmp_path, value: float, loads: bool) -> None:

@@ -56,7 +56,9 @@ def loaded_model_problems(model: Any) -> list[str]:
 _FINGERPRINT = re.compile(rf"[0-9a-f]{{{FINGERPRINT_HEX}}}")
 
 # The token patterns build_features writes, plus scikit-learn's default that the character vectorizer keeps unused.
-LOADABLE_TOKEN_PATTERNS = frozenset({WORD_TOKEN, r"\S+", r"(?u)\b\w\w+\b"})
+# the word pattern of models written before "don't" was kept whole: an association's live model must still load
+WORD_TOKEN_BEFORE_CONTRACTIONS = r"(?u)\b\w[\w-]*\w\b"
+LOADABLE_TOKEN_PATTERNS = frozenset({WORD_TOKEN, WORD_TOKEN_BEFORE_CONTRACTIONS, r"\S+", r"(?u)\b\w\w+\b"})
 
 
 def _finite(value: Any) -> float:
