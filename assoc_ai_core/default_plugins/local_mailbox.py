@@ -44,7 +44,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -405,76 +405,65 @@ class LocalMailConnector(MailboxConnector):
     def add_label(self, ref: MailRef, label: str) -> None:
         """Add ``label`` as a Maildir keyword flag; nothing if the message already has it."""
         self.require(Capability.LABEL)
-        f, path = self._locate_file(ref)
-        if path is None:
-            raise self._not_found(ref)
+        f, _ = self._locate_file(ref)
         letter = keyword_letter(f.path, label, shown_as=f.name)
-        flags = split_info(path.name)[1]
-        if letter in flags:
-            return
-        dest = f.path / "cur" / f"{ref.uid}:2,{''.join(sorted(flags + letter))}"
-        os.rename(path, dest)
-        fsync_dir(dest.parent)
-        if path.parent != dest.parent:
-            fsync_dir(path.parent)
+        self._set_flags(ref, lambda flags: "".join(sorted(set(flags + letter))))
 
     def remove_label(self, ref: MailRef, label: str) -> None:
         """Take the keyword flag of ``label`` off the message; nothing if it does not have it."""
         self.require(Capability.LABEL)
+        f, _ = self._locate_file(ref)
+        names = read_keywords(f.path)
+        if label in names:
+            letter = chr(ord("a") + names.index(label))
+            self._set_flags(ref, lambda flags: flags.replace(letter, ""))
+
+    def _set_flags(self, ref: MailRef, change: Callable[[str], str]) -> None:
+        """Rename the message's file to carry ``change(flags)`` (Maildir flags live in the name); no-op if equal."""
         f, path = self._locate_file(ref)
         if path is None:
             raise self._not_found(ref)
-        names = read_keywords(f.path)
-        if label not in names:
-            return
-        letter = chr(ord("a") + names.index(label))
         flags = split_info(path.name)[1]
-        if letter not in flags:
+        wanted = change(flags)
+        if wanted == flags:
             return
-        dest = f.path / "cur" / f"{ref.uid}:2,{flags.replace(letter, '')}"
+        dest = f.path / "cur" / f"{ref.uid}:2,{wanted}"
         os.rename(path, dest)
         fsync_dir(dest.parent)
         if path.parent != dest.parent:
             fsync_dir(path.parent)
 
-    def untag_subject(self, ref: MailRef, tag: str) -> MailRef:
-        """Rewrite the message without ``tag`` in its subject (a new file flushed first, then the old one removed)."""
-        self.require(Capability.TAG_SUBJECT)
-        f, path = self._locate_file(ref)
-        new_uid = f"{ref.uid}.u{hashlib.sha1(tag.encode('utf-8')).hexdigest()[:8]}"
-        existing = find_message(f.path, new_uid)
-        if path is None:
-            if existing is not None:
-                return MailRef(f.name, new_uid, ref.key)  # done by a previous run
-            raise self._not_found(ref)
-        raw = path.read_bytes()
-        if existing is None:
-            clean = without_tag_bytes(raw, tag)
-            if clean is raw:
-                return ref
-            mode = stat.S_IMODE(path.stat().st_mode)
-            write_message(f.path, "cur", f"{new_uid}:2,{split_info(path.name)[1]}", clean, mode=mode)
-        path.unlink(missing_ok=True)
-        fsync_dir(path.parent)
-        return MailRef(f.name, new_uid, ref.key)
-
     def tag_subject(self, ref: MailRef, tag: str) -> MailRef:
         """Write a copy whose subject starts with ``tag`` (same file mode), flush it, then remove the original."""
         self.require(Capability.TAG_SUBJECT)
+        return self._rewrite(ref, f"t{hashlib.sha1(tag.encode('utf-8')).hexdigest()[:8]}",
+                             lambda raw: raw if is_tagged(raw, tag) else with_tag(raw, tag))
+
+    def untag_subject(self, ref: MailRef, tag: str) -> MailRef:
+        """Rewrite the message without ``tag`` in its subject (a new file flushed first, then the old one removed)."""
+        self.require(Capability.TAG_SUBJECT)
+        return self._rewrite(ref, f"u{hashlib.sha1(tag.encode('utf-8')).hexdigest()[:8]}",
+                             lambda raw: without_tag_bytes(raw, tag))
+
+    def _rewrite(self, ref: MailRef, suffix: str, rewrite: Callable[[bytes], bytes]) -> MailRef:
+        """Replace the message by ``rewrite`` of it under the uid ``<uid>.<suffix>``: the copy is flushed before the
+        original goes, and a copy left by a killed run is found again.  When ``rewrite`` returns the very bytes it
+        was given, nothing is done."""
         f, path = self._locate_file(ref)
-        new_uid = f"{ref.uid}.t{hashlib.sha1(tag.encode('utf-8')).hexdigest()[:8]}"
+        new_uid = f"{ref.uid}.{suffix}"
         existing = find_message(f.path, new_uid)
         if path is None:
             if existing is not None:
                 return MailRef(f.name, new_uid, ref.key)  # done by a previous run
             raise self._not_found(ref)
-        raw = path.read_bytes()
-        if is_tagged(raw, tag) and existing is None:
-            return ref
         if existing is None:
+            raw = path.read_bytes()
+            new = rewrite(raw)
+            if new is raw:
+                return ref
             mode = stat.S_IMODE(path.stat().st_mode)
-            write_message(f.path, "cur", f"{new_uid}:2,{split_info(path.name)[1]}", with_tag(raw, tag), mode=mode)
-        # the tagged copy is on disk: only now may the original go
+            write_message(f.path, "cur", f"{new_uid}:2,{split_info(path.name)[1]}", new, mode=mode)
+        # the new copy is on disk: only now may the original go
         path.unlink(missing_ok=True)
         fsync_dir(path.parent)
         return MailRef(f.name, new_uid, ref.key)

@@ -92,12 +92,7 @@ class Reading(KeyLookup):
             return int(info[b"UIDVALIDITY"]), sorted(client.search(["SINCE", since.date(), "NOT", "DELETED"]))
 
         uidvalidity, uids = self._read("fetch_all", search)
-        for chunk in chunks(uids, FETCH_CHUNK):
-            data = self._read("fetch_all", lambda c, chunk=chunk: self._fetch_bodies(c, server, uidvalidity, chunk))
-            for uid in chunk:
-                raw = data.get(uid)
-                if raw is not None:
-                    yield FetchedMail(MailRef(folder, str(uid), message_key(raw)), raw)
+        yield from self._bodies(folder, server, uidvalidity, uids)
 
     def fetch_all(self, folder: str) -> Iterator[FetchedMail]:
         """Yield every message of ``folder`` (to train on mail volunteers already sorted)."""
@@ -109,6 +104,10 @@ class Reading(KeyLookup):
             return int(info[b"UIDVALIDITY"]), sorted(client.search(["NOT", "DELETED"]))
 
         uidvalidity, uids = self._read("fetch_all", search)
+        yield from self._bodies(folder, server, uidvalidity, uids)
+
+    def _bodies(self, folder: str, server: str, uidvalidity: int, uids: list[int]) -> Iterator[FetchedMail]:
+        """The messages ``uids`` of ``folder``, fetched a chunk at a time (those gone meanwhile left out)."""
         for chunk in chunks(uids, FETCH_CHUNK):
             data = self._read("fetch_all", lambda c, chunk=chunk: self._fetch_bodies(c, server, uidvalidity, chunk))
             for uid in chunk:
