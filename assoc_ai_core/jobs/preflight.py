@@ -152,6 +152,14 @@ def check_config(path: str | os.PathLike[str], *, dry_run: bool | None = None) -
         policy_of(settings)
     except ConfigError as exc:  # the job skips retention with this warning, it does not stop
         warnings.append(str(exc))
+    window = getattr(connector.config, "locate_window_days", None)
+    if isinstance(window, int | float) and window < settings.correction_window_days:
+        # the connector would not look back as far as corrections count: older ones would be missed
+        warnings.append(tr(
+            f"[mailbox] locate_window_days ({window}) est plus court que [triage] correction_window_days "
+            f"({settings.correction_window_days}) : les corrections plus anciennes ne seraient pas vues.",
+            f"[mailbox] locate_window_days ({window}) is shorter than [triage] correction_window_days "
+            f"({settings.correction_window_days}): older corrections would be missed."))
     return CheckedConfig(settings, tuple(warnings))
 
 

@@ -445,3 +445,17 @@ def test_delta_tokens_that_expire_with_time_restart_the_folder(connector: M365Co
     assert pages[0].resync and sorted(m.ref.key for p in pages for m in p.messages) == [
         "1.adhesion@exemple.fr", "2.adhesion@exemple.fr"]
     assert [s.status for s in fake.graph_requests(r"/delta$")][-2:] == [410, 200]
+
+
+def test_a_locate_window_shorter_than_the_correction_window_is_warned(tmp_path, monkeypatch) -> None:
+    from assoc_ai_core.jobs.preflight import check_config
+
+    monkeypatch.setenv("M365_SECRET_FOR_TEST", "not-a-real-secret")
+    cfg = tmp_path / "job.toml"
+    cfg.write_text(
+        '[mailbox]\nconnector = "m365"\nmailbox = "info@asso.example"\n'
+        'client_id = "00000000-0000-0000-0000-000000000000"\ntenant = "asso.onmicrosoft.com"\n'
+        'client_secret = { env = "M365_SECRET_FOR_TEST" }\nlocate_window_days = 30\n'
+        '[triage]\nstate = "s.sqlite"\ncorrection_window_days = 60\n', encoding="utf-8")
+    warnings = check_config(cfg).warnings
+    assert any("locate_window_days" in w and "correction_window_days" in w for w in warnings)
