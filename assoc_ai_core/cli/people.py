@@ -96,8 +96,11 @@ def train_task(
 
 # --------------------------------------------------------------- evaluate
 def evaluate_task(model_path: str, data: str, json_out: str | None = None, html_out: str | None = None,
-                  lang: str | None = None) -> dict[str, Any]:
-    """Measure a people model on ``data`` (latest complete period) and write JSON / HTML if asked."""
+                  lang: str | None = None, *, fiscal_year_start: str | None = None) -> dict[str, Any]:
+    """Measure a people model on ``data`` (latest complete period) and write JSON / HTML if asked.
+
+    ``fiscal_year_start`` (``"MM-DD"``) places the years of the retention table.
+    """
     from assoc_ai_core.people.matching import TASK as MATCHING_TASK
     from assoc_ai_core.people.retention import retention_history
     from assoc_ai_core.people.store import load_people_model
@@ -124,7 +127,7 @@ def evaluate_task(model_path: str, data: str, json_out: str | None = None, html_
         _say(warning)
     retention: list[Any] = []
     try:
-        retention = retention_history(data)
+        retention = retention_history(data, fiscal_year_start=fiscal_year_start)
         result["retention"] = [r.to_dict() for r in retention]
     except DataError:
         pass
@@ -217,6 +220,16 @@ class _PeopleGroup(ErrorReportingGroup):
 
 _LANG = lang_option
 _DATA = click.argument("data", type=click.Path(exists=True))
+_FISCAL = option(
+    "--fiscal-year-start", "fiscal_year_start", default=None, metavar="MM-JJ",
+    help=tr("Premier jour de l'exercice (MM-JJ, ex. 07-01, ou numéro du mois ; défaut : 01-01, année civile).",
+            "First day of the fiscal year (MM-DD, e.g. 07-01, or the month number; default: 01-01, calendar year)."))
+_EXPORTED = option(
+    "--exported", default=None, metavar="AAAA-MM-JJ",
+    help=tr("Date de l'export : une année n'est complète que si elle finit avant (défaut : le lendemain de la "
+            "dernière date des données).",
+            "Date of the export: a year is complete only if it ends before it (default: the day after the data's "
+            "last date)."))
 
 
 @click.group(cls=_PeopleGroup, help=tr(
@@ -311,20 +324,27 @@ def dedupe_cmd(data: tuple[str, ...], threshold: float, output: str | None, lang
 @people.command("retention", help=tr("Rapport de fidélisation des donateurs (définitions FEP).",
                                      "Donor retention report (FEP definitions)."))
 @_DATA
-@option("--year", type=int, default=None, help=tr("Année civile étudiée.", "Calendar year studied."))
+@option("--year", type=int, default=None,
+        help=tr("Exercice étudié, nommé par l'année où il commence (défaut : le dernier exercice complet).",
+                "Fiscal year studied, named by the year it starts in (default: the last complete one)."))
 @option("--history", type=int, default=0, help=tr("Nombre d'années à tabuler.", "Number of years to tabulate."))
+@_FISCAL
+@_EXPORTED
 @option("--json", "json_out", type=click.Path(), help=tr("Écrire aussi le résultat en JSON dans ce fichier.", "Also write the result as JSON to this file."))
 @option("--html", "html_out", type=click.Path(), help=tr("Écrire aussi un rapport HTML dans ce fichier.", "Also write an HTML report to this file."))
 @_LANG
-def retention_cmd(data: str, year: int | None, history: int, json_out: str | None, html_out: str | None,
-                  lang: str | None) -> None:
+def retention_cmd(data: str, year: int | None, history: int, fiscal_year_start: str | None, exported: str | None,
+                  json_out: str | None, html_out: str | None, lang: str | None) -> None:
     """FEP retention and gain/loss."""
+    from assoc_ai_core.people.dataset import load_people
     from assoc_ai_core.people.retention import retention_history, retention_report
 
     lang = lang or current_lang()
-    report = retention_report(data, year=year)
+    ppl = load_people(data)
+    report = retention_report(ppl, year=year, fiscal_year_start=fiscal_year_start, exported=exported)
     click.echo(report.to_text(lang))
-    reports = retention_history(data, years=history) if history else [report]
+    reports = (retention_history(ppl, years=history, fiscal_year_start=fiscal_year_start, exported=exported)
+               if history else [report])
     if json_out:
         write_json(json_out, [r.to_dict() for r in reports])
     if html_out:
@@ -378,13 +398,15 @@ def fairness_cmd(model_path: str, data: str, attributes: tuple[str, ...], bound:
                                     "Write the feature table (one row per person) as of a date."))
 @_DATA
 @option("-o", "--output", required=True, type=click.Path(), help=tr("Fichier de la table.", "Table file."))
-@option("--as-of", default=None, help=tr("Date de référence (AAAA-MM-JJ ; défaut : aujourd'hui).",
-                                         "Reference date (YYYY-MM-DD; default: today)."))
-def features_cmd(data: str, output: str, as_of: str | None) -> None:
+@option("--as-of", default=None, help=tr("Date de référence (AAAA-MM-JJ ; défaut : la fin des données).",
+                                         "Reference date (YYYY-MM-DD; default: the end of the data)."))
+@_FISCAL
+def features_cmd(data: str, output: str, as_of: str | None, fiscal_year_start: str | None) -> None:
     """Feature table for large-scale scoring."""
+    from assoc_ai_core.people.features import parse_fiscal_year_start
     from assoc_ai_core.people.scoring import write_feature_table
 
-    path = write_feature_table(data, output, as_of=as_of)
+    path = write_feature_table(data, output, as_of=as_of, fiscal_year_start=parse_fiscal_year_start(fiscal_year_start))
     click.echo(tr(f"Table écrite : {path}", f"Table written: {path}"))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:  # annotations only: pandas stays optional
 
     from assoc_ai_core.ext.crm import CrmConnector
 
-__all__ = ["PeopleData", "load_people", "connector_from_config", "require_pandas"]
+__all__ = ["PeopleData", "load_people", "connector_from_config", "require_pandas", "net_gifts", "GiftNetting"]
 
 _FIELD_OF_TYPE = {
     "person": "persons", "gift": "gifts", "recurring_plan": "plans", "membership": "memberships",
@@ -77,18 +78,30 @@ class PeopleData:
             self.records(type(record).record_type).append(record)
 
     def frames(self) -> dict[str, pd.DataFrame]:
-        """One pandas DataFrame per record type (columns = the record's fields, ``raw`` dropped)."""
+        """One pandas DataFrame per record type (columns = the record's fields, ``raw`` dropped).
+
+        The ``gift`` table holds the gifts that count (:func:`net_gifts`): no
+        zero or negative amounts, refunded gifts cancelled by their refund.
+        """
         pd = require_pandas()
         out = {}
         for rtype, cls in RECORD_TYPES.items():
             names = [f.name for f in dataclasses.fields(cls) if f.name != "raw"]
-            rows = [tuple(getattr(r, n) for n in names) for r in self.records(rtype)]
+            records = net_gifts(self.gifts)[0] if rtype == "gift" else self.records(rtype)
+            rows = [tuple(getattr(r, n) for n in names) for r in records]
             frame = pd.DataFrame.from_records(rows, columns=names)
             for n in names:
                 if n in ("date", "start", "end", "created", "modified"):
                     frame[n] = _to_naive_datetime(pd, frame[n])
+                elif n in _NUMBER_COLUMNS:
+                    # an empty export gives object columns, whose sums pandas would later downcast with a warning
+                    frame[n] = pd.to_numeric(frame[n], errors="coerce").astype(float)
             out[rtype] = frame
         return out
+
+    def gift_netting(self) -> GiftNetting:
+        """What :meth:`frames` left out of the gifts, and why (counts only)."""
+        return net_gifts(self.gifts)[1]
 
     @property
     def person_ids(self) -> set[str]:
@@ -104,6 +117,80 @@ class PeopleData:
     def summary(self) -> dict[str, int]:
         """Number of records of each type."""
         return {rtype: len(self.records(rtype)) for rtype in RECORD_TYPES}
+
+
+_NUMBER_COLUMNS = frozenset({"amount", "fee", "hours"})
+
+
+@dataclass(frozen=True)
+class GiftNetting:
+    """Counts of the gift rows :func:`net_gifts` set aside."""
+
+    zero: int = 0  # amount 0 or unreadable: what CRM plugins write for a refunded or cancelled gift
+    refunds_matched: int = 0  # negative rows that cancelled a whole earlier gift of the same amount
+    refunds_partial: int = 0  # negative rows that reduced a larger earlier gift
+    refunds_unmatched: int = 0  # negative rows with no earlier gift to cancel: dropped on their own
+
+    @property
+    def total(self) -> int:
+        """Every row set aside or used to cancel another."""
+        return self.zero + self.refunds_matched + self.refunds_partial + self.refunds_unmatched
+
+
+def net_gifts(gifts: Iterable[Gift]) -> tuple[list[Gift], GiftNetting]:
+    """The gifts that make someone a donor, and the counts of what was set aside.
+
+    FEP counts a donor only for money actually kept, so:
+
+    * a gift of 0 (or an unreadable amount) is not a gift — CRM plugins write
+      a refunded or cancelled gift that way;
+    * a negative row is a refund.  It cancels the same person's most recent
+      gift of exactly that amount (same currency) dated on or before it;
+      failing that, it reduces the most recent earlier gift that is larger
+      (a partial refund: the rest still counts); failing that, it is dropped.
+      Each gift is cancelled at most once.
+    """
+    kept: list[Gift] = []
+    refunds: list[Gift] = []
+    zero = 0
+    for g in gifts:
+        amount = g.amount if isinstance(g.amount, (int, float)) else float("nan")
+        if amount > 0:
+            kept.append(g)
+        elif amount < 0:
+            refunds.append(g)
+        else:
+            zero += 1
+    if not refunds:
+        return kept, GiftNetting(zero=zero)
+    by_person: dict[tuple[str, str], list[int]] = {}
+    for i, g in enumerate(kept):
+        by_person.setdefault((str(g.person_id), g.currency), []).append(i)
+    amounts: dict[int, float] = {i: float(g.amount) for i, g in enumerate(kept)}
+    matched = partial = unmatched = 0
+    for r in sorted(refunds, key=lambda g: _day(g.date)):
+        back = round(-float(r.amount), 2)
+        earlier = sorted((i for i in by_person.get((str(r.person_id), r.currency), [])
+                          if amounts[i] > 0 and _day(kept[i].date) <= _day(r.date)),
+                         key=lambda i: _day(kept[i].date), reverse=True)
+        exact = next((i for i in earlier if round(amounts[i], 2) == back), None)
+        larger = next((i for i in earlier if amounts[i] > back), None)
+        if exact is not None:
+            amounts[exact] = 0.0
+            matched += 1
+        elif larger is not None:
+            amounts[larger] = round(amounts[larger] - back, 2)
+            partial += 1
+        else:
+            unmatched += 1
+    out = [g if amounts[i] == g.amount else dataclasses.replace(g, amount=amounts[i])
+           for i, g in enumerate(kept) if amounts[i] > 0]
+    return out, GiftNetting(zero=zero, refunds_matched=matched, refunds_partial=partial, refunds_unmatched=unmatched)
+
+
+def _day(value: date | datetime) -> date:
+    """The calendar day of a date or datetime (CRMs give either; the two do not compare)."""
+    return value.date() if isinstance(value, datetime) else value
 
 
 def _to_naive_datetime(pd: Any, series: pd.Series) -> pd.Series:

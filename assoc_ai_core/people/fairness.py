@@ -11,6 +11,14 @@ for a person to look at — it is a prompt to check, not a verdict.
 Groups smaller than ``min_group_size`` are shown but left out of the gaps:
 their rates are too noisy to compare.  Gender is used only here, never as
 a model input, and only as the person declared it.
+
+Whether a gap could be chance is judged with Fisher's exact test on the two
+groups at the ends of the gap (the counts behind each rate: for the
+true-positive rate, the people who really acted), its p-value multiplied by
+the number of pairs of groups that could have produced the largest gap
+(Bonferroni).  An exact test, because a rate computed on 2 people is 0 % or
+100 % and a normal approximation would call 2 of 2 against 0 of 2 certain
+(Fisher: p = 0.33).  The warning gives the counts and the p-value.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from assoc_ai_core.i18n import percent, tr
+from assoc_ai_core.i18n import decimal, percent, tr
 from assoc_ai_core.people.cleaning import department_of, fold
 
 if TYPE_CHECKING:
@@ -32,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "fairness_report", "FairnessReport", "AttributeFairness", "sensitive_attributes", "age_band", "normalize_gender",
-    "METRICS", "UNKNOWN",
+    "METRICS", "UNKNOWN", "CHANCE_LEVEL",
 ]
 
 METRICS = ("selection_rate", "true_positive_rate", "false_positive_rate", "error_rate")
@@ -43,6 +51,7 @@ _LABELS = {
     "error_rate": ("taux d'erreur", "error rate"),
 }
 UNKNOWN = "?"
+CHANCE_LEVEL = 0.05  # a corrected p-value below this is "rarely chance alone"
 
 
 def _error_rate(y_true: Any, y_pred: Any) -> float:
@@ -72,33 +81,39 @@ def normalize_gender(value: Any) -> str:
     return UNKNOWN if not text else str(value).strip()
 
 
-def _noise(metric: str, rows: list[dict[str, Any]], yt: np.ndarray, yp: np.ndarray, groups: np.ndarray) -> float:
-    """How large the gap between the highest and lowest group could be by chance (95 %, all pairs considered)."""
+def _counts(metric: str, group: str, yt: np.ndarray, yp: np.ndarray, groups: np.ndarray) -> tuple[int, int]:
+    """(people counted in the rate's numerator, people in its denominator) for one group."""
+    mask = groups == group
+    if metric == "true_positive_rate":
+        mask = mask & (yt == 1)
+    elif metric == "false_positive_rate":
+        mask = mask & (yt == 0)
+    hits = (yp[mask] != yt[mask]) if metric == "error_rate" else (yp[mask] == 1)
+    return int(hits.sum()), int(mask.sum())
+
+
+def _chance(metric: str, rows: list[dict[str, Any]], yt: np.ndarray, yp: np.ndarray,
+            groups: np.ndarray) -> dict[str, Any] | None:
+    """Fisher's exact test between the highest and lowest compared groups, Bonferroni-corrected over the pairs."""
+    from scipy.stats import fisher_exact
+
     valid = [r for r in rows if r[metric] is not None]
     if len(valid) < 2:
-        return float("inf")
+        return None
     hi = max(valid, key=lambda r: r[metric])
     lo = min(valid, key=lambda r: r[metric])
+    a, n1 = _counts(metric, hi["group"], yt, yp, groups)
+    b, n2 = _counts(metric, lo["group"], yt, yp, groups)
+    if not n1 or not n2:
+        return None
+    pairs = len(valid) * (len(valid) - 1) // 2
+    p = float(fisher_exact([[a, n1 - a], [b, n2 - b]], alternative="two-sided")[1])
+    return {"high": hi["group"], "low": lo["group"], "high_counts": [a, n1], "low_counts": [b, n2],
+            "test": "fisher_exact", "pairs": pairs, "p_value": p, "p_corrected": min(1.0, p * pairs)}
 
-    def denominator(group: str) -> int:
-        mask = groups == group
-        if metric == "true_positive_rate":
-            return int((yt[mask] == 1).sum())
-        if metric == "false_positive_rate":
-            return int((yt[mask] == 0).sum())
-        return int(mask.sum())
 
-    var = 0.0
-    for r in (hi, lo):
-        n = denominator(r["group"])
-        if n == 0:
-            return float("inf")
-        var += r[metric] * (1 - r[metric]) / n
-    # the largest of many pairwise gaps is large by chance alone: Bonferroni over the pairs of groups
-    from scipy.stats import norm
-
-    pairs = len(valid) * (len(valid) - 1) / 2
-    return float(norm.ppf(1 - 0.025 / pairs)) * float(np.sqrt(var))
+def _p_text(p: float, lang: str) -> str:
+    return ("< " + decimal(0.001, 3, lang)) if p < 0.001 else "= " + decimal(p, 3 if p < 0.01 else 2, lang)
 
 
 def sensitive_attributes(
@@ -138,6 +153,7 @@ class AttributeFairness:
     groups: list[dict[str, Any]]
     gaps: dict[str, float]
     warnings: list[str] = field(default_factory=list)
+    chance: dict[str, dict[str, Any]] = field(default_factory=dict)  # per measure: the exact test behind the gap
 
 
 @dataclass
@@ -163,7 +179,8 @@ class FairnessReport:
         """JSON-ready form."""
         return {
             "threshold": self.threshold, "bound": self.bound, "min_group_size": self.min_group_size,
-            "attributes": {a.attribute: {"groups": a.groups, "gaps": a.gaps, "warnings": a.warnings} for a in self.attributes},
+            "attributes": {a.attribute: {"groups": a.groups, "gaps": a.gaps, "chance": a.chance, "warnings": a.warnings}
+                           for a in self.attributes},
             "warnings": self.warnings,
         }
 
@@ -207,21 +224,39 @@ def fairness_report(
         item = AttributeFairness(attribute=str(attr), groups=rows, gaps=gaps)
         compared = [r for r in rows if r["compared"]]
         for m, gap in gaps.items():
+            test = _chance(m, compared, yt, yp, groups)
+            if test is not None:
+                item.chance[m] = test
             if gap <= bound:
                 continue
-            fr, en = _LABELS[m]
-            noise = _noise(m, compared, yt, yp, groups)
-            if gap > noise:
-                tail = tr("au-delà de ce que le hasard expliquerait.", "beyond what chance would explain.", lang)
-            else:
-                tail = tr("mais compatible avec le hasard vu la taille des groupes.",
-                          "but within chance given the size of the groups.", lang)
-            item.warnings.append(tr(
-                f"{attr} : écart de {percent(gap, 'fr')} sur le {fr} entre groupes (limite {percent(bound, 'fr')}), {tail} "
-                "Regardez si des données ou des facteurs pénalisent un groupe avant d'utiliser ces scores.",
-                f"{attr}: gap of {percent(gap, 'en')} in {en} between groups (bound {percent(bound, 'en')}), {tail} "
-                "Check whether data or factors penalise a group before using these scores.",
-                lang,
-            ))
+            item.warnings.append(_gap_warning(str(attr), m, gap, bound, test, lang))
         report.attributes.append(item)
     return report
+
+
+def _gap_warning(attr: str, metric: str, gap: float, bound: float, test: dict[str, Any] | None,
+                 lang: str | None) -> str:
+    """The warning for a gap above the bound, with the counts and how likely chance alone is."""
+    fr, en = _LABELS[metric]
+    head_fr = f"{attr} : écart de {percent(gap, 'fr')} sur le {fr} entre groupes (limite {percent(bound, 'fr')})"
+    head_en = f"{attr}: gap of {percent(gap, 'en')} in {en} between groups (bound {percent(bound, 'en')})"
+    check_fr = "Regardez si des données ou des facteurs pénalisent un groupe avant d'utiliser ces scores."
+    check_en = "Check whether data or factors penalise a group before using these scores."
+    if test is None:
+        return tr(f"{head_fr}. {check_fr}", f"{head_en}. {check_en}", lang)
+    (a, n1), (b, n2) = test["high_counts"], test["low_counts"]
+    hi, lo = test["high"], test["low"]
+    p_fr, p_en = _p_text(test["p_corrected"], "fr"), _p_text(test["p_corrected"], "en")
+    basis_fr = (f"« {hi} » {a} sur {n1}, « {lo} » {b} sur {n2} ; test exact de Fisher p {p_fr}"
+                + (f", corrigé pour {test['pairs']} paires de groupes" if test["pairs"] > 1 else ""))
+    basis_en = (f"'{hi}' {a} of {n1}, '{lo}' {b} of {n2}; Fisher's exact test p {p_en}"
+                + (f", corrected for {test['pairs']} pairs of groups" if test["pairs"] > 1 else ""))
+    if test["p_corrected"] < CHANCE_LEVEL:
+        tail_fr = "un écart aussi grand irait au-delà de ce que le hasard explique d'ordinaire"
+        tail_en = "a gap this large is beyond what chance usually explains"
+    else:
+        tail_fr = ("le hasard peut produire un tel écart avec aussi peu de personnes : il ne prouve pas un "
+                   "traitement inégal, ni son absence")
+        tail_en = ("chance can produce such a gap with so few people: it proves neither unequal treatment "
+                   "nor its absence")
+    return tr(f"{head_fr} ({basis_fr}) : {tail_fr}. {check_fr}", f"{head_en} ({basis_en}): {tail_en}. {check_en}", lang)

@@ -6,8 +6,17 @@ keeps the models honest (no leakage of future data).  Windows are rolling:
 "this year" is the 12 months before ``as_of``, "last year" the 12 months
 before that.
 
-One-off gifts and recurring instalments are counted apart: a monthly direct
-debit says little about who answers an appeal.
+Every gift counts, recurring instalments included (a monthly donor is a
+donor: FEP counts them so); refunded, zero and negative gifts never do (see
+:func:`~assoc_ai_core.people.dataset.net_gifts`).  Instalments are also
+counted on their own (``recurring_gifts_12m``, ``recurring_active``) so a
+model can tell a direct debit from answers to appeals.
+
+Two kinds of LYBUNT/SYBUNT sit side by side: ``lybunt``/``sybunt`` are
+*rolling* (the 12 months before ``as_of`` and the 12 before those), the
+fundraiser's early-warning flags; ``lybunt_fy``/``sybunt_fy`` follow the
+*fiscal-year* definition CRMs report (last fiscal year vs the fiscal year
+to date, ``fiscal_year_start`` = 1 January unless told).
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "build_features", "FEATURES", "FEATURE_NAMES", "BY_NAME", "FeatureInfo", "as_timestamp", "person_table",
-    "membership_starts", "NEVER_MONTHS",
+    "membership_starts", "NEVER_MONTHS", "parse_fiscal_year_start", "fiscal_year_containing",
 ]
 
 NEVER_MONTHS = 120.0  # "never" is shown to the models as ten years ago, with an explicit flag beside it
@@ -54,8 +63,14 @@ FEATURES: tuple[FeatureInfo, ...] = (
     FeatureInfo("months_since_first_gift", "donateur depuis {v:.0f} mois", "donor for {v:.0f} months"),
     FeatureInfo("never_gave", "n'a jamais donné", "has never given"),
     FeatureInfo("giving_years", "a donné {v:.0f} année(s) sur les 5 dernières", "gave in {v:.0f} of the last 5 years"),
-    FeatureInfo("lybunt", "a donné l'an dernier mais pas cette année (LYBUNT)", "gave last year but not this year (LYBUNT)"),
-    FeatureInfo("sybunt", "a donné autrefois, ni l'an dernier ni cette année (SYBUNT)", "gave some year, not last year nor this year (SYBUNT)"),
+    FeatureInfo("lybunt", "a donné il y a 12 à 24 mois, pas depuis (LYBUNT glissant)",
+                "gave 12 to 24 months ago, not since (rolling LYBUNT)"),
+    FeatureInfo("sybunt", "a donné il y a plus de 24 mois, pas depuis (SYBUNT glissant)",
+                "gave over 24 months ago, not since (rolling SYBUNT)"),
+    FeatureInfo("lybunt_fy", "a donné l'exercice précédent, pas encore cet exercice (LYBUNT)",
+                "gave last fiscal year, not yet this fiscal year (LYBUNT)"),
+    FeatureInfo("sybunt_fy", "a donné un exercice plus ancien, ni le précédent ni celui-ci (SYBUNT)",
+                "gave in an earlier fiscal year, neither last nor this one (SYBUNT)"),
     FeatureInfo("first_year_donor", "premier don cette année", "first gift this year"),
     FeatureInfo("repeat_donor", "a donné cette année et l'an dernier", "gave this year and last year"),
     FeatureInfo("upgrade", "dons en hausse sur un an", "giving up on last year"),
@@ -118,21 +133,56 @@ def person_table(frames: dict[str, pd.DataFrame], as_of: Any) -> pd.DataFrame:
     return persons[known]
 
 
+def parse_fiscal_year_start(value: str | int | tuple[int, int] | None) -> tuple[int, int]:
+    """(month, day) from ``"MM-DD"``, a month number (``7`` or ``"7"`` = 1 July) or a tuple; None = 1 January."""
+    from assoc_ai_core.errors import DataError
+    from assoc_ai_core.i18n import tr
+
+    if value is None:
+        return (1, 1)
+    try:
+        if isinstance(value, tuple):
+            month, day = int(value[0]), int(value[1])
+        elif isinstance(value, int) or str(value).strip().isdigit():
+            month, day = int(value), 1
+        else:
+            month_text, day_text = str(value).strip().split("-")
+            month, day = int(month_text), int(day_text)
+        date(2001, month, day)  # a year without 29 February: a fiscal year must start every year
+    except (ValueError, TypeError) as exc:
+        raise DataError(tr(f"Début d'exercice illisible : {value!r}. Écrivez MM-JJ (ex. 07-01 pour le 1er juillet) "
+                           "ou le numéro du mois.",
+                           f"Unreadable fiscal-year start: {value!r}. Write MM-DD (e.g. 07-01 for 1 July) "
+                           "or the month number.")) from exc
+    return (month, day)
+
+
+def fiscal_year_containing(day: Any, fiscal_year_start: tuple[int, int] = (1, 1)) -> pd.Timestamp:
+    """The first day of the fiscal year that contains ``day``."""
+    t = as_timestamp(day)
+    month, dom = fiscal_year_start
+    pd = require_pandas()
+    start = pd.Timestamp(year=t.year, month=month, day=dom)
+    return start if start <= t else pd.Timestamp(year=t.year - 1, month=month, day=dom)
+
+
 def build_features(
     data: PeopleData | dict[str, pd.DataFrame],
     as_of: Any,
     *,
     persons: Iterable[str] | None = None,
     include_do_not_profile: bool = False,
+    fiscal_year_start: str | int | tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """The feature table of every person known at ``as_of`` (rows indexed by person id, columns :data:`FEATURE_NAMES`).
 
     People flagged ``do_not_profile`` are left out unless
     ``include_do_not_profile`` (used only to count them in reports).
+    ``fiscal_year_start`` (default 1 January) places the fiscal-year flags.
     """
     pd = require_pandas()
     frames = data.frames() if isinstance(data, PeopleData) else data
-    w = _Windows.before(as_timestamp(as_of))
+    w = _Windows.before(as_timestamp(as_of), parse_fiscal_year_start(fiscal_year_start))
     people = person_table(frames, w.t)
     if not include_do_not_profile:
         people = people[~people["do_not_profile"].eq(True)]
@@ -152,18 +202,23 @@ def build_features(
 
 @dataclass(frozen=True)
 class _Windows:
-    """The reference day ``t`` and the starts of the rolling windows before it: 12 months, 24 months, 5 years."""
+    """The reference day ``t``, the starts of the rolling windows before it (12 months, 24 months, 5 years)
+    and of the current and last fiscal years."""
 
     t: pd.Timestamp
     y1: pd.Timestamp
     y2: pd.Timestamp
     y5: pd.Timestamp
+    fy0: pd.Timestamp
+    fy1: pd.Timestamp
 
     @classmethod
-    def before(cls, t: pd.Timestamp) -> _Windows:
+    def before(cls, t: pd.Timestamp, fiscal_year_start: tuple[int, int] = (1, 1)) -> _Windows:
         """The windows that end at ``t``."""
         pd = require_pandas()
-        return cls(t, t - pd.DateOffset(years=1), t - pd.DateOffset(years=2), t - pd.DateOffset(years=5))
+        fy0 = fiscal_year_containing(t, fiscal_year_start)
+        return cls(t, t - pd.DateOffset(years=1), t - pd.DateOffset(years=2), t - pd.DateOffset(years=5),
+                   fy0, fy0 - pd.DateOffset(years=1))
 
     def months_since(self, earlier: pd.Series) -> pd.Series:
         """Months from each date of ``earlier`` to ``t`` (NaN stays NaN)."""
@@ -186,13 +241,14 @@ def _before(frame: pd.DataFrame, index: pd.Index, t: pd.Timestamp, column: str =
 
 
 def _giving_features(out: pd.DataFrame, gifts: pd.DataFrame, w: _Windows) -> pd.Series:
-    """RFM and LYBUNT/SYBUNT columns from one-off gifts; returns each person's first gift date (NaT if none)."""
+    """RFM and LYBUNT/SYBUNT columns from every gift; returns each person's first gift date (NaT if none)."""
     import numpy as np
 
-    one_off = gifts[~gifts["recurring"].eq(True)]
-    g = one_off.assign(
-        in12=one_off["date"] >= w.y1, in24=one_off["date"] >= w.y2,
-        prev12=(one_off["date"] >= w.y2) & (one_off["date"] < w.y1), before24=one_off["date"] < w.y2,
+    g = gifts.assign(
+        in12=gifts["date"] >= w.y1, in24=gifts["date"] >= w.y2,
+        prev12=(gifts["date"] >= w.y2) & (gifts["date"] < w.y1), before24=gifts["date"] < w.y2,
+        this_fy=gifts["date"] >= w.fy0, last_fy=(gifts["date"] >= w.fy1) & (gifts["date"] < w.fy0),
+        before_fy=gifts["date"] < w.fy1,
     )
     g["amount12"] = g["amount"].where(g["in12"], 0.0)
     g["amount_prev12"] = g["amount"].where(g["prev12"], 0.0)
@@ -201,6 +257,7 @@ def _giving_features(out: pd.DataFrame, gifts: pd.DataFrame, w: _Windows) -> pd.
         amount_12m=("amount12", "sum"), amount_prev_12m=("amount_prev12", "sum"), amount_total=("amount", "sum"),
         amount_max=("amount", "max"), last_date=("date", "max"), first_date=("date", "min"),
         gave_prev12=("prev12", "any"), gave_before24=("before24", "any"),
+        gave_this_fy=("this_fy", "any"), gave_last_fy=("last_fy", "any"), gave_before_fy=("before_fy", "any"),
     )
     agg["amount_last"] = g.sort_values(["person_id", "date"]).groupby("person_id")["amount"].last()
     # distinct rolling years with a gift among the last five
@@ -218,6 +275,9 @@ def _giving_features(out: pd.DataFrame, gifts: pd.DataFrame, w: _Windows) -> pd.
     gave_before = agg["gave_before24"].eq(True)
     out["lybunt"] = (gave_prev & ~gave12).astype(float)
     out["sybunt"] = (gave_before & ~gave_prev & ~gave12).astype(float)
+    this_fy, last_fy = agg["gave_this_fy"].eq(True), agg["gave_last_fy"].eq(True)
+    out["lybunt_fy"] = (last_fy & ~this_fy).astype(float)
+    out["sybunt_fy"] = (agg["gave_before_fy"].eq(True) & ~last_fy & ~this_fy).astype(float)
     out["first_year_donor"] = (agg["first_date"] >= w.y1).fillna(False).astype(float)
     out["repeat_donor"] = (gave12 & gave_prev).astype(float)
     prev_amount = agg["amount_prev_12m"].fillna(0.0)

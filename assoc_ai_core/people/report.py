@@ -243,7 +243,7 @@ def _retention_row(report: Any, lang: str) -> tuple[Any, ...]:
     return (
         d["current"][0][:4] if str(d["current"][0]).endswith("-01-01") else f"{d['current'][0]} → {d['current'][1]}",
         d["donors_current"], d["new"], d["recaptured"], d["lapsed"], _pc(d["overall_retention"], lang),
-        _pc(d["new_donor_retention"], lang), _pc(d["repeat_retention"], lang), _pc(d["recapture_rate"], lang),
+        _pc(d["new_donor_retention"], lang), _pc(d["repeat_retention"], lang), _pc(d["recapture_rate"], lang), _pc(d.get("amount_retention"), lang),
         f"{d['amount_current']:.0f}", f"{d['net_amount']:+.0f}",
     )
 
@@ -252,7 +252,7 @@ def _retention_head(lang: str) -> list[str]:
     return [tr("période", "period", lang), tr("donateurs", "donors", lang), tr("nouveaux", "new", lang),
             tr("reconquis", "recaptured", lang), tr("perdus", "lapsed", lang), tr("fidélisation", "retention", lang),
             tr("fidél. nouveaux", "new retention", lang), tr("fidél. réguliers", "repeat retention", lang),
-            tr("reconquête", "recapture", lang), tr("montant €", "amount €", lang), tr("solde €", "net €", lang)]
+            tr("reconquête", "recapture", lang), tr("fidél. montant", "amount retention", lang), tr("montant €", "amount €", lang), tr("solde €", "net €", lang)]
 
 
 def _subtitle(ev: dict[str, Any], lang: str) -> str:

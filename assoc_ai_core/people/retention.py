@@ -17,7 +17,16 @@ who gave again); recapture (of donors lapsed before the prior period, share
 who came back).  Gains and losses balance exactly: by count, new +
 recaptured − lapsed = current donors − prior donors; by amount, new +
 recaptured + upgrades − lapsed − downgrades = current total − prior total.
-All gifts count, recurring instalments included.
+All gifts count, recurring instalments included; refunded, zero and negative
+gifts do not (a refund cancels the gift it refunds: see
+:func:`~assoc_ai_core.people.dataset.net_gifts`).
+
+Years are fiscal years starting on ``fiscal_year_start`` (1 January unless
+told), named by the calendar year they start in.  A year is *complete* when
+it ended before the data's end: the export date when given, otherwise the
+day after the latest dated record of any kind (gift, membership, event,
+volunteering).  Only complete years are chosen by default, so the year-end
+giving peak is never missed.
 """
 
 from __future__ import annotations
@@ -27,12 +36,14 @@ from typing import TYPE_CHECKING, Any
 
 from assoc_ai_core.errors import DataError
 from assoc_ai_core.i18n import percent, tr
-from assoc_ai_core.people.dataset import load_people, require_pandas
+from assoc_ai_core.people.dataset import PeopleData, load_people, require_pandas
+from assoc_ai_core.people.features import as_timestamp, fiscal_year_containing, parse_fiscal_year_start
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["retention_report", "RetentionReport", "retention_history", "AMOUNT_BANDS"]
+__all__ = ["retention_report", "RetentionReport", "retention_history", "AMOUNT_BANDS", "data_end_of",
+           "last_complete_year"]
 
 AMOUNT_BANDS = ((0, 100), (100, 250), (250, 1000), (1000, 5000), (5000, float("inf")))
 
@@ -66,6 +77,9 @@ class RetentionReport:
     upgraded: int = 0
     downgraded: int = 0
     by_band: list[dict[str, Any]] = field(default_factory=list)
+    complete: bool = True  # False: the current period ends after the data does, its figures will still move
+    data_end: str = ""  # first day not covered by the data
+    gifts_set_aside: dict[str, int] = field(default_factory=dict)  # zero gifts and refunds, by kind (counts only)
 
     @property
     def net_count(self) -> int:
@@ -91,7 +105,22 @@ class RetentionReport:
 
         p = f"{self.prior[0]} → {self.prior[1]}"
         c = f"{self.current[0]} → {self.current[1]}"
-        return "\n".join([
+        lines = []
+        if not self.complete:
+            lines.append(tr(f"Attention : la période actuelle n'est pas terminée dans les données (elles s'arrêtent "
+                            f"avant le {self.data_end}) ; ses chiffres vont encore bouger.",
+                            f"Warning: the current period is not over in the data (it stops before {self.data_end}); "
+                            "its figures will still change.", lang))
+        aside = self.gifts_set_aside
+        if aside.get("zero") or aside.get("refunds_matched") or aside.get("refunds_partial") or aside.get("refunds_unmatched"):
+            lines.append(tr(
+                f"Dons non comptés : {aside.get('zero', 0)} à 0 € (remboursés ou annulés) ; remboursements : "
+                f"{aside.get('refunds_matched', 0)} ont annulé leur don, {aside.get('refunds_partial', 0)} l'ont réduit, "
+                f"{aside.get('refunds_unmatched', 0)} sans don correspondant.",
+                f"Gifts not counted: {aside.get('zero', 0)} of 0 € (refunded or cancelled); refunds: "
+                f"{aside.get('refunds_matched', 0)} cancelled their gift, {aside.get('refunds_partial', 0)} reduced it, "
+                f"{aside.get('refunds_unmatched', 0)} without a matching gift.", lang))
+        return "\n".join([*lines,
             tr(f"Période précédente {p} : {self.donors_prior} donateurs, {_money(self.amount_prior)} €",
                f"Prior period {p}: {self.donors_prior} donors, {_money(self.amount_prior)} €", lang),
             tr(f"Période actuelle {c} : {self.donors_current} donateurs, {_money(self.amount_current)} €",
@@ -100,6 +129,10 @@ class RetentionReport:
                f"donateurs réguliers {pc(self.repeat_retention)} ; reconquête des perdus {pc(self.recapture_rate)}",
                f"Overall retention {pc(self.overall_retention)}; new donors {pc(self.new_donor_retention)}; "
                f"repeat donors {pc(self.repeat_retention)}; recapture of lapsed {pc(self.recapture_rate)}", lang),
+            tr(f"Fidélisation en montant {pc(self.amount_retention)} (ce que les donateurs fidélisés ont donné cette "
+               "période, rapporté au total de la période précédente)",
+               f"Amount retention {pc(self.amount_retention)} (what retained donors gave this period, over the prior "
+               "period's total)", lang),
             tr(f"Gagnés : {self.new} nouveaux + {self.recaptured} reconquis ; perdus : {self.lapsed} ; solde {self.net_count:+d}",
                f"Gained: {self.new} new + {self.recaptured} recaptured; lost: {self.lapsed}; net {self.net_count:+d}", lang),
             tr(f"Montants gagnés {self.gain_new + self.gain_recaptured + self.gain_upgraded:.0f} € "
@@ -127,12 +160,44 @@ def _given(gifts: pd.DataFrame, start: Any, end: Any) -> pd.Series:
     return w.groupby("person_id")["amount"].sum()
 
 
-def retention_report(data: Any, *, year: int | None = None, current_end: Any = None) -> RetentionReport:
+def data_end_of(people: PeopleData, exported: Any = None) -> pd.Timestamp:
+    """The first day the data does not cover: the export date if given, else the day after the latest record."""
+    pd = require_pandas()
+    if exported is not None:
+        return as_timestamp(exported)
+    latest = people.latest_date()
+    if latest is None:
+        raise DataError(tr("Aucun don dans les données.", "No gifts in the data."))
+    return as_timestamp(latest) + pd.Timedelta(days=1)
+
+
+def last_complete_year(end: Any, fiscal_year_start: tuple[int, int] = (1, 1)) -> int:
+    """The (starting calendar year of the) latest fiscal year that ended on or before ``end`` (exclusive end)."""
+    pd = require_pandas()
+    # the fiscal year holding the last covered day is complete only if that day is its last one
+    last_day = as_timestamp(end) - pd.Timedelta(days=1)
+    start = fiscal_year_containing(last_day, fiscal_year_start)
+    complete = start + pd.DateOffset(years=1) <= as_timestamp(end)
+    return int(start.year) if complete else int(start.year) - 1
+
+
+def retention_report(
+    data: Any,
+    *,
+    year: int | None = None,
+    current_end: Any = None,
+    fiscal_year_start: str | int | tuple[int, int] | None = None,
+    exported: Any = None,
+) -> RetentionReport:
     """Compare the prior and current periods.
 
-    ``year``: calendar year of the current period (prior = the year before).
+    ``year``: the fiscal year of the current period, named by the calendar
+    year it starts in (prior = the fiscal year before); fiscal years start on
+    ``fiscal_year_start`` (``"MM-DD"`` or a month; default 1 January).
     ``current_end``: end (exclusive) of a rolling current 12-month window
-    instead.  Default: the last calendar year fully covered by the gifts.
+    instead.  Default: the last fiscal year complete before the data's end —
+    ``exported`` (the export date) when given, else the day after the latest
+    dated record.
     """
     pd = require_pandas()
     people = load_people(data)
@@ -141,14 +206,16 @@ def retention_report(data: Any, *, year: int | None = None, current_end: Any = N
         raise DataError(tr("Aucun don dans les données : pas de rapport de fidélisation possible.",
                            "No gifts in the data: no retention report possible."))
     gifts = gifts.assign(person_id=gifts["person_id"].astype(str))
+    end = data_end_of(people, exported)
     if current_end is not None:
         c1 = pd.Timestamp(current_end).normalize()
         c0 = c1 - pd.DateOffset(years=1)
     else:
+        month, day = parse_fiscal_year_start(fiscal_year_start)
         if year is None:
-            last = gifts["date"].max()
-            year = last.year if last.month == 12 and last.day >= 20 else last.year - 1
-        c0, c1 = pd.Timestamp(year=year, month=1, day=1), pd.Timestamp(year=year + 1, month=1, day=1)
+            year = last_complete_year(end, (month, day))
+        c0 = pd.Timestamp(year=year, month=month, day=day)
+        c1 = c0 + pd.DateOffset(years=1)
     p0 = c0 - pd.DateOffset(years=1)
     pp0 = p0 - pd.DateOffset(years=1)
 
@@ -170,6 +237,7 @@ def retention_report(data: Any, *, year: int | None = None, current_end: Any = N
         group = {d for d in P if lo <= pri[d] < hi}
         bands.append({"band": f"{lo:g}–{hi:g} €" if hi != float("inf") else f"{lo:g}+ €", "donors_prior": len(group),
                       "retained": len(group & C), "retention": _rate(len(group & C), len(group))})
+    netting = people.gift_netting()
     return RetentionReport(
         prior=(p0.date().isoformat(), (c0 - pd.Timedelta(days=1)).date().isoformat()),
         current=(c0.date().isoformat(), (c1 - pd.Timedelta(days=1)).date().isoformat()),
@@ -184,19 +252,22 @@ def retention_report(data: Any, *, year: int | None = None, current_end: Any = N
         gain_new=round(float(cur[list(new)].sum()), 2), gain_recaptured=round(float(cur[list(recaptured)].sum()), 2),
         gain_upgraded=round(float(sum(upgrades.values())), 2), loss_lapsed=round(float(pri[list(lapsed)].sum()), 2),
         loss_downgraded=round(float(sum(downgrades.values())), 2), upgraded=len(upgrades), downgraded=len(downgrades),
-        by_band=bands,
+        by_band=bands, complete=bool(c1 <= end), data_end=end.date().isoformat(),
+        gifts_set_aside={"zero": netting.zero, "refunds_matched": netting.refunds_matched,
+                         "refunds_partial": netting.refunds_partial, "refunds_unmatched": netting.refunds_unmatched},
     )
 
 
-def retention_history(data: Any, *, years: int = 5) -> list[RetentionReport]:
-    """One report per calendar year for the last ``years`` complete years that have a prior year."""
+def retention_history(
+    data: Any, *, years: int = 5, fiscal_year_start: str | int | tuple[int, int] | None = None, exported: Any = None,
+) -> list[RetentionReport]:
+    """One report per fiscal year for the last ``years`` complete years that have a prior year."""
     people = load_people(data)
-    dates = [g.date for g in people.gifts]
-    if not dates:
+    gifts = people.frames()["gift"]
+    if not len(gifts):
         raise DataError(tr("Aucun don dans les données.", "No gifts in the data."))
-    first, last = min(dates), max(dates)
-    last_year = last.year if (last.month, last.day) >= (12, 20) else last.year - 1
-    out = []
-    for y in range(max(first.year + 1, last_year - years + 1), last_year + 1):
-        out.append(retention_report(people, year=y))
-    return out
+    start = parse_fiscal_year_start(fiscal_year_start)
+    first_year = int(fiscal_year_containing(gifts["date"].min(), start).year)
+    last_year = last_complete_year(data_end_of(people, exported), start)
+    return [retention_report(people, year=y, fiscal_year_start=start, exported=exported)
+            for y in range(max(first_year + 1, last_year - years + 1), last_year + 1)]

@@ -198,8 +198,12 @@ def _private_opener(path: str, flags: int) -> int:
     return os.open(path, flags, PRIVATE_FILE)
 
 
-def write_feature_table(data: Any, path: str | Path, *, as_of: Any = None) -> Path:
-    """Write the feature table of ``data`` as of ``as_of`` (default: end of data) for :func:`score_table`."""
+def write_feature_table(data: Any, path: str | Path, *, as_of: Any = None,
+                        fiscal_year_start: str | int | tuple[int, int] | None = None) -> Path:
+    """Write the feature table of ``data`` as of ``as_of`` (default: end of data) for :func:`score_table`.
+
+    ``fiscal_year_start`` places the fiscal-year flags (LYBUNT/SYBUNT by fiscal year); default 1 January.
+    """
     from assoc_ai_core.people.dataset import load_people
     from assoc_ai_core.people.features import as_timestamp, build_features
     from assoc_ai_core.people.tasks import data_end
@@ -207,7 +211,7 @@ def write_feature_table(data: Any, path: str | Path, *, as_of: Any = None) -> Pa
     people = load_people(data)
     frames = people.frames()
     t = as_timestamp(as_of) if as_of is not None else data_end(frames)
-    table = build_features(frames, t).reset_index()
+    table = build_features(frames, t, fiscal_year_start=fiscal_year_start).reset_index()
     p = Path(path)
     private_dir(p.parent)
     if p.suffix.lower() == ".parquet":

@@ -57,8 +57,9 @@ def test_values_on_a_known_history():
     assert loyal.has_email == 1 and loyal.has_phone == 0
     assert lybunt.lybunt == 1 and lybunt.sybunt == 0 and lybunt.member_lapsed == 1 and lybunt.member_this_year == 0
     assert sybunt.sybunt == 1 and sybunt.lybunt == 0
-    # recurring instalments are not counted as one-off gifts, but the live plan is seen
-    assert new.first_year_donor == 1 and new.gifts_total == 1 and new.recurring_active == 1 and new.recurring_gifts_12m == 2
+    # recurring instalments are gifts (FEP), and are also counted on their own; the live plan is seen
+    assert new.first_year_donor == 1 and new.gifts_total == 3 and new.amount_total == 45
+    assert new.recurring_active == 1 and new.recurring_gifts_12m == 2
     assert never.never_gave == 1 and never.months_since_last_gift == NEVER_MONTHS and never.months_since_membership == NEVER_MONTHS
 
 
