@@ -61,7 +61,8 @@ class CiviClient:
                 connector_id=CONNECTOR_ID,
             )
         if response.status_code >= 400 or message:
-            if "not found" in message.lower() and "api" in message.lower():
+            lowered = message.lower()
+            if ("not found" in lowered or "does not exist" in lowered) and "api" in lowered:
                 raise CapabilityError(
                     tr(
                         f"CiviCRM ne propose pas {entity}.{action} : {message}. Activez le composant concerné.",

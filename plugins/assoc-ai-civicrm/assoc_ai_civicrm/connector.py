@@ -8,12 +8,13 @@ updated in place so re-running never piles notes up.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from assoc_ai_core.errors import ConfigError
+from assoc_ai_core.errors import CapabilityError, ConfigError
 from assoc_ai_core.ext.config import Secret
 from assoc_ai_core.ext.connectors import Capability
 from assoc_ai_core.ext.crm import (
@@ -31,11 +32,14 @@ from assoc_ai_core.records.people import FieldSpec, RecordDiff, RecordPage, Scor
 from . import mapping
 from .client import CONNECTOR_ID, SERVICE, CiviClient
 
-# Entities without a modified_date (Membership; Contribution before CiviCRM 6.9) are read by increasing id.
+# A cursor field the site lacks (getFields says so: Contribution before CiviCRM 6.9, Participant on older sites) is
+# replaced by the id.  Memberships follow MembershipLog.modified_date: a renewal writes a log row, not a new membership.
 DEFAULT_CURSOR_FIELDS = {"person": "modified_date", "gift": "modified_date", "recurring_plan": "modified_date",
-                         "membership": "id", "participation": "modified_date", "volunteer_hours": "modified_date"}
+                         "membership": "modified_date", "participation": "modified_date",
+                         "volunteer_hours": "modified_date"}
 DATA_TYPES = {"number": ("Float", "Text"), "text": ("Memo", "TextArea"), "date": ("Date", "Select Date")}
 ID_CURSOR_KEY = "after_id"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -101,9 +105,33 @@ class CiviCrmConnector(ApiCrmConnector[CiviClient]):
         endpoint = check_base_url(c.base_url, field="base_url", connector_id=self.id) + "/" + c.api_path.strip("/")
         return CiviClient(endpoint, c.api_key, c.site_key, http=self.http_client(SERVICE))
 
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self._fields: dict[str, frozenset[str]] = {}
+
     def open(self) -> None:
         """Check the key with a one-row read."""
         self.client.call("Contact", "get", {"select": ["id"], "limit": 1})
+
+    def close(self) -> None:
+        """Close the client and forget the discovered fields (the site may be upgraded before the next open)."""
+        super().close()
+        self._fields.clear()
+
+    def entity_fields(self, entity: str) -> frozenset[str]:
+        """The fields ``entity`` has on this site (``getFields``), asked once per session."""
+        if entity not in self._fields:
+            rows = self.client.call(entity, "getFields", {"select": ["name"], "action": "get", "loadOptions": False})
+            self._fields[entity] = frozenset(str(r.get("name")) for r in rows.get("values") or [])
+        return self._fields[entity]
+
+    def has_entity(self, entity: str) -> bool:
+        """Whether the site's API v4 offers ``entity`` (MembershipLog is missing on old sites)."""
+        try:
+            return bool(self.entity_fields(entity))
+        except CapabilityError:
+            self._fields[entity] = frozenset()
+            return False
 
     # -- reading ------------------------------------------------------------------
     def iter_records(
@@ -119,6 +147,18 @@ class CiviCrmConnector(ApiCrmConnector[CiviClient]):
         if record_type == "person" and c.do_not_profile_field:
             select = [*select, c.do_not_profile_field]
         convert = functools.partial(self._convert, record_type)
+        if record_type == "membership" and cursor_field != "id" and self.has_entity("MembershipLog"):
+            yield from self._membership_history(cursor, page_size)
+            return
+        if record_type == "membership" and cursor_field != "id":
+            log.warning("%s", tr("CiviCRM : pas d'API MembershipLog sur ce site, une adhésion = une saison.",
+                                 "CiviCRM: no MembershipLog API on this site, one membership = one season."))
+            cursor_field = "id"
+        elif cursor_field != "id" and cursor_field not in self.entity_fields(entity):
+            # Filtering or sorting on a field the site lacks is an API error ("Invalid field"): use the id.
+            log.info("%s", tr(f"CiviCRM : {entity}.{cursor_field} n'existe pas sur ce site, lecture par id croissant.",
+                              f"CiviCRM: {entity}.{cursor_field} does not exist on this site, reading by increasing id."))
+            cursor_field = "id"
         if cursor_field != "id" and cursor_field not in select:
             select = [*select, cursor_field]
         if cursor_field == "id":
@@ -174,6 +214,51 @@ class CiviCrmConnector(ApiCrmConnector[CiviClient]):
             after = max(after, *(int(r["id"]) for r in rows))
             records = [rec for row in rows for rec in convert(row)]
             yield RecordPage(record_type, records, {**dict(cursor or {}), ID_CURSOR_KEY: after})
+
+    def _membership_history(self, cursor: Mapping[str, Any] | None, page_size: int) -> Iterator[RecordPage]:
+        """One record per membership period, from MembershipLog (and the dues in MembershipPayment).
+
+        CiviCRM keeps one Membership per member and a renewal moves its end
+        date, writing a MembershipLog row each time; the periods are rebuilt
+        from those rows, so a member of ten years counts ten seasons.
+        """
+        mark = mapping.parse_dt(cursor.get(CURSOR_KEY), self.tz) if cursor and cursor.get(CURSOR_KEY) else None
+        where: list[list[Any]] = [["membership_id.is_test", "=", False]]
+        if mark is not None:
+            where.append(["modified_date", ">=", mapping.format_dt(mark, self.tz)])
+        params = {"select": ["id", "membership_id", "modified_date"], "where": where,
+                  "orderBy": {"modified_date": "ASC", "id": "ASC"}}
+        state = dict(cursor or {})
+        sent: dict[str, Any] = {}
+        for rows in self.client.get_pages("MembershipLog", params, page_size=page_size):
+            touched = sorted({int(r["membership_id"]) for r in rows if r.get("membership_id")})
+            records = [rec for rec in self._periods(touched) if is_after_cursor(rec, cursor)
+                       and sent.get(rec.source_id) != rec.modified]
+            sent.update((rec.source_id, rec.modified) for rec in records)
+            if records:
+                state = advance_cursor(state, records)
+                yield RecordPage("membership", records, state)
+
+    def _periods(self, membership_ids: Sequence[int]) -> list[Any]:
+        """The periods of these memberships, from their whole log and their payments."""
+        if not membership_ids:
+            return []
+        logs: dict[int, list[dict[str, Any]]] = {}
+        params = {"select": mapping.MEMBERSHIP_LOG_SELECT, "where": [["membership_id", "IN", list(membership_ids)]],
+                  "orderBy": {"modified_date": "ASC", "id": "ASC"}}
+        for rows in self.client.get_pages("MembershipLog", params, page_size=200):
+            for row in rows:
+                logs.setdefault(int(row["membership_id"]), []).append(row)
+        payments: dict[int, list[dict[str, Any]]] = {}
+        if self.has_entity("MembershipPayment"):
+            params = {"select": mapping.MEMBERSHIP_PAYMENT_SELECT,
+                      "where": [["membership_id", "IN", list(membership_ids)], ["contribution_id.is_test", "=", False]],
+                      "orderBy": {"contribution_id.receive_date": "ASC", "id": "ASC"}}
+            for rows in self.client.get_pages("MembershipPayment", params, page_size=200):
+                for row in rows:
+                    payments.setdefault(int(row["membership_id"]), []).append(row)
+        return [rec for mid in membership_ids
+                for rec in mapping.membership_periods(mid, logs.get(mid, []), payments.get(mid, []), self.tz)]
 
     # -- writing ------------------------------------------------------------------
     def _api_name(self, name: str) -> str:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import date, datetime
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,6 +28,16 @@ SELECTS: dict[str, list[str]] = {
     "volunteer_hours": ["id", "subject", "activity_date_time", "duration", "location", "status_id:name",
                         "assignee_contact_id", "target_contact_id", "modified_date"],
 }
+
+# A log row carries the period it recorded; the membership itself gives the person and today's status.
+MEMBERSHIP_LOG_SELECT = ["id", "membership_id", "start_date", "end_date", "status_id:name", "modified_date",
+                         "membership_type_id:name", "membership_type_id.minimum_fee", "membership_id.contact_id",
+                         "membership_id.status_id:name", "membership_id.join_date"]
+MEMBERSHIP_PAYMENT_SELECT = ["id", "membership_id", "contribution_id", "contribution_id.total_amount",
+                             "contribution_id.currency", "contribution_id.receive_date",
+                             "contribution_id.contribution_status_id:name"]
+MEMBERSHIP_STATUS = {"Current": "paid", "New": "paid", "Grace": "grace", "Expired": "expired", "Cancelled": "cancelled",
+                     "Pending": "pending", "Deceased": "cancelled"}
 
 ENTITIES = {"person": "Contact", "gift": "Contribution", "recurring_plan": "ContributionRecur",
             "membership": "Membership", "participation": "Participant", "volunteer_hours": "Activity"}
@@ -140,13 +150,76 @@ def membership(row: Mapping[str, Any], tz: ZoneInfo) -> Membership:
         person_id=str(row.get("contact_id") or ""),
         season=season,
         fee=round(float(row.get("membership_type_id.minimum_fee") or 0), 2),
-        status={"Current": "paid", "New": "paid", "Grace": "grace", "Expired": "expired", "Cancelled": "cancelled",
-                "Pending": "pending"}.get(status, status.lower()),
+        status=MEMBERSHIP_STATUS.get(status, status.lower()),
         start=start,
         end=end,
         modified=parse_dt(row.get("modified_date"), tz),
         raw={"type": row.get("membership_type_id:name") or "", "join_date": row.get("join_date") or ""},
     )
+
+
+def _season(start: date | None, end: date | None) -> str:
+    if start is None:
+        return ""
+    return str(start.year) if not end or end.year == start.year else f"{start.year}-{end.year}"
+
+
+def membership_periods(membership_id: int, logs: Sequence[Mapping[str, Any]], payments: Sequence[Mapping[str, Any]],
+                       tz: ZoneInfo) -> list[Membership]:
+    """The periods of one membership, oldest first, from its MembershipLog rows (sorted by ``modified_date``).
+
+    A row whose end date is later than the last period's opens a period: it
+    starts the day after the previous end, or on the row's start date after a
+    gap (a renewal once expired restarts the membership).  A row with the same
+    end date (a status change) belongs to that period; an earlier end date is a
+    correction of it.  Each completed contribution linked through
+    MembershipPayment pays the earliest unpaid period ending on or after its
+    date, so dues paid in advance go to the next season; a period without one
+    is valued at the type's minimum fee.
+    """
+    periods: list[dict[str, Any]] = []
+    for row in logs:
+        start, end = _day(row.get("start_date"), tz), _day(row.get("end_date"), tz)
+        modified = parse_dt(row.get("modified_date"), tz)
+        last = periods[-1] if periods else None
+        if last is not None and (end is None or last["end"] is None or end <= last["end"]):
+            last.update(end=end if end is not None and last["end"] is not None else last["end"], row=row,
+                        modified=max((m for m in (last["modified"], modified) if m is not None), default=None))
+            continue
+        if last is not None and last["end"] is not None and (start is None or start <= last["end"]):
+            start = last["end"] + timedelta(days=1)
+        periods.append({"start": start, "end": end, "row": row, "modified": modified, "paid": []})
+    for pay in payments:
+        status = str(pay.get("contribution_id.contribution_status_id:name") or "Completed")
+        when = _day(pay.get("contribution_id.receive_date"), tz)
+        if status != "Completed" or when is None:
+            continue
+        target = next((p for p in periods if not p["paid"] and (p["end"] is None or p["end"] >= when)), None)
+        if target is not None:
+            target["paid"].append(pay)
+    out = []
+    for number, period in enumerate(periods, start=1):
+        row, paid = period["row"], period["paid"]
+        latest = number == len(periods)
+        status = str(row.get("membership_id.status_id:name") or row.get("status_id:name") or "") if latest else "Current"
+        fee = (sum(float(p.get("contribution_id.total_amount") or 0) for p in paid) if paid
+               else float(row.get("membership_type_id.minimum_fee") or 0))
+        out.append(Membership(
+            source=SOURCE,
+            source_id=f"{membership_id}-{number}",
+            person_id=str(row.get("membership_id.contact_id") or ""),
+            season=_season(period["start"], period["end"]),
+            fee=round(fee, 2),
+            status=MEMBERSHIP_STATUS.get(status, status.lower()),
+            start=period["start"],
+            end=period["end"],
+            currency=str(paid[0].get("contribution_id.currency") or "EUR") if paid else "EUR",
+            modified=period["modified"],
+            raw={"membership_id": membership_id, "type": row.get("membership_type_id:name") or "",
+                 "join_date": row.get("membership_id.join_date") or "",
+                 "contribution_ids": [p.get("contribution_id") for p in paid]},
+        ))
+    return out
 
 
 def participation(row: Mapping[str, Any], tz: ZoneInfo) -> Participation | None:

@@ -7,8 +7,17 @@ required.  Answers ``{"entity", "action", "version": 4, "count", "countFetched",
 "values"}``; failures carry ``error_message`` / ``error_code`` with an HTTP
 error status.  A small query engine handles ``select``, ``where`` (=, !=, >, >=,
 <, <=, IN, IS NULL), ``orderBy``, ``limit``, ``offset`` and ``get``,
-``create``, ``update``, ``save``.  Custom fields appear as
+``create``, ``update``, ``save`` and ``getFields``.  Custom fields appear as
 ``Group.field`` once created through CustomGroup/CustomField.
+
+Sites differ by version, and the fake can be any of them: ``missing`` lists
+fields a site does not have yet (``{"Participant": {"modified_date"}}`` for an
+older CiviCRM), ``absent`` entities its API v4 does not offer (MembershipLog on
+old sites).  As CiviCRM does, an unknown field in ``select`` is ignored, while in
+``where`` or ``orderBy`` it is an error (HTTP 500, ``Invalid field '...'``), and
+an entity that does not exist answers 404.  Memberships are kept as CiviCRM
+keeps them: one row per member whose renewals move the end date, each change
+written to MembershipLog; dues are linked through MembershipPayment.
 """
 
 from __future__ import annotations
@@ -66,6 +75,8 @@ class FakeCiviCRM(LoopbackApi):
     require_site_key: bool = True
     custom_fields: dict[str, set[str]] = field(default_factory=dict)
     clock: str = "2024-03-01 12:00:00"
+    missing: dict[str, set[str]] = field(default_factory=dict)
+    absent: set[str] = field(default_factory=set)
     _next: int = 500
 
     def table(self, entity: str) -> list[dict[str, Any]]:
@@ -115,11 +126,31 @@ class FakeCiviCRM(LoopbackApi):
             "id": 301, "contact_id": 104, "amount": "15.00", "currency": "EUR", "frequency_unit:name": "month",
             "frequency_interval": 1, "start_date": "2024-02-05 00:00:00", "end_date": None,
             "contribution_status_id:name": "In Progress", "is_test": False, "modified_date": "2024-02-05 09:00:00"})
-        for mid, cid, start, end in [(401, 102, "2024-01-01", "2024-12-31"), (402, 105, "2023-09-01", "2024-08-31")]:
+        # Louis joined in 2022 and renewed twice (his membership row now ends in 2024); Léa joined for one season.
+        members = [(401, 102, "2022-01-01", "2022-01-01", "2024-12-31", "Current"),
+                   (402, 105, "2023-09-01", "2023-09-01", "2024-08-31", "Current")]
+        for mid, cid, joined, start, end, status in members:
             self.table("Membership").append({
                 "id": mid, "contact_id": cid, "membership_type_id:name": "Individuelle",
-                "membership_type_id.minimum_fee": "20.00", "status_id:name": "Current", "join_date": start,
+                "membership_type_id.minimum_fee": "20.00", "status_id:name": status, "join_date": joined,
                 "start_date": start, "end_date": end, "is_test": False})
+        history = [(701, 401, "2022-01-01", "2022-12-31", "New", "2022-01-03 10:00:00"),
+                   (702, 401, "2022-01-01", "2022-12-31", "Current", "2022-04-01 01:00:00"),
+                   (703, 401, "2022-01-01", "2023-12-31", "Current", "2022-12-15 09:00:00"),
+                   (704, 401, "2022-01-01", "2024-12-31", "Current", "2023-12-20 09:30:00"),
+                   (705, 402, "2023-09-01", "2024-08-31", "New", "2023-09-01 11:00:00")]
+        for lid, mid, start, end, status, modified in history:
+            self.log_membership(lid, mid, start, end, status, modified)
+        dues = [(211, 102, "20.00", "2022-01-03 10:00:00", 401), (212, 102, "25.00", "2022-12-15 09:00:00", 401),
+                (213, 102, "25.00", "2023-12-20 09:30:00", 401), (205, 105, None, None, 402)]
+        for gid, cid, amount, when, mid in dues:
+            if amount is not None:
+                self.table("Contribution").append({
+                    "id": gid, "contact_id": cid, "total_amount": amount, "currency": "EUR", "receive_date": when,
+                    "contribution_recur_id": None, "campaign_id:label": None, "payment_instrument_id:name": "Check",
+                    "financial_type_id:name": "Member Dues", "contribution_status_id:name": "Completed",
+                    "is_test": False, "is_template": False, "modified_date": when})
+            self.pay_membership(mid, gid)
         self.table("Participant").append({
             "id": 501, "contact_id": 101, "event_id": 7, "event_id.title": "Fête des voisins",
             "event_id.start_date": "2024-06-02 14:00:00", "status_id:name": "Attended",
@@ -129,6 +160,30 @@ class FakeCiviCRM(LoopbackApi):
             "activity_date_time": "2024-06-02 13:00:00", "duration": 180, "location": "Place du marché",
             "status_id:name": "Completed", "assignee_contact_id": [102, 105], "target_contact_id": [],
             "is_deleted": False, "modified_date": "2024-06-02 18:00:00"})
+
+        for entity, names in self.missing.items():
+            for row in self.table(entity):
+                for name in names:
+                    row.pop(name, None)
+
+    def log_membership(self, lid: int, mid: int, start: str, end: str, status: str, modified: str) -> None:
+        """A MembershipLog row, as CiviCRM writes one on signup, renewal and status change."""
+        membership = next(m for m in self.table("Membership") if m["id"] == mid)
+        self.table("MembershipLog").append({
+            "id": lid, "membership_id": mid, "start_date": start, "end_date": end, "status_id:name": status,
+            "modified_date": modified, "membership_type_id:name": membership["membership_type_id:name"],
+            "membership_type_id.minimum_fee": membership["membership_type_id.minimum_fee"],
+            "membership_id.contact_id": membership["contact_id"], "membership_id.is_test": membership["is_test"],
+            "membership_id.status_id:name": membership["status_id:name"], "membership_id.join_date": membership["join_date"]})
+
+    def pay_membership(self, mid: int, contribution_id: int) -> None:
+        """A MembershipPayment row linking a contribution to the membership it paid."""
+        gift = next(g for g in self.table("Contribution") if g["id"] == contribution_id)
+        self.table("MembershipPayment").append({
+            "id": len(self.table("MembershipPayment")) + 1, "membership_id": mid, "contribution_id": contribution_id,
+            "contribution_id.total_amount": gift["total_amount"], "contribution_id.currency": gift["currency"],
+            "contribution_id.receive_date": gift["receive_date"], "contribution_id.is_test": gift["is_test"],
+            "contribution_id.contribution_status_id:name": gift["contribution_status_id:name"]})
 
     # -- serving ------------------------------------------------------------------
     def handle(self, h: Exchange, method: str) -> None:
@@ -154,9 +209,11 @@ class FakeCiviCRM(LoopbackApi):
                     self.require_site_key and h.headers.get("X-Civi-Key") != SITE_KEY):
                 return self.reply(h, 401, {"error_message": "Authentication failed"})
             try:
+                if entity in self.absent:
+                    raise ApiError(404, f"Api {entity} {action} version 4 does not exist.")
                 result = self.run(entity, action, params)
             except ApiError as exc:
-                return self.reply(h, exc.status, {"error_message": str(exc), "error_code": 0})
+                return self.reply(h, exc.status, {"error_message": str(exc), "error_code": 0, "status": exc.status})
         return self.reply(h, 200, {"entity": entity, "action": action, "debug": None, "version": 4,
                                    "count": len(result), "countFetched": len(result), "values": result})
 
@@ -170,9 +227,22 @@ class FakeCiviCRM(LoopbackApi):
             known |= {f"{group}.{n}" for n in names}
         return known
 
+    def columns(self, entity: str) -> set[str] | None:
+        """Every field name ``entity`` has on this site, joins included (None: no rows to tell)."""
+        rows = self.table(entity)
+        if not rows:
+            return None
+        names = {k for r in rows for k in r} | {"id"}
+        if entity == "Contact":
+            names |= {f"{g}.{n}" for g, fields in self.custom_fields.items() for n in fields}
+        return names - self.missing.get(entity, set())
+
     def run(self, entity: str, action: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """The query engine."""
         known = self.fields_of(entity)
+        if action == "getFields":
+            columns = self.columns(entity)
+            return [{"name": n} for n in sorted(columns or ())]
         if action == "get":
             return self.get(entity, params, known)
         if action == "create" and entity in ("CustomGroup", "CustomField"):
@@ -191,9 +261,10 @@ class FakeCiviCRM(LoopbackApi):
     def get(self, entity: str, params: dict[str, Any], known: set[str] | None) -> list[dict[str, Any]]:
         """``get``: where, orderBy, limit/offset, select (custom fields by ``Group.field``)."""
         where = params.get("where", [])
-        for clause in where:
-            if known is not None and clause[0] not in known:
-                raise ApiError(500, f"Invalid field '{clause[0]}'")
+        columns = self.columns(entity)
+        for name in [c[0] for c in where] + list(params.get("orderBy") or {}):
+            if columns is not None and name not in columns:
+                raise ApiError(500, f"Invalid field '{name}'")
         found = [r for r in self.table(entity) if all(_match(r, c) for c in where)]
         if entity == "CustomField":
             found = [{"name": n, "custom_group_id:name": g} for g, names in self.custom_fields.items() for n in names

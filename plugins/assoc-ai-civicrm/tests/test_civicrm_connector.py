@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterator
@@ -134,24 +135,68 @@ def test_gifts_plans_memberships_events_and_volunteering(site: tuple[FakeCiviCRM
     assert gifts[3].campaign == "Printemps 2024"
     assert isinstance(plans[0], RecurringPlan) and (plans[0].frequency, plans[0].status) == ("monthly", "active")
     assert all(isinstance(m, Membership) for m in members)
-    assert [(m.person_id, m.season, m.fee) for m in members] == [("102", "2024", 20.0), ("105", "2023-2024", 20.0)]
-    assert mcursor == {"after_id": 402}
+    # Louis's one membership row holds three seasons (joined 2022, renewed twice); the dues paid in advance in
+    # December go to the next season.
+    assert [(m.source_id, m.person_id, m.season, m.fee, m.status) for m in members] == [
+        ("401-1", "102", "2022", 20.0, "paid"), ("401-2", "102", "2023", 25.0, "paid"),
+        ("401-3", "102", "2024", 25.0, "paid"), ("402-1", "105", "2023-2024", 20.0, "paid")]
+    assert (members[1].start, members[1].end) == (date(2023, 1, 1), date(2023, 12, 31))
+    assert members[2].raw["contribution_ids"] == [213]
+    assert mcursor == {"modified_after": "2023-12-20T08:30:00+00:00", "ids_at": ["401-3"]}
     assert isinstance(events[0], Participation) and (events[0].event, events[0].date, events[0].status) == (
         "Fête des voisins", date(2024, 6, 2), "attended")
     assert all(isinstance(h, VolunteerHours) for h in hours)
     assert sorted((h.person_id, h.hours) for h in hours) == [("102", 3.0), ("105", 3.0)]
 
 
-def test_memberships_without_modified_date_use_an_id_cursor(site: tuple[FakeCiviCRM, str]) -> None:
+def test_a_renewal_is_a_new_season_read_incrementally(site: tuple[FakeCiviCRM, str]) -> None:
     fake, url = site
     with make(url) as conn:
         _, cursor, _ = read_all(conn, "membership")
+        assert read_all(conn, "membership", cursor)[0] == []
+        # Léa renews: CiviCRM moves her membership's end date, logs the change and links the payment.
+        fake.table("Membership")[1]["end_date"] = "2025-08-31"
+        fake.log_membership(706, 402, "2023-09-01", "2025-08-31", "Current", "2024-08-20 10:00:00")
+        fake.table("Contribution").append({**fake.table("Contribution")[0], "id": 214, "contact_id": 105,
+                                           "total_amount": "25.00", "receive_date": "2024-08-20 10:00:00",
+                                           "financial_type_id:name": "Member Dues"})
+        fake.pay_membership(402, 214)
+        renewed, cursor2, _ = read_all(conn, "membership", cursor)
+        assert [(m.source_id, m.person_id, m.season, m.fee, m.start) for m in renewed] == [
+            ("402-2", "105", "2024-2025", 25.0, date(2024, 9, 1))]
+        assert read_all(conn, "membership", cursor2)[0] == []
+    logs = [r["params"] for r in fake.requests if r["entity"] == "MembershipLog" and r["action"] == "get"]
+    assert any(["modified_date", ">=", "2023-12-20 09:30:00"] in p["where"] for p in logs)
+
+
+def test_site_without_membership_log_reads_memberships_by_id(caplog: pytest.LogCaptureFixture) -> None:
+    with contextlib.contextmanager(FakeCiviCRM(absent={"MembershipLog", "MembershipPayment"}).serve)() as (fake, url), \
+            make(url) as conn:
+        with caplog.at_level("WARNING"):
+            members, cursor, _ = read_all(conn, "membership")
+        assert [(m.source_id, m.season) for m in members] == [("401", "2022-2024"), ("402", "2023-2024")]
+        assert cursor == {"after_id": 402} and "MembershipLog" in caplog.text
         fake.table("Membership").append({"id": 403, "contact_id": 101, "membership_type_id:name": "Individuelle",
                                          "membership_type_id.minimum_fee": "20.00", "status_id:name": "New",
                                          "join_date": "2024-03-01", "start_date": "2024-03-01",
                                          "end_date": "2025-02-28", "is_test": False})
         newer, _, _ = read_all(conn, "membership", cursor)
     assert [(m.source_id, m.season, m.status) for m in newer] == [("403", "2024-2025", "paid")]
+
+
+def test_older_site_without_modified_dates_reads_by_id() -> None:
+    old = FakeCiviCRM(missing={"Participant": {"modified_date"}, "Contribution": {"modified_date"}})
+    with contextlib.contextmanager(old.serve)() as (fake, url), make(url) as conn:
+        # What the connector must avoid: the API v4 error of an older site.
+        with pytest.raises(ConnectorError, match=r"HTTP 500.*Invalid field 'modified_date'"):
+            conn.client.call("Participant", "get", {"select": ["id"], "orderBy": {"modified_date": "ASC"}})
+        events, cursor, _ = read_all(conn, "participation")
+        assert [(e.source_id, e.event) for e in events] == [("501", "Fête des voisins")] and cursor == {"after_id": 501}
+        assert read_all(conn, "participation", cursor)[0] == []
+        gifts, gift_cursor, _ = read_all(conn, "gift")
+        assert [g.source_id for g in gifts] == ["201", "202", "203", "204", "206"] and gift_cursor == {"after_id": 206}
+    asked = {r["entity"] for r in fake.requests if r["action"] == "getFields"}
+    assert {"Participant", "Contribution"} <= asked
 
 
 def test_ensure_fields_dry_run_then_real_then_idempotent(site: tuple[FakeCiviCRM, str]) -> None:

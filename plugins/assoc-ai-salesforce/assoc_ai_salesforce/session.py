@@ -47,6 +47,7 @@ class SalesforceSession:
         self._version = api_version
         self.http = http
         self._sf: Salesforce | None = None
+        self.user_id = ""
 
     @property
     def sf(self) -> Salesforce:
@@ -73,6 +74,8 @@ class SalesforceSession:
             )
         body = response.json()
         instance = check_https(str(body.get("instance_url") or self.domain_url), "instance_url")
+        # The identity URL ends with the run-as user's id: ensure_fields grants that user access to the score fields.
+        self.user_id = str(body.get("id") or "").rstrip("/").rsplit("/", 1)[-1]
         self._sf = Salesforce(instance_url=instance, session_id=str(body["access_token"]), session=self.http.session,
                               version=self._version)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
@@ -98,28 +99,103 @@ def test_incremental_on_systemmodstamp(org: FakeSalesforce, cert: tuple[Path, Pa
     assert "SystemModstamp >= 2024-02-01T09:00:00Z" in soql
 
 
-def test_npsp_gifts_recurring_and_memberships(org: FakeSalesforce, cert: tuple[Path, Path]) -> None:
+def queries(org: FakeSalesforce) -> list[str]:
+    return [r["query"]["q"][0] for r in org.requests if r["path"].rstrip("/").endswith("/query")]
+
+
+def test_npsp_gifts_are_the_paid_payments(org: FakeSalesforce, cert: tuple[Path, Path]) -> None:
     with make(org, cert) as conn:
         gifts, _, _ = read_pages(conn, "gift")
         plans, _, _ = read_pages(conn, "recurring_plan")
         members, _, _ = read_pages(conn, "membership")
     assert all(isinstance(g, Gift) for g in gifts)
-    assert [(g.source_id, g.person_id, g.amount, g.recurring, g.plan_id) for g in gifts] == [
-        ("0061", "0031", 50.0, False, ""), ("0062", "0032", 30.0, False, ""), ("0063", "0034", 15.0, True, "a0R1")]
-    assert gifts[0].campaign == "Printemps 2024"
+    # The pledge 0065 (not won) was paid twice out of three: two gifts; the unpaid instalment is none.
+    assert [(g.source_id, g.person_id, g.amount, g.date.isoformat(), g.recurring, g.plan_id) for g in gifts] == [
+        ("a011", "0031", 50.0, "2024-01-06", False, ""), ("a012", "0032", 30.0, "2024-01-07", False, ""),
+        ("a015", "0031", 30.0, "2024-01-31", False, ""), ("a013", "0034", 15.0, "2024-02-05", True, "a0R1"),
+        ("a016", "0031", 30.0, "2024-02-29", False, "")]
+    assert gifts[0].campaign == "Printemps 2024" and gifts[1].payment_method == "Check"
+    assert gifts[2].raw["opportunity"] == "0065" and {g.currency for g in gifts} == {"EUR"}
+    assert any("FROM npe01__OppPayment__c" in q and "npe01__Paid__c = true" in q for q in queries(org))
     assert isinstance(plans[0], RecurringPlan) and (plans[0].person_id, plans[0].frequency, plans[0].status) == (
         "0034", "monthly", "active")
     assert isinstance(members[0], Membership) and (members[0].person_id, members[0].season, members[0].fee) == (
         "0032", "2024", 25.0)
 
 
-def test_ensure_fields_uses_the_tooling_api_once(org: FakeSalesforce, cert: tuple[Path, Path]) -> None:
+def test_gifts_from_opportunities_without_payments(cert: tuple[Path, Path]) -> None:
+    fake = FakeSalesforce(payments=False)
+    fake.seed()
+    with fake.running(cert), make(fake, cert) as conn:
+        gifts, _, _ = read_pages(conn, "gift")
+    assert [(g.source_id, g.person_id, g.amount, g.recurring, g.plan_id) for g in gifts] == [
+        ("0061", "0031", 50.0, False, ""), ("0062", "0032", 30.0, False, ""), ("0063", "0034", 15.0, True, "a0R1")]
+
+
+def test_single_currency_org_is_read_without_currencyisocode(org: FakeSalesforce, cert: tuple[Path, Path]) -> None:
+    with make(org, cert) as conn:
+        gifts, _, _ = read_pages(conn, "gift")
+        members, _, _ = read_pages(conn, "membership")
+    assert gifts and all(g.currency == "EUR" for g in gifts) and members[0].currency == "EUR"
+    assert not any("CurrencyIsoCode" in q for q in queries(org) if "Organization" not in q)
+    # What the connector avoided: the org answers the real INVALID_FIELD error.
+    with make(org, cert, gifts_from="opportunities") as conn:
+        body = conn.client.call(lambda sf: sf.restful("sobjects/Opportunity/describe"), "describe")
+        assert "CurrencyIsoCode" not in {f["name"] for f in body["fields"]}
+        with pytest.raises(ConnectorError, match=r"INVALID_FIELD \n.*\n *\^\nERROR at Row:1:Column:12\nNo such column 'CurrencyIsoCode'"):
+            conn.client.call(lambda sf: sf.query("SELECT Id, CurrencyIsoCode FROM Opportunity"), "SOQL")
+
+
+def test_multi_currency_org_reads_each_record_currency(cert: tuple[Path, Path]) -> None:
+    fake = FakeSalesforce(multi_currency=True)
+    fake.seed()
+    fake.objects["npe01__OppPayment__c"][1]["CurrencyIsoCode"] = "CHF"
+    with fake.running(cert), make(fake, cert) as conn:
+        gifts, _, _ = read_pages(conn, "gift")
+    assert [g.currency for g in gifts][:2] == ["EUR", "CHF"]
+    assert any("CurrencyIsoCode" in q and "npe01__OppPayment__c" in q for q in queries(fake))
+
+
+def test_org_without_privacy_objects_reads_people_and_refuses_to_write(cert: tuple[Path, Path],
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeSalesforce(privacy=False)
+    fake.seed()
+    with fake.running(cert), make(fake, cert) as conn:
+        with caplog.at_level("WARNING"):
+            people, _, _ = read_pages(conn, "person")
+        assert [p.source_id for p in people] == ["0031", "0032", "0033", "0034"]
+        assert "Data Protection and Privacy" in caplog.text or "Protection des données" in caplog.text
+        assert not any("Individual" in q for q in queries(fake))
+        conn.ensure_fields(task="donor_propensity", dry_run=False)
+        with pytest.raises(ConfigError, match="do_not_profile_field"):
+            conn.write_scores(SCORES, dry_run=False)
+        # What the connector avoided: the org answers the real INVALID_FIELD error.
+        with pytest.raises(ConnectorError, match=r"INVALID_FIELD [\s\S]*Didn't understand relationship 'Individual'"):
+            conn.client.call(lambda sf: sf.query("SELECT Id, Individual.HasOptedOutProfiling FROM Contact"), "SOQL")
+    assert fake.patches() == []
+
+
+def test_ensure_fields_creates_then_grants_field_level_security(org: FakeSalesforce, cert: tuple[Path, Path]) -> None:
     with make(org, cert) as conn:
         dry = conn.ensure_fields(task="donor_propensity")
         assert dry.counts["create"] == 3 and not any(r["path"].endswith("CustomField") for r in org.requests)
         done = conn.ensure_fields(task="donor_propensity", dry_run=False)
-        assert done.counts["create"] == 3 and {"AssocAI_Score__c", "AssocAI_Explanation__c"} <= org.contact_fields
+        assert done.counts["create"] == 3 and set(FIELD_MAP.values()) <= org.visible_fields()
+        (pset,) = org.objects["PermissionSet"]
+        assert pset["Name"] == "AssocAI_Scores"
+        assert org.objects["PermissionSetAssignment"] == [
+            {"Id": "Per000000000001", "PermissionSetId": pset["Id"], "AssigneeId": org.user_id}]
+        grants = {fp["Field"]: (fp["PermissionsRead"], fp["PermissionsEdit"]) for fp in org.objects["FieldPermissions"]}
+        assert grants == {f"Contact.{n}": (True, True) for n in FIELD_MAP.values()}
         assert conn.ensure_fields(task="donor_propensity", dry_run=False).counts["unchanged"] == 3
+
+
+def test_ensure_fields_finishes_what_an_earlier_run_left_unseen(org: FakeSalesforce, cert: tuple[Path, Path]) -> None:
+    org.tooling_fields |= set(FIELD_MAP.values())  # created, but no field-level security yet
+    with make(org, cert) as conn:
+        report = conn.ensure_fields(task="donor_propensity", dry_run=False)
+        assert report.counts["create"] == 3 and set(FIELD_MAP.values()) <= org.visible_fields()
+        assert conn.write_scores(SCORES, dry_run=False).changed == 2
 
 
 def test_write_scores_dry_run_write_idempotent_consent(org: FakeSalesforce, cert: tuple[Path, Path]) -> None:
@@ -131,12 +207,38 @@ def test_write_scores_dry_run_write_idempotent_consent(org: FakeSalesforce, cert
         assert dry.diffs[0].after["assoc_ai_donor_propensity"] == 0.81
         assert "do_not_profile" in dict(dry.skipped)["0033"]
         done = conn.write_scores(SCORES, dry_run=False)
-        assert done.changed == 2 and len(org.patches()) == 2
+        assert done.changed == 2 and [r["path"] for r in org.patches()] == ["/services/data/v59.0/composite/sobjects"]
         camille = org.objects["Contact"][0]
         assert camille["AssocAI_Score__c"] == 0.81 and camille["AssocAI_Explanation__c"] == "Dons fréquents."
         assert "AssocAI_Score__c" not in org.objects["Contact"][2]
         again = conn.write_scores(SCORES, dry_run=False)
-    assert again.changed == 0 and len(org.patches()) == 2
+    assert again.changed == 0 and len(org.patches()) == 1
+
+
+def test_scores_go_200_contacts_a_request(org: FakeSalesforce, cert: tuple[Path, Path]) -> None:
+    for n in range(450):
+        org.objects["Contact"].append({**org.objects["Contact"][0], "Id": f"003X{n:04d}",
+                                       "Individual.HasOptedOutProfiling": False})
+    many = [Score(person_id=f"003X{n:04d}", task="donor_propensity", probability=0.5, explanation="x", model_version="m1")
+            for n in range(450)]
+    with make(org, cert) as conn:
+        conn.ensure_fields(task="donor_propensity", dry_run=False)
+        assert conn.write_scores(many, dry_run=False).changed == 450
+    sizes = [len(json.loads(r["body"])["records"]) for r in org.patches()]
+    assert sizes == [200, 200, 50]
+    assert all(c.get("AssocAI_Score__c") == 0.5 for c in org.objects["Contact"][4:])
+
+
+def test_collection_limit_and_rejected_records_are_reported(org: FakeSalesforce, cert: tuple[Path, Path]) -> None:
+    with make(org, cert) as conn:
+        too_many = {"allOrNone": False, "records": [{"attributes": {"type": "Contact"}, "id": "0031"}] * 201}
+        with pytest.raises(ConnectorError, match="EXCEEDED_ID_LIMIT"):
+            conn.client.call(lambda sf: sf.restful("composite/sobjects", method="PATCH", json=too_many), "collection")
+        conn.ensure_fields(task="donor_propensity", dry_run=False)
+        fp = next(f for f in org.objects["FieldPermissions"] if f["Field"] == "Contact.AssocAI_Score__c")
+        fp["PermissionsEdit"] = False  # an administrator took edit access away
+        with pytest.raises(ConnectorError, match="INVALID_FIELD_FOR_INSERT_UPDATE"):
+            conn.write_scores(SCORES, dry_run=False)
 
 
 def test_expired_session_gets_one_new_token(org: FakeSalesforce, cert: tuple[Path, Path]) -> None:
@@ -144,7 +246,7 @@ def test_expired_session_gets_one_new_token(org: FakeSalesforce, cert: tuple[Pat
         read_pages(conn, "gift")
         org.tokens.clear()
         gifts, _, _ = read_pages(conn, "gift")
-    assert len(gifts) == 3
+    assert len(gifts) == 5
     assert sum(1 for r in org.requests if r["path"] == "/services/oauth2/token") == 2
 
 
