@@ -7,7 +7,10 @@ the triage job does, and reports the peak resident memory.  Writes
 ``bench/results/model_size.json``.  Not a test: figures are reported and
 compared with the targets (job memory under 400 MB for a 5,000-message model).
 
-    python bench/model_size.py [--sizes 1000,2000,5000]
+    python bench/model_size.py [--sizes 1000,2000,5000] [--categories 10]
+
+``--categories N`` keeps the N most frequent folders and files the rest under
+"Autre", the size of an association's set of categories.
 """
 
 from __future__ import annotations
@@ -47,7 +50,10 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
-def _messages(n: int) -> list:
+def _messages(n: int, categories: int | None = None) -> list:
+    from collections import Counter
+    from dataclasses import replace
+
     from assoc_ai_core.mail.parsing import parse_message
 
     out = []
@@ -58,6 +64,9 @@ def _messages(n: int) -> list:
             out.append(msg)
             if len(out) >= n:
                 break
+    if categories:
+        kept = {label for label, _ in Counter(m.label for m in out).most_common(categories - 1)}
+        out = [m if m.label in kept else replace(m, label="Autre") for m in out]
     return out
 
 
@@ -65,12 +74,13 @@ def main() -> None:
     """Train, save, measure; print a table and write the JSON."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1000,2000,5000")
+    parser.add_argument("--categories", type=int, default=None, help="keep this many categories (others: Autre)")
     args = parser.parse_args()
     from assoc_ai_core import train
     from assoc_ai_core.persistence import save_model
 
     sizes = [int(s) for s in args.sizes.split(",")]
-    pool = _messages(max(sizes))
+    pool = _messages(max(sizes), args.categories)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
@@ -91,7 +101,9 @@ def main() -> None:
                   f"({size / 1e6 / n * 1000:.2f} MB per 1,000), trained in {seconds:.0f} s, "
                   f"job peak memory {peak:.0f} MB (target < 400 MB)")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"enron": rows}, indent=1), encoding="utf-8")
+    key = f"enron_{args.categories}_categories" if args.categories else "enron"
+    old = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.is_file() else {}
+    RESULTS.write_text(json.dumps({**old, key: rows}, indent=1), encoding="utf-8")
     print(f"written: {RESULTS}")
 
 
