@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import logging
+import socket
 from email.policy import default as default_policy
 from pathlib import Path
 
@@ -70,6 +71,22 @@ def test_forward_wraps_original_with_rfc3834_headers(plain_server) -> None:
     # the forward is itself recognised as automated and as ours: it can never be forwarded again
     again = parse_message(data)
     assert again.is_automated and should_forward(again)[0] is False
+
+
+def test_one_connection_serves_a_run_and_a_dropped_one_is_replaced(plain_server) -> None:
+    handler, port = plain_server
+    settings = SmtpSettings(host="127.0.0.1", port=port, starttls=False, sender="tri@asso.example")
+    forwarder = SmtpForwarder(settings)
+    for n in range(3):
+        forwarder.send(ORIGINAL, f"membre{n}@asso.example", category="Adhésion", key=f"k{n}@exemple.org")
+    assert len(handler.envelopes) == 3 and handler.greetings == 1
+    assert forwarder._kept is not None
+    forwarder._kept.sock.shutdown(socket.SHUT_RDWR)  # the server (or the network) dropped the idle connection
+    forwarder.send(ORIGINAL, "tresorier@asso.example", category="Adhésion", key="k9@exemple.org")
+    assert len(handler.envelopes) == 4 and handler.greetings == 2  # checked, replaced, sent once
+    forwarder.close()
+    forwarder.close()
+    assert forwarder._kept is None
 
 
 def test_should_forward_refuses_automated_and_our_own_mail() -> None:

@@ -197,10 +197,11 @@ def _header_safe(text: str) -> str:
 
 
 class SmtpForwarder:
-    """Send forwards through one SMTP server (a new connection per message, as cron jobs are short)."""
+    """Send forwards through one SMTP server, over one connection kept open for the run (see :meth:`session`)."""
 
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
+        self._kept: smtplib.SMTP | None = None
 
     def __repr__(self) -> str:
         return f"SmtpForwarder(host={self.settings.host!r}, port={self.settings.port})"
@@ -216,15 +217,40 @@ class SmtpForwarder:
 
     @contextlib.contextmanager
     def session(self) -> Iterator[smtplib.SMTP]:
-        """A connected, secured, logged-in client, closed politely (or not) on the way out."""
-        client = self._connect()
+        """A connected, secured, logged-in client; kept open for the next forward unless something went wrong.
+
+        Connecting, STARTTLS and logging in cost more than sending one
+        forward; a run with many forwards reuses one connection.  A kept
+        connection is checked with NOOP first (the server may have closed it
+        while idle), so a send never starts on a dead connection and a lost
+        connection during a send still means "may have been sent".
+        """
+        client = self._alive_kept() or self._connect()
+        self._kept = None
         try:
             yield client
-        finally:
-            try:
-                client.quit()
-            except (OSError, smtplib.SMTPException):
-                client.close()
+        except BaseException:
+            _quit(client)
+            raise
+        self._kept = client
+
+    def _alive_kept(self) -> smtplib.SMTP | None:
+        client, self._kept = self._kept, None
+        if client is None:
+            return None
+        try:
+            if client.noop()[0] == 250:
+                return client
+        except (OSError, smtplib.SMTPException):
+            pass
+        _quit(client)
+        return None
+
+    def close(self) -> None:
+        """Say goodbye to the server (end of run); safe to call twice."""
+        client, self._kept = self._kept, None
+        if client is not None:
+            _quit(client)
 
     @retry(retry=retry_if_exception_type(TransientError), stop=stop_after_attempt(3),
            wait=wait_exponential(multiplier=0.5, max=5), reraise=True)
@@ -327,6 +353,14 @@ class SmtpForwarder:
                     f"SMTP connection lost while sending ({type(exc).__name__}): the forward may have gone out.",
                 ), maybe_sent=True, reason=type(exc).__name__) from None
         return str(forward["Message-ID"])
+
+
+def _quit(client: smtplib.SMTP) -> None:
+    """Close an SMTP connection politely when the server still listens, else just close it."""
+    try:
+        client.quit()
+    except (OSError, smtplib.SMTPException):
+        client.close()
 
 
 def _refusal(code: int, reply: bytes | str, key: str) -> ForwardError:

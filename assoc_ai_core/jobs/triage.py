@@ -183,6 +183,10 @@ class TriageJob:
             self._state.close()
             self._state = None
         self._executor = None
+        close_forwarder = getattr(self._forwarder, "close", None)
+        if callable(close_forwarder):  # the SMTP connection kept open for the run's forwards
+            with contextlib.suppress(Exception):
+                close_forwarder()
         if self._budget is not None:
             self._budget.close()
             self._budget = None

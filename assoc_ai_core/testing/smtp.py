@@ -49,8 +49,16 @@ class SmtpSink:
         self.transient = transient
         self.refuse = dict(refuse or {})
         self.replies: list[str] = []  # every refusal given, in order
+        self.greetings = 0  # EHLO/HELO received: one per connection a client opened
         self.port = 0
         self._controller: Any = None
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        """aiosmtpd hook: count the client's greetings (how many connections it opened), answer as usual."""
+        self.greetings += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any) -> str:
         """aiosmtpd hook: refuse the recipients of ``refuse``."""
