@@ -37,15 +37,18 @@ from assoc_ai_core.mail.parsing import parse_message
 from assoc_ai_core.jobs.deciding import run_model
 model = load_model(sys.argv[1])
 start, n = int(sys.argv[2]), int(sys.argv[3])
-msgs = []
+page = []  # as the job does: one page of 100 messages in memory at a time
 with gzip.open(sys.argv[4], "rt", encoding="utf-8") as fh:
     for i, line in enumerate(fh):
         if i >= start + n:
             break
         if i >= start:
-            msgs.append(parse_message(json.loads(line)["raw"].encode("utf-8", "surrogateescape")))
-for page in range(0, len(msgs), 100):
-    run_model(model, [(m.key, m) for m in msgs[page:page + 100]])
+            page.append(parse_message(json.loads(line)["raw"].encode("utf-8", "surrogateescape")))
+        if len(page) == 100:
+            run_model(model, [(m.key, m) for m in page])
+            page = []
+if page:
+    run_model(model, [(m.key, m) for m in page])
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
