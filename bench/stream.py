@@ -359,15 +359,20 @@ def main() -> None:
                     help="learn correspondents with a random installation key, as the job does with its key file")
     ap.add_argument("--max-messages", type=int, default=600,
                     help="Enron: the earliest N messages per user (0: all; retraining on thousands is slow)")
+    ap.add_argument("--category-thresholds", action="store_true",
+                    help="one auto-routing threshold per category (MailClassifier(category_thresholds=True))")
     ap.add_argument("--verbose", action="store_true", help="print each batch as it is played")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     if args.semantic and not semantic_available():
         sys.exit("--semantic: the 'semantic' extra is not installed")
-    variant = ("semantic" if args.semantic else "default") + ("+sender-key" if args.sender_key else "")
+    variant = (("semantic" if args.semantic else "default") + ("+sender-key" if args.sender_key else "")
+               + ("+category-thresholds" if args.category_thresholds else ""))
     # A fresh random key per run: the figures must not depend on any installation's secret.
     sender_key = SenderKey(os.urandom(32)) if args.sender_key else None
     params: dict[str, Any] = {"embeddings": "use-multilingual"} if args.semantic else {}
+    if args.category_thresholds:
+        params["category_thresholds"] = True
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = {"k": args.k, "batch": args.batch, "draws": args.draws, "max_messages_enron": args.max_messages}

@@ -394,7 +394,7 @@ def explain_many(model: Any, messages: Sequence[Message | str], *, top_k: int = 
             label=classes[k], probability=float(proba[i, k]), runner_up=classes[r],
             runner_up_probability=float(proba[i, r]),
             toward=[(t, w) for t, w in ranked if w > 0][:top_k], against=[(t, w) for t, w in ranked if w < 0][:top_k],
-            lang=lang, decision="auto" if proba[i, k] >= model.threshold_ else "review", total=total, bias=bias,
+            lang=lang, decision="auto" if proba[i, k] >= _threshold_of(model, int(k)) else "review", total=total, bias=bias,
         )
         exp.sentence = sentence(exp, lang=lang)
         out.append(exp)
@@ -504,3 +504,9 @@ def _model_term(name: str, lang: str, placeholders: bool) -> str:
         return _readable_meta(term, lang)
     label = _PLACEHOLDER_LABELS.get(term) if placeholders else None
     return "⟨" + tr(*label, lang) + "⟩" if label is not None else term
+
+
+def _threshold_of(model: Any, index: int) -> float:
+    """The confidence a category needs to be routed (per category when the model has them)."""
+    of = getattr(model, "threshold_of", None)
+    return float(of(index)) if callable(of) else float(model.threshold_)

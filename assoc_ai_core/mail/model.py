@@ -56,6 +56,7 @@ from assoc_ai_core.mail.search import (
 )
 from assoc_ai_core.mail.stopwords import ENGLISH_STOP_WORDS, FRENCH_STOP_WORDS, WORD_TOKEN
 from assoc_ai_core.mail.thresholds import calibrate, softmax
+from assoc_ai_core.mail.thresholds import category_thresholds as per_category_thresholds
 from assoc_ai_core.records.mail import Message, Prediction
 
 __all__ = [
@@ -303,6 +304,7 @@ class MailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # s
         block_weights: tuple[tuple[float, float], ...] | None = None,
         label_names: bool | None = None,
         random_state: int = 0,
+        category_thresholds: bool = False,
     ) -> None:
         self.target_precision = target_precision
         self.classifier = classifier
@@ -317,6 +319,7 @@ class MailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # s
         self.block_weights = block_weights
         self.label_names = label_names
         self.random_state = random_state
+        self.category_thresholds = category_thresholds
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Sequence[Message | str], y: Sequence[str], *, progress: Any = None,
@@ -345,6 +348,8 @@ class MailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # s
         cal = calibrate(oof, classes, labels, self.target_precision)
         del oof  # the (messages × categories) tables are freed before the final fit, the peak of training
         self.temperature_, self.threshold_ = cal.temperature, cal.threshold
+        self.category_thresholds_ = (per_category_thresholds(cal, classes, self.target_precision)
+                                     if self.category_thresholds else None)
         self.expected_auto_share_ = cal.expected_auto_share
         self._fit_final(cleaner, rows, n)
         _tick(progress)
@@ -500,6 +505,11 @@ class MailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # s
             seen.add(reason)
             warnings.warn(message, stacklevel=2)  # points at this module: the CLI shows ours as plain lines
 
+    def threshold_of(self, index: int) -> float:
+        """The confidence the category ``classes_[index]`` needs to be routed automatically."""
+        per = getattr(self, "category_thresholds_", None)
+        return float(per[index]) if per is not None else float(self.threshold_)
+
     def predictions(self, X: Sequence[Message | str] | np.ndarray, keys: Sequence[str] | None = None, *,
                     sender_key: SenderKey | None = None) -> list[Prediction]:
         """Full :class:`Prediction` records, with decision ``auto`` or ``review``."""
@@ -509,12 +519,13 @@ class MailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # s
             order = np.argsort(-row)
             top, second = order[0], order[1] if len(order) > 1 else order[0]
             p = float(row[top])
-            decision = "auto" if p >= self.threshold_ else "review"
+            cut = self.threshold_of(int(top))
+            decision = "auto" if p >= cut else "review"
             item = X[i]
             key = keys[i] if keys is not None else (item.key if isinstance(item, Message) else str(i))
             reason = "" if decision == "auto" else tr(
-                f"confiance {percent(p, 'fr')} sous le seuil {percent(self.threshold_, 'fr')}",
-                f"confidence {percent(p, 'en')} below threshold {percent(self.threshold_, 'en')}",
+                f"confiance {percent(p, 'fr')} sous le seuil {percent(cut, 'fr')}",
+                f"confidence {percent(p, 'en')} below threshold {percent(cut, 'en')}",
             )
             out.append(Prediction(
                 key=key, label=str(self.classes_[top]), probability=p,

@@ -32,6 +32,14 @@ def loaded_model_problems(model: Any) -> list[str]:
     threshold, temperature = getattr(model, "threshold_", None), getattr(model, "temperature_", None)
     problems = [] if 0.0 < _finite(threshold) <= 1.01 else [
         tr(f"seuil {threshold!r} hors de ]0 ; 1,01]", f"threshold {threshold!r} outside (0, 1.01]")]
+    per = getattr(model, "category_thresholds_", None)
+    if per is not None:
+        values = np.asarray(per, dtype=np.float64) if isinstance(per, np.ndarray | list | tuple) else None
+        classes = getattr(model, "classes_", None)
+        if (values is None or values.ndim != 1 or classes is None or len(values) != len(classes)
+                or not np.all(np.isfinite(values)) or not np.all((values > 0.0) & (values <= 1.01))):
+            problems.append(tr("seuils par catégorie invalides (un par catégorie, dans ]0 ; 1,01])",
+                               "per-category thresholds invalid (one per category, within (0, 1.01])"))
     key_id = getattr(model, "sender_key_id_", None)
     if key_id is not None and not (isinstance(key_id, str) and _FINGERPRINT.fullmatch(key_id)):
         problems.append(tr(f"empreinte de clé d'expéditeurs {str(key_id)[:40]!r} invalide",

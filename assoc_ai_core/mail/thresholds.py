@@ -88,6 +88,18 @@ class Calibration:
     correct: np.ndarray  # whether it was right
 
 
+def category_thresholds(cal: Calibration, classes: np.ndarray, target: float, *, min_count: int = 30) -> np.ndarray:
+    """One threshold per category (aligned with ``classes``): the lowest at which that category's own out-of-fold
+    auto-routed mail keeps ``target`` precision; the global threshold where fewer than ``min_count`` messages were
+    predicted in the category (too few to tell)."""
+    out = np.full(len(classes), cal.threshold, dtype=np.float64)
+    for i, c in enumerate(classes):
+        mask = cal.predicted == c
+        if int(mask.sum()) >= min_count:
+            out[i] = threshold_for(cal.confidence[mask], cal.correct[mask], target)[0]
+    return out
+
+
 def calibrate(oof: np.ndarray, classes: np.ndarray, y: np.ndarray, target_precision: float) -> Calibration:
     """Fit the temperature on out-of-fold scores, then the threshold reaching ``target_precision``."""
     temperature = fit_temperature(oof, np.searchsorted(classes, y))
