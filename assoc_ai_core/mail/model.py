@@ -276,6 +276,12 @@ class MailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]  # s
     random_state : int
         Seed of the fold shuffling and of the linear SVM's solver, so that
         training twice on the same mail gives the same model.
+    category_thresholds : bool
+        One auto-routing threshold per category (``category_thresholds_``),
+        each the lowest at which that category's out-of-fold mail keeps the
+        target precision, for categories with 30 or more out-of-fold
+        predictions.  Off by default: on the stream benchmark it routed less
+        mail on devA, devT and Wikit (``docs/benchmarks.md``).
 
     Sender and recipient tokens
     ---------------------------
