@@ -86,6 +86,20 @@ def measure(corpora: Path, sample: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def names_in_vocabulary(corpora: Path, sample: dict[str, Any]) -> dict[str, Any]:
+    """Train on devA as a user would and list the annotated people's names that are still model terms."""
+    from assoc_ai_core import load_dataset, train
+
+    model = train(load_dataset(corpora / "devA").labelled())
+    names = {n.lower() for mail in sample["mails"] if mail["path"].startswith("devA/") for n in mail["names"]}
+    vocab: set[str] = set()
+    for _name, vec, _cols in model.pipeline_.named_steps["features"].transformers_:
+        if getattr(vec, "analyzer", None) == "word" and hasattr(vec, "vocabulary_"):
+            vocab |= {w for term in vec.vocabulary_ for w in term.split(" ")}
+    kept = sorted(names & vocab)
+    return {"devA_person_names": len(names), "devA_names_in_vocabulary": kept}
+
+
 def main() -> None:
     """Measure, print, write the JSON results."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -103,6 +117,9 @@ def main() -> None:
     print(f"speed     {figures['seconds_per_megabyte']} s per MB")
     print("most missed:", ", ".join(f"{w} ×{c}" for w, c in figures["most_missed"]))
     print("wrongly replaced:", ", ".join(f"{w} ×{c}" for w, c in figures["most_wrongly_replaced"]))
+    figures.update(names_in_vocabulary(Path(args.corpora), sample))
+    print(f"a model trained on devA: {len(figures['devA_names_in_vocabulary'])} of {figures['devA_person_names']} "
+          f"annotated name words among its word terms: {', '.join(figures['devA_names_in_vocabulary']) or '-'}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
