@@ -24,7 +24,7 @@ from pathlib import Path
 
 __all__ = [
     "atomic_write", "private_dir", "private_file", "fsync_dir", "PRIVATE_FILE", "PRIVATE_DIR", "try_lock", "unlock",
-    "acquire_lock", "release_lock",
+    "acquire_lock", "release_lock", "read_secret_key",
 ]
 
 PRIVATE_FILE = 0o600
@@ -161,3 +161,27 @@ def release_lock(fd: int) -> None:
             unlock(fd)
     finally:
         os.close(fd)
+
+
+def read_secret_key(path: str | os.PathLike[str], *, create: bool = False) -> bytes:
+    """The installation's secret key from ``path`` (hex text, or any text taken as UTF-8 bytes).
+
+    With ``create``, a missing file is made with 32 random bytes in hex,
+    mode 0600 in a 0700 folder; two first runs racing both end up with the
+    key that was written first.  The same file keys the state's sender hashes
+    and the model's sender tokens.
+    """
+    import secrets
+
+    p = Path(path)
+    if create and not p.exists():
+        private_dir(p.parent)
+        try:
+            atomic_write(p, secrets.token_hex(32) + "\n", exclusive=True)
+        except FileExistsError:
+            pass
+    text = p.read_text(encoding="utf-8").strip()
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return text.encode("utf-8")

@@ -114,3 +114,21 @@ def test_lock_is_exclusive_until_released(tmp_path: Path, umask: int) -> None:
     again = acquire_lock(lock)
     assert again is not None
     release_lock(again)
+
+
+def test_one_installation_key_serves_sender_hashes_and_model_tokens(tmp_path) -> None:
+    import stat
+
+    from assoc_ai_core.files import read_secret_key
+    from assoc_ai_core.jobs.audit import SenderPrivacy
+    from assoc_ai_core.mail.cleaning import SenderKey
+
+    path = tmp_path / "keys" / "state.key"
+    first = read_secret_key(path, create=True)
+    assert len(first) == 32 and read_secret_key(path, create=True) == first
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    privacy = SenderPrivacy.from_key_file(path)
+    assert privacy.hash("a@b.example") == SenderPrivacy(first).hash("a@b.example")
+    assert SenderKey.from_file(path).fingerprint == SenderKey(first).fingerprint
+    (tmp_path / "text.key").write_text("une phrase secrète assez longue\n", encoding="utf-8")
+    assert read_secret_key(tmp_path / "text.key") == "une phrase secrète assez longue".encode()

@@ -13,15 +13,13 @@ import hmac
 import json
 import os
 import re
-import secrets as _secrets
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import getaddresses
-from pathlib import Path
 from typing import Any
 
-from assoc_ai_core.files import atomic_write, private_dir
+from assoc_ai_core.files import read_secret_key
 
 __all__ = ["pseudonymise_address", "SenderPrivacy", "MessageRecord", "ActionRecord", "TOMBSTONE_PREFIX", "MIGRATIONS",
            "participant_addresses"]
@@ -174,20 +172,7 @@ class SenderPrivacy:
     @classmethod
     def from_key_file(cls, path: str | os.PathLike[str], *, store_raw: bool = False) -> SenderPrivacy:
         """Read the key file, creating it (random, mode 0600, in a 0700 folder) the first time."""
-        p = Path(path)
-        if not p.exists():
-            private_dir(p.parent)
-            try:
-                # exclusive: when two first runs race, both end up with the one key that was written first
-                atomic_write(p, _secrets.token_hex(32) + "\n", exclusive=True)
-            except FileExistsError:
-                pass
-        text = p.read_text(encoding="ascii").strip()
-        try:
-            key = bytes.fromhex(text)
-        except ValueError:
-            key = text.encode("utf-8")
-        return cls(key, store_raw=store_raw)
+        return cls(read_secret_key(path, create=True), store_raw=store_raw)
 
     def hash(self, address: str) -> str:
         """Keyed hash of a normalised (trimmed, lower-case) address."""

@@ -27,18 +27,16 @@ import hashlib
 import hmac
 import os
 import re
-import secrets
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import quotequail
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from assoc_ai_core.files import atomic_write, private_dir
+from assoc_ai_core.files import read_secret_key
 from assoc_ai_core.i18n import tr
 from assoc_ai_core.mail.parsing import MAX_SUBJECT_CHARS, message_from_text
 from assoc_ai_core.mail.pseudonymise import mask_addresses_and_links, pseudonymise
@@ -452,18 +450,7 @@ class SenderKey:
         A created file is mode 0600 in a 0700 folder, written so that two
         first runs racing end up with the same key.
         """
-        p = Path(path)
-        if create and not p.exists():
-            private_dir(p.parent)
-            try:
-                atomic_write(p, secrets.token_hex(32) + "\n", exclusive=True)
-            except FileExistsError:
-                pass
-        text = p.read_text(encoding="utf-8").strip()
-        try:
-            return cls(bytes.fromhex(text))
-        except ValueError:
-            return cls(text.encode("utf-8"))
+        return cls(read_secret_key(path, create=create))
 
 
 def address_terms(address: str, sender_key: SenderKey) -> list[str]:
