@@ -10,12 +10,13 @@ page is classified (or explained) one message at a time.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Sequence
+import logging
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from assoc_ai_core.ext.connectors import Capability, FetchedMail
-from assoc_ai_core.i18n import tr
+from assoc_ai_core.i18n import percent, tr
 from assoc_ai_core.jobs.budget import OverBudget, ReadingBudget
 from assoc_ai_core.jobs.plan import (
     Decision,
@@ -23,11 +24,19 @@ from assoc_ai_core.jobs.plan import (
     MessageKey,
     category_plan,
     key_of,
+    log_key,
     review_label,
     review_plan,
 )
 from assoc_ai_core.jobs.settings import TriageSettings
+from assoc_ai_core.jobs.state import StateStore, now_iso
+from assoc_ai_core.jobs.threads import AUTO, Earlier, ThreadMemory, ThreadRule, takes_parent
 from assoc_ai_core.records.mail import Message, Prediction
+
+log = logging.getLogger(__name__)
+
+#: how far a reply's thread may overrule the model (tuned on devT and Enron, checked on devA: bench/threads.py)
+THREAD_RULE = ThreadRule()
 
 
 @dataclass
@@ -46,11 +55,13 @@ def unconfigured_categories(model: Any, settings: TriageSettings) -> list[str]:
 
 def decide_page(model: Any, todo: Sequence[tuple[FetchedMail, Message]], *, settings: TriageSettings,
                 capabilities: Collection[Capability], budget: ReadingBudget | None = None,
-                sender_key: Any = None) -> list[Decision]:
+                sender_key: Any = None, memory: ThreadMemory | None = None) -> list[Decision]:
     """One decision per message of ``todo``, in order (keys are unique within a page).
 
     With a ``budget``, each message is cleaned on its own within the time
-    limit (a message over it goes to review with the reason).
+    limit (a message over it goes to review with the reason).  With ``[triage]
+    threads``, a reply may then follow its thread (:func:`follow_threads`,
+    reading ``memory``, or the state file when none is given).
     """
     output = run_model(model, [(key_of(f), m) for f, m in todo if m.error is None], budget=budget,
                        sender_key=sender_key)
@@ -71,7 +82,96 @@ def decide_page(model: Any, todo: Sequence[tuple[FetchedMail, Message]], *, sett
                 explanation = explain_one(model, msg, sender_key)
             decisions.append(decision_from(fetched, msg, output.predictions[key], explanation,
                                            settings=settings, capabilities=capabilities))
+    if settings.threads:
+        decisions = follow_threads(model, decisions, output.predictions, settings=settings,
+                                   capabilities=capabilities, memory=memory)
     return decisions
+
+
+def follow_threads(model: Any, decisions: Sequence[Decision], predictions: Mapping[MessageKey, Prediction], *,
+                   settings: TriageSettings, capabilities: Collection[Capability], memory: ThreadMemory | None = None,
+                   rule: ThreadRule = THREAD_RULE) -> list[Decision]:
+    """The page's decisions, where a reply goes where its thread went when the model does not disagree.
+
+    The parent is read from ``memory`` (or from the state file when none is
+    given) and from the messages earlier in the page.  Each decided message's
+    topic is stored (a keyed hash) for the replies that name no parent in
+    their headers.  A failure to read the thread leaves the model's decisions
+    as they are: the thread is a help, never a reason to stop.
+    """
+    own: StateStore | None = None
+    try:
+        if memory is None:
+            own = StateStore(settings.state_path, key_file=settings.key_file)
+            memory = ThreadMemory(own, settings.instance, privacy=own.privacy(), dry_run=settings.dry_run,
+                                  tags=[c.tag for c in settings.categories.values() if c.tag])
+        out: list[Decision] = []
+        for d in decisions:
+            pred = predictions.get(d.key)
+            if pred is not None and d.decision is not DecisionKind.ERROR:
+                d = thread_decision(model, d, pred, memory, settings=settings, capabilities=capabilities, rule=rule)
+            routed = d.decision is DecisionKind.AUTO and d.category
+            memory.remember(d.key, d.message.subject,
+                            Earlier(d.key, str(d.category), AUTO, d.probability, now_iso()) if routed else None)
+            out.append(d)
+        return out
+    except Exception as exc:  # the model's own decisions stand
+        log.warning(tr(f"Fils de discussion non lus ({type(exc).__name__}) : décisions du modèle seul.",
+                       f"Threads not read ({type(exc).__name__}): the model's decisions alone."))
+        return list(decisions)
+    finally:
+        if own is not None:
+            own.close()
+
+
+def _threshold(model: Any, category: str) -> float:
+    """The probability ``category`` needs to be routed automatically by the model."""
+    classes = [str(c) for c in getattr(model, "classes_", [])]
+    if category in classes and hasattr(model, "threshold_of"):
+        return float(model.threshold_of(classes.index(category)))
+    return float(getattr(model, "threshold_", 1.0))
+
+
+def thread_decision(model: Any, d: Decision, pred: Prediction, memory: ThreadMemory, *, settings: TriageSettings,
+                    capabilities: Collection[Capability], rule: ThreadRule = THREAD_RULE) -> Decision:
+    """``d`` routed to its thread's category when :func:`~assoc_ai_core.jobs.threads.takes_parent` allows it.
+
+    The new decision stays automated and says why: its reason and its
+    explanation name the thread (the parent by its log reference, never its
+    Message-ID), the date and the category; the model's own choice is kept in
+    the explanation.
+    """
+    parent = memory.parent_of(d.message.headers, d.message.subject)
+    if parent is None or parent.category not in settings.categories:
+        return d
+    if d.decision is DecisionKind.AUTO and d.category == parent.category:
+        return d  # the model routed it there on its own: the thread adds nothing to say
+    if not takes_parent(pred.scores, parent, rule, _threshold(model, parent.category)):
+        return d
+    from assoc_ai_core.mail.explain import thread_sentence
+
+    category = parent.category
+    when = parent.date
+    p = float(pred.scores[category])
+    reason = thread_sentence(category, when.date() if when else None)
+    explanation = dict(d.explanation) if isinstance(d.explanation, dict) else {}
+    if "sentence" in explanation:
+        explanation["model_sentence"] = explanation["sentence"]
+    explanation["sentence"] = reason + tr(f" (modèle : {percent(p, 'fr')} pour {category}).",
+                                          f" (model: {percent(p, 'en')} for {category}).")
+    explanation["thread"] = {
+        "rule": "thread", "parent": log_key(parent.key), "category": category, "sorted_by": parent.how,
+        "parent_probability": parent.probability, "parent_date": when.date().isoformat() if when else None,
+        "model_category": pred.label, "model_probability": round(float(pred.probability), 4),
+        "model_decision": d.decision.value,
+    }
+    if pred.label != category:
+        runner, runner_p = pred.label, float(pred.probability)
+    else:
+        runner, runner_p = pred.runner_up, float(pred.runner_up_probability)
+    return Decision(d.fetched, d.message, DecisionKind.AUTO, category=category, probability=p, runner_up=runner,
+                    runner_up_probability=runner_p, explanation=explanation, reason=reason,
+                    plan=category_plan(settings.categories[category], d.message, capabilities))
 
 
 #: messages turned into features together: n-gram lists and score tables of a whole page of long mail
@@ -191,4 +291,5 @@ def decision_from(fetched: FetchedMail, msg: Message, pred: Prediction, explanat
                     explanation=explanation, reason=reason, plan=plan)
 
 
-__all__ = ["PageModelOutput", "unconfigured_categories", "decide_page", "run_model", "clean_within_budget", "explain_page", "explain_one", "decision_from"]
+__all__ = ["PageModelOutput", "unconfigured_categories", "decide_page", "run_model", "clean_within_budget", "explain_page",
+           "explain_one", "decision_from", "follow_threads", "thread_decision", "THREAD_RULE"]

@@ -80,6 +80,9 @@ class TriageSection:
         50.0, Kind.NUMBER, "taille maximale d'un message lu (Mo) ; plus gros, il va à vérifier sans être lu",
         "largest message read (MB); a larger one goes to review unread",
         between=Between(0.1, 1000.0, ("entre 0,1 et 1000 Mo", "between 0.1 and 1000 MB")))
+    threads: bool = setting(
+        False, Kind.FLAG, "une réponse suit le classement du message auquel elle répond, si le modèle ne s'y oppose pas",
+        "a reply follows where the message it answers was sorted, unless the model disagrees")
     forward_retry_days: float = setting(
         2.0, Kind.NUMBER, "jours sur lesquels ces essais s'étalent (chaque attente double la précédente)",
         "days those tries are spread over (each wait twice the one before)",
@@ -186,6 +189,7 @@ class TriageSettings:
     forward_retry_days: float = 2.0
     first_run: str = "new"
     review_labels: bool = True
+    threads: bool = False
     message_seconds: float = 20.0
     message_max_mb: float = 50.0
     categories: Mapping[str, CategorySettings] = field(default_factory=dict)
@@ -241,7 +245,7 @@ class TriageSettings:
             dry_run=triage.dry_run, page_size=triage.page_size, poll_interval=triage.poll_interval,
             correction_window_days=triage.correction_window_days, forward_max_age_days=triage.forward_max_age_days,
             forward_attempts=triage.forward_attempts, forward_retry_days=triage.forward_retry_days,
-            first_run=triage.first_run, review_labels=triage.review_labels, message_seconds=triage.message_seconds, message_max_mb=triage.message_max_mb,
+            first_run=triage.first_run, review_labels=triage.review_labels, threads=triage.threads, message_seconds=triage.message_seconds, message_max_mb=triage.message_max_mb,
             categories=categories,
             model_path=model.path, registry_dir=model.registry, target_precision=model.target_precision,
             smtp=smtp, store_raw_sender=privacy.store_raw_sender,

@@ -56,6 +56,18 @@ __all__ = [
 
 SCHEMA_VERSION = max(MIGRATIONS)
 
+# Made on first use by ``[triage] threads`` (as the acknowledgements table is): a keyed hash of each decided
+# message's subject topic, so a reply without references finds its thread; erasure deletes the message's row.
+_TOPICS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS thread_topics (
+    instance TEXT NOT NULL,
+    key TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    PRIMARY KEY (instance, key)
+);
+CREATE INDEX IF NOT EXISTS thread_topics_topic ON thread_topics (instance, topic);
+"""
+
 
 def now_iso() -> str:
     """Current UTC time as ISO 8601 with seconds (how every time is stored)."""
@@ -260,6 +272,54 @@ class StateStore:
             out += [MessageRecord.from_row(row) for row in rows]
         return out
 
+    def thread_records(self, instance: str, keys: Sequence[str], *, dry_run: bool = False) -> dict[str, MessageRecord]:
+        """The decisions about the messages a reply names, by key (thread memory, :mod:`~assoc_ai_core.jobs.threads`).
+
+        Erased mail is not found: its key is a keyed hash now.  A real run
+        reads only real decisions; a dry run reads the simulated ones too.
+        """
+        wanted = list(dict.fromkeys(keys))
+        return {r.key: r for r in self._messages_by_key(instance, wanted) if dry_run or not r.dry_run}
+
+    def record_thread_topic(self, instance: str, key: str, topic: str) -> None:
+        """Remember a decided message's topic, as a keyed hash (thread memory for mail without references).
+
+        The table is made the first time ``[triage] threads`` stores a topic, so
+        a state file from before, or of a job without threads, has none.
+        """
+        if not topic:
+            return
+        if not self._has_topics():
+            for statement in _TOPICS_SCHEMA.split(";"):  # not executescript: it would commit a caller's transaction
+                if statement.strip():
+                    self._db.execute(statement)
+        self._db.execute("INSERT INTO thread_topics (instance, key, topic) VALUES (?,?,?) ON CONFLICT (instance, key)"
+                         " DO UPDATE SET topic=excluded.topic", (instance, key, topic))
+
+    def _has_topics(self) -> bool:
+        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='thread_topics'"
+                                ).fetchone() is not None
+
+    def topic_record(self, instance: str, topic: str, *, dry_run: bool = False) -> MessageRecord | None:
+        """The latest decision about a message of this topic (keyed hash), or None."""
+        if not topic or not self._has_topics():
+            return None
+        row = self._db.execute(
+            "SELECT m.* FROM thread_topics t JOIN messages m ON m.instance=t.instance AND m.key=t.key"
+            " WHERE t.instance=? AND t.topic=? AND (m.dry_run=0 OR ?) ORDER BY m.decided_at DESC, m.rowid DESC"
+            " LIMIT 1", (instance, topic, int(dry_run))).fetchone()
+        return MessageRecord.from_row(row) if row else None
+
+    def sender_records(self, instance: str, sender_hash: str, *, dry_run: bool = False,
+                       limit: int = 200) -> list[MessageRecord]:
+        """The latest decisions about one sender's mail (by keyed hash), newest first (sender memory)."""
+        if not sender_hash:
+            return []
+        rows = self._db.execute(
+            "SELECT * FROM messages WHERE sender_hash=? AND instance=? AND (dry_run=0 OR ?) "
+            "ORDER BY decided_at DESC LIMIT ?", (sender_hash, instance, int(dry_run), limit)).fetchall()
+        return [MessageRecord.from_row(r) for r in rows]
+
     def _has_tombstones(self, instance: str) -> bool:
         # a range on the primary key: an index look-up, cheap on every page
         return self._db.execute("SELECT 1 FROM messages WHERE instance=? AND key>=? AND key<? LIMIT 1",
@@ -290,6 +350,8 @@ class StateStore:
         self._db.execute("UPDATE actions SET key=?, detail=NULL, ref_uid=NULL, result_uid=NULL WHERE instance=?"
                          " AND key=?", (tomb, instance, key))
         self._db.execute("UPDATE participants SET key=? WHERE instance=? AND key=?", (tomb, instance, key))
+        if self._has_topics():  # an erased message is no thread's parent any more
+            self._db.execute("DELETE FROM thread_topics WHERE instance=? AND key=?", (instance, key))
         return tomb
 
     def record_decision(self, *, instance: str, key: str, run_id: int, dry_run: bool, status: str,

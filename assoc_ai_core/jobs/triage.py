@@ -472,8 +472,16 @@ class TriageJob:
     # ------------------------------------------------------------------ deciding and acting
     def _handle_page(self, todo: Sequence[tuple[FetchedMail, Message]], report: RunReport) -> None:
         """Decide and act on one page: label/move-only plans as a batch, the others one message at a time."""
+        memory = None
+        if self.settings.threads and self._state is not None:
+            from assoc_ai_core.jobs.corrections import job_tags
+            from assoc_ai_core.jobs.threads import ThreadMemory
+
+            # The job's own state connection, and its --dry-run (not only the configuration's).
+            memory = ThreadMemory(self._state, self.settings.instance, privacy=self._privacy, dry_run=self.dry_run,
+                                  tags=job_tags(self.settings))
         decisions = decide_page(self._model, todo, settings=self.settings, capabilities=self.connector.capabilities,
-                                budget=self._budget, sender_key=self._sender_key)
+                                budget=self._budget, sender_key=self._sender_key, memory=memory)
         if self._budget is not None:
             self._budget.done()  # every message of the page was read: none of them stalls the next run
         if self.dry_run:

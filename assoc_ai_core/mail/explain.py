@@ -16,6 +16,7 @@ import weakref
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from assoc_ai_core.mail.parsing import message_from_text
 from assoc_ai_core.mail.stopwords import FRENCH_STOP_WORDS
 from assoc_ai_core.records.mail import Message
 
-__all__ = ["Explanation", "explain", "explain_many", "explain_model", "sentence", "reason_lines"]
+__all__ = ["Explanation", "explain", "explain_many", "explain_model", "sentence", "reason_lines", "thread_sentence"]
 
 _FUNCTION_WORDS = FRENCH_STOP_WORDS | ENGLISH_STOP_WORDS | frozenset(
     "pas plus moi toi n'ai j'ai c'est l'on qu'il d'un d'une sous sans".split()
@@ -450,6 +451,27 @@ def sentence(exp: Explanation, *, lang: str | None = None, words: int = 4) -> st
         if exp.decision == "review":
             s += " Pas assez sûr : à vérifier par une personne."
     return s
+
+
+_MONTHS = {
+    "fr": ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
+           "novembre", "décembre"),
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December"),
+}
+
+
+def thread_sentence(category: str, when: date | None, *, lang: str | None = None) -> str:
+    """Why a reply took its thread's category: « même fil que le message du 3 mars, classé Partenariat »."""
+    lang = lang or current_lang()
+    if when is None:
+        return tr(f"même fil qu'un message classé {category}", f"same thread as a message sorted as {category}", lang)
+    day_fr = "1er" if when.day == 1 else str(when.day)
+    year = "" if when.year == date.today().year else f" {when.year}"  # a thread of another year says which
+    fr = f"{day_fr} {_MONTHS['fr'][when.month - 1]}{year}"
+    en = f"{when.day} {_MONTHS['en'][when.month - 1]}{year}"
+    return tr(f"même fil que le message du {fr}, classé {category}",
+              f"same thread as the message of {en}, sorted as {category}", lang)
 
 
 def reason_lines(exp: Explanation, *, lang: str | None = None) -> list[str]:
