@@ -82,15 +82,30 @@ def test_category_names_can_be_left_out_and_the_card_says_when_they_are_used(exa
     assert "nom de chaque catégorie" in named[0] and "nom de chaque catégorie" not in plain[0]
 
 
-def test_small_mailbox_is_told_about_the_semantic_option_once(example_mailbox, tmp_path):
+def test_a_small_mailbox_gets_sentence_meaning_by_default_and_can_refuse_it(example_mailbox, tmp_path):
+    from assoc_ai_core import load_model
+
     model = tmp_path / "m.skops"
     r = run(["train", str(example_mailbox / "train"), "-o", str(model)])
-    assert r.exit_code == 0 and "Conseil" in r.output and "--semantic" in r.output
-    assert "Conseil" not in r.stdout  # advice goes to stderr, so scripts reading stdout are not disturbed
+    assert r.exit_code == 0 and "Sens des phrases activé" in r.output and "--no-semantic" in r.output
+    assert "Sens des phrases" not in r.stdout  # said on stderr, so scripts reading stdout are not disturbed
+    assert load_model(model).embeddings == "use-multilingual"
     r = run(["train", str(example_mailbox / "train"), "-o", str(model)], env={"ASSOC_AI_LANG": "en"})
+    assert "Sentence meaning on" in r.output
+    r = run(["train", str(example_mailbox / "train"), "-o", str(model), "--no-semantic"])
+    assert r.exit_code == 0 and "Sens des phrases" not in r.output and "Conseil" not in r.output
+    assert load_model(model).embeddings is None
+
+
+def test_a_small_mailbox_without_the_extra_is_told_how_to_get_it(example_mailbox, tmp_path, monkeypatch):
+    import assoc_ai_core.api as api
+
+    monkeypatch.setattr(api, "_embeddings_available", lambda: False)
+    r = run(["train", str(example_mailbox / "train"), "-o", str(tmp_path / "m.skops")])
+    assert r.exit_code == 0 and "Conseil" in r.output and "semantic" in r.output
+    assert "Conseil" not in r.stdout
+    r = run(["train", str(example_mailbox / "train"), "-o", str(tmp_path / "m.skops")], env={"ASSOC_AI_LANG": "en"})
     assert "Tip:" in r.output
-    r = run(["train", str(example_mailbox / "train"), "-o", str(model), "--semantic"])
-    assert r.exit_code == 0 and "Conseil" not in r.output and "--semantic" not in r.output
 
 
 def test_training_says_what_it_left_out_in_plain_words(example_mailbox, tmp_path):
@@ -193,7 +208,8 @@ def test_ctrl_c_ends_in_one_line_and_exit_code_130(example_mailbox, tmp_path):
     import time
 
     model = tmp_path / "m.skops"
-    cmd = [sys.executable, "-m", "assoc_ai_core.cli.main", "train", str(example_mailbox / "train"), "-o", str(model)]
+    cmd = [sys.executable, "-m", "assoc_ai_core.cli.main", "train", str(example_mailbox / "train"), "-o", str(model),
+           "--no-semantic"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, ASSOC_AI_LANG="fr"))
     first = proc.stderr.readline()  # "84 messages étiquetés, …": learning has begun

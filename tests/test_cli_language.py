@@ -15,7 +15,7 @@ from assoc_ai_core.cli.main import _wire_optional_commands, cli
 from assoc_ai_core.i18n import count, current_lang, signed, tr, use_lang
 
 # Words a French run never shows, and words an English run never shows (the interface's words, not the mail's).
-ENGLISH = re.compile(r"\b(Usage|Error|Show this|Try|Missing|Invalid|Aborted|Classified|because|otherwise|checked|"
+ENGLISH = re.compile(r"(?<!--)\b(Usage|Error|Show this|Try|Missing|Invalid|Aborted|Classified|because|otherwise|checked|"
                      r"labelled|categor(?:y|ies)|accuracy|recall|held-out|training data|Warning|written|language|"
                      r"default|required|confidence|review|integer|Options:|Commands:)")
 FRENCH = re.compile(r"\b(Utilisation|Erreur|Afficher|Essayez|manquant|Valeur|catégories?|Classé|surtout|sinon|"

@@ -109,9 +109,11 @@ def _report_problems(problems: Sequence[tuple[str, str]]) -> None:
         help=tr("Fichier du modèle (.skops).", "Model file (.skops)."))
 @option("--target-precision", type=float, default=0.95, show_default=True,
               help=tr("Précision visée pour le courrier classé automatiquement.", "Precision wanted on automatically routed mail."))
-@option("--semantic/--no-semantic", default=False,
-              help=tr("Ajouter des plongements de phrases multilingues (extra « semantic »).",
-                      "Add multilingual sentence embeddings (the 'semantic' extra)."))
+@option("--semantic/--no-semantic", default=None,
+              help=tr("Sens des phrases (plongements multilingues, extra « semantic ») ; par défaut : oui jusqu'à "
+                      "2 000 messages quand l'extra est installé.",
+                      "Sentence meaning (multilingual embeddings, the 'semantic' extra); default: on up to "
+                      "2,000 messages when the extra is installed."))
 @option("--pseudonymize/--raw-text", "pseudonymize", default=True, show_default=True,
               help=tr("Pseudonymiser le texte avant apprentissage (défaut) ou garder le texte brut.",
                       "Pseudonymise text before learning (default) or keep raw text."))
@@ -123,11 +125,14 @@ def _report_problems(problems: Sequence[tuple[str, str]]) -> None:
                       "mail, or a people task (donor-propensity, churn, ...)."))
 @option("--from-mailbox", is_flag=True, help=tr("Apprendre des dossiers de la boîte configurée.", "Learn from the configured mailbox's folders."))
 @option("--config", "config_path", type=click.Path(), help=tr("Fichier de configuration TOML.", "TOML configuration file."))
+@option("--labels", "labels_path", type=click.Path(exists=True, dir_okay=False),
+        help=tr("CSV des étiquettes données avec « assoc-ai label » (clé, chemin, catégorie).",
+                "CSV of the labels given with 'assoc-ai label' (key, path, category)."))
 @key_file_option
 @_LANG
-def train(data: str | None, output: str | None, target_precision: float, semantic: bool, pseudonymize: bool,
-          label_names: bool | None, task: str, from_mailbox: bool, config_path: str | None, key_file: str | None,
-          lang: str | None) -> None:
+def train(data: str | None, output: str | None, target_precision: float, semantic: bool | None, pseudonymize: bool,
+          label_names: bool | None, task: str, from_mailbox: bool, config_path: str | None, labels_path: str | None,
+          key_file: str | None, lang: str | None) -> None:
     """Train a model and save it.
 
     With ``--key-file`` the model learns who writes and to whom as tokens keyed
@@ -154,6 +159,11 @@ def train(data: str | None, output: str | None, target_precision: float, semanti
     from assoc_ai_core.trust.modelcard import card_beside_model
 
     ds = load_dataset(data, progress=sys.stderr.isatty())
+    if labels_path:  # the labels given on the labelling page, beside the mail they name
+        from assoc_ai_core.api import apply_labels, read_labels_csv
+
+        rows = read_labels_csv(Path(labels_path).read_text(encoding="utf-8-sig"))
+        ds.messages = apply_labels(ds.messages, data, rows)
     _report_problems(ds.problems)
     labelled = ds.labelled()
     n_labels = len({m.label for m in labelled})
@@ -165,8 +175,14 @@ def train(data: str | None, output: str | None, target_precision: float, semanti
                       f"{len(loose)} message(s) outside any category folder, not learnt from "
                       f"(e.g. {loose[0].source})."), err=True)
     params: dict[str, Any] = {"pseudonymize": pseudonymize, "label_names": label_names}
-    if semantic:
-        params["embeddings"] = "use-multilingual"
+    from assoc_ai_core.api import default_embeddings
+
+    chosen = default_embeddings(len(labelled)) if semantic is None else ("use-multilingual" if semantic else None)
+    if chosen:
+        params["embeddings"] = chosen
+    if semantic is None and chosen:
+        click.echo(tr("Sens des phrases activé (petite boîte, extra installé) ; --no-semantic pour s'en passer.",
+                      "Sentence meaning on (small mailbox, extra installed); --no-semantic to do without."), err=True)
     sender_key = sender_key_from(key_file, create=True)
     with warnings_as_lines(), _progress(5, tr("Apprentissage", "Training")) as bar:
         model = train_model(labelled, target_precision=target_precision, progress=bar, sender_key=sender_key, **params)
@@ -174,7 +190,7 @@ def train(data: str | None, output: str | None, target_precision: float, semanti
     card_md, _ = card_beside_model(model, output)
     click.echo(_trained_summary(model.metadata_, output, target_precision))
     click.echo(tr(f"Fiche du modèle : {card_md}", f"Model card: {card_md}"))
-    if not semantic and len(labelled) <= SEMANTIC_TIP_UP_TO:
+    if semantic is None and not chosen and len(labelled) <= SEMANTIC_TIP_UP_TO:
         click.echo(_semantic_tip(), err=True)
 
 
@@ -203,18 +219,11 @@ def _trained_summary(md: dict[str, Any], output: str, target_precision: float) -
 
 
 def _semantic_tip() -> str:
-    """One line telling a small mailbox how to get the sentence-embedding option, installed or not."""
-    from assoc_ai_core.api import semantic_available
-
-    if semantic_available():
-        return tr("Conseil : avec peu de courrier, `--semantic` reconnaît mieux les demandes formulées autrement "
-                  "ou dans une autre langue (plus lent à classer, sans importance pour une boîte associative).",
-                  "Tip: with little mail, `--semantic` better recognises requests worded differently or in another "
-                  "language (slower to classify, which an association's mailbox never notices).")
+    """One line telling a small mailbox how to get sentence meaning (shown only when the extra is missing)."""
     return tr("Conseil : avec peu de courrier, l'extra « semantic » (pip install 'assoc-ai-core[semantic]', 32 Mo) "
-              "puis `--semantic` reconnaît mieux les demandes formulées autrement ou dans une autre langue.",
-              "Tip: with little mail, the 'semantic' extra (pip install \"assoc-ai-core[semantic]\", 32 MB) then "
-              "`--semantic` better recognises requests worded differently or in another language.")
+              "reconnaît mieux les demandes formulées autrement ou dans une autre langue ; il sert alors par défaut.",
+              "Tip: with little mail, the 'semantic' extra (pip install \"assoc-ai-core[semantic]\", 32 MB) better "
+              "recognises requests worded differently or in another language; it is then used by default.")
 
 
 # ------------------------------------------------------------------ evaluate

@@ -26,6 +26,7 @@ from assoc_ai_core.cli.common import (
     option,
     set_verbosity,
 )
+from assoc_ai_core.cli.label import label as label_command
 from assoc_ai_core.errors import AssocAIError
 from assoc_ai_core.i18n import tr
 
@@ -46,6 +47,7 @@ def cli(verbose: int, lang: str | None) -> None:
 
 
 mail.add_commands(cli)
+cli.add_command(label_command)
 
 
 def _wire_optional_commands() -> None:

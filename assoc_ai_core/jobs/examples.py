@@ -124,12 +124,14 @@ def train_from_mailbox(config: TriageSettings | str | os.PathLike[str], *,
     if not examples:
         raise DataError(tr("Aucun message lisible dans les dossiers de catégories.",
                            "No readable message in the category folders."))
-    from assoc_ai_core.api import train
+    from assoc_ai_core.api import default_embeddings, train
 
     log.info(tr(f"Apprentissage sur {len(examples)} messages de la boîte.", f"Training on {len(examples)} mailbox messages."))
     from assoc_ai_core.jobs.retention import model_sender_key
 
-    return train(examples, target_precision=settings.target_precision, sender_key=model_sender_key(settings))
+    # The same default as `assoc-ai train`: sentence meaning for a small mailbox when the extra is installed.
+    return train(examples, target_precision=settings.target_precision, sender_key=model_sender_key(settings),
+                 embeddings=default_embeddings(len(examples)))
 
 
 __all__ = ["MailboxCensus", "collect_mailbox_examples", "held_out_sample", "mailbox_census", "routed_keys",
