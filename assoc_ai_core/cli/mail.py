@@ -243,13 +243,19 @@ def _semantic_tip() -> str:
               help=tr("Configuration du tri : ajoute au rapport la surveillance du modèle (exécutions, dérive).",
                       "Triage configuration: adds model monitoring (runs, drift) to the report."))
 @key_file_option
+@option("--fiscal-year-start", "fiscal_year_start", default=None, metavar="MM-JJ",
+        help=tr("Modèle « personnes » : premier jour de l'exercice pour le tableau de fidélisation (MM-JJ, ex. 07-01).",
+                "People model: first day of the fiscal year for the retention table (MM-DD, e.g. 07-01)."))
 def evaluate(model_path: str, data: str, json_out: str | None, html_out: str | None, chrono: float | None,
-             lang: str | None, config_path: str | None, key_file: str | None) -> None:
+             lang: str | None, config_path: str | None, key_file: str | None, fiscal_year_start: str | None) -> None:
     """Evaluate a model on labelled data (``--key-file``: the key it was trained with)."""
     people = people_commands()
     if people is not None and people.is_people_model(model_path):
-        people.evaluate_task(model_path, data, json_out, html_out, lang=lang)
+        people.evaluate_task(model_path, data, json_out, html_out, lang=lang, fiscal_year_start=fiscal_year_start)
         return
+    if fiscal_year_start:
+        raise click.UsageError(tr("--fiscal-year-start ne vaut que pour un modèle « personnes ».",
+                                  "--fiscal-year-start only applies to a people model."))
     from assoc_ai_core.api import chronological_split, load_dataset
     from assoc_ai_core.api import evaluate as run_eval
     from assoc_ai_core.api import train as train_model

@@ -9,12 +9,17 @@ last gift) the model says how likely they are to still be a donor and how many
 gifts to expect next — a population-level complement to the per-person
 classifiers, fitted with SciPy by maximum likelihood on the
 recency/frequency summary (one row per pattern, weighted by its count).
+
+:func:`repeat_giving_table` builds that summary from a gifts export with
+yearly (fiscal-year) opportunities, and :func:`holdout_check` compares the
+gifts the model expected over later years with the gifts that came.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.optimize import minimize
@@ -23,7 +28,11 @@ from scipy.special import betaln, logsumexp
 from assoc_ai_core.errors import DataError
 from assoc_ai_core.i18n import tr
 
-__all__ = ["BGBB", "bgbb_log_likelihood", "fit_bgbb"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["BGBB", "bgbb_log_likelihood", "fit_bgbb", "repeat_giving_table", "read_summary_table", "holdout_check",
+           "fit_table"]
 
 
 def _individual_loglik(params: Sequence[float], x: np.ndarray, t_x: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -103,5 +112,152 @@ def fit_bgbb(frequency: Sequence[int], recency: Sequence[int], periods: Sequence
 
     result = minimize(objective, np.log(np.asarray(start, dtype=float)), method="Nelder-Mead",
                       options={"xatol": 1e-6, "fatol": 1e-6, "maxiter": 4000, "maxfev": 8000})
-    a, b, g, d = np.exp(result.x)
-    return BGBB(float(a), float(b), float(g), float(d), float(-result.fun))
+    best = result
+    # Nelder-Mead stops on a simplex size; a gradient polish from there reaches the optimum other fitters report
+    polish = minimize(objective, result.x, method="BFGS", options={"gtol": 1e-7})
+    if polish.success and polish.fun <= result.fun:
+        best = polish
+    a, b, g, d = np.exp(best.x)
+    return BGBB(float(a), float(b), float(g), float(d), float(-best.fun))
+
+
+# ------------------------------------------------------------------ inputs from a gifts export
+def _fiscal_index(dates: pd.Series, fiscal_year_start: tuple[int, int]) -> pd.Series:
+    """The fiscal year of each date, named by the calendar year it starts in."""
+    month, day = fiscal_year_start
+    before_start = (dates.dt.month < month) | ((dates.dt.month == month) & (dates.dt.day < day))
+    return (dates.dt.year - before_start.astype(int)).astype(int)
+
+
+def _year_end(value: Any, fiscal_year_start: tuple[int, int], what: tuple[str, str]) -> int:
+    """The fiscal year that ends on ``value``; a date that is not the last day of a fiscal year is refused."""
+    from assoc_ai_core.people.dataset import require_pandas
+    from assoc_ai_core.people.features import as_timestamp
+
+    pd = require_pandas()
+    day = as_timestamp(value)
+    nxt = day + pd.Timedelta(days=1)
+    month, dom = fiscal_year_start
+    if (nxt.month, nxt.day) != (month, dom):
+        raise DataError(tr(
+            f"{what[0]} ({day.date()}) doit être le dernier jour d'un exercice (les exercices commencent le "
+            f"{dom:02d}/{month:02d} : la veille d'un {dom:02d}/{month:02d}).",
+            f"{what[1]} ({day.date()}) must be the last day of a fiscal year (fiscal years start on "
+            f"{month:02d}-{dom:02d}: the day before a {month:02d}-{dom:02d})."))
+    return int(day.year) - int((day.month, day.day) < (month, dom))
+
+
+def repeat_giving_table(
+    gifts: pd.DataFrame, calibration_end: Any, holdout_end: Any = None, *,
+    fiscal_year_start: str | int | tuple[int, int] | None = None,
+) -> pd.DataFrame:
+    """One row per donor: BG/BB inputs over fiscal years, and what happened in the holdout years.
+
+    A donor's first fiscal year with a gift is their acquisition; each later
+    fiscal year up to ``calibration_end`` is an opportunity to give again.
+    ``frequency`` counts the opportunities with at least one gift,
+    ``recency`` is the last such opportunity (0: none), ``periods`` the
+    number of opportunities.  With ``holdout_end``: ``holdout_periods`` (the
+    fiscal years after the calibration, up to that date) and
+    ``holdout_gifts`` (those with a gift).  ``gifts`` is the ``gift`` frame
+    of :meth:`PeopleData.frames` (refunds netted, zero amounts left out);
+    donors first seen after ``calibration_end`` are not in the table.
+    """
+    from assoc_ai_core.people.dataset import require_pandas
+    from assoc_ai_core.people.features import parse_fiscal_year_start
+
+    pd = require_pandas()
+    fy = parse_fiscal_year_start(fiscal_year_start)
+    last_cal = _year_end(calibration_end, fy, ("La fin de la calibration", "The calibration end"))
+    g = gifts[gifts["date"].notna()]
+    years = pd.DataFrame({"person_id": g["person_id"].astype(str), "year": _fiscal_index(g["date"], fy)})
+    years = years.drop_duplicates()
+    first = years.groupby("person_id")["year"].min()
+    first = first[first <= last_cal]
+    years = years[years["person_id"].isin(first.index)]
+    offset = years["year"] - years["person_id"].map(first)
+    cal = years[(offset > 0) & (years["year"] <= last_cal)].assign(k=offset)
+    table = pd.DataFrame(index=first.index)
+    table.index.name = "person_id"
+    table["frequency"] = cal.groupby("person_id")["k"].size().reindex(table.index).fillna(0).astype(int)
+    table["recency"] = cal.groupby("person_id")["k"].max().reindex(table.index).fillna(0).astype(int)
+    table["periods"] = (last_cal - first).astype(int)
+    if holdout_end is not None:
+        last_hold = _year_end(holdout_end, fy, ("La fin de la période de vérification", "The holdout end"))
+        if last_hold <= last_cal:
+            raise DataError(tr("La période de vérification doit finir après la calibration.",
+                               "The holdout must end after the calibration."))
+        hold = years[(years["year"] > last_cal) & (years["year"] <= last_hold)]
+        table["holdout_periods"] = int(last_hold - last_cal)
+        table["holdout_gifts"] = hold.groupby("person_id").size().reindex(table.index).fillna(0).astype(int)
+    if not len(table):
+        raise DataError(tr("Aucun donateur avant la fin de la calibration.", "No donor before the calibration end."))
+    return table
+
+
+_SUMMARY_NAMES = {"frequency": ("frequency", "x", "frequence"), "recency": ("recency", "t_x", "tx", "recence"),
+                  "periods": ("periods", "n", "n_periods", "opportunities"), "weights": ("weights", "weight", "count", "n_donors"),
+                  "holdout_gifts": ("holdout_gifts", "x_star", "holdout_frequency"),
+                  "holdout_periods": ("holdout_periods", "n_star")}
+
+
+def read_summary_table(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """The aggregated (frequency, recency, periods[, weights]) form with our column names, or None if it is not one."""
+    lower = {str(c).strip().lower(): c for c in frame.columns}
+    renamed = {}
+    for name, synonyms in _SUMMARY_NAMES.items():
+        for s in synonyms:
+            if s in lower:
+                renamed[lower[s]] = name
+                break
+    if not {"frequency", "recency", "periods"} <= set(renamed.values()):
+        return None
+    out = frame.rename(columns=renamed)[list(dict.fromkeys(renamed.values()))].copy()
+    for c in out.columns:
+        out[c] = out[c].astype(float)
+    if "weights" not in out.columns:
+        out["weights"] = 1.0
+    return out
+
+
+def fit_table(table: pd.DataFrame) -> BGBB:
+    """Fit BG/BB on a table of :func:`repeat_giving_table` or :func:`read_summary_table` (patterns weighted by count)."""
+    grouped = table.groupby(["frequency", "recency", "periods"], as_index=False)
+    counts = grouped["weights"].sum() if "weights" in table.columns else grouped.size().rename(columns={"size": "weights"})
+    return fit_bgbb(counts["frequency"], counts["recency"], counts["periods"], counts["weights"])
+
+
+def holdout_check(fit: BGBB, table: pd.DataFrame, holdout_periods: int | None = None) -> dict[str, Any]:
+    """Expected repeat gifts over the holdout per row, and predicted against actual, in total and by frequency.
+
+    ``holdout_periods`` overrides the table's own column (needed for the
+    aggregated form, which has no dates).  ``actual`` is absent when the
+    table has no ``holdout_gifts``.
+    """
+    n_star = table["holdout_periods"] if holdout_periods is None and "holdout_periods" in table.columns else None
+    if n_star is None and holdout_periods is None:
+        raise DataError(tr("Indiquez la période de vérification (nombre d'années ou date de fin).",
+                           "Give the holdout period (number of years or end date)."))
+    futures = np.full(len(table), holdout_periods) if n_star is None else np.asarray(n_star, dtype=int)
+    w = np.asarray(table["weights"], dtype=float) if "weights" in table.columns else np.ones(len(table))
+    expected = np.zeros(len(table))
+    for k in np.unique(futures):
+        rows = futures == k
+        expected[rows] = fit.expected_gifts(int(k), table["frequency"].to_numpy()[rows],
+                                            table["recency"].to_numpy()[rows], table["periods"].to_numpy()[rows])
+    has_actual = "holdout_gifts" in table.columns
+    actual = np.asarray(table["holdout_gifts"], dtype=float) if has_actual else np.full(len(table), np.nan)
+    groups = []
+    freq = np.asarray(table["frequency"], dtype=int)
+    for x in np.unique(freq):
+        rows = freq == x
+        entry = {"frequency": int(x), "donors": float(w[rows].sum()), "predicted": float((w * expected)[rows].sum())}
+        if has_actual:
+            entry["actual"] = float((w * actual)[rows].sum())
+        groups.append(entry)
+    out: dict[str, Any] = {"holdout_periods": sorted(int(k) for k in np.unique(futures)), "donors": float(w.sum()),
+                           "predicted_total": float((w * expected).sum()), "by_frequency": groups,
+                           "expected": expected}
+    if has_actual:
+        out["actual_total"] = float((w * actual).sum())
+    return out

@@ -45,6 +45,9 @@ DEFAULT_WEIGHTS = {"skill_match": 3.0, "skill_any": 0.8, "same_postcode": 1.0, "
 DEFAULT_INTERCEPT = -3.5
 _LOG_FEATURES = ("hours_12m", "missions_done")  # counts: the model and the default weights see log(1 + x)
 _RAW_SKILL_KEYS = ("competences", "skills", "savoir faire", "competence")
+# Column titles (folded) of a volunteer's declared end of availability in a people export.
+_RAW_AVAILABLE_UNTIL = ("disponible jusqu", "fin de disponibilite", "fin disponibilite", "indisponible a partir",
+                        "available until", "availability end", "available to")
 
 
 def _skills_from_raw(raw: Any) -> set[str]:
@@ -55,13 +58,34 @@ def _skills_from_raw(raw: Any) -> set[str]:
     return out
 
 
-def volunteer_profiles(people: PeopleData, as_of: Any) -> pd.DataFrame:
-    """One row per volunteer known at ``as_of``: skills, usual weekdays, place, hours, missions, recency."""
+def available_until(raw: Any) -> Any:
+    """The last day a volunteer said they are available (a people-export column such as "Disponible jusqu'au"), or None."""
+    from assoc_ai_core.people.cleaning import parse_date
+
+    for key, value in (raw or {}).items():
+        if any(k in fold(str(key)) for k in _RAW_AVAILABLE_UNTIL):
+            found = parse_date(value)
+            if found is not None:
+                return found
+    return None
+
+
+def volunteer_profiles(people: PeopleData, as_of: Any, *, available_on: Any = None) -> pd.DataFrame:
+    """One row per volunteer known at ``as_of``: skills, usual weekdays, place, hours, missions, recency.
+
+    A volunteer whose declared availability ended before ``available_on``
+    (default ``as_of``) is left out.
+    """
     pd = require_pandas()
     t = as_timestamp(as_of)
+    needed = as_timestamp(available_on).normalize() if available_on is not None else t.normalize()
     y1 = t - pd.DateOffset(years=1)
     rows: dict[str, dict[str, Any]] = {}
     persons = {p.source_id: p for p in people.persons if not p.do_not_profile}
+    for pid, p in list(persons.items()):
+        until = available_until(p.raw)
+        if until is not None and pd.Timestamp(until) < needed:
+            del persons[pid]
     for p in persons.values():
         declared = _skills_from_raw(p.raw)
         if declared:
@@ -221,9 +245,17 @@ def rank_volunteers(
     """The ``top_k`` volunteers for a mission, best first, each with a probability-like score and factors."""
     people = load_people(data)
     mission = _mission_by_id(people, mission_id)
-    t = as_timestamp(as_of) if as_of is not None else (
-        as_timestamp(mission.start) if mission.start else as_timestamp(datetime.now(UTC).date()))
-    pairs = pair_features(mission, volunteer_profiles(people, t))
+    today = as_timestamp(as_of) if as_of is not None else as_timestamp(datetime.now(UTC).date())
+    if mission.end is not None and as_timestamp(mission.end) < today.normalize():
+        raise DataError(tr(
+            f"La mission « {mission.title or mission.source_id} » est terminée (fin le {mission.end:%d/%m/%Y}) : "
+            "aucun bénévole n'est proposé. Choisissez une mission en cours ou à venir, ou donnez --as-of pour "
+            "revoir un classement passé.",
+            f"Mission '{mission.title or mission.source_id}' is over (ended {mission.end:%Y-%m-%d}): no volunteer is "
+            "proposed. Choose a current or coming mission, or give --as-of to look at a past ranking.", lang))
+    t = as_timestamp(as_of) if as_of is not None else (as_timestamp(mission.start) if mission.start else today)
+    # a volunteer must still be available on the later of the reference day and the mission's first day
+    pairs = pair_features(mission, volunteer_profiles(people, t, available_on=max(t, today)))
     if not len(pairs):
         return []
     if model is not None:

@@ -15,7 +15,8 @@ from typing import Any
 
 from assoc_ai_core.i18n import current_lang, percent, tr
 
-__all__ = ["render_people_report", "write_people_report", "svg_calibration", "svg_gains", "svg_bars"]
+__all__ = ["render_people_report", "write_people_report", "svg_calibration", "svg_gains", "svg_bars",
+           "calibration_in_the_large"]
 
 _W, _H, _PAD = 360, 260, 40
 
@@ -114,6 +115,7 @@ th:first-child,td:first-child{text-align:left}.warn{color:#8a4b00;background:#ff
 <p class="muted">{{ t.auc_help }}</p>{% endif %}
 {% if calibration_svg %}<div class="charts"><figure>{{ calibration_svg|safe }}<figcaption>{{ t.calibration }}</figcaption></figure>
 <figure>{{ gains_svg|safe }}<figcaption>{{ t.gains }}</figcaption></figure></div>{% endif %}
+{% if calibration_line %}<p class="{{ 'warn' if calibration_off else 'muted' }}">{{ calibration_line }}</p>{% endif %}
 {% if lift %}<h2>{{ t.lift_title }}</h2><table><tr><th>{{ t.contacted }}</th><th>{{ t.reached }}</th><th>{{ t.rate }}</th><th>lift</th></tr>
 {% for r in lift %}<tr><td>{{ r[0] }}</td><td>{{ r[1] }}</td><td>{{ r[2] }}</td><td>{{ r[3] }}</td></tr>{% endfor %}</table>{% endif %}
 {% if weights_svg %}<h2>{{ t.matters }}</h2><p class="muted">{{ t.weights_help }}</p>{{ weights_svg|safe }}{% endif %}
@@ -153,12 +155,14 @@ def render_people_report(
     lang = lang or current_lang()
     ev = evaluation or {}
     fair = ev.get("fairness") or {}
+    calibration_line, calibration_off = calibration_in_the_large(ev.get("metrics") or {}, lang)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(_TEMPLATE).render(
         lang=lang, t=_labels(lang), title=title or tr("Rapport assoc-ai — données de personnes", "assoc-ai report — people data", lang),
         subtitle=_subtitle(ev, lang), metrics=_metric_rows(ev, lang),
         calibration_svg=svg_calibration(ev["calibration"], lang) if ev.get("calibration") else "",
         gains_svg=svg_gains(ev["lift"], lang) if ev.get("lift") else "",
+        calibration_line=calibration_line, calibration_off=calibration_off,
         lift=[(_pc(r["share_contacted"], lang), _pc(r["share_of_positives"], lang), _pc(r["rate"], lang), f"{r['lift']:.2f}")
               for r in ev.get("lift", [])],
         weights_svg=svg_bars(ev.get("weights") or {}, lang),
@@ -168,6 +172,40 @@ def render_people_report(
         footer=tr("Produit par assoc-ai. Aucune donnée personnelle n'est incluse dans ce rapport.",
                   "Made by assoc-ai. No personal data is included in this report.", lang),
     )
+
+
+def _pc1(v: Any, lang: str) -> str:
+    """A rate with one decimal: a calibration gap of a point or two must be visible."""
+    text = f"{float(v) * 100:.1f}"
+    return f"{text.replace('.', ',')}\u00a0%" if lang == "fr" else f"{text}%"
+
+
+def calibration_in_the_large(metrics: dict[str, Any], lang: str | None = None) -> tuple[str, bool]:
+    """The mean predicted probability against the actual rate, and whether the gap is beyond chance.
+
+    The gap is flagged when it is over 2 points and over twice its standard
+    error (the binomial spread of the actual rate on this many people): a
+    model that predicts 10 % for a 24 % outcome must say so in its report.
+    """
+    import math
+
+    n, rate, mean = metrics.get("n"), metrics.get("base_rate"), metrics.get("mean_prediction")
+    if not n or rate is None or mean is None:
+        return "", False
+    gap = float(mean) - float(rate)
+    spread = math.sqrt(max(float(rate) * (1 - float(rate)), 1e-12) / float(n))
+    off = abs(gap) > 0.02 and abs(gap) > 2 * spread
+    points = f"{gap * 100:+.1f}"
+    text = tr(f"Calibration globale : probabilité moyenne {_pc1(mean, 'fr')} pour un taux réel "
+              f"{_pc1(rate, 'fr')} ({points.replace('.', ',')} points).",
+              f"Calibration in the large: mean probability {_pc1(mean, 'en')} against an actual rate of "
+              f"{_pc1(rate, 'en')} ({points} points).", lang)
+    if off:
+        text += " " + tr("L'écart dépasse ce que le hasard explique : les probabilités ne valent pas des taux pour "
+                         "cette période (le taux a changé depuis les périodes apprises ?).",
+                         "The gap is beyond chance: the probabilities are not rates for this period (has the rate "
+                         "changed since the periods learned from?).", lang)
+    return text, off
 
 
 def _labels(lang: str) -> dict[str, str]:
@@ -267,6 +305,12 @@ def _subtitle(ev: dict[str, Any], lang: str) -> str:
             f"vérifié sur la situation au {protocol['test_as_of']} (horizon {protocol.get('horizon_months')} mois).",
             f"Chronological protocol: learned on snapshots at {', '.join(protocol.get('train_as_of', [])[-3:])}…, "
             f"checked on the snapshot at {protocol['test_as_of']} ({protocol.get('horizon_months')}-month horizon).", lang)
+    if protocol.get("kind") == "campaign":
+        subtitle += tr(
+            f"Campagne du {protocol.get('as_of')} (horizon {protocol.get('horizon_months')} mois) : vérifié par "
+            f"validation croisée sur {protocol.get('folds')} groupes de personnes (probabilités hors échantillon).",
+            f"Campaign of {protocol.get('as_of')} ({protocol.get('horizon_months')}-month horizon): checked by "
+            f"cross-validation over {protocol.get('folds')} folds of people (out-of-fold probabilities).", lang)
     if ev.get("in_sample"):
         subtitle += " " + tr("Attention : cette période a servi à l'apprentissage, les chiffres sont optimistes.",
                              "Warning: this period was used in training; the figures are optimistic.", lang)

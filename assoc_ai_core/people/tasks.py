@@ -15,6 +15,13 @@ chronological protocol:
 4. the model kept for use is then refitted on every snapshot up to the test
    date, and scores people as of the end of the data.
 
+A **campaign** (``as_of`` given: "who answered the appeal sent on that
+day?") is learned from that one snapshot instead: the past snapshots hold
+other seasons and other appeals, whose response rates say little about this
+one, so a model learned on them is calibrated to their rate, not to the
+campaign's.  Its check is cross-validated (out-of-fold probabilities over
+folds of people), and the model kept is refitted on the whole snapshot.
+
 People flagged ``do_not_profile`` are neither learned from nor scored.
 Volunteer–mission matching lives in :mod:`assoc_ai_core.people.matching`.
 """
@@ -233,11 +240,20 @@ def train_people_model(
     fairness_bound: float = 0.1,
     importance: bool = True,
     random_state: int = 0,
+    as_of: Any = None,
 ) -> PeopleModel:
-    """Train, measure chronologically, then refit on all complete periods; ``metadata_`` holds the evaluation."""
+    """Train, measure chronologically, then refit on all complete periods; ``metadata_`` holds the evaluation.
+
+    With ``as_of``, learn the response to one campaign instead: the outcome
+    in the ``horizon_months`` after that day, checked by cross-validation.
+    """
     spec = get_task(task)
     people = load_people(data)
     frames = people.frames()
+    if as_of is not None:
+        return _train_campaign(people, frames, spec, as_timestamp(as_of), horizon_months, kind=kind,
+                               fairness_attributes=fairness_attributes, fairness_bound=fairness_bound,
+                               random_state=random_state)
     train_dates, test_date = snapshot_dates(frames, horizon_months, step_months=step_months)
     all_dates = [*train_dates, test_date]
     X_all, y_all = build_examples(frames, spec, all_dates, horizon_months)
@@ -259,6 +275,49 @@ def train_people_model(
                                                      groups=X_all.index.get_level_values("person_id"))
     final.threshold_ = threshold
     final.metadata_ = _metadata(final, spec, horizon_months, data_end(frames), all_dates, len(X_all), evaluation)
+    return final
+
+
+def _train_campaign(
+    people: PeopleData, frames: dict[str, pd.DataFrame], spec: TaskSpec, when: pd.Timestamp, horizon_months: int, *,
+    kind: str, fairness_attributes: Sequence[str], fairness_bound: float, random_state: int, folds: int = 5,
+) -> PeopleModel:
+    """One snapshot, out-of-fold check, then the model refitted on the whole snapshot."""
+    pd = require_pandas()
+    from sklearn.model_selection import StratifiedKFold
+
+    end = data_end(frames)
+    if when + pd.DateOffset(months=horizon_months) > end:
+        raise DataError(tr(
+            f"La période suivant le {when.date()} ({horizon_months} mois) n'est pas finie dans les données "
+            f"(dernière date : {(end - pd.Timedelta(days=1)).date()}) : les réponses ne sont pas toutes connues.",
+            f"The {horizon_months}-month period after {when.date()} is not over in the data (last date: "
+            f"{(end - pd.Timedelta(days=1)).date()}): not every response is known yet."))
+    X, y = build_examples(frames, spec, [when], horizon_months)
+    _check_examples(spec, X, y, tr("apprendre", "training"))
+    yt = y.to_numpy()
+    n_folds = max(2, min(folds, int(yt.sum()), int(len(yt) - yt.sum())))
+    oof = np.zeros(len(yt))
+    for train, test in StratifiedKFold(n_folds, shuffle=True, random_state=random_state).split(X, yt):
+        fold_model = _new_model(spec, kind, random_state).fit(X.iloc[train], yt[train])
+        oof[test] = fold_model.predict_proba(X.iloc[test])[:, 1]
+    threshold = best_threshold(yt, oof)
+    final = _new_model(spec, kind, random_state).fit(X, yt)
+    final.threshold_ = threshold
+    evaluation: dict[str, Any] = {
+        "task": spec.name, "as_of": when.date().isoformat(), "metrics": classification_metrics(yt, oof),
+        "calibration": calibration_bins(yt, oof), "lift": lift_table(yt, oof),
+        "at_threshold": threshold_metrics(yt, oof, threshold), "weights": final.global_weights(),
+        "protocol": {"kind": "campaign", "as_of": when.date().isoformat(), "horizon_months": horizon_months,
+                     "folds": n_folds, "n_train": int(len(X))},
+        "excluded_do_not_profile": sum(1 for person in people.persons if person.do_not_profile),
+    }
+    if fairness_attributes and len(np.unique(yt)) == 2:
+        from assoc_ai_core.people.fairness import fairness_report, sensitive_attributes
+
+        attrs = sensitive_attributes(people, X.index.get_level_values("person_id"), when, fairness_attributes)
+        evaluation["fairness"] = fairness_report(yt, oof, attrs, threshold=threshold, bound=fairness_bound).to_dict()
+    final.metadata_ = _metadata(final, spec, horizon_months, end, [when], len(X), evaluation)
     return final
 
 

@@ -87,7 +87,7 @@ def test_clean_dedupe_retention_fairness_match(runner, exports, donor_model_path
     assert len(json.loads((tmp_path / "ret.json").read_text())) == 3
     res = runner.invoke(people, ["fairness", str(donor_model_path), str(exports), "--attribute", "gender", "--min-group", "30"])
     assert res.exit_code == 0 and res.output.startswith("gender:") and "sel=" in res.output
-    res = runner.invoke(people, ["match", str(exports), "--mission", "MI0003", "--top", "2"])
+    res = runner.invoke(people, ["match", str(exports), "--mission", "MI0003", "--top", "2", "--as-of", "2023-01-01"])
     assert res.exit_code == 0 and len(res.output.strip().splitlines()) == 2
 
 

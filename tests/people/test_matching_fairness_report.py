@@ -44,7 +44,8 @@ def test_learned_matching_uses_history(association):
     ev = model.metadata_["evaluation"]
     assert ev["protocol"]["test_missions"] >= 1 and ev["metrics"]["roc_auc"] > 0.6
     assert list(model.features_) == list(PAIR_FEATURES)
-    ranked = rank_volunteers(association, association.missions[-1].source_id, model=model, top_k=5, lang="en")
+    m = association.missions[-1]  # a past mission: ranked as of its first day
+    ranked = rank_volunteers(association, m.source_id, model=model, top_k=5, lang="en", as_of=m.start)
     assert len(ranked) == 5 and all(re.match(r"^\d+%: ", e.sentence) for e in ranked)
 
 
