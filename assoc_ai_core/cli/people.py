@@ -53,8 +53,12 @@ def train_task(
     json_out: str | None = None,
     html_out: str | None = None,
     lang: str | None = None,
+    as_of: str | None = None,
 ) -> Any:
-    """Train a people model for ``task`` on ``data``, save it to ``output``, print the chronological check."""
+    """Train a people model for ``task`` on ``data``, save it to ``output``, print the chronological check.
+
+    ``as_of`` (a campaign's date) learns the response to that one campaign, checked out of fold.
+    """
     from assoc_ai_core.people.dataset import load_people
     from assoc_ai_core.people.matching import TASK as MATCHING_TASK
     from assoc_ai_core.people.matching import train_matching
@@ -68,18 +72,21 @@ def train_task(
         model = train_matching(people)
     else:
         spec = get_task(task)
-        model = train_people_model(people, spec.name, horizon_months=horizon, kind=kind)
+        model = train_people_model(people, spec.name, horizon_months=horizon, kind=kind, as_of=as_of)
     save_people_model(model, output)
     ev = model.metadata_.get("evaluation", {})
     m = ev.get("metrics") or {}
     click.echo(tr(f"Modèle écrit : {output} ({model.metadata_['model_version']})",
                   f"Model written: {output} ({model.metadata_['model_version']})", lang))
+    campaign = (ev.get("protocol") or {}).get("kind") == "campaign"
+    check_fr = "Vérification hors échantillon (validation croisée)" if campaign else "Vérification chronologique"
+    check_en = "Out-of-fold check (cross-validation)" if campaign else "Chronological check"
     if m.get("roc_auc") is not None:
         click.echo(tr(
-            f"Vérification chronologique sur {m['n']} personnes : AUC {decimal(m['roc_auc'], 3, 'fr')}, "
+            f"{check_fr} sur {m['n']} personnes : AUC {decimal(m['roc_auc'], 3, 'fr')}, "
             f"Brier {decimal(m['brier'], 3, 'fr')}, "
             f"taux réel {percent(m['base_rate'], lang)}, probabilité moyenne {percent(m['mean_prediction'], lang)}.",
-            f"Chronological check on {m['n']} people: AUC {decimal(m['roc_auc'], 3, lang)}, "
+            f"{check_en} on {m['n']} people: AUC {decimal(m['roc_auc'], 3, lang)}, "
             f"Brier {decimal(m['brier'], 3, lang)}, "
             f"actual rate {percent(m['base_rate'], lang)}, mean probability {percent(m['mean_prediction'], lang)}.", lang))
     for warning in (ev.get("fairness") or {}).get("warnings", []):
@@ -232,6 +239,26 @@ _EXPORTED = option(
             "last date)."))
 
 
+_SCHEDULER = option(
+    "--scheduler", default=None, metavar="ADRESSE",
+    help=tr("Lire les dons par morceaux avec Dask : « threads » (ce poste), « synchronous », ou l'adresse d'un "
+            "cluster (tcp://...). Sans cette option, les gros exports (et les dons en Parquet) sont lus par morceaux "
+            "sur ce poste.",
+            "Read the gifts in partitions with Dask: 'threads' (this machine), 'synchronous', or a cluster's address "
+            "(tcp://...). Without it, large exports (and gifts in Parquet) are read in partitions on this machine."))
+
+
+def _out_of_core(data: str, scheduler: str | None, lang: str | None) -> bool:
+    """Whether to read the gifts in partitions (asked for, or the export is large); says so on stderr."""
+    from assoc_ai_core.people.outofcore import use_out_of_core
+
+    if not scheduler and not use_out_of_core(data):
+        return False
+    where = scheduler or "threads"
+    _say(tr(f"Dons lus par morceaux avec Dask ({where}).", f"Gifts read in partitions with Dask ({where}).", lang))
+    return True
+
+
 @click.group(cls=_PeopleGroup, help=tr(
     "Données de personnes (donateurs, adhérents, bénévoles) : nettoyer, dédoublonner, fidélisation, équité, notation.",
     "People data (donors, members, volunteers): clean, de-duplicate, retention, fairness, scoring.",
@@ -250,13 +277,31 @@ def people() -> None:
 @option("--horizon", type=int, default=12, show_default=True, help=tr("Horizon en mois.", "Horizon in months."))
 @option("--kind", type=click.Choice(["logistic", "boosting"]), default="logistic", show_default=True,
         help=tr("Modèle linéaire (explications exactes) ou à arbres.", "Linear model (exact explanations) or trees."))
+@option("--as-of", default=None, metavar="AAAA-MM-JJ",
+        help=tr("Date d'une campagne : apprendre qui y a répondu dans l'horizon (vérifié par validation croisée).",
+                "Date of a campaign: learn who answered it within the horizon (checked by cross-validation)."))
 @option("--json", "json_out", type=click.Path(), help=tr("Écrire aussi le résultat en JSON dans ce fichier.", "Also write the result as JSON to this file."))
 @option("--html", "html_out", type=click.Path(), help=tr("Écrire aussi un rapport HTML dans ce fichier.", "Also write an HTML report to this file."))
 @_LANG
-def train_cmd(task: str, data: str, output: str, horizon: int, kind: str, json_out: str | None, html_out: str | None,
-              lang: str | None) -> None:
+def train_cmd(task: str, data: str, output: str, horizon: int, kind: str, as_of: str | None, json_out: str | None,
+              html_out: str | None, lang: str | None) -> None:
     """Train and save a people model."""
-    train_task(task, data, output, horizon=horizon, kind=kind, json_out=json_out, html_out=html_out, lang=lang)
+    train_task(task, data, output, horizon=horizon, kind=kind, json_out=json_out, html_out=html_out, lang=lang,
+               as_of=as_of)
+
+
+@people.command("evaluate", help=tr("Mesurer un modèle sur la dernière période complète des données (JSON, rapport HTML).",
+                                    "Measure a model on the latest complete period of the data (JSON, HTML report)."))
+@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True))
+@_DATA
+@option("--json", "json_out", type=click.Path(), help=tr("Écrire aussi le résultat en JSON dans ce fichier.", "Also write the result as JSON to this file."))
+@option("--html", "html_out", type=click.Path(), help=tr("Écrire aussi un rapport HTML dans ce fichier.", "Also write an HTML report to this file."))
+@_FISCAL
+@_LANG
+def evaluate_cmd(model_path: str, data: str, json_out: str | None, html_out: str | None, fiscal_year_start: str | None,
+                 lang: str | None) -> None:
+    """Evaluate a people model; ``--fiscal-year-start`` places the years of the retention table."""
+    evaluate_task(model_path, data, json_out, html_out, lang=lang, fiscal_year_start=fiscal_year_start)
 
 
 @people.command("clean", help=tr("Rapport de qualité des données ; avec -o, écrit une copie nettoyée des personnes.",
@@ -314,6 +359,14 @@ def dedupe_cmd(data: tuple[str, ...], threshold: float, output: str | None, lang
                   f"{len(proposals)} merge(s) proposed among {len(persons)} people — for a person to confirm.", lang))
     for m in proposals[:30]:
         click.echo(f"  {m.left} ≈ {m.right}  {percent(m.score, lang)}  ({', '.join(m.reasons)})")
+    from assoc_ai_core.people.dedupe import NAME_ONLY_CAP
+
+    capped = sum(m.name_only for m in proposals)
+    if capped:
+        _say(tr(f"{capped} proposition(s) « name_only » : seul le nom concorde, score plafonné à "
+                f"{percent(NAME_ONLY_CAP, lang)} (homonymes possibles) ; vérifiez avant de fusionner.",
+                f"{capped} 'name_only' proposal(s): only the name agrees, score capped at "
+                f"{percent(NAME_ONLY_CAP, lang)} (possible namesakes); check before merging.", lang))
     if output:
         write_rows(output, ["left", "right", "score", "reasons", "decision"],
                     ([m.left, m.right, f"{m.score:.3f}", " ".join(m.reasons), ""] for m in proposals))
@@ -333,18 +386,28 @@ def dedupe_cmd(data: tuple[str, ...], threshold: float, output: str | None, lang
 @option("--json", "json_out", type=click.Path(), help=tr("Écrire aussi le résultat en JSON dans ce fichier.", "Also write the result as JSON to this file."))
 @option("--html", "html_out", type=click.Path(), help=tr("Écrire aussi un rapport HTML dans ce fichier.", "Also write an HTML report to this file."))
 @_LANG
+@_SCHEDULER
 def retention_cmd(data: str, year: int | None, history: int, fiscal_year_start: str | None, exported: str | None,
-                  json_out: str | None, html_out: str | None, lang: str | None) -> None:
+                  json_out: str | None, html_out: str | None, lang: str | None, scheduler: str | None) -> None:
     """FEP retention and gain/loss."""
-    from assoc_ai_core.people.dataset import load_people
-    from assoc_ai_core.people.retention import retention_history, retention_report
-
     lang = lang or current_lang()
-    ppl = load_people(data)
-    report = retention_report(ppl, year=year, fiscal_year_start=fiscal_year_start, exported=exported)
-    click.echo(report.to_text(lang))
-    reports = (retention_history(ppl, years=history, fiscal_year_start=fiscal_year_start, exported=exported)
-               if history else [report])
+    if _out_of_core(data, scheduler, lang):
+        from assoc_ai_core.people.outofcore import retention_reports_out_of_core
+
+        report, history_reports = retention_reports_out_of_core(
+            data, year=year, history=history, fiscal_year_start=fiscal_year_start, exported=exported,
+            scheduler=scheduler)
+        click.echo(report.to_text(lang))
+        reports = history_reports if history else [report]
+    else:
+        from assoc_ai_core.people.dataset import load_people
+        from assoc_ai_core.people.retention import retention_history, retention_report
+
+        ppl = load_people(data)
+        report = retention_report(ppl, year=year, fiscal_year_start=fiscal_year_start, exported=exported)
+        click.echo(report.to_text(lang))
+        reports = (retention_history(ppl, years=history, fiscal_year_start=fiscal_year_start, exported=exported)
+                   if history else [report])
     if json_out:
         write_json(json_out, [r.to_dict() for r in reports])
     if html_out:
@@ -401,12 +464,22 @@ def fairness_cmd(model_path: str, data: str, attributes: tuple[str, ...], bound:
 @option("--as-of", default=None, help=tr("Date de référence (AAAA-MM-JJ ; défaut : la fin des données).",
                                          "Reference date (YYYY-MM-DD; default: the end of the data)."))
 @_FISCAL
-def features_cmd(data: str, output: str, as_of: str | None, fiscal_year_start: str | None) -> None:
+@_SCHEDULER
+def features_cmd(data: str, output: str, as_of: str | None, fiscal_year_start: str | None,
+                 scheduler: str | None) -> None:
     """Feature table for large-scale scoring."""
     from assoc_ai_core.people.features import parse_fiscal_year_start
-    from assoc_ai_core.people.scoring import write_feature_table
 
-    path = write_feature_table(data, output, as_of=as_of, fiscal_year_start=parse_fiscal_year_start(fiscal_year_start))
+    if _out_of_core(data, scheduler, None):
+        from assoc_ai_core.people.outofcore import write_feature_table_out_of_core
+
+        path = write_feature_table_out_of_core(data, output, as_of=as_of, scheduler=scheduler,
+                                               fiscal_year_start=parse_fiscal_year_start(fiscal_year_start))
+    else:
+        from assoc_ai_core.people.scoring import write_feature_table
+
+        path = write_feature_table(data, output, as_of=as_of,
+                                   fiscal_year_start=parse_fiscal_year_start(fiscal_year_start))
     click.echo(tr(f"Table écrite : {path}", f"Table written: {path}"))
 
 
@@ -487,6 +560,10 @@ def write_scores_cmd(model_path: str, config_path: str, apply_: bool, json_out: 
     if json_out:
         write_json(json_out, report.to_dict())
 
+
+from assoc_ai_core.cli.people_value import register_value_commands  # noqa: E402  (the group must exist first)
+
+register_value_commands(people)
 
 if __name__ == "__main__":  # pragma: no cover - python -m assoc_ai_core.cli.people
     people(sys.argv[1:])

@@ -144,3 +144,12 @@ def test_predict_command_on_a_people_model_prints_everyone_in_json_and_english(d
     res = CliRunner().invoke(cli, ["predict", str(donor_model_path), str(exports), "--top", "3"])
     assert res.exit_code == 0 and len(res.stdout.strip().splitlines()) == 3
     assert "autre(s)" in res.stderr and "--top" in res.stderr
+
+
+def test_money_commands_and_evaluate_are_people_subcommands(runner):
+    for name in ("value", "select", "bgbb", "evaluate"):
+        res = runner.invoke(people, [name, "--help"])
+        assert res.exit_code == 0, (name, res.output)
+    assert "--fiscal-year-start" in runner.invoke(people, ["evaluate", "--help"]).output
+    assert "--scheduler" in runner.invoke(people, ["retention", "--help"]).output
+    assert "--as-of" in runner.invoke(people, ["train", "--help"]).output
