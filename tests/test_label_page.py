@@ -384,3 +384,14 @@ def test_a_label_for_a_mail_not_shown_or_an_unknown_category_is_refused(server: 
     big = {"index": shown, "category": "A" * 5000}
     assert _request(server, "/label", token=server.token, origin=own, body=big)[0] == 413
     assert server.session.labelled() == []
+
+
+def test_an_empty_folder_is_refused_with_a_reason_instead_of_serving_an_empty_page(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from assoc_ai_core.cli.main import cli
+
+    (tmp_path / "vide").mkdir()
+    res = CliRunner().invoke(cli, ["label", str(tmp_path / "vide"), "--categories", "A,B", "--no-browser", "--lang", "fr"])
+    assert res.exit_code == 4, res.output
+    assert "Rien à trier" in res.output and "127.0.0.1" not in res.output

@@ -203,6 +203,12 @@ def _run(source: str | None, categories: str | None, model_path: str | None, lab
         if setup.unreadable:
             click.echo(tr(f"{setup.unreadable} message(s) illisible(s) laissé(s) de côté.",
                           f"{setup.unreadable} unreadable message(s) left aside."), err=True)
+        if not setup.items:  # a page with nothing to ask would wait for nothing
+            raise DataError(tr(
+                f"Rien à trier dans {source or folder or 'la boîte'} : aucun message lisible qui ne soit déjà trié. "
+                "Vérifiez le dossier (des fichiers .eml, ou un Maildir avec cur/ et new/).",
+                f"Nothing to sort in {source or folder or 'the mailbox'}: no readable message that is not already "
+                "sorted. Check the folder (.eml files, or a Maildir with cur/ and new/)."))
         session = LabelSession(items=setup.items, categories=setup.categories, store=setup.store, lang=lang,
                                known=setup.known, model=model)
         server = serve(session, port=port)
