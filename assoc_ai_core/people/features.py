@@ -242,7 +242,6 @@ def _before(frame: pd.DataFrame, index: pd.Index, t: pd.Timestamp, column: str =
 
 def _giving_features(out: pd.DataFrame, gifts: pd.DataFrame, w: _Windows) -> pd.Series:
     """RFM and LYBUNT/SYBUNT columns from every gift; returns each person's first gift date (NaT if none)."""
-    import numpy as np
 
     g = gifts.assign(
         in12=gifts["date"] >= w.y1, in24=gifts["date"] >= w.y2,
@@ -265,6 +264,19 @@ def _giving_features(out: pd.DataFrame, gifts: pd.DataFrame, w: _Windows) -> pd.
     years_back = ((w.t - recent["date"]).dt.days // 365.25).clip(upper=4)
     agg["giving_years"] = recent.assign(k=years_back).groupby("person_id")["k"].nunique()
     agg = agg.reindex(out.index)
+    giving_columns(out, agg, t=w.t, y1=w.y1)
+    return agg["first_date"]
+
+
+def giving_columns(out: pd.DataFrame, agg: pd.DataFrame, *, t: pd.Timestamp, y1: pd.Timestamp) -> None:
+    """The giving columns of the feature table from each person's gift aggregates (``agg``, aligned on ``out``).
+
+    The in-memory path and the out-of-core path (:mod:`assoc_ai_core.people.outofcore`) both end here, so their
+    tables cannot drift apart.
+    """
+    import numpy as np
+
+    w = _Windows(t, y1, y1, y1, y1, y1)  # only t is read by months_since*
     for col in ("gifts_12m", "gifts_24m", "gifts_total", "amount_12m", "amount_total", "amount_last", "amount_max", "giving_years"):
         out[col] = agg[col].fillna(0).astype(float)
     out["months_since_last_gift"] = w.months_since_or_never(agg["last_date"])
@@ -278,14 +290,13 @@ def _giving_features(out: pd.DataFrame, gifts: pd.DataFrame, w: _Windows) -> pd.
     this_fy, last_fy = agg["gave_this_fy"].eq(True), agg["gave_last_fy"].eq(True)
     out["lybunt_fy"] = (last_fy & ~this_fy).astype(float)
     out["sybunt_fy"] = (agg["gave_before_fy"].eq(True) & ~last_fy & ~this_fy).astype(float)
-    out["first_year_donor"] = (agg["first_date"] >= w.y1).fillna(False).astype(float)
+    out["first_year_donor"] = (agg["first_date"] >= y1).fillna(False).astype(float)
     out["repeat_donor"] = (gave12 & gave_prev).astype(float)
     prev_amount = agg["amount_prev_12m"].fillna(0.0)
     both = (out["amount_12m"] > 0) & (prev_amount > 0)
     ratio = np.log((out["amount_12m"] + 1) / (prev_amount + 1))
     out["upgrade"] = (both & (ratio > np.log(1.1))).astype(float)
     out["downgrade"] = (both & (ratio < -np.log(1.1))).astype(float)
-    return agg["first_date"]
 
 
 def _recurring_features(out: pd.DataFrame, gifts: pd.DataFrame, plans: pd.DataFrame, w: _Windows) -> None:

@@ -53,11 +53,12 @@ from assoc_ai_core.people.features import (
     as_timestamp,
     build_features,
     fiscal_year_containing,
+    giving_columns,
     membership_starts,
     parse_fiscal_year_start,
 )
 from assoc_ai_core.people.files_connector import FILE_NAMES, FilesConfig, FilesConnector
-from assoc_ai_core.people.retention import AMOUNT_BANDS, RetentionReport, last_complete_year
+from assoc_ai_core.people.retention import RetentionReport, last_complete_year, report_from_totals
 from assoc_ai_core.people.tabular import CSV_SUFFIXES, decode_bytes, sniff_delimiter
 from assoc_ai_core.records.people import Gift
 
@@ -579,61 +580,19 @@ def retention_history_out_of_core(
 
 
 def _report(table: pd.DataFrame, year: int, start: tuple[int, int], end: Any, netting: Any) -> RetentionReport:
-    """The report of one fiscal year from the per-person totals (the same set arithmetic as retention.py)."""
+    """The report of one fiscal year from the per-person fiscal-year totals (finished by retention.py)."""
     pd = require_pandas()
     month, day = start
     c0 = pd.Timestamp(year=year, month=month, day=day)
     c1 = c0 + pd.DateOffset(years=1)
-    p0 = c0 - pd.DateOffset(years=1)
 
     def given(y: int) -> Any:
         counts = table[f"n{y}"] if f"n{y}" in table else pd.Series(0, index=table.index)
         return table.loc[counts > 0, f"y{y}"].astype(float).rename("amount")
 
-    cur_series, pri_series = given(year), given(year - 1)
-    # plain dicts for the per-donor look-ups below (a Series look-up costs ~10 µs, a million of them add up)
-    cur, pri = cur_series.to_dict(), pri_series.to_dict()
     before_prior = set(table.index[table["first_fy"] < year - 1])
-    year_before_prior = set(given(year - 2).index)
-    C, P = set(cur), set(pri)
-    retained = P & C
-    new = C - P - before_prior
-    recaptured = (C & before_prior) - P
-    lapsed = P - C
-    prior_new = P - before_prior
-    prior_repeat = P & year_before_prior
-    lapsed_pool = before_prior - P
-    upgrades = {d: cur[d] - pri[d] for d in retained if cur[d] > pri[d]}
-    downgrades = {d: pri[d] - cur[d] for d in retained if cur[d] < pri[d]}
-    bands = []
-    for lo, hi in AMOUNT_BANDS:
-        group = {d for d in P if lo <= pri[d] < hi}
-        bands.append({"band": f"{lo:g}–{hi:g} €" if hi != float("inf") else f"{lo:g}+ €", "donors_prior": len(group),
-                      "retained": len(group & C), "retention": _rate(len(group & C), len(group))})
-    return RetentionReport(
-        prior=(p0.date().isoformat(), (c0 - pd.Timedelta(days=1)).date().isoformat()),
-        current=(c0.date().isoformat(), (c1 - pd.Timedelta(days=1)).date().isoformat()),
-        donors_prior=len(P), donors_current=len(C), retained=len(retained), new=len(new), recaptured=len(recaptured),
-        lapsed=len(lapsed), lapsed_new=len(lapsed & prior_new), lapsed_repeat=len(lapsed - prior_new),
-        overall_retention=_rate(len(retained), len(P)),
-        new_donor_retention=_rate(len(prior_new & C), len(prior_new)),
-        repeat_retention=_rate(len(prior_repeat & C), len(prior_repeat)),
-        recapture_rate=_rate(len(recaptured), len(lapsed_pool)),
-        amount_prior=round(float(pri_series.sum()), 2), amount_current=round(float(cur_series.sum()), 2),
-        amount_retention=_rate(float(cur_series[list(retained)].sum()), float(pri_series.sum())),
-        gain_new=round(float(cur_series[list(new)].sum()), 2),
-        gain_recaptured=round(float(cur_series[list(recaptured)].sum()), 2),
-        gain_upgraded=round(float(sum(upgrades.values())), 2),
-        loss_lapsed=round(float(pri_series[list(lapsed)].sum()), 2),
-        loss_downgraded=round(float(sum(downgrades.values())), 2), upgraded=len(upgrades), downgraded=len(downgrades),
-        by_band=bands, complete=bool(c1 <= end), data_end=end.date().isoformat(),
-        gifts_set_aside={"zero": netting.zero, "refunds_matched": netting.refunds_matched,
-                         "refunds_partial": netting.refunds_partial, "refunds_unmatched": netting.refunds_unmatched},
-    )
-
-
-def _rate(num: int | float, den: int | float) -> float | None:
-    return float(num) / float(den) if den else None
+    return report_from_totals(given(year), given(year - 1), before_prior, set(given(year - 2).index), c0=c0, c1=c1,
+                              end=end, netting=netting)
 
 
 # ------------------------------------------------------------------ features
@@ -822,34 +781,10 @@ def features_out_of_core(
 
 
 def _fill_giving(out: pd.DataFrame, table: pd.DataFrame, w: dict[str, Any], plans: bool) -> None:
-    """The giving and recurring columns from the per-person table (the formulas of features.py)."""
-    import numpy as np
-
+    """The giving and recurring columns from the per-person table (finished by features.giving_columns)."""
     agg = table.reindex(out.index)
     agg["giving_years"] = sum(agg[f"k{k}"].eq(True).astype(int) for k in range(5))
-    for col in ("gifts_12m", "gifts_24m", "gifts_total", "amount_12m", "amount_total", "amount_last", "amount_max",
-                "giving_years"):
-        out[col] = agg[col].fillna(0).astype(float)
-    since = (w["t"] - agg["last_date"]).dt.days / 30.4375
-    out["months_since_last_gift"] = since.fillna(NEVER_MONTHS).clip(upper=NEVER_MONTHS)
-    first = (w["t"] - agg["first_date"]).dt.days / 30.4375
-    out["months_since_first_gift"] = first.fillna(0.0).clip(upper=NEVER_MONTHS * 3)
-    out["never_gave"] = agg["last_date"].isna().astype(float)
-    gave12 = out["gifts_12m"] > 0
-    gave_prev = agg["gave_prev12"].eq(True)
-    gave_before = agg["gave_before24"].eq(True)
-    out["lybunt"] = (gave_prev & ~gave12).astype(float)
-    out["sybunt"] = (gave_before & ~gave_prev & ~gave12).astype(float)
-    this_fy, last_fy = agg["gave_this_fy"].eq(True), agg["gave_last_fy"].eq(True)
-    out["lybunt_fy"] = (last_fy & ~this_fy).astype(float)
-    out["sybunt_fy"] = (agg["gave_before_fy"].eq(True) & ~last_fy & ~this_fy).astype(float)
-    out["first_year_donor"] = (agg["first_date"] >= w["y1"]).fillna(False).astype(float)
-    out["repeat_donor"] = (gave12 & gave_prev).astype(float)
-    prev_amount = agg["amount_prev_12m"].fillna(0.0)
-    both = (out["amount_12m"] > 0) & (prev_amount > 0)
-    ratio = np.log((out["amount_12m"] + 1) / (prev_amount + 1))
-    out["upgrade"] = (both & (ratio > np.log(1.1))).astype(float)
-    out["downgrade"] = (both & (ratio < -np.log(1.1))).astype(float)
+    giving_columns(out, agg, t=w["t"], y1=w["y1"])
     out["recurring_gifts_12m"] = agg["recurring_12m"].fillna(0).astype(float)
     if not plans:  # without a plans export, an instalment in the last two months means a live plan
         out["recurring_active"] = agg["recurring_recent"].eq(True).astype(float)

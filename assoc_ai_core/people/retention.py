@@ -222,7 +222,24 @@ def retention_report(
     cur, pri = _given(gifts, c0, c1), _given(gifts, p0, c0)
     before_prior = set(gifts.loc[gifts["date"] < p0, "person_id"])
     year_before_prior = set(_given(gifts, pp0, p0).index)
-    C, P = set(cur.index), set(pri.index)
+    return report_from_totals(cur, pri, before_prior, year_before_prior, c0=c0, c1=c1, end=end,
+                              netting=people.gift_netting())
+
+
+def report_from_totals(cur: pd.Series, pri: pd.Series, before_prior: set[str], year_before_prior: set[str], *,
+                       c0: pd.Timestamp, c1: pd.Timestamp, end: pd.Timestamp, netting: Any) -> RetentionReport:
+    """The FEP report from each donor's total in the current and prior fiscal years.
+
+    ``cur`` and ``pri`` are indexed by person (donors only); ``before_prior``
+    holds who gave before the prior year, ``year_before_prior`` who gave in the
+    year before it.  The in-memory and the out-of-core paths both end here, so
+    their reports cannot drift apart.
+    """
+    pd = require_pandas()
+    p0 = c0 - pd.DateOffset(years=1)
+    # plain dicts for the per-donor look-ups (a Series look-up costs ~10 µs; a million of them add up)
+    cur_d, pri_d = cur.to_dict(), pri.to_dict()
+    C, P = set(cur_d), set(pri_d)
     retained = P & C
     new = C - P - before_prior
     recaptured = (C & before_prior) - P
@@ -230,14 +247,13 @@ def retention_report(
     prior_new = P - before_prior
     prior_repeat = P & year_before_prior
     lapsed_pool = before_prior - P
-    upgrades = {d: cur[d] - pri[d] for d in retained if cur[d] > pri[d]}
-    downgrades = {d: pri[d] - cur[d] for d in retained if cur[d] < pri[d]}
+    upgrades = {d: cur_d[d] - pri_d[d] for d in retained if cur_d[d] > pri_d[d]}
+    downgrades = {d: pri_d[d] - cur_d[d] for d in retained if cur_d[d] < pri_d[d]}
     bands = []
     for lo, hi in AMOUNT_BANDS:
-        group = {d for d in P if lo <= pri[d] < hi}
+        group = {d for d in P if lo <= pri_d[d] < hi}
         bands.append({"band": f"{lo:g}–{hi:g} €" if hi != float("inf") else f"{lo:g}+ €", "donors_prior": len(group),
                       "retained": len(group & C), "retention": _rate(len(group & C), len(group))})
-    netting = people.gift_netting()
     return RetentionReport(
         prior=(p0.date().isoformat(), (c0 - pd.Timedelta(days=1)).date().isoformat()),
         current=(c0.date().isoformat(), (c1 - pd.Timedelta(days=1)).date().isoformat()),
