@@ -77,3 +77,13 @@ def test_a_model_trained_with_one_build_predicts_with_the_other(example_mailbox,
     with_onnx = [p.label for p in predict(model, new)]
     agree = sum(a == b for a, b in zip(with_numpy, with_onnx, strict=True))
     assert agree >= len(new) - 1, (with_numpy, with_onnx)
+
+
+def test_with_sentence_meaning_the_sentence_still_names_words_a_volunteer_can_check(example_mailbox):
+    from assoc_ai_core.mail.sources import load_dataset
+
+    model = train(load_dataset(example_mailbox / "train").messages, embeddings="use-multilingual")
+    new = load_dataset(example_mailbox / "new", labelled=False).readable()
+    sentences = [explain(model, m).sentence for m in new[:6]]
+    # the meaning block outweighs any single word; the sentence must not stop at it
+    assert sum("« " in s for s in sentences) >= 5, sentences

@@ -403,6 +403,7 @@ def explain_many(model: Any, messages: Sequence[Message | str], *, top_k: int = 
 
 
 _WEAK = 0.25  # a reason below this share of the strongest one is not named as a main reason
+_MEANING_TERMS = frozenset({"⟨sens général du message⟩", "⟨overall meaning of the message⟩"})
 
 
 def _sentence_reasons(exp: Explanation, words: int) -> list[str]:
@@ -414,9 +415,18 @@ def _sentence_reasons(exp: Explanation, words: int) -> list[str]:
     """
     shown: list[str] = []
     cores: set[str] = set()
-    strongest = exp.toward[0][1] if exp.toward else 0.0
+    # The sentence-meaning block sums 512 dimensions into one reason: measured against it, every single word
+    # would look weak and the sentence would name nothing a volunteer can check.  Words are measured against words.
+    singles = [w for t, w in exp.toward if t not in _MEANING_TERMS]
+    strongest = singles[0] if singles else 0.0
     for t, w in exp.toward:
-        if len(shown) >= words or w < _WEAK * strongest:
+        if len(shown) >= words:
+            break
+        if t in _MEANING_TERMS:
+            shown.append(t[1:-1])
+            cores.add(t)
+            continue
+        if w < _WEAK * strongest:
             break
         if t.startswith("⟨") and t.endswith("⟩"):
             if t not in cores:
