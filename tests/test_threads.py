@@ -101,6 +101,20 @@ def decided(state: StateStore, key: str) -> MessageRecord:
     return record
 
 
+def reply_after_sorting(tmp_path: Path, model_file: Path, category: str, reply_body: str, *,
+                        threads: bool | None = True) -> tuple[str, MessageRecord]:
+    """An unsure message a person sorts into ``category``, then a reply to it: the parent's key and the reply's record."""
+    cfg = write_config(tmp_path, model_file, threads=threads)
+    conn = maildir(tmp_path)
+    parent = conn.deliver(mail("p1@exemple.fr", UNSURE)).key
+    with TriageJob(cfg) as job:
+        job.run_once()
+        sorted_by_person(tmp_path, job, parent, category)
+        reply = conn.deliver(mail("r1@exemple.fr", reply_body, reply_to="p1@exemple.fr")).key
+        job.run_once()
+        return parent, decided(job.state, reply)
+
+
 def today(months: tuple[str, ...]) -> str:
     now = datetime.now(UTC).date()
     day = "1er" if months is MONTHS_FR and now.day == 1 else str(now.day)
@@ -162,15 +176,7 @@ def test_the_setting_is_declared_and_off_by_default(tmp_path: Path, model_file: 
 
 def test_a_reply_to_a_person_sorted_message_takes_its_category_and_says_why(tmp_path: Path,
                                                                            model_file: Path) -> None:
-    cfg = write_config(tmp_path, model_file)
-    conn = maildir(tmp_path)
-    parent = conn.deliver(mail("p1@exemple.fr", UNSURE)).key
-    with TriageJob(cfg) as job:
-        job.run_once()
-        sorted_by_person(tmp_path, job, parent, "Partenariat")
-        reply = conn.deliver(mail("r1@exemple.fr", UNSURE, reply_to="p1@exemple.fr")).key
-        job.run_once()
-        record = decided(job.state, reply)
+    parent, record = reply_after_sorting(tmp_path, model_file, "Partenariat", UNSURE)
     assert record.decision == "auto" and record.category == "Partenariat"
     assert record.current_folder == CATEGORIES["Partenariat"]
     assert record.reason == f"même fil que le message du {today(MONTHS_FR)}, classé Partenariat"
@@ -203,15 +209,7 @@ def test_a_reply_without_references_finds_its_thread_by_subject(tmp_path: Path, 
 
 
 def test_the_model_alone_sends_that_reply_to_review(tmp_path: Path, model_file: Path) -> None:
-    cfg = write_config(tmp_path, model_file, threads=False)
-    conn = maildir(tmp_path)
-    parent = conn.deliver(mail("p1@exemple.fr", UNSURE)).key
-    with TriageJob(cfg) as job:
-        job.run_once()
-        sorted_by_person(tmp_path, job, parent, "Partenariat")
-        reply = conn.deliver(mail("r1@exemple.fr", UNSURE, reply_to="p1@exemple.fr")).key
-        job.run_once()
-        record = decided(job.state, reply)
+    _, record = reply_after_sorting(tmp_path, model_file, "Partenariat", UNSURE, threads=False)
     assert record.decision == "review" and "thread" not in (record.explanation or {})
 
 
@@ -239,15 +237,7 @@ def test_a_thread_decision_corrected_by_a_person_is_recorded_as_a_correction(tmp
 
 def test_a_reply_the_model_is_sure_belongs_elsewhere_keeps_the_models_category(tmp_path: Path,
                                                                               model_file: Path) -> None:
-    cfg = write_config(tmp_path, model_file)
-    conn = maildir(tmp_path)
-    parent = conn.deliver(mail("p1@exemple.fr", UNSURE)).key
-    with TriageJob(cfg) as job:
-        job.run_once()
-        sorted_by_person(tmp_path, job, parent, "Presse")
-        reply = conn.deliver(mail("r1@exemple.fr", MEMBERSHIP, reply_to="p1@exemple.fr")).key
-        job.run_once()
-        record = decided(job.state, reply)
+    _, record = reply_after_sorting(tmp_path, model_file, "Presse", MEMBERSHIP)
     assert record.decision == "auto" and record.category == "Adhesion"
     assert "thread" not in record.explanation and not record.reason
 
@@ -269,15 +259,7 @@ def test_a_reply_to_a_message_still_in_review_goes_to_review(tmp_path: Path, mod
 def test_the_thread_sentence_is_in_the_runs_language(tmp_path: Path, model_file: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ASSOC_AI_LANG", "en")
-    cfg = write_config(tmp_path, model_file)
-    conn = maildir(tmp_path)
-    parent = conn.deliver(mail("p1@exemple.fr", UNSURE)).key
-    with TriageJob(cfg) as job:
-        job.run_once()
-        sorted_by_person(tmp_path, job, parent, "Partenariat")
-        reply = conn.deliver(mail("r1@exemple.fr", UNSURE, reply_to="p1@exemple.fr")).key
-        job.run_once()
-        record = decided(job.state, reply)
+    parent, record = reply_after_sorting(tmp_path, model_file, "Partenariat", UNSURE)
     assert record.reason == f"same thread as the message of {today(MONTHS_EN)}, sorted as Partenariat"
     assert record.explanation["sentence"].startswith("same thread as the message of")
 
